@@ -1,0 +1,303 @@
+/**
+ * The local sandbox host: plays the container's role on a machine with no
+ * Docker engine. Each sandbox is a directory of its own (work, home, tmp)
+ * under one root; commands run there with only the environment the
+ * orchestrator passes in, plus what the container image would set.
+ *
+ *   node container/local-host.ts            # prints LOCAL_SANDBOX_URL=http://127.0.0.1:<free port>
+ *
+ * The Worker reaches it over loopback (src/sandbox/local.ts). It is not a
+ * security boundary: processes run as this user, see this filesystem and
+ * this network. The README says what that means.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createReadStream, existsSync } from "node:fs";
+import fs from "node:fs/promises";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { timingSafeEqual, createHash } from "node:crypto";
+
+type Output = { kind: "stdout" | "stderr"; data: string } | { kind: "exit"; exitCode: number };
+
+interface HostedProcess {
+  child: ChildProcess;
+  output: Output[];
+  done: boolean;
+  waiters: Set<() => void>;
+}
+
+interface HostedSandbox {
+  root: string;
+  processes: Map<string, HostedProcess>;
+}
+
+export interface LocalHostOptions {
+  port?: number;
+  /** Directory that holds one subdirectory per sandbox. */
+  root?: string;
+  /** Bearer token every request must carry. */
+  token: string;
+}
+
+const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const EXEC_OUTPUT_CAP = 32 * 1024 * 1024;
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Binaries the container image has on PATH: this package's (claude, node 22) first. */
+const BIN_PATH = [path.resolve(here, "../node_modules/.bin"), process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"].join(":");
+
+/** Starts the host; resolves once it listens. */
+export async function startLocalSandboxHost(options: LocalHostOptions) {
+  const root = options.root ?? (await fs.mkdtemp(path.join(os.tmpdir(), "sortie-sandboxes-")));
+  await fs.mkdir(root, { recursive: true });
+  const sandboxes = new Map<string, HostedSandbox>();
+  const expected = createHash("sha256").update(`Bearer ${options.token}`).digest();
+
+  const authorized = (req: http.IncomingMessage) => {
+    const given = createHash("sha256").update(req.headers.authorization ?? "").digest();
+    return timingSafeEqual(given, expected);
+  };
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (!res.headersSent) send(res, 500, { error: { code: "host_error", message: error instanceof Error ? error.message : String(error) } });
+      else res.destroy();
+    });
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size });
+    if (!authorized(req)) return send(res, 401, { error: { code: "unauthorized", message: "bad or missing token" } });
+    if (url.pathname === "/v1/sandboxes" && req.method === "GET") {
+      const live = [...sandboxes.values()].flatMap((s) => [...s.processes.values()]).filter((p) => !p.done).length;
+      return send(res, 200, { sandboxes: [...sandboxes.keys()], liveProcesses: live });
+    }
+    const match = /^\/v1\/sandboxes\/([^/]+)(\/.*)?$/.exec(url.pathname);
+    if (!match) return send(res, 404, { error: { code: "not_found", message: url.pathname } });
+    const id = decodeURIComponent(match[1]!);
+    if (!ID.test(id)) return send(res, 400, { error: { code: "bad_id", message: `bad sandbox id ${id}` } });
+    const rest = match[2] ?? "";
+
+    if (rest === "" && req.method === "POST") {
+      const sandbox = await ensureSandbox(id);
+      return send(res, 200, { workdir: path.join(sandbox.root, "work") });
+    }
+    if (rest === "" && req.method === "DELETE") {
+      await destroySandbox(id);
+      return send(res, 200, { destroyed: id });
+    }
+    const sandbox = sandboxes.get(id);
+    if (!sandbox) return send(res, 404, { error: { code: "no_sandbox", message: `no sandbox ${id}` } });
+
+    if (rest === "/exec" && req.method === "POST") {
+      const body = JSON.parse(await readBody(req)) as { command: string; cwd?: string; env?: Record<string, string>; timeoutMs?: number };
+      return send(res, 200, await execIn(sandbox, body));
+    }
+    if (rest === "/processes" && req.method === "POST") {
+      const body = JSON.parse(await readBody(req)) as { command: string; cwd?: string; env?: Record<string, string> };
+      const processId = `p${sandbox.processes.size + 1}-${Date.now().toString(36)}`;
+      sandbox.processes.set(processId, startIn(sandbox, body));
+      return send(res, 200, { processId });
+    }
+    const proc = /^\/processes\/([^/]+)(\/output)?$/.exec(rest);
+    if (proc) {
+      const hosted = sandbox.processes.get(decodeURIComponent(proc[1]!));
+      if (!hosted) return send(res, 404, { error: { code: "no_process", message: `no process ${proc[1]}` } });
+      if (proc[2] && req.method === "GET") return streamOutput(hosted, Number(url.searchParams.get("skip") ?? 0), req, res);
+      if (!proc[2] && req.method === "DELETE") {
+        await killTree(hosted);
+        return send(res, 200, { killed: true });
+      }
+    }
+    if (rest === "/files") {
+      const file = insideSandbox(sandbox, url.searchParams.get("path") ?? "");
+      if (!file) return send(res, 400, { error: { code: "bad_path", message: "path must be inside the sandbox" } });
+      if (req.method === "PUT") {
+        await fs.mkdir(path.dirname(file), { recursive: true });
+        await fs.writeFile(file, await readBody(req));
+        return send(res, 200, { written: file });
+      }
+      if (req.method === "GET") {
+        if (!existsSync(file)) return send(res, 404, { error: { code: "no_file", message: file } });
+        res.writeHead(200, { "content-type": "application/octet-stream" });
+        createReadStream(file).pipe(res);
+        return;
+      }
+    }
+    return send(res, 404, { error: { code: "not_found", message: `${req.method} ${url.pathname}` } });
+  }
+
+  async function ensureSandbox(id: string): Promise<HostedSandbox> {
+    let sandbox = sandboxes.get(id);
+    if (!sandbox) {
+      sandbox = { root: path.join(root, id), processes: new Map() };
+      sandboxes.set(id, sandbox);
+    }
+    for (const dir of ["work", "home", "tmp"]) await fs.mkdir(path.join(sandbox.root, dir), { recursive: true });
+    return sandbox;
+  }
+
+  async function destroySandbox(id: string) {
+    const sandbox = sandboxes.get(id);
+    if (!sandbox) return;
+    sandboxes.delete(id);
+    await Promise.all([...sandbox.processes.values()].map(killTree));
+    await fs.rm(sandbox.root, { recursive: true, force: true });
+  }
+
+  function environment(sandbox: HostedSandbox, extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      PATH: BIN_PATH,
+      HOME: path.join(sandbox.root, "home"),
+      TMPDIR: path.join(sandbox.root, "tmp"),
+      LANG: "C.UTF-8",
+      TERM: "dumb",
+      // What container/Dockerfile sets for every process in the image.
+      IS_SANDBOX: "1",
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+      DISABLE_AUTOUPDATER: "1",
+      GIT_AUTHOR_NAME: "Sortie",
+      GIT_AUTHOR_EMAIL: "sortie@users.noreply.github.com",
+      GIT_COMMITTER_NAME: "Sortie",
+      GIT_COMMITTER_EMAIL: "sortie@users.noreply.github.com",
+      GIT_TERMINAL_PROMPT: "0",
+      ...extra,
+    };
+  }
+
+  function spawnIn(sandbox: HostedSandbox, body: { command: string; cwd?: string; env?: Record<string, string> }) {
+    const cwd = body.cwd ? insideSandbox(sandbox, body.cwd) : path.join(sandbox.root, "work");
+    if (!cwd) throw new Error(`cwd ${body.cwd} is outside the sandbox`);
+    return spawn("bash", ["-c", body.command], { cwd, env: environment(sandbox, body.env) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  }
+
+  function execIn(sandbox: HostedSandbox, body: { command: string; cwd?: string; env?: Record<string, string>; timeoutMs?: number }) {
+    return new Promise<{ exitCode: number; stdout: string; stderr: string; timedOut: boolean }>((resolve) => {
+      const child = spawnIn(sandbox, body);
+      const hosted: HostedProcess = { child, output: [], done: false, waiters: new Set() };
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let size = 0;
+      let timedOut = false;
+      const keep = (into: Buffer[]) => (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= EXEC_OUTPUT_CAP) into.push(chunk);
+      };
+      child.stdout!.on("data", keep(out));
+      child.stderr!.on("data", keep(err));
+      const timer = body.timeoutMs ? setTimeout(() => { timedOut = true; void killTree(hosted); }, body.timeoutMs) : undefined;
+      child.on("close", (code, signal) => {
+        clearTimeout(timer);
+        hosted.done = true;
+        resolve({
+          exitCode: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1),
+          stdout: Buffer.concat(out).toString("utf8"),
+          stderr: Buffer.concat(err).toString("utf8") + (timedOut ? `\ncommand timed out after ${body.timeoutMs} ms` : ""),
+          timedOut,
+        });
+      });
+    });
+  }
+
+  function startIn(sandbox: HostedSandbox, body: { command: string; cwd?: string; env?: Record<string, string> }): HostedProcess {
+    const child = spawnIn(sandbox, body);
+    const hosted: HostedProcess = { child, output: [], done: false, waiters: new Set() };
+    const push = (item: Output) => {
+      hosted.output.push(item);
+      for (const wake of hosted.waiters) wake();
+    };
+    child.stdout!.setEncoding("utf8").on("data", (data: string) => push({ kind: "stdout", data }));
+    child.stderr!.setEncoding("utf8").on("data", (data: string) => push({ kind: "stderr", data }));
+    child.on("close", (code, signal) => {
+      hosted.done = true;
+      push({ kind: "exit", exitCode: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1) });
+    });
+    return hosted;
+  }
+
+  return new Promise<{ url: string; port: number; root: string; close: () => Promise<void> }>((resolve) => {
+    server.listen(options.port ?? 0, "127.0.0.1", () => {
+      const { port } = server.address() as import("node:net").AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        port,
+        root,
+        close: async () => {
+          await Promise.all([...sandboxes.keys()].map(destroySandbox));
+          server.closeAllConnections();
+          await new Promise((done) => server.close(done));
+        },
+      });
+    });
+  });
+}
+
+/** Streams a process's output as NDJSON from item `skip` on, live until it exits. */
+async function streamOutput(hosted: HostedProcess, skip: number, req: http.IncomingMessage, res: http.ServerResponse) {
+  res.writeHead(200, { "content-type": "application/x-ndjson" });
+  let next = Math.max(0, skip);
+  let closed = false;
+  req.on("close", () => { closed = true; });
+  while (!closed) {
+    while (next < hosted.output.length) {
+      const item = hosted.output[next++]!;
+      if (!res.write(`${JSON.stringify(item)}\n`)) await new Promise((drain) => res.once("drain", drain));
+      if (item.kind === "exit") return res.end();
+    }
+    await new Promise<void>((wake) => {
+      const done = () => { hosted.waiters.delete(done); wake(); };
+      hosted.waiters.add(done);
+      req.once("close", done);
+    });
+  }
+}
+
+function killTree(hosted: HostedProcess): Promise<void> {
+  if (hosted.done || hosted.child.pid === undefined) return Promise.resolve();
+  const pid = hosted.child.pid;
+  return new Promise((resolve) => {
+    const force = setTimeout(() => signalGroup(pid, "SIGKILL"), 3000);
+    hosted.child.once("close", () => { clearTimeout(force); resolve(); });
+    signalGroup(pid, "SIGTERM");
+  });
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals) {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // The group is already gone: nothing left to stop.
+  }
+}
+
+function insideSandbox(sandbox: HostedSandbox, target: string): string | null {
+  if (!target) return null;
+  const resolved = path.resolve(sandbox.root, target);
+  return resolved === sandbox.root || resolved.startsWith(sandbox.root + path.sep) ? resolved : null;
+}
+
+async function readBody(req: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const token = process.env.LOCAL_SANDBOX_TOKEN;
+  if (!token) {
+    console.error("LOCAL_SANDBOX_TOKEN must be set");
+    process.exit(2);
+  }
+  const host = await startLocalSandboxHost({ token, port: Number(process.env.LOCAL_SANDBOX_PORT ?? 0), root: process.env.LOCAL_SANDBOX_ROOT });
+  console.log(`LOCAL_SANDBOX_URL=${host.url}`);
+  console.log(`sandboxes live under ${host.root}`);
+  const stop = () => host.close().then(() => process.exit(0));
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}

@@ -1,0 +1,46 @@
+/** Builds Sortie's HTTP surface: routes, the body limit, and the one place errors become JSON. */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import { readConfig } from "../config.ts";
+import { SortieError, errorBody } from "../errors.ts";
+import type { AuthVariables } from "./auth.ts";
+import { taskRoutes } from "./tasks.ts";
+
+type Env = { Bindings: Cloudflare.Env; Variables: AuthVariables };
+
+export function buildApp() {
+  const app = new Hono<Env>();
+  app.use(requestId());
+  app.use(secureHeaders());
+  app.use("/api/*", async (c, next) => {
+    const maxSize = readConfig(c.env).maxBodyBytes;
+    return bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new SortieError("body_too_large", `the request body is larger than ${maxSize} bytes`, 413);
+      },
+    })(c, next);
+  });
+
+  app.get("/healthz", (c) => c.json({ ok: true, backend: readConfig(c.env).sandboxBackend }));
+  app.route("/api/tasks", taskRoutes);
+
+  app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
+  app.onError((error, c) => {
+    if (error instanceof SortieError) {
+      return c.json(errorBody(error.code, error.message), error.status, error.headers);
+    }
+    if (error instanceof HTTPException) {
+      return c.json(errorBody(`http_${error.status}`, error.message || "request refused"), error.status);
+    }
+    // Errors thrown inside a Durable Object lose their class over RPC but keep their message.
+    const remote = /^SortieError: /.test(error.message);
+    console.error(JSON.stringify({ event: "api.error", path: c.req.path, message: error.message, requestId: c.var.requestId }));
+    if (remote) return c.json(errorBody("conflict", error.message.replace(/^SortieError: /, "")), 409);
+    return c.json(errorBody("internal", "internal error; the request id is in the x-request-id header"), 500);
+  });
+  return app;
+}

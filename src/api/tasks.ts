@@ -1,0 +1,141 @@
+/** The task routes: create, list, read, cancel, diff, events, and the live WebSocket. */
+import { getAgentByName } from "agents";
+import { Hono } from "hono";
+import { readConfig } from "../config.ts";
+import { SortieError } from "../errors.ts";
+import { isTaskId, newTaskId } from "../ids.ts";
+import { resolveRepo } from "../repo.ts";
+import { CreateTaskBody, ListTasksQuery, type TaskState, type TaskView } from "../schema.ts";
+import { listTasks } from "../store/tasks.ts";
+import { bearerOf, requireAdmin, sameSecret, signViewerToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
+import { jsonBody, validate } from "./body.ts";
+
+type Env = { Bindings: Cloudflare.Env; Variables: AuthVariables };
+
+export const taskRoutes = new Hono<Env>();
+
+/** The WebSocket upgrade authenticates itself (header or viewer token), so it is mounted before `requireAdmin`. */
+taskRoutes.get("/:id/ws", async (c) => {
+  const id = c.req.param("id");
+  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+    throw new SortieError("upgrade_required", "this endpoint speaks WebSocket only", 426);
+  }
+  const admin = c.env.SORTIE_ADMIN_TOKEN;
+  const bearer = bearerOf(c.req.header("authorization"));
+  const token = c.req.query("token");
+  const allowed =
+    !!admin && ((bearer !== null && (await sameSecret(bearer, admin))) || (token !== undefined && (await verifyViewerToken(admin, token, id))));
+  if (!allowed) throw new SortieError("unauthorized", "a bearer token or a valid viewer token for this task is required", 401);
+  await requireKnownTask(c.env, id);
+  const agent = await getAgentByName(c.env.TaskAgent, id);
+  return agent.fetch(c.req.raw);
+});
+
+taskRoutes.use("*", requireAdmin());
+
+taskRoutes.post("/", async (c) => {
+  const body = await jsonBody(c, CreateTaskBody);
+  const config = readConfig(c.env);
+  const repo = resolveRepo(body.repo, config.gitBaseUrl);
+  const timeoutMinutes = body.timeoutMinutes ?? config.defaultTimeoutMinutes;
+  if (timeoutMinutes > config.maxTimeoutMinutes) {
+    throw new SortieError("limit_exceeded", `timeoutMinutes may be at most ${config.maxTimeoutMinutes}`, 422);
+  }
+  const id = newTaskId();
+  const agent = await getAgentByName(c.env.TaskAgent, id);
+  const task = await agent.create({
+    id,
+    repo: repo.slug,
+    cloneUrl: repo.cloneUrl,
+    branch: body.branch ?? null,
+    prompt: body.prompt,
+    model: body.model ?? null,
+    maxTurns: body.maxTurns ?? config.defaultMaxTurns,
+    timeoutMinutes,
+    source: "api",
+    createdBy: c.var.caller.name,
+  });
+  return c.json(await present(c.req.url, c.env, task), 202);
+});
+
+taskRoutes.get("/", async (c) => {
+  const query = validate(ListTasksQuery, c.req.query(), "query");
+  return c.json(await listTasks(c.env.DB, query));
+});
+
+taskRoutes.get("/:id", async (c) => {
+  const task = await loadTask(c.env, c.req.param("id"));
+  return c.json(await present(c.req.url, c.env, task));
+});
+
+taskRoutes.post("/:id/cancel", async (c) => {
+  const id = c.req.param("id");
+  await requireKnownTask(c.env, id);
+  const agent = await getAgentByName(c.env.TaskAgent, id);
+  const task = await agent.cancel(c.var.caller.name);
+  return c.json(await present(c.req.url, c.env, task));
+});
+
+taskRoutes.get("/:id/runs/:n/diff", async (c) => {
+  const id = c.req.param("id");
+  const task = await loadTask(c.env, id);
+  const n = Number(c.req.param("n"));
+  const run = Number.isInteger(n) ? task.runs[n] : undefined;
+  if (!run) throw new SortieError("not_found", `task ${id} has no run ${c.req.param("n")}`, 404);
+  if (!run.diff) throw new SortieError("diff_not_ready", `run ${n} has no diff yet (status ${run.status}${run.phase ? `, phase ${run.phase}` : ""})`, 409);
+  const agent = await getAgentByName(c.env.TaskAgent, id);
+  const chunks = await agent.diffChunkCount(n);
+  let next = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (next >= chunks) return controller.close();
+      const chunk = await agent.diffChunk(n, next++);
+      if (chunk) controller.enqueue(chunk);
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/x-diff; charset=utf-8", "x-sortie-diff-files": String(run.diff.files) } });
+});
+
+taskRoutes.get("/:id/events", async (c) => {
+  const id = c.req.param("id");
+  await requireKnownTask(c.env, id);
+  const after = Number(c.req.query("after") ?? 0);
+  if (!Number.isInteger(after) || after < 0) throw new SortieError("invalid_query", "after must be a non-negative integer seq");
+  const agent = await getAgentByName(c.env.TaskAgent, id);
+  const encoder = new TextEncoder();
+  let cursor = after;
+  let done = false;
+  const pageSize = 500;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (done) return controller.close();
+      const page = await agent.readEvents(cursor, pageSize);
+      if (page.count < pageSize) done = true;
+      if (page.count === 0) return controller.close();
+      cursor = page.lastSeq;
+      controller.enqueue(encoder.encode(page.ndjson));
+    },
+  });
+  return new Response(body, { headers: { "content-type": "application/x-ndjson; charset=utf-8" } });
+});
+
+async function requireKnownTask(env: Cloudflare.Env, id: string): Promise<void> {
+  const found = isTaskId(id) ? await env.DB.prepare("SELECT 1 AS found FROM tasks WHERE id = ?").bind(id).first() : null;
+  if (!found) throw new SortieError("not_found", `no task ${id}`, 404);
+}
+
+async function loadTask(env: Cloudflare.Env, id: string): Promise<TaskState> {
+  await requireKnownTask(env, id);
+  const agent = await getAgentByName(env.TaskAgent, id);
+  const task = await agent.view();
+  if (!task) throw new SortieError("not_found", `no task ${id}`, 404);
+  return task;
+}
+
+/** Adds where to watch the task: its API URL and a WebSocket URL carrying a fresh viewer token. */
+async function present(requestUrl: string, env: Cloudflare.Env, task: TaskState): Promise<TaskView> {
+  const origin = new URL(requestUrl).origin;
+  const token = await signViewerToken(env.SORTIE_ADMIN_TOKEN, task.id, readConfig(env).viewerTokenTtlSeconds);
+  const wsOrigin = origin.replace(/^http/, "ws");
+  return { ...task, url: `${origin}/api/tasks/${task.id}`, ws: `${wsOrigin}/api/tasks/${task.id}/ws?token=${encodeURIComponent(token)}` };
+}

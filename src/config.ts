@@ -1,0 +1,47 @@
+/** Limits and defaults, read from the Worker's vars once per request or agent. */
+export interface SortieConfig {
+  sandboxBackend: "cloudflare" | "local";
+  gitBaseUrl: string;
+  defaultTimeoutMinutes: number;
+  maxTimeoutMinutes: number;
+  defaultMaxTurns: number;
+  maxTurnsLimit: number;
+  maxBodyBytes: number;
+  maxPromptChars: number;
+  maxRuns: number;
+  viewerTokenTtlSeconds: number;
+}
+
+/** Hard ceilings that no configuration raises. */
+export const LIMITS = {
+  maxPromptChars: 100_000,
+  maxRuns: 8,
+  maxTurnsLimit: 500,
+  /** Bytes of one stored diff chunk: well under the 2 MB SQLite row limit. */
+  diffChunkBytes: 256 * 1024,
+  /** Largest text kept in one event; the rest is cut and flagged `truncated`. */
+  eventTextChars: 16 * 1024,
+  /** Events served per page to a reconnecting viewer or the NDJSON endpoint. */
+  eventPage: 500,
+} as const;
+
+export function readConfig(env: Cloudflare.Env): SortieConfig {
+  const backend = env.SANDBOX_BACKEND === "local" ? "local" : "cloudflare";
+  return {
+    sandboxBackend: backend,
+    gitBaseUrl: (env.GIT_BASE_URL || "https://github.com").replace(/\/+$/, ""),
+    defaultTimeoutMinutes: positive(env.DEFAULT_TIMEOUT_MINUTES, 30),
+    maxTimeoutMinutes: positive(env.MAX_TIMEOUT_MINUTES, 120),
+    defaultMaxTurns: positive(env.DEFAULT_MAX_TURNS, 50),
+    maxTurnsLimit: LIMITS.maxTurnsLimit,
+    maxBodyBytes: positive(env.MAX_BODY_BYTES, 256 * 1024),
+    maxPromptChars: LIMITS.maxPromptChars,
+    maxRuns: LIMITS.maxRuns,
+    viewerTokenTtlSeconds: 60 * 60,
+  };
+}
+
+function positive(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? n : fallback;
+}

@@ -1,0 +1,14 @@
+/**
+ * The Sortie Worker: the HTTP API in front, the task agents and the sandbox
+ * class behind it. Wrangler reads the Durable Object classes from these exports.
+ */
+import { buildApp } from "./api/app.ts";
+
+export { TaskAgent } from "./agents/task-agent.ts";
+export { Sandbox } from "@cloudflare/sandbox";
+
+const app = buildApp();
+
+export default {
+  fetch: (request, env, ctx) => app.fetch(request, env, ctx),
+} satisfies ExportedHandler<Cloudflare.Env>;

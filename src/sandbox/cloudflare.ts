@@ -1,0 +1,134 @@
+import { parseSSEStream, type LogEvent } from "@cloudflare/sandbox";
+import {
+  SandboxUnavailableError,
+  type CheckoutResult,
+  type ExecOptions,
+  type ExecResult,
+  type ProcessOutput,
+  type Sandbox,
+  type SandboxPort,
+} from "./port.ts";
+import { CloneError } from "./checkout.ts";
+
+/**
+ * The part of the `@cloudflare/sandbox` SDK this adapter uses. Naming it keeps
+ * the adapter honest about its surface and lets tests drive it with a
+ * recording stand-in instead of a container.
+ */
+export interface SandboxSdkClient {
+  exec(command: string, options?: { env?: Record<string, string>; cwd?: string; timeout?: number }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  startProcess(command: string, options?: { env?: Record<string, string>; cwd?: string; processId?: string }): Promise<{ id: string }>;
+  streamProcessLogs(processId: string, options?: { signal?: AbortSignal }): Promise<ReadableStream<Uint8Array>>;
+  killProcess(id: string, signal?: string): Promise<void>;
+  writeFile(path: string, content: string): Promise<unknown>;
+  readFileStream(path: string): Promise<ReadableStream<Uint8Array>>;
+  gitCheckout(repoUrl: string, options?: { branch?: string; targetDir?: string; depth?: number; cloneTimeoutMs?: number }): Promise<unknown>;
+  destroy(): Promise<void>;
+}
+
+/** Where a Cloudflare sandbox keeps the run's files: the container is the run's alone. */
+const WORKDIR = "/workspace";
+
+/**
+ * The `cloudflare` adapter: one Sandbox container (a Durable Object with a
+ * container attached) per run.
+ *
+ * @example new CloudflareSandboxPort((id) => getSandbox(env.Sandbox, id))
+ */
+export class CloudflareSandboxPort implements SandboxPort {
+  readonly backend = "cloudflare" as const;
+  constructor(private readonly connect: (id: string) => SandboxSdkClient) {}
+
+  async open(id: string): Promise<Sandbox> {
+    return new CloudflareSandbox(id, this.connect(id));
+  }
+}
+
+class CloudflareSandbox implements Sandbox {
+  readonly workdir = WORKDIR;
+  constructor(
+    readonly id: string,
+    private readonly sdk: SandboxSdkClient,
+  ) {}
+
+  async checkout(url: string, options: { dir: string; branch?: string | null; timeoutMs?: number }): Promise<CheckoutResult> {
+    try {
+      await this.sdk.gitCheckout(url, {
+        targetDir: options.dir,
+        depth: 1,
+        cloneTimeoutMs: options.timeoutMs,
+        ...(options.branch ? { branch: options.branch } : {}),
+      });
+    } catch (error) {
+      throw new CloneError(error instanceof Error ? error.message : String(error));
+    }
+    const head = await this.exec('git -C "$SORTIE_DIR" rev-parse HEAD', { env: { SORTIE_DIR: options.dir } });
+    const commit = head.stdout.trim();
+    if (head.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(commit)) throw new CloneError(`cloned, but HEAD is unreadable: ${head.stderr.trim()}`);
+    return { commit };
+  }
+
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const result = await this.call("exec", () =>
+      this.sdk.exec(command, { env: options.env, cwd: options.cwd, timeout: options.timeoutMs }),
+    );
+    return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  async startProcess(command: string, options: ExecOptions = {}): Promise<{ processId: string }> {
+    const process = await this.call("startProcess", () => this.sdk.startProcess(command, { env: options.env, cwd: options.cwd }));
+    return { processId: process.id };
+  }
+
+  async *streamProcess(processId: string, options: { skip?: number; signal?: AbortSignal } = {}): AsyncIterable<ProcessOutput> {
+    const stream = await this.call("streamProcessLogs", () => this.sdk.streamProcessLogs(processId, { signal: options.signal }));
+    let seen = 0;
+    for await (const event of parseSSEStream<LogEvent>(stream, options.signal)) {
+      const output = toOutput(event);
+      if (!output) continue;
+      seen += 1;
+      if (seen <= (options.skip ?? 0)) continue;
+      yield output;
+      if (output.kind === "exit") return;
+    }
+  }
+
+  killProcess(processId: string): Promise<void> {
+    return this.call("killProcess", () => this.sdk.killProcess(processId));
+  }
+
+  async writeFile(path: string, content: string): Promise<void> {
+    await this.call("writeFile", () => this.sdk.writeFile(path, content));
+  }
+
+  readFile(path: string): Promise<ReadableStream<Uint8Array>> {
+    return this.call("readFileStream", () => this.sdk.readFileStream(path));
+  }
+
+  destroy(): Promise<void> {
+    return this.call("destroy", () => this.sdk.destroy());
+  }
+
+  /** Runs one SDK call; a failure of the container itself becomes SandboxUnavailableError. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw new SandboxUnavailableError(`sandbox ${this.id}: ${what} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+  }
+}
+
+function toOutput(event: LogEvent): ProcessOutput | null {
+  switch (event.type) {
+    case "stdout":
+    case "stderr":
+      return { kind: event.type, data: event.data };
+    case "exit":
+      return { kind: "exit", exitCode: event.exitCode ?? -1 };
+    case "error":
+      throw new SandboxUnavailableError(`process ${event.processId} failed: ${event.data}`);
+    default:
+      return null;
+  }
+}

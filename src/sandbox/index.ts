@@ -1,0 +1,13 @@
+import { getSandbox } from "@cloudflare/sandbox";
+import type { SortieConfig } from "../config.ts";
+import { CloudflareSandboxPort } from "./cloudflare.ts";
+import { LocalSandboxPort } from "./local.ts";
+import type { SandboxPort } from "./port.ts";
+
+export type { Sandbox, SandboxPort, ProcessOutput } from "./port.ts";
+
+/** The sandbox backend the configuration names: `local` for dev and tests, `cloudflare` in production. */
+export function sandboxPortFor(env: Cloudflare.Env, config: SortieConfig): SandboxPort {
+  if (config.sandboxBackend === "local") return new LocalSandboxPort(env.LOCAL_SANDBOX_URL, env.LOCAL_SANDBOX_TOKEN ?? "");
+  return new CloudflareSandboxPort((id) => getSandbox(env.Sandbox as never, id));
+}

@@ -1,0 +1,120 @@
+import {
+  SandboxUnavailableError,
+  type CheckoutResult,
+  type ExecOptions,
+  type ExecResult,
+  type ProcessOutput,
+  type Sandbox,
+  type SandboxPort,
+} from "./port.ts";
+import { CLONE_SCRIPT, parseCloneOutput } from "./checkout.ts";
+
+/**
+ * The `local` adapter: each sandbox is a directory with its own processes on
+ * this machine, served by container/local-host.ts. Used by `npm run dev` and
+ * the tests, where no Docker engine runs.
+ */
+export class LocalSandboxPort implements SandboxPort {
+  readonly backend = "local" as const;
+  constructor(
+    private readonly baseUrl: string,
+    private readonly token: string,
+  ) {
+    if (!baseUrl) throw new SandboxUnavailableError("LOCAL_SANDBOX_URL is not set: start the local sandbox host (npm run dev does)");
+  }
+
+  async open(id: string): Promise<Sandbox> {
+    const client = new LocalHostClient(this.baseUrl, this.token, id);
+    const { workdir } = await client.json<{ workdir: string }>("POST", "");
+    return new LocalSandbox(id, workdir, client);
+  }
+}
+
+class LocalHostClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly token: string,
+    private readonly sandboxId: string,
+  ) {}
+
+  async request(method: string, path: string, body?: BodyInit, signal?: AbortSignal): Promise<Response> {
+    const url = `${this.baseUrl}/v1/sandboxes/${encodeURIComponent(this.sandboxId)}${path}`;
+    let response: Response;
+    try {
+      response = await fetch(url, { method, body, signal, headers: { authorization: `Bearer ${this.token}` } });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      throw new SandboxUnavailableError(`local sandbox host unreachable at ${this.baseUrl}`, { cause: error });
+    }
+    if (!response.ok) {
+      const text = await response.text();
+      throw new SandboxUnavailableError(`local sandbox host answered ${response.status} to ${method} ${path || "/"}: ${text.slice(0, 500)}`);
+    }
+    return response;
+  }
+
+  async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.request(method, path, body === undefined ? undefined : JSON.stringify(body));
+    return (await response.json()) as T;
+  }
+}
+
+class LocalSandbox implements Sandbox {
+  constructor(
+    readonly id: string,
+    readonly workdir: string,
+    private readonly client: LocalHostClient,
+  ) {}
+
+  async checkout(url: string, options: { dir: string; branch?: string | null; timeoutMs?: number }): Promise<CheckoutResult> {
+    const result = await this.exec(CLONE_SCRIPT, {
+      env: { SORTIE_REPO_URL: url, SORTIE_DIR: options.dir, SORTIE_BRANCH: options.branch ?? "" },
+      timeoutMs: options.timeoutMs ?? 10 * 60_000,
+    });
+    return parseCloneOutput(result);
+  }
+
+  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    return this.client.json<ExecResult>("POST", "/exec", { command, ...options });
+  }
+
+  async startProcess(command: string, options: ExecOptions = {}): Promise<{ processId: string }> {
+    return this.client.json<{ processId: string }>("POST", "/processes", { command, ...options });
+  }
+
+  async *streamProcess(processId: string, options: { skip?: number; signal?: AbortSignal } = {}): AsyncIterable<ProcessOutput> {
+    const path = `/processes/${encodeURIComponent(processId)}/output?skip=${options.skip ?? 0}`;
+    const response = await this.client.request("GET", path, undefined, options.signal);
+    if (!response.body) throw new SandboxUnavailableError("local sandbox host sent no output stream");
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffered += decoder.decode(chunk, { stream: true });
+      let newline = buffered.indexOf("\n");
+      while (newline >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (line) yield JSON.parse(line) as ProcessOutput;
+        newline = buffered.indexOf("\n");
+      }
+    }
+  }
+
+  async killProcess(processId: string): Promise<void> {
+    await this.client.request("DELETE", `/processes/${encodeURIComponent(processId)}`);
+  }
+
+  async writeFile(path: string, content: string): Promise<void> {
+    await this.client.request("PUT", `/files?path=${encodeURIComponent(path)}`, content);
+  }
+
+  async readFile(path: string): Promise<ReadableStream<Uint8Array>> {
+    const response = await this.client.request("GET", `/files?path=${encodeURIComponent(path)}`);
+    if (!response.body) throw new SandboxUnavailableError(`no content for ${path}`);
+    return response.body;
+  }
+
+  async destroy(): Promise<void> {
+    await this.client.request("DELETE", "");
+  }
+}

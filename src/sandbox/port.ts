@@ -1,0 +1,64 @@
+/**
+ * The execution port: everything a task agent needs from a sandbox, and
+ * nothing about how a sandbox is made. The `cloudflare` adapter drives a
+ * Cloudflare Sandbox container; the `local` adapter drives
+ * container/local-host.ts over loopback HTTP.
+ */
+
+/** Output of a process, in order. `exit` comes last, once. */
+export type ProcessOutput =
+  | { kind: "stdout" | "stderr"; data: string }
+  | { kind: "exit"; exitCode: number };
+
+export interface ExecOptions {
+  cwd?: string;
+  /** Variables for this one command only; user data travels here, never inside `command`. */
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CheckoutResult {
+  /** The commit the clone is at: the base every diff is taken against. */
+  commit: string;
+}
+
+export interface Sandbox {
+  readonly id: string;
+  /** Absolute directory this sandbox's run owns; the repo is cloned beneath it. */
+  readonly workdir: string;
+  checkout(url: string, options: { dir: string; branch?: string | null; timeoutMs?: number }): Promise<CheckoutResult>;
+  exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  /** Starts a long-running command and returns its id; its output is read with `streamProcess`. */
+  startProcess(command: string, options?: ExecOptions): Promise<{ processId: string }>;
+  /**
+   * The process's output from the start (or after the first `skip` items, to
+   * re-attach), ending with its exit. Aborting `signal` stops reading, not the process.
+   */
+  streamProcess(processId: string, options?: { skip?: number; signal?: AbortSignal }): AsyncIterable<ProcessOutput>;
+  killProcess(processId: string): Promise<void>;
+  writeFile(path: string, content: string): Promise<void>;
+  /** A file's bytes as a stream, so a large diff never sits whole in memory. */
+  readFile(path: string): Promise<ReadableStream<Uint8Array>>;
+  /** Ends every process and frees the sandbox. Safe to call twice. */
+  destroy(): Promise<void>;
+}
+
+export interface SandboxPort {
+  readonly backend: "cloudflare" | "local";
+  /** Opens (creating if needed) the sandbox named `id`. */
+  open(id: string): Promise<Sandbox>;
+}
+
+/** Raised by an adapter when the sandbox itself (not the command in it) failed. */
+export class SandboxUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "SandboxUnavailableError";
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The shapes Sortie's API, agents, CLI and viewer share. Types come from these
+ * schemas (`z.infer`), so a field cannot drift between the API and its readers.
+ */
+import { z } from "zod";
+import { LIMITS } from "./config.ts";
+import { isValidBranchName } from "./repo.ts";
+
+export const TASK_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"] as const;
+export const TaskStatus = z.enum(TASK_STATUSES);
+export type TaskStatus = z.infer<typeof TaskStatus>;
+
+/** What a run is doing while `running`. */
+export const RunPhase = z.enum(["provisioning", "cloning", "agent", "diffing"]);
+export type RunPhase = z.infer<typeof RunPhase>;
+
+export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
+export const isTerminal = (status: TaskStatus) => TERMINAL_STATUSES.has(status);
+
+/** The body of `POST /api/tasks`. Unknown fields are refused, so a typo is an error, not a silent default. */
+export const CreateTaskBody = z
+  .object({
+    repo: z.string().min(1).max(300),
+    prompt: z.string().min(1, "prompt must not be empty").max(LIMITS.maxPromptChars),
+    branch: z
+      .string()
+      .refine(isValidBranchName, "branch is not a valid git branch name")
+      .optional(),
+    model: z
+      .string()
+      .regex(/^[A-Za-z0-9._:[\]-]{1,100}$/, "model must be a model id such as claude-sonnet-4-5")
+      .optional(),
+    maxTurns: z.int().min(1).max(LIMITS.maxTurnsLimit).optional(),
+    timeoutMinutes: z.number().min(0.01).optional(),
+  })
+  .strict();
+export type CreateTaskBody = z.infer<typeof CreateTaskBody>;
+
+/** Query of `GET /api/tasks`. */
+export const ListTasksQuery = z
+  .object({
+    status: TaskStatus.optional(),
+    repo: z.string().max(300).optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    cursor: z.string().max(200).optional(),
+  })
+  .strict();
+
+export const ErrorInfo = z.object({ code: z.string(), message: z.string() });
+export type ErrorInfo = z.infer<typeof ErrorInfo>;
+
+export const DiffStats = z.object({
+  files: z.int(),
+  additions: z.int(),
+  deletions: z.int(),
+  bytes: z.int(),
+});
+export type DiffStats = z.infer<typeof DiffStats>;
+
+export const RunView = z.object({
+  index: z.int(),
+  status: TaskStatus,
+  phase: RunPhase.nullable(),
+  branch: z.string(),
+  sessionId: z.string().nullable(),
+  baseCommit: z.string().nullable(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  durationMs: z.number().nullable(),
+  numTurns: z.number().nullable(),
+  costUsd: z.number(),
+  diff: DiffStats.nullable(),
+  error: ErrorInfo.nullable(),
+});
+export type RunView = z.infer<typeof RunView>;
+
+/** What the task agent holds, persists and broadcasts as its state. */
+export const TaskState = z.object({
+  id: z.string(),
+  repo: z.string(),
+  branch: z.string().nullable(),
+  prompt: z.string(),
+  model: z.string().nullable(),
+  maxTurns: z.int(),
+  timeoutMinutes: z.number(),
+  source: z.enum(["api", "slack", "github", "schedule"]),
+  createdBy: z.string(),
+  status: TaskStatus,
+  createdAt: z.number(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  costUsd: z.number(),
+  error: ErrorInfo.nullable(),
+  runs: z.array(RunView),
+});
+export type TaskState = z.infer<typeof TaskState>;
+
+/** A task as the API returns it: the state plus where to watch it. */
+export type TaskView = TaskState & { url: string; ws: string };
+
+/** The request a trigger hands to a task agent: validated input plus who asked. */
+export interface TaskSpec {
+  id: string;
+  repo: string;
+  cloneUrl: string;
+  branch: string | null;
+  prompt: string;
+  model: string | null;
+  maxTurns: number;
+  timeoutMinutes: number;
+  source: TaskState["source"];
+  createdBy: string;
+}
+
+/** One entry of a task's event log. `seq` is per task, starts at 1, and never skips. */
+export const TaskEvent = z.object({
+  seq: z.int(),
+  ts: z.number(),
+  run: z.int().nullable(),
+  type: z.string(),
+  data: z.record(z.string(), z.unknown()),
+});
+export type TaskEvent = z.infer<typeof TaskEvent>;
+
+/** The part of an event its producer supplies; the log adds `seq` and `ts`. */
+export type EventInput = Omit<TaskEvent, "seq" | "ts">;
+
+/** Listing row of `GET /api/tasks`, from the D1 index. */
+export const TaskSummary = z.object({
+  id: z.string(),
+  repo: z.string(),
+  prompt: z.string(),
+  status: TaskStatus,
+  source: z.string(),
+  createdBy: z.string(),
+  createdAt: z.number(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  runs: z.int(),
+  costUsd: z.number(),
+  files: z.int().nullable(),
+  additions: z.int().nullable(),
+  deletions: z.int().nullable(),
+  error: ErrorInfo.nullable(),
+});
+export type TaskSummary = z.infer<typeof TaskSummary>;
