@@ -101,12 +101,16 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return this.diffs.chunk(run, index);
   }
 
-  /** Stops every live run, destroys their sandboxes, and ends the task `cancelled`. */
-  async cancel(by: string): Promise<TaskState> {
+  /**
+   * Stops every live run, destroys their sandboxes, and ends the task
+   * `cancelled`. A refusal is returned, not thrown: errors lose their type
+   * on the way back over RPC.
+   */
+  async cancel(by: string): Promise<{ task: TaskState } | { refused: ErrorInfo }> {
     const task = this.requireTask();
-    if (isTerminal(task.status)) throw new SortieError("task_finished", `task ${task.id} already ended ${task.status}`, 409);
+    if (isTerminal(task.status)) return { refused: { code: "task_finished", message: `task ${task.id} already ended ${task.status}` } };
     await this.stopAll("cancelled", { code: "cancelled", message: `cancelled by ${by}` });
-    return this.requireTask();
+    return { task: this.requireTask() };
   }
 
   /** Alarm callback: the task ran past its `timeoutMinutes`. */

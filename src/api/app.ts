@@ -36,10 +36,7 @@ export function buildApp() {
     if (error instanceof HTTPException) {
       return c.json(errorBody(`http_${error.status}`, error.message || "request refused"), error.status);
     }
-    // Errors thrown inside a Durable Object lose their class over RPC but keep their message.
-    const remote = /^SortieError: /.test(error.message);
     console.error(JSON.stringify({ event: "api.error", path: c.req.path, message: error.message, requestId: c.var.requestId }));
-    if (remote) return c.json(errorBody("conflict", error.message.replace(/^SortieError: /, "")), 409);
     return c.json(errorBody("internal", "internal error; the request id is in the x-request-id header"), 500);
   });
   return app;

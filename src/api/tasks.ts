@@ -72,8 +72,9 @@ taskRoutes.post("/:id/cancel", async (c) => {
   const id = c.req.param("id");
   await requireKnownTask(c.env, id);
   const agent = await getAgentByName(c.env.TaskAgent, id);
-  const task = await agent.cancel(c.var.caller.name);
-  return c.json(await present(c.req.url, c.env, task));
+  const outcome = await agent.cancel(c.var.caller.name);
+  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, 409);
+  return c.json(await present(c.req.url, c.env, outcome.task));
 });
 
 taskRoutes.get("/:id/runs/:n/diff", async (c) => {

@@ -1,0 +1,63 @@
+import { exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import type { TaskEvent, TaskView } from "../../src/schema.ts";
+
+export const ADMIN = "test-admin-token";
+export const auth = { authorization: `Bearer ${ADMIN}` };
+
+/** Calls the Worker the way a client does. */
+export function api(path: string, init: RequestInit = {}): Promise<Response> {
+  return exports.default.fetch(new Request(`https://sortie.test${path}`, { ...init, headers: { ...auth, ...(init.headers as Record<string, string>) } }));
+}
+
+/** A prompt that makes the stand-in model play these steps (see test/standins/anthropic.mjs). */
+export function scripted(steps: unknown[], preface = "do the scripted work"): string {
+  return `${preface}\n#!standin ${JSON.stringify(steps)}`;
+}
+
+export async function createTask(body: Record<string, unknown>): Promise<TaskView> {
+  const response = await api("/api/tasks", { method: "POST", body: JSON.stringify({ repo: "acme/widgets", ...body }) });
+  expect(response.status, await response.clone().text()).toBe(202);
+  return (await response.json()) as TaskView;
+}
+
+export async function getTask(id: string): Promise<TaskView> {
+  const response = await api(`/api/tasks/${id}`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as TaskView;
+}
+
+/** Polls until the task reaches one of `statuses`. */
+export async function waitForStatus(id: string, statuses: string[], timeoutMs = 30_000): Promise<TaskView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const task = await getTask(id);
+    if (statuses.includes(task.status)) return task;
+    if (Date.now() > deadline) throw new Error(`task ${id} still ${task.status} (phase ${task.runs[0]?.phase}) after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export async function waitForPhase(id: string, phase: string, timeoutMs = 30_000): Promise<TaskView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const task = await getTask(id);
+    if (task.runs[0]?.phase === phase) return task;
+    if (Date.now() > deadline) throw new Error(`task ${id} never reached phase ${phase} (status ${task.status})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export async function readEvents(id: string, after = 0): Promise<TaskEvent[]> {
+  const response = await api(`/api/tasks/${id}/events?after=${after}`);
+  expect(response.status).toBe(200);
+  expect(response.headers.get("content-type")).toContain("application/x-ndjson");
+  const text = await response.text();
+  return text.split("\n").filter(Boolean).map((line) => JSON.parse(line) as TaskEvent);
+}
+
+export async function countTasks(): Promise<number> {
+  const { env } = await import("cloudflare:workers");
+  const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM tasks").first<{ n: number }>();
+  return row?.n ?? 0;
+}

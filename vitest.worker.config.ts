@@ -1,0 +1,34 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+/** The Worker's tests, inside workerd, with runs going to a real local sandbox host. */
+export default defineConfig(async () => {
+  const migrations = await readD1Migrations("migrations");
+  return {
+    plugins: [
+      cloudflareTest(({ inject }) => ({
+        wrangler: { configPath: "./wrangler.jsonc" },
+        miniflare: {
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            SORTIE_ADMIN_TOKEN: "test-admin-token",
+            ANTHROPIC_API_KEY: "sk-ant-test-key-0123456789",
+            ANTHROPIC_BASE_URL: inject("anthropicUrl"),
+            SANDBOX_BACKEND: "local",
+            LOCAL_SANDBOX_URL: inject("localSandboxUrl"),
+            LOCAL_SANDBOX_TOKEN: "test-local-sandbox-token",
+            GIT_BASE_URL: inject("gitBaseUrl"),
+            MAX_BODY_BYTES: "65536",
+          },
+        },
+      })),
+    ],
+    test: {
+      include: ["test/worker/**/*.test.ts"],
+      globalSetup: ["test/support/global-setup.ts"],
+      setupFiles: ["test/support/apply-migrations.ts"],
+      testTimeout: 60_000,
+      hookTimeout: 60_000,
+    },
+  };
+});
