@@ -46,7 +46,8 @@ function slugOf(input: string): string | null {
 export function isValidBranchName(name: string): boolean {
   if (name.length === 0 || name.length > 200) return false;
   if (name.startsWith("-") || name.startsWith("/") || name.endsWith("/") || name.endsWith(".")) return false;
-  if (name === "@" || name.includes("..") || name.includes("@{") || name.includes("//")) return false;
+  // `HEAD` names the checked-out commit, never a branch; a lone `@` is only barred as a whole ref, so `refs/heads/@` is fine.
+  if (name === "HEAD" || name.includes("..") || name.includes("@{") || name.includes("//")) return false;
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return false;
   return name.split("/").every((part) => part.length > 0 && !part.startsWith(".") && !part.endsWith(".lock"));

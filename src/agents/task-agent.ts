@@ -26,6 +26,8 @@ interface RunProgress {
 
 const SPEC_KEY = "sortie:spec";
 const progressKey = (run: number) => `sortie:progress:${run}`;
+/** Set while a run's sandbox may exist; cleared once it is destroyed, so none outlives a restart. */
+const sandboxKey = (run: number) => `sortie:sandbox:${run}`;
 
 export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   static override options = { sendIdentityOnConnect: false };
@@ -126,9 +128,13 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
    */
   override async onStart(): Promise<void> {
     const task = this.state;
-    if (!task || isTerminal(task.status)) return;
+    if (!task) return;
     for (const run of task.runs) {
-      if (isTerminal(run.status) || this.live.has(run.index)) continue;
+      if (this.live.has(run.index)) continue;
+      if (isTerminal(run.status)) {
+        if (this.ctx.storage.kv.get(sandboxKey(run.index))) await this.destroySandbox(run.index);
+        continue;
+      }
       const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(run.index));
       if (run.phase === "agent" && progress) {
         this.record({ run: run.index, type: "run.reattach", data: { processId: progress.processId, skip: progress.consumed } });
@@ -170,6 +176,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     let sandbox: Sandbox | undefined;
     try {
       if (!resume) this.setPhase(index, "provisioning");
+      this.ctx.storage.kv.put(sandboxKey(index), true);
       sandbox = await sandboxPortFor(this.env, this.config).open(sandboxIdFor(spec.id, index));
       if (signal.aborted) return;
       const repoDir = `${sandbox.workdir}/repo`;
@@ -299,6 +306,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     try {
       const sandbox = open ?? (await sandboxPortFor(this.env, this.config).open(sandboxIdFor(spec.id, index)));
       await sandbox.destroy();
+      this.ctx.storage.kv.delete(sandboxKey(index));
       this.record({ run: index, type: "sandbox.destroyed", data: { sandbox: sandbox.id } });
     } catch (error) {
       this.record({ run: index, type: "sandbox.destroy_failed", data: { message: messageOf(error) } });

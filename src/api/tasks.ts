@@ -28,7 +28,9 @@ taskRoutes.get("/:id/ws", async (c) => {
   if (!allowed) throw new SortieError("unauthorized", "a bearer token or a valid viewer token for this task is required", 401);
   await requireKnownTask(c.env, id);
   const agent = await getAgentByName(c.env.TaskAgent, id);
-  return agent.fetch(c.req.raw);
+  const upgraded = await agent.fetch(c.req.raw);
+  // The agent's 101 has immutable headers; a copy lets the app's middleware add its own.
+  return new Response(null, { status: upgraded.status, headers: new Headers(upgraded.headers), webSocket: upgraded.webSocket });
 });
 
 taskRoutes.use("*", requireAdmin());

@@ -1,4 +1,4 @@
-import { parseSSEStream, type LogEvent } from "@cloudflare/sandbox";
+import { parseSSEStream, streamFile, type LogEvent } from "@cloudflare/sandbox";
 import {
   SandboxUnavailableError,
   type CheckoutResult,
@@ -101,8 +101,24 @@ class CloudflareSandbox implements Sandbox {
     await this.call("writeFile", () => this.sdk.writeFile(path, content));
   }
 
-  readFile(path: string): Promise<ReadableStream<Uint8Array>> {
-    return this.call("readFileStream", () => this.sdk.readFileStream(path));
+  /** `readFileStream` sends the file as SSE events (text, or base64 for binary); this hands back the bytes. */
+  async readFile(path: string): Promise<ReadableStream<Uint8Array>> {
+    const bytes = fileBytes(await this.call("readFileStream", () => this.sdk.readFileStream(path)));
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        let next: IteratorResult<Uint8Array, void>;
+        try {
+          next = await bytes.next();
+        } catch (error) {
+          throw new SandboxUnavailableError(`sandbox ${this.id}: reading ${path} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        }
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      cancel: async () => {
+        await bytes.return();
+      },
+    });
   }
 
   destroy(): Promise<void> {
@@ -131,4 +147,10 @@ function toOutput(event: LogEvent): ProcessOutput | null {
     default:
       return null;
   }
+}
+
+/** The bytes carried by `readFileStream`'s events; `streamFile` decodes the base64 of binary files. */
+async function* fileBytes(events: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array, void> {
+  const encoder = new TextEncoder();
+  for await (const chunk of streamFile(events)) yield typeof chunk === "string" ? encoder.encode(chunk) : chunk;
 }

@@ -1,4 +1,4 @@
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import type { TaskEvent, TaskView } from "../../src/schema.ts";
 
@@ -57,7 +57,12 @@ export async function readEvents(id: string, after = 0): Promise<TaskEvent[]> {
 }
 
 export async function countTasks(): Promise<number> {
-  const { env } = await import("cloudflare:workers");
   const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM tasks").first<{ n: number }>();
   return row?.n ?? 0;
+}
+
+/** Sandboxes the local host still has; a finished task must leave none behind. */
+export async function liveSandboxes(): Promise<string[]> {
+  const response = await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes`, { headers: { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` } });
+  return ((await response.json()) as { sandboxes: string[] }).sandboxes;
 }

@@ -1,12 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { api, createTask, getTask, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
-
-/** Sandboxes the local host still has; a finished task must leave none behind. */
-async function liveSandboxes(): Promise<string[]> {
-  const response = await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes`, { headers: { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` } });
-  return ((await response.json()) as { sandboxes: string[] }).sandboxes;
-}
+import { api, createTask, liveSandboxes, getTask, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
 
 /** Runs for a minute. (Claude Code refuses a bare `sleep N`.) */
 const LONG_COMMAND = "node -e 'setTimeout(() => {}, 60000)'";

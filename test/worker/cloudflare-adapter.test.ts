@@ -1,0 +1,332 @@
+import { describe, expect, it } from "vitest";
+import { CloneError } from "../../src/sandbox/checkout.ts";
+import { CloudflareSandboxPort } from "../../src/sandbox/cloudflare.ts";
+import { SandboxUnavailableError, type ProcessOutput } from "../../src/sandbox/port.ts";
+import { RecordingSandboxSdk, type SdkScript } from "../standins/cloudflare-sandbox.ts";
+
+const REPO = "https://github.com/acme/widgets.git";
+const COMMIT = "0123456789abcdef0123456789abcdef01234567";
+/** A directory a shell would misread if it were spliced into a command. */
+const DIR = "/workspace/run 1/$(touch pwned)";
+
+/** Opens sandbox `id` through the port, on a fresh recording SDK. */
+async function open(script: SdkScript = {}, id = "run-1") {
+  const sdk = new RecordingSandboxSdk(script);
+  const connected: string[] = [];
+  const port = new CloudflareSandboxPort((name) => {
+    connected.push(name);
+    return sdk;
+  });
+  return { sandbox: await port.open(id), sdk, connected };
+}
+
+/** A clone whose HEAD is COMMIT, readable only when the directory arrives through the environment. */
+function headAt(commit: string): SdkScript["exec"] {
+  return (command, options) =>
+    command === 'git -C "$SORTIE_DIR" rev-parse HEAD' && options?.env?.SORTIE_DIR === DIR
+      ? { exitCode: 0, stdout: `${commit}\n` }
+      : { exitCode: 128, stderr: `fatal: cannot change to '${command}': No such file or directory` };
+}
+
+async function collect(outputs: AsyncIterable<ProcessOutput>): Promise<ProcessOutput[]> {
+  const all: ProcessOutput[] = [];
+  for await (const output of outputs) all.push(output);
+  return all;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof Error) return error;
+    throw new Error(`rejected with a non-Error: ${String(error)}`);
+  }
+  throw new Error("expected a rejection, got a result");
+}
+
+async function text(stream: ReadableStream<Uint8Array>): Promise<string> {
+  return new Response(stream).text();
+}
+
+describe("checkout", () => {
+  it("clones the branch shallowly into the directory and returns the commit HEAD is at", async () => {
+    const { sandbox, sdk, connected } = await open({ exec: headAt(COMMIT) });
+
+    const result = await sandbox.checkout(REPO, { dir: DIR, branch: "release/2.x", timeoutMs: 90_000 });
+
+    expect(result).toEqual({ commit: COMMIT });
+    expect(connected).toEqual(["run-1"]);
+    expect(sdk.calls.map((call) => call.method)).toEqual(["gitCheckout", "exec"]);
+    expect(sdk.argsOf("gitCheckout")).toEqual([[REPO, { targetDir: DIR, depth: 1, branch: "release/2.x", cloneTimeoutMs: 90_000 }]]);
+    const [[command, options]] = sdk.argsOf("exec") as [[string, { env?: Record<string, string> }]];
+    expect(command).toBe('git -C "$SORTIE_DIR" rev-parse HEAD');
+    expect(command).not.toContain(DIR);
+    expect(options.env).toEqual({ SORTIE_DIR: DIR });
+  });
+
+  it("leaves the branch out when none is given, so the remote's default branch is cloned", async () => {
+    for (const branch of [undefined, null]) {
+      const { sandbox, sdk } = await open({ exec: headAt(COMMIT) });
+
+      await sandbox.checkout(REPO, { dir: DIR, branch });
+
+      const [[url, options]] = sdk.argsOf("gitCheckout") as [[string, Record<string, unknown>]];
+      expect(url).toBe(REPO);
+      expect(options).toMatchObject({ targetDir: DIR, depth: 1 });
+      expect(options).not.toHaveProperty("branch");
+    }
+  });
+
+  it("turns a failed clone into CloneError with git's words, and never reads HEAD", async () => {
+    const { sandbox, sdk } = await open({
+      exec: headAt(COMMIT),
+      failures: { gitCheckout: new Error("Repository not found: https://github.com/acme/widgets.git") },
+    });
+
+    const error = await rejection(sandbox.checkout(REPO, { dir: DIR, branch: "main" }));
+
+    expect(error).toBeInstanceOf(CloneError);
+    expect(error.message).toContain("Repository not found");
+    expect(sdk.calls.map((call) => call.method)).toEqual(["gitCheckout"]);
+  });
+
+  it("turns a clone whose HEAD cannot be read into CloneError", async () => {
+    const { sandbox, sdk } = await open({ exec: () => ({ exitCode: 128, stderr: "fatal: not a git repository" }) });
+
+    const error = await rejection(sandbox.checkout(REPO, { dir: DIR }));
+
+    expect(error).toBeInstanceOf(CloneError);
+    expect(error.message).toContain("not a git repository");
+    expect(sdk.calls.map((call) => call.method)).toEqual(["gitCheckout", "exec"]);
+  });
+});
+
+describe("commands and processes", () => {
+  it("runs a command with its env, cwd and timeout, and a non-zero exit is a result, not an error", async () => {
+    const { sandbox, sdk } = await open({ exec: () => ({ exitCode: 2, stdout: "partial\n", stderr: "boom\n" }) });
+
+    const result = await sandbox.exec('printf %s "$NAME"', { env: { NAME: "x; rm -rf /" }, cwd: "/workspace/repo", timeoutMs: 5_000 });
+
+    expect(result).toEqual({ exitCode: 2, stdout: "partial\n", stderr: "boom\n" });
+    expect(sdk.calls).toEqual([{ method: "exec", args: ['printf %s "$NAME"', { env: { NAME: "x; rm -rf /" }, cwd: "/workspace/repo", timeout: 5_000 }] }]);
+  });
+
+  it("starts a process with its env and cwd and returns the SDK's process id", async () => {
+    const { sandbox, sdk } = await open();
+
+    const started = await sandbox.startProcess("claude -p \"$SORTIE_PROMPT\"", { env: { SORTIE_PROMPT: "fix it" }, cwd: "/workspace/repo" });
+
+    expect(started).toEqual({ processId: "proc-1" });
+    expect(sdk.calls).toEqual([{ method: "startProcess", args: ['claude -p "$SORTIE_PROMPT"', { env: { SORTIE_PROMPT: "fix it" }, cwd: "/workspace/repo" }] }]);
+  });
+
+  it("streams stdout and stderr in order and ends with the exit code", async () => {
+    const { sandbox, sdk } = await open({
+      processes: {
+        "proc-9": {
+          live: [
+            { type: "stdout", data: '{"type":"system"}\n' },
+            { type: "stderr", data: "warning: slow\n" },
+            { type: "stdout", data: '{"type":"result"}\n' },
+          ],
+          exitCode: 3,
+        },
+      },
+    });
+
+    const outputs = await collect(sandbox.streamProcess("proc-9"));
+
+    expect(outputs).toEqual([
+      { kind: "stdout", data: '{"type":"system"}\n' },
+      { kind: "stderr", data: "warning: slow\n" },
+      { kind: "stdout", data: '{"type":"result"}\n' },
+      { kind: "exit", exitCode: 3 },
+    ]);
+    expect(sdk.calls).toEqual([{ method: "streamProcessLogs", args: ["proc-9", { signal: undefined }] }]);
+  });
+
+  it("reads events whole when the bytes arrive cut mid-frame and mid-character", async () => {
+    const process = {
+      live: [
+        { type: "stdout" as const, data: "héllo ✓ 🚀\n" },
+        { type: "stdout" as const, data: "data: looks like a frame\n\n" },
+        { type: "stderr" as const, data: "ünïcode\r\n" },
+      ],
+      exitCode: 0,
+    };
+    const whole = await collect((await open({ processes: { p: process } })).sandbox.streamProcess("p"));
+    for (const chunkBytes of [1, 3, 7, 64]) {
+      const { sandbox } = await open({ processes: { p: process }, chunkBytes });
+
+      expect(await collect(sandbox.streamProcess("p")), `${chunkBytes}-byte chunks`).toEqual(whole);
+    }
+    expect(whole).toEqual([...process.live.map(({ type, data }) => ({ kind: type, data })), { kind: "exit", exitCode: 0 }]);
+  });
+
+  it("skips the first `skip` outputs when re-attaching", async () => {
+    const { sandbox } = await open({
+      processes: {
+        p: {
+          live: [
+            { type: "stdout", data: "one\n" },
+            { type: "stderr", data: "two\n" },
+            { type: "stdout", data: "three\n" },
+          ],
+          exitCode: 0,
+        },
+      },
+    });
+
+    expect(await collect(sandbox.streamProcess("p", { skip: 2 }))).toEqual([
+      { kind: "stdout", data: "three\n" },
+      { kind: "exit", exitCode: 0 },
+    ]);
+  });
+
+  // Known gap: the container replays what a process printed before the stream
+  // attached as ONE stdout event and ONE stderr event (sandbox-container
+  // handlers/process-handler.ts), so a count of events seen on an earlier
+  // attach does not line up with the events of a later one. This test states
+  // the behaviour the port promises; it fails until resuming is keyed to
+  // something the replay preserves (per-stream character offsets).
+  it.fails("re-attaching after the first attach saw separate chunks resumes where the reader left off", async () => {
+    // The first attach saw "one\n" and "two\n" as two live events, so the reader resumes with skip 2.
+    const { sandbox } = await open({
+      processes: { p: { buffered: { stdout: "one\ntwo\n" }, live: [{ type: "stdout", data: "three\n" }], exitCode: 0 } },
+    });
+
+    expect(await collect(sandbox.streamProcess("p", { skip: 2 }))).toEqual([
+      { kind: "stdout", data: "three\n" },
+      { kind: "exit", exitCode: 0 },
+    ]);
+  });
+
+  it("reads a killed process's exit without a code as -1", async () => {
+    const { sandbox } = await open({ processes: { p: { live: [{ type: "stdout", data: "working\n" }], exitCode: null } } });
+
+    expect(await collect(sandbox.streamProcess("p"))).toEqual([
+      { kind: "stdout", data: "working\n" },
+      { kind: "exit", exitCode: -1 },
+    ]);
+  });
+
+  it("raises SandboxUnavailableError at an error event, after the output before it", async () => {
+    const { sandbox } = await open({
+      processes: {
+        "proc-3": {
+          live: [
+            { type: "stdout", data: "partial\n" },
+            { type: "error", data: "process crashed: out of memory" },
+            { type: "stdout", data: "never read\n" },
+          ],
+          exitCode: 137,
+        },
+      },
+    });
+    const seen: ProcessOutput[] = [];
+
+    const error = await rejection(
+      (async () => {
+        for await (const output of sandbox.streamProcess("proc-3")) seen.push(output);
+      })(),
+    );
+
+    expect(seen).toEqual([{ kind: "stdout", data: "partial\n" }]);
+    expect(error).toBeInstanceOf(SandboxUnavailableError);
+    expect(error.message).toContain("proc-3");
+    expect(error.message).toContain("out of memory");
+  });
+
+  it("stops reading, without killing the process, when the reader aborts", async () => {
+    const { sandbox, sdk } = await open({ processes: { p: { live: [{ type: "stdout", data: "first\n" }, { type: "stdout", data: "second\n" }] } } });
+    const reader = new AbortController();
+    const seen: ProcessOutput[] = [];
+
+    const error = await rejection(
+      (async () => {
+        for await (const output of sandbox.streamProcess("p", { signal: reader.signal })) {
+          seen.push(output);
+          if (seen.length === 2) setTimeout(() => reader.abort(), 0);
+        }
+      })(),
+    );
+
+    expect(seen).toEqual([
+      { kind: "stdout", data: "first\n" },
+      { kind: "stdout", data: "second\n" },
+    ]);
+    expect(error.message).toMatch(/abort/i);
+    expect(sdk.argsOf("streamProcessLogs")).toEqual([["p", { signal: reader.signal }]]);
+    expect(sdk.argsOf("killProcess")).toEqual([]);
+  });
+
+  it("kills a process by id", async () => {
+    const { sandbox, sdk } = await open();
+
+    await sandbox.killProcess("proc-4");
+
+    expect(sdk.calls).toEqual([{ method: "killProcess", args: ["proc-4"] }]);
+  });
+});
+
+describe("files", () => {
+  it("reads a text file as its UTF-8 bytes, not as the SDK's event stream", async () => {
+    const diff = "diff --git a/README.md b/README.md\n+héllo ✓ 🚀\n";
+    const { sandbox, sdk } = await open({ files: { "/workspace/.sortie/diff-1.patch": diff }, chunkBytes: 4 });
+
+    const bytes = new Uint8Array(await new Response(await sandbox.readFile("/workspace/.sortie/diff-1.patch")).arrayBuffer());
+
+    expect(bytes).toEqual(new TextEncoder().encode(diff));
+    expect(sdk.calls).toEqual([{ method: "readFileStream", args: ["/workspace/.sortie/diff-1.patch"] }]);
+  });
+
+  it("reads a binary file byte for byte", async () => {
+    const image = Uint8Array.from({ length: 300 }, (_, index) => (index * 7) % 256);
+    const { sandbox } = await open({ files: { "/workspace/logo.png": image } });
+
+    const bytes = new Uint8Array(await new Response(await sandbox.readFile("/workspace/logo.png")).arrayBuffer());
+
+    expect(bytes).toEqual(image);
+  });
+
+  it("fails the read with SandboxUnavailableError naming a missing file", async () => {
+    const { sandbox } = await open({}, "run-5");
+
+    const error = await rejection(sandbox.readFile("/workspace/missing.patch").then(text));
+
+    expect(error).toBeInstanceOf(SandboxUnavailableError);
+    expect(error.message).toContain("run-5");
+    expect(error.message).toContain("/workspace/missing.patch");
+  });
+
+  it("writes a file's content as given", async () => {
+    const { sandbox, sdk } = await open();
+
+    await sandbox.writeFile("/workspace/.sortie/prompt.md", "fix the bug\n");
+
+    expect(sdk.calls).toEqual([{ method: "writeFile", args: ["/workspace/.sortie/prompt.md", "fix the bug\n"] }]);
+  });
+});
+
+describe("the sandbox itself", () => {
+  it("destroys the sandbox through the SDK", async () => {
+    const { sandbox, sdk } = await open();
+
+    await sandbox.destroy();
+
+    expect(sdk.calls).toEqual([{ method: "destroy", args: [] }]);
+  });
+
+  it("turns an SDK exception into SandboxUnavailableError naming the sandbox, with the cause kept", async () => {
+    const failure = new Error("Container is not running");
+    const { sandbox, sdk } = await open({ failures: { exec: failure } }, "run-7");
+
+    const error = await rejection(sandbox.exec("true"));
+
+    expect(error).toBeInstanceOf(SandboxUnavailableError);
+    expect(error.message).toContain("sandbox run-7");
+    expect(error.message).toContain("Container is not running");
+    expect(error.cause).toBe(failure);
+    expect(sdk.calls).toEqual([{ method: "exec", args: ["true", { env: undefined, cwd: undefined, timeout: undefined }] }]);
+  });
+});
