@@ -1,0 +1,74 @@
+/**
+ * Runs `npm run dev -- --demo` as a user would (the dev script, wrangler dev,
+ * the local sandbox host, the stand-in model and fixture repos) on a free
+ * port, for end-to-end tests, the CLI and benchmarks.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export interface DevServer {
+  url: string;
+  token: string;
+  gitBaseUrl: string;
+  output: () => string;
+  stop: () => Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export async function startDevServer(extraEnv: Record<string, string> = {}): Promise<DevServer> {
+  const port = await freePort();
+  const token = `e2e-${Math.random().toString(36).slice(2)}`;
+  const persist = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-e2e-state-"));
+  const child: ChildProcess = spawn(process.execPath, ["scripts/dev.ts", "--demo", "--persist-to", persist], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), SORTIE_ADMIN_TOKEN: token, ...extraEnv },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let output = "";
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const deadline = Date.now() + 90_000;
+  while (!/SORTIE_URL=/.test(output)) {
+    if (child.exitCode !== null) throw new Error(`npm run dev exited ${child.exitCode}:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`npm run dev did not start in time:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const gitBaseUrl = /fixture repos .* at (file:\/\/\S+)/.exec(output)?.[1];
+  if (!gitBaseUrl) throw new Error(`no fixture repo base in the dev output:\n${output}`);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    token,
+    gitBaseUrl,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      try {
+        process.kill(-child.pid!, "SIGTERM");
+      } catch {
+        // already gone
+      }
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      fs.rmSync(persist, { recursive: true, force: true });
+    },
+  };
+}
