@@ -1,0 +1,287 @@
+/**
+ * The local sandbox host (container/local-host.ts), driven the way the Worker
+ * drives it: through the `local` adapter of the sandbox port.
+ */
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLocalSandboxHost } from "../../container/local-host.ts";
+import { parseNumstat, takeDiff } from "../../src/publish/diff.ts";
+import { CloneError } from "../../src/sandbox/checkout.ts";
+import { LocalSandboxPort } from "../../src/sandbox/local.ts";
+import { SandboxUnavailableError, type ProcessOutput, type Sandbox } from "../../src/sandbox/port.ts";
+import { createFixtureRepos } from "../support/fixtures.ts";
+
+const TOKEN = `test-${randomUUID()}`;
+let host: Awaited<ReturnType<typeof startLocalSandboxHost>>;
+let port: LocalSandboxPort;
+let gitBase: string;
+const widgetsUrl = () => `${gitBase}/acme/widgets.git`;
+
+beforeAll(async () => {
+  host = await startLocalSandboxHost({ token: TOKEN });
+  port = new LocalSandboxPort(host.url, TOKEN);
+  gitBase = createFixtureRepos();
+});
+
+afterAll(async () => {
+  await host.close();
+  fs.rmSync(host.root, { recursive: true, force: true });
+  fs.rmSync(fileURLToPath(gitBase), { recursive: true, force: true });
+});
+
+const newId = () => `t-${randomUUID().slice(0, 8)}`;
+
+async function collect(stream: AsyncIterable<ProcessOutput>, limit = Infinity): Promise<ProcessOutput[]> {
+  const items: ProcessOutput[] = [];
+  for await (const item of stream) {
+    items.push(item);
+    if (items.length >= limit) break;
+  }
+  return items;
+}
+
+const textOf = (items: ProcessOutput[], kind: "stdout" | "stderr") =>
+  items.map((item) => (item.kind === kind ? item.data : "")).join("");
+
+async function readText(sandbox: Sandbox, file: string): Promise<string> {
+  return new Response(await sandbox.readFile(file)).text();
+}
+
+/** Whether `pid` is a live process (a zombie waiting to be reaped counts as gone). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+describe("access", () => {
+  it("refuses a request without the token with 401 and creates nothing", async () => {
+    const id = newId();
+    const response = await fetch(`${host.url}/v1/sandboxes/${id}`, { method: "POST" });
+    expect(response.status).toBe(401);
+    expect(await response.json()).toMatchObject({ error: { code: "unauthorized" } });
+    expect(fs.existsSync(path.join(host.root, id))).toBe(false);
+  });
+
+  it("refuses the adapter when its token is wrong", async () => {
+    const wrong = new LocalSandboxPort(host.url, "not-the-token");
+    await expect(wrong.open(newId())).rejects.toThrow(SandboxUnavailableError);
+    await expect(wrong.open(newId())).rejects.toThrow(/401/);
+  });
+});
+
+describe("a command's environment", () => {
+  it("holds only what the orchestrator passed plus the image's base variables", async () => {
+    const sandbox = await port.open(newId());
+    process.env.SORTIE_SECRET_PROBE = "host-secret";
+    try {
+      const result = await sandbox.exec(`printf '%s\\n' "\${SORTIE_SECRET_PROBE-unset}" "$HOME" "$PASSED"; env`, { env: { PASSED: "given" } });
+      expect(result.exitCode).toBe(0);
+      const [probe, home, passed, ...env] = result.stdout.split("\n");
+      expect(probe).toBe("unset");
+      expect(passed).toBe("given");
+      expect(home).toBe(path.join(path.dirname(sandbox.workdir), "home"));
+      expect(home).not.toBe(os.homedir());
+      expect(fs.statSync(home!).isDirectory()).toBe(true);
+
+      const names = env.filter(Boolean).map((line) => line.slice(0, line.indexOf("=")));
+      const base = [
+        "PATH", "HOME", "TMPDIR", "LANG", "TERM", "IS_SANDBOX", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "DISABLE_AUTOUPDATER",
+        "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_TERMINAL_PROMPT",
+      ];
+      const bashOwn = ["PWD", "SHLVL", "_", "OLDPWD"];
+      expect(names.filter((name) => !base.includes(name) && !bashOwn.includes(name))).toEqual(["PASSED"]);
+    } finally {
+      delete process.env.SORTIE_SECRET_PROBE;
+      await sandbox.destroy();
+    }
+  });
+
+  it("runs in the sandbox's workdir by default", async () => {
+    const sandbox = await port.open(newId());
+    try {
+      expect((await sandbox.exec("pwd")).stdout.trim()).toBe(sandbox.workdir);
+    } finally {
+      await sandbox.destroy();
+    }
+  });
+});
+
+describe("isolation between sandboxes", () => {
+  it("gives each sandbox its own workdir", async () => {
+    const [a, b] = await Promise.all([port.open(newId()), port.open(newId())]);
+    try {
+      expect(a.workdir).not.toBe(b.workdir);
+      expect(b.workdir.startsWith(a.workdir)).toBe(false);
+      expect(a.workdir.startsWith(b.workdir)).toBe(false);
+    } finally {
+      await Promise.all([a.destroy(), b.destroy()]);
+    }
+  });
+
+  it("keeps one sandbox's files out of another's reach through the files endpoint", async () => {
+    const [a, b] = await Promise.all([port.open(newId()), port.open(newId())]);
+    try {
+      const secret = path.join(a.workdir, "secret.txt");
+      await a.writeFile(secret, "a's secret\n");
+      expect(await readText(a, secret)).toBe("a's secret\n");
+
+      await expect(b.readFile(`../${a.id}/work/secret.txt`)).rejects.toThrow(/400/);
+      await expect(b.readFile(secret)).rejects.toThrow(/400/);
+      await expect(b.readFile("../../../../../../etc/passwd")).rejects.toThrow(/400/);
+      await expect(b.writeFile(`../${a.id}/work/secret.txt`, "overwritten")).rejects.toThrow(/400/);
+      expect(await readText(a, secret)).toBe("a's secret\n");
+    } finally {
+      await Promise.all([a.destroy(), b.destroy()]);
+    }
+  });
+});
+
+describe("checkout", () => {
+  let sandbox: Sandbox;
+  beforeAll(async () => {
+    sandbox = await port.open(newId());
+  });
+  afterAll(() => sandbox.destroy());
+
+  const bareCommit = (ref: string) =>
+    execFileSync("git", ["--git-dir", path.join(fileURLToPath(gitBase), "acme/widgets.git"), "rev-parse", ref], { encoding: "utf8" }).trim();
+
+  it("clones the default branch and returns the commit it landed on", async () => {
+    const dir = path.join(sandbox.workdir, "main");
+    const { commit } = await sandbox.checkout(widgetsUrl(), { dir });
+    expect(commit).toMatch(/^[0-9a-f]{40}$/);
+    expect(commit).toBe(bareCommit("main"));
+    expect(await readText(sandbox, path.join(dir, "README.md"))).toContain("acme/widgets");
+    await expect(sandbox.readFile(path.join(dir, "DEVELOP.md"))).rejects.toThrow(/404/);
+  });
+
+  it("clones the branch asked for", async () => {
+    const dir = path.join(sandbox.workdir, "develop");
+    const { commit } = await sandbox.checkout(widgetsUrl(), { dir, branch: "develop" });
+    expect(commit).toBe(bareCommit("develop"));
+    expect(await readText(sandbox, path.join(dir, "DEVELOP.md"))).toBe("only on develop\n");
+  });
+
+  it("throws CloneError for a repository that does not exist", async () => {
+    const attempt = sandbox.checkout(`${gitBase}/acme/nothing-here.git`, { dir: path.join(sandbox.workdir, "missing") });
+    await expect(attempt).rejects.toBeInstanceOf(CloneError);
+  });
+
+  it("throws CloneError in git's words for a branch that does not exist", async () => {
+    const error: unknown = await sandbox.checkout(widgetsUrl(), { dir: path.join(sandbox.workdir, "nobranch"), branch: "no-such-branch" }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CloneError);
+    expect((error as CloneError).message).toContain("no-such-branch");
+  });
+});
+
+describe("processes", () => {
+  let sandbox: Sandbox;
+  beforeAll(async () => {
+    sandbox = await port.open(newId());
+  });
+  afterAll(() => sandbox.destroy());
+
+  it("streams stdout and stderr, then the exit code, last and once", async () => {
+    const { processId } = await sandbox.startProcess("printf 'out\\n'; printf 'err\\n' >&2; exit 3");
+    const items = await collect(sandbox.streamProcess(processId));
+    expect(textOf(items, "stdout")).toBe("out\n");
+    expect(textOf(items, "stderr")).toBe("err\n");
+    expect(items.at(-1)).toEqual({ kind: "exit", exitCode: 3 });
+    expect(items.filter((item) => item.kind === "exit")).toHaveLength(1);
+  });
+
+  it("a reader that re-attaches with skip gets only what it had not seen", async () => {
+    const { processId } = await sandbox.startProcess("for i in 1 2 3 4 5 6; do echo line-$i; sleep 0.1; done");
+    const seen = await collect(sandbox.streamProcess(processId), 2);
+    expect(seen).toHaveLength(2);
+
+    const rest = await collect(sandbox.streamProcess(processId, { skip: seen.length }));
+    const everything = await collect(sandbox.streamProcess(processId));
+    expect(rest).toEqual(everything.slice(seen.length));
+    expect(textOf([...seen, ...rest], "stdout")).toBe("line-1\nline-2\nline-3\nline-4\nline-5\nline-6\n");
+    expect(rest.at(-1)).toEqual({ kind: "exit", exitCode: 0 });
+  });
+
+  it("kill stops a long command quickly, with a non-zero exit", async () => {
+    const { processId } = await sandbox.startProcess("sleep 60");
+    const started = Date.now();
+    await sandbox.killProcess(processId);
+    const items = await collect(sandbox.streamProcess(processId));
+    expect(Date.now() - started).toBeLessThan(2500);
+    const exit = items.at(-1);
+    expect(exit?.kind).toBe("exit");
+    expect(exit?.kind === "exit" && exit.exitCode).not.toBe(0);
+  });
+});
+
+describe("destroy", () => {
+  it("removes the sandbox's directory and ends what runs in it", async () => {
+    const sandbox = await port.open(newId());
+    const root = path.dirname(sandbox.workdir);
+    await sandbox.writeFile(path.join(sandbox.workdir, "left-behind.txt"), "x");
+    const { processId } = await sandbox.startProcess("sleep 60 & echo $!; wait");
+    const [first] = await collect(sandbox.streamProcess(processId), 1);
+    const pid = Number(first?.kind === "stdout" ? first.data.trim() : NaN);
+    expect(isRunning(pid)).toBe(true);
+
+    await sandbox.destroy();
+
+    expect(fs.existsSync(root)).toBe(false);
+    await expect.poll(() => isRunning(pid), { timeout: 2000 }).toBe(false);
+    await expect(sandbox.exec("true")).rejects.toThrow(/404/);
+    await expect(sandbox.destroy()).resolves.toBeUndefined();
+  });
+});
+
+describe("takeDiff on a cloned repository", () => {
+  const BINARY = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+  it("writes a patch git applies cleanly to a fresh clone, with stats that match it", async () => {
+    const sandbox = await port.open(newId());
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-apply-"));
+    const fresh = path.join(scratch, "clone");
+    const patchFile = path.join(scratch, "change.diff");
+    try {
+      const repo = path.join(sandbox.workdir, "repo");
+      const { commit } = await sandbox.checkout(widgetsUrl(), { dir: repo });
+      await sandbox.writeFile(path.join(repo, "notes.md"), "# Notes\n\nWritten by a run.\n");
+      await sandbox.writeFile(path.join(repo, "README.md"), "# acme/widgets\n\nA fixture repository, changed by a run.\n");
+      const write = await sandbox.exec('mkdir -p "$(dirname "$TARGET")" && printf "%s" "$DATA" | base64 -d > "$TARGET"', {
+        env: { DATA: BINARY.toString("base64"), TARGET: path.join(repo, "assets/icon.bin") },
+      });
+      expect(write.exitCode).toBe(0);
+
+      const taken = await takeDiff(sandbox, repo, commit, path.join(sandbox.workdir, "sortie.diff"));
+      const patch = Buffer.from(await new Response(await sandbox.readFile(taken.path)).arrayBuffer());
+
+      expect(taken.stats).toEqual({ files: 3, additions: 4, deletions: 1, bytes: patch.length });
+
+      execFileSync("git", ["clone", "-q", widgetsUrl(), fresh], { stdio: "pipe" });
+      fs.writeFileSync(patchFile, patch);
+      execFileSync("git", ["apply", "--check", patchFile], { cwd: fresh, stdio: "pipe" });
+      const numstat = execFileSync("git", ["apply", "--numstat", patchFile], { cwd: fresh, encoding: "utf8" });
+      expect(parseNumstat(numstat)).toEqual({ ...taken.stats, bytes: 0 });
+
+      execFileSync("git", ["apply", patchFile], { cwd: fresh, stdio: "pipe" });
+      expect(fs.readFileSync(path.join(fresh, "assets/icon.bin")).equals(BINARY)).toBe(true);
+      expect(fs.readFileSync(path.join(fresh, "notes.md"), "utf8")).toBe("# Notes\n\nWritten by a run.\n");
+      expect(fs.readFileSync(path.join(fresh, "README.md"), "utf8")).toBe("# acme/widgets\n\nA fixture repository, changed by a run.\n");
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+      await sandbox.destroy();
+    }
+  });
+});
