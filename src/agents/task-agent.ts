@@ -11,7 +11,7 @@ import { takeDiff } from "../publish/diff.ts";
 import { runClaudeTurn, type AgentEvent } from "../runners/claude-code.ts";
 import { CloneError } from "../sandbox/checkout.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
-import { SandboxUnavailableError, type Sandbox } from "../sandbox/port.ts";
+import { SandboxUnavailableError, type Sandbox, type StreamOffsets } from "../sandbox/port.ts";
 import { isTerminal, type ErrorInfo, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import { DiffStore } from "./diff-store.ts";
@@ -21,7 +21,7 @@ import { redactor } from "./redact.ts";
 /** Where a run's agent process stands, persisted so a restarted agent can re-attach to it. */
 interface RunProgress {
   processId: string;
-  consumed: number;
+  offsets: StreamOffsets;
 }
 
 const SPEC_KEY = "sortie:spec";
@@ -137,7 +137,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       }
       const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(run.index));
       if (run.phase === "agent" && progress) {
-        this.record({ run: run.index, type: "run.reattach", data: { processId: progress.processId, skip: progress.consumed } });
+        this.record({ run: run.index, type: "run.reattach", data: { processId: progress.processId, from: progress.offsets } });
         this.startRun(run.index, progress);
       } else {
         await this.finishRun(run.index, "failed", { code: "orchestrator_restarted", message: `the task agent restarted while the run was ${run.phase ?? run.status}; its work could not be resumed` });
@@ -194,13 +194,13 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
         {
           signal,
           onEvent: (event) => this.onAgentEvent(index, event),
-          onProcessStarted: (processId) => this.ctx.storage.kv.put(progressKey(index), { processId, consumed: 0 } satisfies RunProgress),
-          onOutputConsumed: (consumed) => {
+          onProcessStarted: (processId) => this.ctx.storage.kv.put(progressKey(index), { processId, offsets: { stdout: 0, stderr: 0 } } satisfies RunProgress),
+          onOutputConsumed: (offsets) => {
             const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(index));
-            if (progress) this.ctx.storage.kv.put(progressKey(index), { ...progress, consumed });
+            if (progress) this.ctx.storage.kv.put(progressKey(index), { ...progress, offsets });
           },
         },
-        resume ? { processId: resume.processId, skip: resume.consumed } : undefined,
+        resume ? { processId: resume.processId, from: resume.offsets } : undefined,
       );
       if (signal.aborted || this.runOf(index).status !== "running") return;
       if (!turn.final) {

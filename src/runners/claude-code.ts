@@ -4,7 +4,7 @@
  * sandbox and reports through `ClaudeTurnContext`, so it never knows who listens.
  */
 import { LIMITS } from "../config.ts";
-import type { Sandbox } from "../sandbox/port.ts";
+import type { Sandbox, StreamOffsets } from "../sandbox/port.ts";
 import { LineSplitter } from "./lines.ts";
 
 export interface ClaudeTurnOptions {
@@ -38,8 +38,11 @@ export interface ClaudeTurnContext {
   onEvent(event: AgentEvent): void;
   /** Called once the process runs, so an interrupted owner can re-attach to it. */
   onProcessStarted(processId: string): void;
-  /** Called for each output item consumed, so a re-attach can skip what was already seen. */
-  onOutputConsumed(count: number): void;
+  /**
+   * Called as whole lines are consumed, with the characters of each stream
+   * taken so far; a re-attach resumes there, so a half-read line is read again whole.
+   */
+  onOutputConsumed(offsets: StreamOffsets): void;
   signal?: AbortSignal;
 }
 
@@ -92,7 +95,7 @@ export async function runClaudeTurn(
   sandbox: Sandbox,
   options: ClaudeTurnOptions,
   context: ClaudeTurnContext,
-  attach?: { processId: string; skip: number },
+  attach?: { processId: string; from: StreamOffsets },
 ): Promise<ClaudeTurnResult> {
   let processId = attach?.processId;
   if (!processId) {
@@ -102,7 +105,8 @@ export async function runClaudeTurn(
   }
   const stdout = new LineSplitter();
   const stderr = new LineSplitter();
-  let consumed = attach?.skip ?? 0;
+  const from = attach?.from ?? { stdout: 0, stderr: 0 };
+  const received = { ...from };
   let final: ClaudeFinal | null = null;
   let sessionId: string | null = null;
   let exitCode = -1;
@@ -117,17 +121,18 @@ export async function runClaudeTurn(
     }
   };
 
-  for await (const output of sandbox.streamProcess(processId, { skip: consumed, signal: context.signal })) {
+  for await (const output of sandbox.streamProcess(processId, { from, signal: context.signal })) {
     if (output.kind === "exit") {
       exitCode = output.exitCode;
       for (const line of stdout.flush()) take(line, "stdout");
       for (const line of stderr.flush()) take(line, "stderr");
-    } else {
-      const splitter = output.kind === "stdout" ? stdout : stderr;
-      for (const line of splitter.push(output.data)) take(line, output.kind);
+      break;
     }
-    consumed += 1;
-    context.onOutputConsumed(consumed);
+    const splitter = output.kind === "stdout" ? stdout : stderr;
+    received[output.kind] += output.data.length;
+    const lines = splitter.push(output.data);
+    for (const line of lines) take(line, output.kind);
+    if (lines.length > 0) context.onOutputConsumed({ stdout: received.stdout - stdout.pending, stderr: received.stderr - stderr.pending });
   }
   return { exitCode, final, sessionId };
 }

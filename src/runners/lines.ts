@@ -13,6 +13,11 @@ export class LineSplitter {
     return lines.map((line) => line.replace(/\r$/, ""));
   }
 
+  /** Characters held back waiting for the end of their line. */
+  get pending(): number {
+    return this.rest.length;
+  }
+
   /** Whatever is left when the stream ends. */
   flush(): string[] {
     const last = this.rest;

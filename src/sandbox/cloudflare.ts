@@ -1,12 +1,14 @@
 import { parseSSEStream, streamFile, type LogEvent } from "@cloudflare/sandbox";
 import {
   SandboxUnavailableError,
+  resumeFrom,
   type CheckoutResult,
   type ExecOptions,
   type ExecResult,
   type ProcessOutput,
   type Sandbox,
   type SandboxPort,
+  type StreamOffsets,
 } from "./port.ts";
 import { CloneError } from "./checkout.ts";
 
@@ -80,16 +82,16 @@ class CloudflareSandbox implements Sandbox {
     return { processId: process.id };
   }
 
-  async *streamProcess(processId: string, options: { skip?: number; signal?: AbortSignal } = {}): AsyncIterable<ProcessOutput> {
-    const stream = await this.call("streamProcessLogs", () => this.sdk.streamProcessLogs(processId, { signal: options.signal }));
-    let seen = 0;
-    for await (const event of parseSSEStream<LogEvent>(stream, options.signal)) {
+  streamProcess(processId: string, options: { from?: StreamOffsets; signal?: AbortSignal } = {}): AsyncIterable<ProcessOutput> {
+    return resumeFrom(this.readLogs(processId, options.signal), options.from, `sandbox ${this.id} process ${processId}`);
+  }
+
+  private async *readLogs(processId: string, signal?: AbortSignal): AsyncIterable<ProcessOutput> {
+    const stream = await this.call("streamProcessLogs", () => this.sdk.streamProcessLogs(processId, { signal }));
+    for await (const event of parseSSEStream<LogEvent>(stream, signal)) {
       const output = toOutput(event);
-      if (!output) continue;
-      seen += 1;
-      if (seen <= (options.skip ?? 0)) continue;
-      yield output;
-      if (output.kind === "exit") return;
+      if (output) yield output;
+      if (output?.kind === "exit") return;
     }
   }
 

@@ -1,11 +1,13 @@
 import {
   SandboxUnavailableError,
+  resumeFrom,
   type CheckoutResult,
   type ExecOptions,
   type ExecResult,
   type ProcessOutput,
   type Sandbox,
   type SandboxPort,
+  type StreamOffsets,
 } from "./port.ts";
 import { CLONE_SCRIPT, parseCloneOutput } from "./checkout.ts";
 
@@ -82,9 +84,13 @@ class LocalSandbox implements Sandbox {
     return this.client.json<{ processId: string }>("POST", "/processes", { command, ...options });
   }
 
-  async *streamProcess(processId: string, options: { skip?: number; signal?: AbortSignal } = {}): AsyncIterable<ProcessOutput> {
-    const path = `/processes/${encodeURIComponent(processId)}/output?skip=${options.skip ?? 0}`;
-    const response = await this.client.request("GET", path, undefined, options.signal);
+  streamProcess(processId: string, options: { from?: StreamOffsets; signal?: AbortSignal } = {}): AsyncIterable<ProcessOutput> {
+    return resumeFrom(this.readOutput(processId, options.signal), options.from, `sandbox ${this.id} process ${processId}`);
+  }
+
+  private async *readOutput(processId: string, signal?: AbortSignal): AsyncIterable<ProcessOutput> {
+    const path = `/processes/${encodeURIComponent(processId)}/output`;
+    const response = await this.client.request("GET", path, undefined, signal);
     if (!response.body) throw new SandboxUnavailableError("local sandbox host sent no output stream");
     const decoder = new TextDecoder();
     let buffered = "";

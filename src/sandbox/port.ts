@@ -10,6 +10,12 @@ export type ProcessOutput =
   | { kind: "stdout" | "stderr"; data: string }
   | { kind: "exit"; exitCode: number };
 
+/** How many characters of each stream a reader has taken: where a re-attach resumes. */
+export interface StreamOffsets {
+  stdout: number;
+  stderr: number;
+}
+
 export interface ExecOptions {
   cwd?: string;
   /** Variables for this one command only; user data travels here, never inside `command`. */
@@ -37,10 +43,12 @@ export interface Sandbox {
   /** Starts a long-running command and returns its id; its output is read with `streamProcess`. */
   startProcess(command: string, options?: ExecOptions): Promise<{ processId: string }>;
   /**
-   * The process's output from the start (or after the first `skip` items, to
-   * re-attach), ending with its exit. Aborting `signal` stops reading, not the process.
+   * The process's output from the start (or, to re-attach, from character
+   * offsets `from` of each stream), ending with its exit. A stream that ends
+   * without an exit raises SandboxUnavailableError. Aborting `signal` stops
+   * reading, not the process.
    */
-  streamProcess(processId: string, options?: { skip?: number; signal?: AbortSignal }): AsyncIterable<ProcessOutput>;
+  streamProcess(processId: string, options?: { from?: StreamOffsets; signal?: AbortSignal }): AsyncIterable<ProcessOutput>;
   killProcess(processId: string): Promise<void>;
   writeFile(path: string, content: string): Promise<void>;
   /** A file's bytes as a stream, so a large diff never sits whole in memory. */
@@ -61,4 +69,26 @@ export class SandboxUnavailableError extends Error {
     super(message, options);
     this.name = "SandboxUnavailableError";
   }
+}
+
+/**
+ * Drops what a reader already took (`from`) from a replayed output stream.
+ * Backends replay earlier output in pieces of their own choosing (the
+ * Cloudflare container sends it as one event per stream), so resuming counts
+ * characters per stream, never events.
+ */
+export async function* resumeFrom(source: AsyncIterable<ProcessOutput>, from: StreamOffsets | undefined, what: string): AsyncIterable<ProcessOutput> {
+  const seen: StreamOffsets = { stdout: 0, stderr: 0 };
+  for await (const output of source) {
+    if (output.kind === "exit") {
+      yield output;
+      return;
+    }
+    const start = seen[output.kind];
+    seen[output.kind] = start + output.data.length;
+    const skip = (from?.[output.kind] ?? 0) - start;
+    if (skip >= output.data.length) continue;
+    yield skip > 0 ? { kind: output.kind, data: output.data.slice(skip) } : output;
+  }
+  throw new SandboxUnavailableError(`${what}: the output stream ended before the process exited`);
 }

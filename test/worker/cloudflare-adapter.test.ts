@@ -163,7 +163,7 @@ describe("commands and processes", () => {
     expect(whole).toEqual([...process.live.map(({ type, data }) => ({ kind: type, data })), { kind: "exit", exitCode: 0 }]);
   });
 
-  it("skips the first `skip` outputs when re-attaching", async () => {
+  it("resumes from per-stream character offsets when re-attaching", async () => {
     const { sandbox } = await open({
       processes: {
         p: {
@@ -177,25 +177,22 @@ describe("commands and processes", () => {
       },
     });
 
-    expect(await collect(sandbox.streamProcess("p", { skip: 2 }))).toEqual([
+    expect(await collect(sandbox.streamProcess("p", { from: { stdout: 4, stderr: 4 } }))).toEqual([
       { kind: "stdout", data: "three\n" },
       { kind: "exit", exitCode: 0 },
     ]);
   });
 
-  // Known gap: the container replays what a process printed before the stream
-  // attached as ONE stdout event and ONE stderr event (sandbox-container
-  // handlers/process-handler.ts), so a count of events seen on an earlier
-  // attach does not line up with the events of a later one. This test states
-  // the behaviour the port promises; it fails until resuming is keyed to
-  // something the replay preserves (per-stream character offsets).
-  it.fails("re-attaching after the first attach saw separate chunks resumes where the reader left off", async () => {
-    // The first attach saw "one\n" and "two\n" as two live events, so the reader resumes with skip 2.
+  // The container replays what a process printed before the stream attached
+  // as ONE stdout event and ONE stderr event (sandbox-container
+  // handlers/process-handler.ts): resuming must count characters, not events.
+  it("re-attaching after the first attach saw separate chunks resumes where the reader left off", async () => {
+    // The first attach saw "one\n" and "two\n" as two live events: 8 characters of stdout.
     const { sandbox } = await open({
       processes: { p: { buffered: { stdout: "one\ntwo\n" }, live: [{ type: "stdout", data: "three\n" }], exitCode: 0 } },
     });
 
-    expect(await collect(sandbox.streamProcess("p", { skip: 2 }))).toEqual([
+    expect(await collect(sandbox.streamProcess("p", { from: { stdout: 8, stderr: 0 } }))).toEqual([
       { kind: "stdout", data: "three\n" },
       { kind: "exit", exitCode: 0 },
     ]);
