@@ -19,6 +19,8 @@ export default defineConfig(async () => {
             LOCAL_SANDBOX_TOKEN: "test-local-sandbox-token",
             GIT_BASE_URL: inject("gitBaseUrl"),
             MAX_BODY_BYTES: "65536",
+            MAX_SANDBOXES: "4",
+            RETRY_BASE_MS: "50",
           },
         },
       })),

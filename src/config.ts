@@ -10,12 +10,20 @@ export interface SortieConfig {
   maxPromptChars: number;
   maxRuns: number;
   viewerTokenTtlSeconds: number;
+  /** Live sandboxes across the fleet; runs beyond it wait in the queue. */
+  maxSandboxes: number;
+  maxSandboxesPerCreator: number;
+  /** First delay of the backoff between retries of an infrastructure failure. */
+  retryBaseMs: number;
 }
 
 /** Hard ceilings that no configuration raises. */
 export const LIMITS = {
   maxPromptChars: 100_000,
   maxRuns: 8,
+  /** Retries of an infrastructure failure (sandbox start, clone over the network). */
+  maxInfraRetries: 3,
+  maxBatchTasks: 50,
   maxTurnsLimit: 500,
   /** Bytes of one stored diff chunk: well under the 2 MB SQLite row limit. */
   diffChunkBytes: 256 * 1024,
@@ -27,6 +35,7 @@ export const LIMITS = {
 
 export function readConfig(env: Cloudflare.Env): SortieConfig {
   const backend = env.SANDBOX_BACKEND === "local" ? "local" : "cloudflare";
+  const maxSandboxes = positive(env.MAX_SANDBOXES, 10);
   return {
     sandboxBackend: backend,
     gitBaseUrl: (env.GIT_BASE_URL || "https://github.com").replace(/\/+$/, ""),
@@ -38,6 +47,9 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     maxPromptChars: LIMITS.maxPromptChars,
     maxRuns: LIMITS.maxRuns,
     viewerTokenTtlSeconds: 60 * 60,
+    maxSandboxes,
+    maxSandboxesPerCreator: Math.min(maxSandboxes, positive(env.MAX_SANDBOXES_PER_CREATOR, maxSandboxes)),
+    retryBaseMs: positive(env.RETRY_BASE_MS, 1000),
   };
 }
 

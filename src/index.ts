@@ -5,6 +5,7 @@
 import { buildApp } from "./api/app.ts";
 
 export { TaskAgent } from "./agents/task-agent.ts";
+export { Fleet } from "./agents/fleet.ts";
 export { Sandbox } from "@cloudflare/sandbox";
 
 const app = buildApp();

@@ -11,11 +11,19 @@ export const TaskStatus = z.enum(TASK_STATUSES);
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
 /** What a run is doing while `running`. */
-export const RunPhase = z.enum(["provisioning", "cloning", "agent", "diffing"]);
+export const RunPhase = z.enum(["provisioning", "cloning", "agent", "diffing", "judging"]);
 export type RunPhase = z.infer<typeof RunPhase>;
 
 export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
 export const isTerminal = (status: TaskStatus) => TERMINAL_STATUSES.has(status);
+
+export const RunVariant = z
+  .object({
+    model: z.string().regex(/^[A-Za-z0-9._:[\]-]{1,100}$/, "model must be a model id").optional(),
+    prompt_suffix: z.string().max(10_000).optional(),
+  })
+  .strict();
+export type RunVariant = z.infer<typeof RunVariant>;
 
 /** The body of `POST /api/tasks`. Unknown fields are refused, so a typo is an error, not a silent default. */
 export const CreateTaskBody = z
@@ -32,9 +40,32 @@ export const CreateTaskBody = z
       .optional(),
     maxTurns: z.int().min(1).max(LIMITS.maxTurnsLimit).optional(),
     timeoutMinutes: z.number().min(0.01).optional(),
+    /** Parallel attempts at the same task, each in its own sandbox (best-of-N). */
+    runs: z.int().min(1, "runs must be at least 1").max(LIMITS.maxRuns, `runs may be at most ${LIMITS.maxRuns}`).optional(),
+    /** Per-run differences: variant i applies to run i. */
+    variants: z.array(RunVariant).max(LIMITS.maxRuns).optional(),
+    /** When every run has ended, a reviewer in a fresh sandbox ranks the diffs. */
+    judge: z.boolean().optional(),
+    /** A canonical name for the work (`github:acme/widgets#123`): one live task per key. */
+    key: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, "key must be printable ASCII without spaces").optional(),
+    /** Take the key from the task holding it (which is cancelled). */
+    supersede: z.boolean().optional(),
   })
-  .strict();
+  .strict()
+  .refine((body) => !body.variants || body.variants.length <= (body.runs ?? 1), {
+    message: "variants must not outnumber runs",
+    path: ["variants"],
+  })
+  .refine((body) => !body.supersede || body.key, { message: "supersede needs a key", path: ["supersede"] });
 export type CreateTaskBody = z.infer<typeof CreateTaskBody>;
+
+/** `POST /api/batches`: independent tasks created together. */
+export const CreateBatchBody = z
+  .object({ tasks: z.array(z.unknown()).min(1, "a batch needs at least one task").max(LIMITS.maxBatchTasks) })
+  .strict();
+
+/** `POST /api/tasks/:id/winner`. */
+export const PickWinnerBody = z.object({ run: z.int().min(0) }).strict();
 
 /** Query of `GET /api/tasks`. */
 export const ListTasksQuery = z
@@ -57,9 +88,15 @@ export const DiffStats = z.object({
 });
 export type DiffStats = z.infer<typeof DiffStats>;
 
+export const Attempt = z.object({ at: z.number(), code: z.string(), message: z.string() });
+
 export const RunView = z.object({
   index: z.int(),
   status: TaskStatus,
+  model: z.string().nullable(),
+  promptSuffix: z.string().nullable(),
+  /** Infrastructure failures retried before this attempt, oldest first. */
+  attempts: z.array(Attempt),
   phase: RunPhase.nullable(),
   branch: z.string(),
   sessionId: z.string().nullable(),
@@ -71,8 +108,22 @@ export const RunView = z.object({
   costUsd: z.number(),
   diff: DiffStats.nullable(),
   error: ErrorInfo.nullable(),
+  /** 1-based place in the fleet queue while the run waits for a sandbox. */
+  queuePosition: z.int().nullable().optional(),
 });
 export type RunView = z.infer<typeof RunView>;
+
+export const JudgeView = z.object({
+  status: TaskStatus,
+  winner: z.int().nullable(),
+  ranking: z.array(z.int()),
+  reasons: z.string(),
+  costUsd: z.number(),
+  error: ErrorInfo.nullable(),
+});
+export type JudgeView = z.infer<typeof JudgeView>;
+
+export const Winner = z.object({ run: z.int(), by: z.string(), at: z.number() });
 
 /** What the task agent holds, persists and broadcasts as its state. */
 export const TaskState = z.object({
@@ -91,7 +142,10 @@ export const TaskState = z.object({
   endedAt: z.number().nullable(),
   costUsd: z.number(),
   error: ErrorInfo.nullable(),
+  key: z.string().nullable(),
   runs: z.array(RunView),
+  judge: JudgeView.nullable(),
+  winner: Winner.nullable(),
 });
 export type TaskState = z.infer<typeof TaskState>;
 
@@ -110,6 +164,9 @@ export interface TaskSpec {
   timeoutMinutes: number;
   source: TaskState["source"];
   createdBy: string;
+  runs: RunVariant[];
+  judge: boolean;
+  key: string | null;
 }
 
 /** One entry of a task's event log. `seq` is per task, starts at 1, and never skips. */

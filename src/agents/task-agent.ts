@@ -2,21 +2,24 @@
  * TaskAgent: one Durable Object per task, named by the task id. It holds the
  * task's state, its event log and its viewers' WebSockets, and it decides
  * what happens next. It never does the coding work: each run happens in a
- * sandbox, driven through the execution port, and the agent records.
+ * sandbox of its own, driven through the execution port, and the agent records.
  */
 import { Agent, type Connection, type ConnectionContext } from "agents";
-import { readConfig, type SortieConfig } from "../config.ts";
+import { LIMITS, readConfig, type SortieConfig } from "../config.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { takeDiff } from "../publish/diff.ts";
-import { runClaudeTurn, type AgentEvent } from "../runners/claude-code.ts";
+import { runClaudeTurn, type AgentEvent, type ClaudeTurnResult } from "../runners/claude-code.ts";
 import { CloneError } from "../sandbox/checkout.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
 import { SandboxUnavailableError, type Sandbox, type StreamOffsets } from "../sandbox/port.ts";
-import { isTerminal, type ErrorInfo, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
+import { isTerminal, type ErrorInfo, type JudgeView, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import { DiffStore } from "./diff-store.ts";
 import { EventLog } from "./event-log.ts";
+import { LEASE_RENEW_SECONDS, fleetOf } from "./fleet.ts";
+import { JUDGE_DIFF_CHARS, JUDGE_SLOT, judgePrompt, parseVerdict, type Candidate } from "./judge.ts";
 import { redactor } from "./redact.ts";
+import { backoffMs, isRetryable } from "./retry.ts";
 
 /** Where a run's agent process stands, persisted so a restarted agent can re-attach to it. */
 interface RunProgress {
@@ -24,10 +27,14 @@ interface RunProgress {
   offsets: StreamOffsets;
 }
 
+type Refusal = { refused: ErrorInfo & { status: 400 | 409 } };
+
 const SPEC_KEY = "sortie:spec";
-const progressKey = (run: number) => `sortie:progress:${run}`;
-/** Set while a run's sandbox may exist; cleared once it is destroyed, so none outlives a restart. */
-const sandboxKey = (run: number) => `sortie:sandbox:${run}`;
+const progressKey = (slot: number) => `sortie:progress:${slot}`;
+/** Set while a slot's sandbox may exist; cleared once it is destroyed, so none outlives a restart. */
+const sandboxKey = (slot: number) => `sortie:sandbox:${slot}`;
+/** Set while a slot holds a fleet grant that has not been given back. */
+const grantKey = (slot: number) => `sortie:grant:${slot}`;
 
 export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   static override options = { sendIdentityOnConnect: false };
@@ -35,8 +42,11 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   private eventLog?: EventLog;
   private diffStore?: DiffStore;
-  /** Runs this instance is driving right now; their abort stops the reading, not the process. */
+  /** Runs (and the judge, at JUDGE_SLOT) this instance is driving right now. */
   private readonly live = new Map<number, AbortController>();
+  private readonly watchdogStrikes = new Map<number, number>();
+  /** Open sandboxes of the slots being driven, for the watchdog's probe. */
+  private readonly handles = new Map<number, Sandbox>();
 
   private get events(): EventLog {
     this.eventLog ??= new EventLog(this.ctx.storage.sql);
@@ -52,10 +62,11 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return readConfig(this.env);
   }
 
-  /** Creates the task and starts its runs. Calling it again returns the task as it is. */
+  // ---- the task's surface (RPC from the Worker and the fleet) ----------
+
+  /** Creates the task and queues its runs with the fleet. Calling it again returns the task as it is. */
   async create(spec: TaskSpec): Promise<TaskState> {
     if (this.state) return this.state;
-    const now = Date.now();
     const task: TaskState = {
       id: spec.id,
       repo: spec.repo,
@@ -67,21 +78,28 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       source: spec.source,
       createdBy: spec.createdBy,
       status: "queued",
-      createdAt: now,
+      createdAt: Date.now(),
       startedAt: null,
       endedAt: null,
       costUsd: 0,
       error: null,
-      runs: [newRun(spec.id, 0)],
+      key: spec.key,
+      runs: spec.runs.map((variant, index) => newRun(spec, index, variant.model ?? null, variant.prompt_suffix ?? null)),
+      judge: spec.judge ? { status: "queued", winner: null, ranking: [], reasons: "", costUsd: 0, error: null } : null,
+      winner: null,
     };
     // The index row first: if D1 refuses, nothing of the task exists anywhere.
     await insertTask(this.env.DB, task);
     this.ctx.storage.kv.put(SPEC_KEY, spec);
     this.setState(task);
-    this.record({ run: null, type: "task.status", data: { status: "queued" } });
-    await this.schedule(spec.timeoutMinutes * 60, "onTimeout", { taskId: spec.id });
-    for (const run of task.runs) this.startRun(run.index);
-    return task;
+    this.record({ run: null, type: "task.status", data: { status: "queued", runs: task.runs.length } });
+    if (spec.key) await this.scheduleEvery(LEASE_RENEW_SECONDS, "renewClaim");
+    const fleet = await fleetOf(this.env);
+    const positions = await fleet.enqueue(spec.id, task.runs.map((run) => run.index), spec.createdBy);
+    for (const [run, position] of Object.entries(positions)) {
+      this.record({ run: Number(run), type: "run.queued", data: { position } });
+    }
+    return this.requireTask();
   }
 
   /** The task's current state, or null if no task has this id. */
@@ -103,15 +121,44 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return this.diffs.chunk(run, index);
   }
 
+  /** The fleet grants a sandbox slot: start that run (or the judge). False if there is nothing to start. */
+  grantRun(slot: number): boolean {
+    const task = this.state;
+    if (!task || this.live.has(slot)) return false;
+    const waiting = slot === JUDGE_SLOT ? task.judge?.status === "queued" : task.runs[slot]?.status === "queued";
+    if (!waiting || (slot !== JUDGE_SLOT && isTerminal(task.status))) return false;
+    this.ctx.storage.kv.put(grantKey(slot), true);
+    this.startRun(slot);
+    return true;
+  }
+
+  /** Whether `slot` still needs the fleet grant it was given (asked by the fleet's sweeper). */
+  holdsSlot(slot: number): boolean {
+    return this.live.has(slot) || this.ctx.storage.kv.get(sandboxKey(slot)) === true;
+  }
+
   /**
    * Stops every live run, destroys their sandboxes, and ends the task
    * `cancelled`. A refusal is returned, not thrown: errors lose their type
    * on the way back over RPC.
    */
-  async cancel(by: string): Promise<{ task: TaskState } | { refused: ErrorInfo }> {
+  async cancel(by: string): Promise<{ task: TaskState } | Refusal> {
     const task = this.requireTask();
-    if (isTerminal(task.status)) return { refused: { code: "task_finished", message: `task ${task.id} already ended ${task.status}` } };
+    if (isTerminal(task.status)) return { refused: { code: "task_finished", message: `task ${task.id} already ended ${task.status}`, status: 409 } };
     await this.stopAll("cancelled", { code: "cancelled", message: `cancelled by ${by}` });
+    return { task: this.requireTask() };
+  }
+
+  /** Picks the run whose diff later steps publish. */
+  async pickWinner(run: number, by: string): Promise<{ task: TaskState } | Refusal> {
+    const task = this.requireTask();
+    const chosen = task.runs[run];
+    if (!chosen) return { refused: { code: "invalid_winner", message: `task ${task.id} has runs 0 to ${task.runs.length - 1}, not ${run}`, status: 400 } };
+    if (chosen.status !== "succeeded" || !chosen.diff) {
+      return { refused: { code: "winner_not_ready", message: `run ${run} is ${chosen.status} and has ${chosen.diff ? "a" : "no"} diff; only a succeeded run can win`, status: 409 } };
+    }
+    this.setState({ ...task, winner: { run, by, at: Date.now() } });
+    this.record({ run, type: "task.winner", data: { run, by } });
     return { task: this.requireTask() };
   }
 
@@ -122,27 +169,62 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     await this.stopAll("timed_out", { code: "timeout", message: `the task ran longer than its ${task.timeoutMinutes} minute limit` });
   }
 
+  /** Schedule callback: keeps this task's claim on its key alive. */
+  async renewClaim(): Promise<void> {
+    const task = this.state;
+    if (!task?.key) return;
+    if (isTerminal(task.status)) return this.cancelSchedulesFor("renewClaim");
+    const fleet = await fleetOf(this.env);
+    if (!(await fleet.renewClaim(task.key, task.id))) this.record({ run: null, type: "claim.lost", data: { key: task.key } });
+  }
+
   /**
-   * On every wake: a run that was live when this instance went away is picked
-   * up again from its persisted progress, or ended truthfully.
+   * Schedule callback while runs are live: a run nobody is driving is picked
+   * up again or ended; a sandbox that stops answering twice fails its run.
    */
+  async watchdog(): Promise<void> {
+    const task = this.state;
+    if (!task || isTerminal(task.status)) return this.cancelSchedulesFor("watchdog");
+    for (const run of task.runs) {
+      if (run.status !== "running") continue;
+      if (!this.live.has(run.index)) {
+        await this.recover(run);
+        continue;
+      }
+      if (await this.sandboxAnswers(run.index)) {
+        this.watchdogStrikes.delete(run.index);
+        continue;
+      }
+      const strikes = (this.watchdogStrikes.get(run.index) ?? 0) + 1;
+      this.watchdogStrikes.set(run.index, strikes);
+      this.record({ run: run.index, type: "run.watchdog", data: { strikes } });
+      if (strikes >= 2) {
+        this.live.get(run.index)?.abort();
+        await this.finishRun(run.index, "failed", { code: "sandbox_unresponsive", message: "the sandbox stopped answering" });
+        await this.destroySandbox(run.index);
+      }
+    }
+  }
+
+  /** Asked by the fleet's sweeper for a task open far past any timeout: end it truthfully. */
+  async closeIfStale(): Promise<void> {
+    const task = this.state;
+    if (!task || isTerminal(task.status)) return;
+    await this.stopAll("timed_out", { code: "stale", message: "the task was still open long after its time limit; the sweeper closed it" });
+  }
+
+  /** On every wake: runs that were live when this instance went away are picked up again or ended. */
   override async onStart(): Promise<void> {
     const task = this.state;
     if (!task) return;
     for (const run of task.runs) {
       if (this.live.has(run.index)) continue;
-      if (isTerminal(run.status)) {
-        if (this.ctx.storage.kv.get(sandboxKey(run.index))) await this.destroySandbox(run.index);
-        continue;
-      }
-      const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(run.index));
-      if (run.phase === "agent" && progress) {
-        this.record({ run: run.index, type: "run.reattach", data: { processId: progress.processId, from: progress.offsets } });
-        this.startRun(run.index, progress);
-      } else {
-        await this.finishRun(run.index, "failed", { code: "orchestrator_restarted", message: `the task agent restarted while the run was ${run.phase ?? run.status}; its work could not be resumed` });
-        await this.destroySandbox(run.index);
-      }
+      if (isTerminal(run.status)) await this.cleanUpSlot(run.index);
+      else if (run.status === "running") await this.recover(run);
+    }
+    if (task.judge && isTerminal(task.judge.status)) await this.cleanUpSlot(JUDGE_SLOT);
+    else if (task.judge?.status === "running" && !this.live.has(JUDGE_SLOT)) {
+      await this.endJudge({ ...task.judge, status: "failed", error: { code: "orchestrator_restarted", message: "the task agent restarted while judging" } });
     }
   }
 
@@ -162,46 +244,41 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   // ---- driving runs ----------------------------------------------------
 
-  private startRun(index: number, resume?: RunProgress): void {
+  private startRun(slot: number, resume?: RunProgress): void {
     const abort = new AbortController();
-    this.live.set(index, abort);
-    void this.keepAliveWhile(() => this.driveRun(index, abort.signal, resume))
-      .catch((error: unknown) => this.finishRun(index, "failed", { code: "internal", message: messageOf(error) }))
-      .finally(() => this.live.delete(index));
+    this.live.set(slot, abort);
+    const drive = slot === JUDGE_SLOT ? () => this.driveJudge(abort.signal) : () => this.driveRun(slot, abort.signal, resume);
+    void this.keepAliveWhile(drive)
+      .catch((error: unknown) =>
+        slot === JUDGE_SLOT
+          ? this.endJudge({ ...this.requireTask().judge!, status: "failed", error: { code: "internal", message: messageOf(error) } })
+          : this.finishRun(slot, "failed", { code: "internal", message: messageOf(error) }),
+      )
+      .finally(() => {
+        this.live.delete(slot);
+        return this.cleanUpSlot(slot);
+      });
   }
 
   private async driveRun(index: number, signal: AbortSignal, resume?: RunProgress): Promise<void> {
     const spec = this.requireSpec();
-    const credentials = this.agentCredentials();
+    const run = this.runOf(index);
     let sandbox: Sandbox | undefined;
     try {
-      if (!resume) this.setPhase(index, "provisioning");
-      this.ctx.storage.kv.put(sandboxKey(index), true);
-      sandbox = await sandboxPortFor(this.env, this.config).open(sandboxIdFor(spec.id, index));
-      if (signal.aborted) return;
-      const repoDir = `${sandbox.workdir}/repo`;
       if (!resume) {
-        this.setPhase(index, "cloning");
-        const { commit } = await sandbox.checkout(spec.cloneUrl, { dir: repoDir, branch: spec.branch });
-        if (signal.aborted) return;
-        this.patchRun(index, { baseCommit: commit });
-        this.record({ run: index, type: "run.cloned", data: { commit } });
+        sandbox = await this.provision(index, spec, signal);
+        if (!sandbox) return;
         this.setPhase(index, "agent");
+      } else {
+        sandbox = await this.openSandbox(index);
       }
-      const turn = await runClaudeTurn(
-        sandbox,
-        { prompt: spec.prompt, cwd: repoDir, maxTurns: spec.maxTurns, model: spec.model, credentials },
-        {
-          signal,
-          onEvent: (event) => this.onAgentEvent(index, event),
-          onProcessStarted: (processId) => this.ctx.storage.kv.put(progressKey(index), { processId, offsets: { stdout: 0, stderr: 0 } } satisfies RunProgress),
-          onOutputConsumed: (offsets) => {
-            const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(index));
-            if (progress) this.ctx.storage.kv.put(progressKey(index), { ...progress, offsets });
-          },
-        },
-        resume ? { processId: resume.processId, from: resume.offsets } : undefined,
-      );
+      const repoDir = `${sandbox.workdir}/repo`;
+      const turn = await this.runAgent(index, sandbox, {
+        prompt: run.promptSuffix ? `${spec.prompt}\n\n${run.promptSuffix}` : spec.prompt,
+        cwd: repoDir,
+        model: run.model ?? spec.model,
+        maxTurns: spec.maxTurns,
+      }, signal, resume);
       if (signal.aborted || this.runOf(index).status !== "running") return;
       if (!turn.final) {
         await this.finishRun(index, "failed", { code: "agent_no_result", message: `Claude Code exited ${turn.exitCode} without a result` });
@@ -226,42 +303,163 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       await this.finishRun(index, "failed", classify(error));
     } finally {
       this.ctx.storage.kv.delete(progressKey(index));
-      if (sandbox && !this.live.get(index)?.signal.aborted) await this.destroySandbox(index, sandbox);
+      if (!signal.aborted) await this.destroySandbox(index, sandbox);
     }
   }
 
-  private onAgentEvent(index: number, event: AgentEvent): void {
-    this.record({ run: index, type: event.type, data: event.data });
-    if (event.type === "agent.result") {
-      this.patchRun(index, { costUsd: Number(event.data.costUsd) || 0, numTurns: Number(event.data.numTurns) || 0 });
+  /**
+   * Opens the run's sandbox and clones the repo. A failure of the
+   * infrastructure (the sandbox did not start, the network cut the clone) is
+   * retried with backoff; a wrong repo or branch is not.
+   */
+  private async provision(index: number, spec: TaskSpec, signal: AbortSignal): Promise<Sandbox | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      let sandbox: Sandbox | undefined;
+      try {
+        this.setPhase(index, "provisioning");
+        sandbox = await this.openSandbox(index);
+        if (signal.aborted) return undefined;
+        this.setPhase(index, "cloning");
+        const { commit } = await sandbox.checkout(spec.cloneUrl, { dir: `${sandbox.workdir}/repo`, branch: spec.branch });
+        if (signal.aborted) return undefined;
+        this.patchRun(index, { baseCommit: commit });
+        this.record({ run: index, type: "run.cloned", data: { commit } });
+        return sandbox;
+      } catch (error) {
+        if (signal.aborted || !isRetryable(error) || attempt >= LIMITS.maxInfraRetries) throw error;
+        const failure = classify(error);
+        const delayMs = backoffMs(attempt, this.config.retryBaseMs);
+        this.patchRun(index, { attempts: [...this.runOf(index).attempts, { at: Date.now(), ...failure }] });
+        this.record({ run: index, type: "run.retry", data: { attempt: attempt + 1, of: LIMITS.maxInfraRetries, delayMs, error: failure } });
+        await this.destroySandbox(index, sandbox);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        if (signal.aborted) return undefined;
+      }
     }
   }
+
+  private async runAgent(
+    slot: number,
+    sandbox: Sandbox,
+    turn: { prompt: string; cwd: string; model: string | null; maxTurns: number },
+    signal: AbortSignal,
+    resume?: RunProgress,
+  ): Promise<ClaudeTurnResult> {
+    return runClaudeTurn(
+      sandbox,
+      { ...turn, credentials: this.agentCredentials() },
+      {
+        signal,
+        onEvent: (event) => this.onAgentEvent(slot, event),
+        onProcessStarted: (processId) => this.ctx.storage.kv.put(progressKey(slot), { processId, offsets: { stdout: 0, stderr: 0 } } satisfies RunProgress),
+        onOutputConsumed: (offsets) => {
+          const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(slot));
+          if (progress) this.ctx.storage.kv.put(progressKey(slot), { ...progress, offsets });
+        },
+      },
+      resume ? { processId: resume.processId, from: resume.offsets } : undefined,
+    );
+  }
+
+  /** A run that was live when this instance went away: re-attach to its process, or end it truthfully. */
+  private async recover(run: RunView): Promise<void> {
+    const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(run.index));
+    if (run.phase === "agent" && progress) {
+      this.record({ run: run.index, type: "run.reattach", data: { processId: progress.processId, from: progress.offsets } });
+      this.startRun(run.index, progress);
+      return;
+    }
+    await this.finishRun(run.index, "failed", {
+      code: "orchestrator_restarted",
+      message: `the task agent restarted while the run was ${run.phase ?? run.status}; that step cannot be resumed`,
+    });
+    await this.cleanUpSlot(run.index);
+  }
+
+  private onAgentEvent(slot: number, event: AgentEvent): void {
+    this.record({ run: slot === JUDGE_SLOT ? null : slot, type: slot === JUDGE_SLOT ? `judge.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
+    if (event.type === "agent.result" && slot !== JUDGE_SLOT) {
+      this.patchRun(slot, { costUsd: Number(event.data.costUsd) || 0, numTurns: Number(event.data.numTurns) || 0 });
+    }
+  }
+
+  // ---- the judge -------------------------------------------------------
+
+  /** The reviewer: a fresh sandbox holding only the candidate diffs, and Claude Code asked to rank them. */
+  private async driveJudge(signal: AbortSignal): Promise<void> {
+    const task = this.requireTask();
+    const judge = task.judge!;
+    this.setState({ ...task, judge: { ...judge, status: "running" } });
+    this.record({ run: null, type: "judge.status", data: { status: "running" } });
+    let sandbox: Sandbox | undefined;
+    try {
+      sandbox = await this.openSandbox(JUDGE_SLOT);
+      const dir = `${sandbox.workdir}/candidates`;
+      const candidates: Candidate[] = [];
+      for (const run of task.runs) {
+        if (run.status !== "succeeded" || !run.diff) continue;
+        const file = `run-${run.index}.diff`;
+        await sandbox.writeFile(`${dir}/${file}`, this.diffText(run.index, JUDGE_DIFF_CHARS));
+        candidates.push({ run: run.index, file, files: run.diff.files, additions: run.diff.additions, deletions: run.diff.deletions });
+      }
+      const turn = await this.runAgent(JUDGE_SLOT, sandbox, { prompt: judgePrompt(task.prompt, candidates), cwd: dir, model: task.model, maxTurns: 20 }, signal);
+      if (signal.aborted) return;
+      const costUsd = turn.final?.costUsd ?? 0;
+      const verdict = turn.final ? parseVerdict(turn.final.text, candidates.map((c) => c.run)) : null;
+      if (!verdict) {
+        await this.endJudge({ ...judge, status: "failed", costUsd, error: { code: "no_verdict", message: `the reviewer gave no valid verdict: ${(turn.final?.text ?? `exit ${turn.exitCode}`).slice(0, 300)}` } });
+        return;
+      }
+      await this.endJudge({ status: "succeeded", winner: verdict.winner, ranking: verdict.ranking, reasons: verdict.reasons, costUsd, error: null });
+    } catch (error) {
+      if (!signal.aborted) await this.endJudge({ ...judge, status: "failed", error: classify(error) });
+    } finally {
+      this.ctx.storage.kv.delete(progressKey(JUDGE_SLOT));
+      if (!signal.aborted) await this.destroySandbox(JUDGE_SLOT, sandbox);
+    }
+  }
+
+  private async endJudge(judge: JudgeView): Promise<void> {
+    const task = this.requireTask();
+    if (!task.judge || isTerminal(task.judge.status)) return;
+    const winner = judge.winner !== null && !task.winner ? { run: judge.winner, by: "judge", at: Date.now() } : task.winner;
+    this.setState({ ...task, judge, winner });
+    this.record({ run: null, type: "judge.status", data: { status: judge.status, winner: judge.winner, ranking: judge.ranking, reasons: judge.reasons, ...(judge.error ? { error: judge.error } : {}) } });
+    await this.finishTaskIfDone();
+  }
+
+  /** The text of a run's diff, cut to `limit` characters. */
+  private diffText(run: number, limit: number): string {
+    const decoder = new TextDecoder();
+    let text = "";
+    for (let i = 0; i < this.diffs.chunkCount(run) && text.length < limit; i++) {
+      text += decoder.decode(this.diffs.chunk(run, i)!, { stream: true });
+    }
+    return text.length > limit ? `${text.slice(0, limit)}\n[diff cut at ${limit} characters]\n` : text;
+  }
+
+  // ---- ending ----------------------------------------------------------
 
   private async stopAll(status: "cancelled" | "timed_out", error: ErrorInfo): Promise<void> {
     const task = this.requireTask();
     const stopping = task.runs.filter((run) => !isTerminal(run.status)).map((run) => run.index);
-    this.setState({ ...task, error });
+    const fleet = await fleetOf(this.env);
+    await fleet.dropQueued(task.id);
+    if (task.judge && !isTerminal(task.judge.status)) {
+      this.live.get(JUDGE_SLOT)?.abort();
+      stopping.push(JUDGE_SLOT);
+      this.setState({ ...this.requireTask(), judge: { ...task.judge, status, error } });
+      this.record({ run: null, type: "judge.status", data: { status, error } });
+    }
     for (const index of stopping) {
+      if (index === JUDGE_SLOT) continue;
       this.live.get(index)?.abort();
       await this.finishRun(index, status, error);
     }
-    await Promise.all(stopping.map((index) => this.destroySandbox(index)));
-  }
-
-  // ---- state -----------------------------------------------------------
-
-  private setPhase(index: number, phase: RunPhase): void {
-    const run = this.runOf(index);
-    if (isTerminal(run.status)) return;
-    const starting = run.status === "queued";
-    this.patchRun(index, { status: "running", phase, startedAt: run.startedAt ?? Date.now() });
-    this.record({ run: index, type: "run.status", data: { status: "running", phase } });
-    const task = this.requireTask();
-    if (starting && task.status === "queued") {
-      this.setState({ ...task, status: "running", startedAt: Date.now() });
-      this.record({ run: null, type: "task.status", data: { status: "running" } });
-      void this.index();
-    }
+    // Destroyed now, not when the aborted drivers unwind: a clone in progress is not abortable.
+    await Promise.all(stopping.map((slot) => this.destroySandbox(slot)));
+    await Promise.all(stopping.map((slot) => this.cleanUpSlot(slot)));
+    await this.finishTaskIfDone();
   }
 
   private async finishRun(index: number, status: TaskStatus, error: ErrorInfo | null): Promise<void> {
@@ -271,13 +469,102 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.patchRun(index, { status, phase: null, endedAt, durationMs: run.startedAt ? endedAt - run.startedAt : null, error });
     this.record({ run: index, type: "run.status", data: { status, ...(error ? { error } : {}) } });
     const task = this.requireTask();
-    if (task.runs.every((r) => isTerminal(r.status))) {
-      const outcome = taskOutcome(task);
-      this.setState({ ...task, status: outcome.status, endedAt, error: outcome.error, costUsd: task.runs.reduce((sum, r) => sum + r.costUsd, 0) });
-      this.record({ run: null, type: "task.status", data: { status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) } });
-      for (const schedule of await this.listSchedules({ type: "delayed" })) await this.cancelSchedule(schedule.id);
+    const judgeWaits = task.judge?.status === "queued" && status !== "cancelled" && status !== "timed_out";
+    if (judgeWaits && task.runs.every((r) => isTerminal(r.status))) {
+      const candidates = task.runs.filter((r) => r.status === "succeeded" && r.diff);
+      if (candidates.length === 0) {
+        await this.endJudge({ ...task.judge!, status: "failed", error: { code: "no_candidates", message: "no run produced a diff to judge" } });
+      } else {
+        this.record({ run: null, type: "judge.queued", data: { candidates: candidates.map((r) => r.index) } });
+        const fleet = await fleetOf(this.env);
+        await fleet.enqueue(task.id, [JUDGE_SLOT], task.createdBy);
+      }
+    }
+    await this.finishTaskIfDone();
+  }
+
+  /** When every run (and the judge, if any) has ended, the task ends with the outcome they add up to. */
+  private async finishTaskIfDone(): Promise<void> {
+    const task = this.requireTask();
+    const runsDone = task.runs.every((r) => isTerminal(r.status));
+    const judgeDone = !task.judge || isTerminal(task.judge.status);
+    if (isTerminal(task.status) || !runsDone || !judgeDone) {
+      await this.index();
+      return;
+    }
+    const outcome = taskOutcome(task);
+    this.setState({ ...task, status: outcome.status, endedAt: Date.now(), error: task.error ?? outcome.error, costUsd: task.runs.reduce((sum, r) => sum + r.costUsd, 0) + (task.judge?.costUsd ?? 0) });
+    this.record({ run: null, type: "task.status", data: { status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) } });
+    for (const schedule of await this.listSchedules()) await this.cancelSchedule(schedule.id);
+    if (task.key) {
+      const fleet = await fleetOf(this.env);
+      await fleet.releaseClaim(task.key, task.id);
     }
     await this.index();
+  }
+
+  // ---- sandboxes and slots ---------------------------------------------
+
+  private async openSandbox(slot: number): Promise<Sandbox> {
+    this.ctx.storage.kv.put(sandboxKey(slot), true);
+    const sandbox = await sandboxPortFor(this.env, this.config).open(sandboxIdFor(this.requireTask().id, slot));
+    this.handles.set(slot, sandbox);
+    return sandbox;
+  }
+
+  private async destroySandbox(slot: number, open?: Sandbox): Promise<void> {
+    if (!open && !this.ctx.storage.kv.get(sandboxKey(slot))) return;
+    const id = sandboxIdFor(this.requireTask().id, slot);
+    try {
+      const sandbox = open ?? (await sandboxPortFor(this.env, this.config).open(id));
+      await sandbox.destroy();
+      this.handles.delete(slot);
+      this.ctx.storage.kv.delete(sandboxKey(slot));
+      this.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroyed", data: { sandbox: id } });
+    } catch (error) {
+      this.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroy_failed", data: { sandbox: id, message: messageOf(error) } });
+    }
+  }
+
+  /** Destroys the slot's sandbox if one may exist, then gives its fleet grant back. */
+  private async cleanUpSlot(slot: number): Promise<void> {
+    if (this.live.has(slot)) return;
+    await this.destroySandbox(slot);
+    if (this.ctx.storage.kv.get(sandboxKey(slot))) return;
+    if (this.ctx.storage.kv.get(grantKey(slot))) {
+      this.ctx.storage.kv.delete(grantKey(slot));
+      const fleet = await fleetOf(this.env);
+      await fleet.release(this.requireTask().id, slot);
+    }
+  }
+
+  private async sandboxAnswers(slot: number): Promise<boolean> {
+    const sandbox = this.handles.get(slot);
+    if (!sandbox) return true;
+    try {
+      const result = await sandbox.exec("true", { timeoutMs: 10_000 });
+      return result.exitCode === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- state -----------------------------------------------------------
+
+  private setPhase(index: number, phase: RunPhase): void {
+    const run = this.runOf(index);
+    if (isTerminal(run.status) || run.phase === phase) return;
+    this.patchRun(index, { status: "running", phase, startedAt: run.startedAt ?? Date.now() });
+    this.record({ run: index, type: "run.status", data: { status: "running", phase } });
+    const task = this.requireTask();
+    if (task.status === "queued") {
+      this.setState({ ...task, status: "running", startedAt: Date.now() });
+      this.record({ run: null, type: "task.status", data: { status: "running" } });
+      // The time limit counts from the first run's start, not from time spent waiting in the queue.
+      void this.schedule(task.timeoutMinutes * 60, "onTimeout");
+      void this.scheduleEvery(30, "watchdog");
+      void this.index();
+    }
   }
 
   private patchRun(index: number, patch: Partial<RunView>): void {
@@ -301,15 +588,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
-  private async destroySandbox(index: number, open?: Sandbox): Promise<void> {
-    const spec = this.requireSpec();
-    try {
-      const sandbox = open ?? (await sandboxPortFor(this.env, this.config).open(sandboxIdFor(spec.id, index)));
-      await sandbox.destroy();
-      this.ctx.storage.kv.delete(sandboxKey(index));
-      this.record({ run: index, type: "sandbox.destroyed", data: { sandbox: sandbox.id } });
-    } catch (error) {
-      this.record({ run: index, type: "sandbox.destroy_failed", data: { message: messageOf(error) } });
+  private async cancelSchedulesFor(callback: string): Promise<void> {
+    for (const schedule of await this.listSchedules()) {
+      if (schedule.callback === callback) await this.cancelSchedule(schedule.id);
     }
   }
 
@@ -342,12 +623,15 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   }
 }
 
-function newRun(taskId: string, index: number): RunView {
+function newRun(spec: TaskSpec, index: number, model: string | null, promptSuffix: string | null): RunView {
   return {
     index,
     status: "queued",
+    model,
+    promptSuffix,
+    attempts: [],
     phase: null,
-    branch: `sortie/${taskId}/${index}`,
+    branch: `sortie/${spec.id}/${index}`,
     sessionId: null,
     baseCommit: null,
     startedAt: null,
@@ -360,12 +644,12 @@ function newRun(taskId: string, index: number): RunView {
   };
 }
 
-/** Sandbox ids are lowercase DNS-safe labels: the task id and the run index. */
-export function sandboxIdFor(taskId: string, index: number): string {
-  return `${taskId}-${index}`;
+/** Sandbox ids are lowercase DNS-safe labels: the task id and the run index (or `judge`). */
+export function sandboxIdFor(taskId: string, slot: number): string {
+  return `${taskId}-${slot === JUDGE_SLOT ? "judge" : slot}`;
 }
 
-/** A task succeeds if any run did; otherwise it carries the first run's failure. */
+/** A task succeeds if any run did; otherwise it carries the first run's reason. */
 function taskOutcome(task: TaskState): { status: TaskStatus; error: ErrorInfo | null } {
   if (task.runs.some((run) => run.status === "succeeded")) return { status: "succeeded", error: null };
   for (const status of ["timed_out", "cancelled"] as const) {

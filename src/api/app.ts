@@ -7,6 +7,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { readConfig } from "../config.ts";
 import { SortieError, errorBody } from "../errors.ts";
 import type { AuthVariables } from "./auth.ts";
+import { batchRoutes } from "./batches.ts";
 import { taskRoutes } from "./tasks.ts";
 
 type Env = { Bindings: Cloudflare.Env; Variables: AuthVariables };
@@ -27,6 +28,7 @@ export function buildApp() {
 
   app.get("/healthz", (c) => c.json({ ok: true, backend: readConfig(c.env).sandboxBackend }));
   app.route("/api/tasks", taskRoutes);
+  app.route("/api/batches", batchRoutes);
 
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
   app.onError((error, c) => {

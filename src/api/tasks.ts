@@ -1,11 +1,13 @@
 /** The task routes: create, list, read, cancel, diff, events, and the live WebSocket. */
 import { getAgentByName } from "agents";
 import { Hono } from "hono";
+import { fleetOf } from "../agents/fleet.ts";
+import { launchTask, planTask } from "../agents/launch.ts";
 import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
-import { isTaskId, newTaskId } from "../ids.ts";
-import { resolveRepo } from "../repo.ts";
-import { CreateTaskBody, ListTasksQuery, type TaskState, type TaskView } from "../schema.ts";
+import { isTaskId } from "../ids.ts";
+import { CreateTaskBody, ListTasksQuery, PickWinnerBody, type TaskState, type TaskView } from "../schema.ts";
+import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { listTasks } from "../store/tasks.ts";
 import { bearerOf, requireAdmin, sameSecret, signViewerToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
 import { jsonBody, validate } from "./body.ts";
@@ -37,27 +39,23 @@ taskRoutes.use("*", requireAdmin());
 
 taskRoutes.post("/", async (c) => {
   const body = await jsonBody(c, CreateTaskBody);
-  const config = readConfig(c.env);
-  const repo = resolveRepo(body.repo, config.gitBaseUrl);
-  const timeoutMinutes = body.timeoutMinutes ?? config.defaultTimeoutMinutes;
-  if (timeoutMinutes > config.maxTimeoutMinutes) {
-    throw new SortieError("limit_exceeded", `timeoutMinutes may be at most ${config.maxTimeoutMinutes}`, 422);
+  const creator = c.var.caller.name;
+  const spec = planTask(c.env, { body, source: "api", createdBy: creator });
+  const idempotencyKey = c.req.header("idempotency-key");
+  if (idempotencyKey !== undefined) {
+    const earlier = await reserveIdempotencyKey(c.env.DB, creator, idempotencyKey, spec.id);
+    if (earlier) {
+      c.header("idempotent-replayed", "true");
+      return c.json(await present(c.req.url, c.env, await loadTask(c.env, earlier)), 202);
+    }
   }
-  const id = newTaskId();
-  const agent = await getAgentByName(c.env.TaskAgent, id);
-  const task = await agent.create({
-    id,
-    repo: repo.slug,
-    cloneUrl: repo.cloneUrl,
-    branch: body.branch ?? null,
-    prompt: body.prompt,
-    model: body.model ?? null,
-    maxTurns: body.maxTurns ?? config.defaultMaxTurns,
-    timeoutMinutes,
-    source: "api",
-    createdBy: c.var.caller.name,
-  });
-  return c.json(await present(c.req.url, c.env, task), 202);
+  try {
+    const task = await launchTask(c.env, spec, body.supersede ?? false);
+    return c.json(await present(c.req.url, c.env, task), 202);
+  } catch (error) {
+    if (idempotencyKey !== undefined) await forgetIdempotencyKey(c.env.DB, creator, idempotencyKey, spec.id);
+    throw error;
+  }
 });
 
 taskRoutes.get("/", async (c) => {
@@ -75,7 +73,17 @@ taskRoutes.post("/:id/cancel", async (c) => {
   await requireKnownTask(c.env, id);
   const agent = await getAgentByName(c.env.TaskAgent, id);
   const outcome = await agent.cancel(c.var.caller.name);
-  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, 409);
+  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
+  return c.json(await present(c.req.url, c.env, outcome.task));
+});
+
+taskRoutes.post("/:id/winner", async (c) => {
+  const id = c.req.param("id");
+  await requireKnownTask(c.env, id);
+  const { run } = await jsonBody(c, PickWinnerBody);
+  const agent = await getAgentByName(c.env.TaskAgent, id);
+  const outcome = await agent.pickWinner(run, c.var.caller.name);
+  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
   return c.json(await present(c.req.url, c.env, outcome.task));
 });
 
@@ -127,7 +135,7 @@ async function requireKnownTask(env: Cloudflare.Env, id: string): Promise<void> 
   if (!found) throw new SortieError("not_found", `no task ${id}`, 404);
 }
 
-async function loadTask(env: Cloudflare.Env, id: string): Promise<TaskState> {
+export async function loadTask(env: Cloudflare.Env, id: string): Promise<TaskState> {
   await requireKnownTask(env, id);
   const agent = await getAgentByName(env.TaskAgent, id);
   const task = await agent.view();
@@ -135,8 +143,15 @@ async function loadTask(env: Cloudflare.Env, id: string): Promise<TaskState> {
   return task;
 }
 
-/** Adds where to watch the task: its API URL and a WebSocket URL carrying a fresh viewer token. */
-async function present(requestUrl: string, env: Cloudflare.Env, task: TaskState): Promise<TaskView> {
+/**
+ * Adds where to watch the task (its API URL and a WebSocket URL carrying a
+ * fresh viewer token) and, for runs still waiting, their place in the queue.
+ */
+export async function present(requestUrl: string, env: Cloudflare.Env, task: TaskState): Promise<TaskView> {
+  if (task.runs.some((run) => run.status === "queued")) {
+    const positions = await (await fleetOf(env)).positions(task.id);
+    task = { ...task, runs: task.runs.map((run) => (run.status === "queued" ? { ...run, queuePosition: positions[run.index] ?? null } : run)) };
+  }
   const origin = new URL(requestUrl).origin;
   const token = await signViewerToken(env.SORTIE_ADMIN_TOKEN, task.id, readConfig(env).viewerTokenTtlSeconds);
   const wsOrigin = origin.replace(/^http/, "ws");

@@ -1,0 +1,189 @@
+/**
+ * Fleet: the one coordinating Durable Object. It bounds parallelism (a global
+ * cap on live sandboxes and one per creator), queues runs above the cap in an
+ * order fair across creators, and holds claims: leases on canonical keys so
+ * two tasks never take the same work.
+ *
+ * A slot is granted by calling the task agent's `grantRun`; the agent gives it
+ * back with `release` once the run's sandbox is destroyed, so the count of
+ * live slots never falls below the count of live sandboxes.
+ */
+import { Agent, getAgentByName } from "agents";
+import { readConfig } from "../config.ts";
+import { messageOf } from "../errors.ts";
+
+/** How long a claim lives without renewal. The owning task agent renews it every LEASE_RENEW_SECONDS. */
+export const LEASE_SECONDS = 90;
+export const LEASE_RENEW_SECONDS = 30;
+
+export type ClaimOutcome = { granted: true; superseded: string | null } | { granted: false; holder: string };
+
+type SlotRow = {
+  seq: number;
+  task_id: string;
+  run: number;
+  creator: string;
+  state: "queued" | "live";
+  enqueued_at: number;
+  granted_at: number | null;
+};
+
+export class Fleet extends Agent<Cloudflare.Env> {
+  static override options = { sendIdentityOnConnect: false };
+  private ready = false;
+
+  private get sql_(): SqlStorage {
+    const sql = this.ctx.storage.sql;
+    if (!this.ready) {
+      sql.exec(`CREATE TABLE IF NOT EXISTS fleet_slots (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        creator TEXT NOT NULL,
+        state TEXT NOT NULL,
+        enqueued_at INTEGER NOT NULL,
+        granted_at INTEGER,
+        UNIQUE (task_id, run)
+      )`);
+      sql.exec(`CREATE TABLE IF NOT EXISTS fleet_claims (
+        key TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      )`);
+      this.ready = true;
+    }
+    return sql;
+  }
+
+  override async onStart(): Promise<void> {
+    await this.scheduleEvery(60, "sweep");
+  }
+
+  /** Queues runs of a task; those that fit under the caps start at once. Returns each queued run's position. */
+  enqueue(taskId: string, runs: number[], creator: string): Record<number, number> {
+    const now = Date.now();
+    for (const run of runs) {
+      this.sql_.exec("INSERT OR IGNORE INTO fleet_slots (task_id, run, creator, state, enqueued_at) VALUES (?, ?, ?, 'queued', ?)", taskId, run, creator, now);
+    }
+    this.pump();
+    return this.positions(taskId);
+  }
+
+  /** Gives a run's slot back (its sandbox is gone, or it never started); the next queued run starts. */
+  release(taskId: string, run: number): void {
+    this.sql_.exec("DELETE FROM fleet_slots WHERE task_id = ? AND run = ?", taskId, run);
+    this.pump();
+  }
+
+  /** Drops a task's runs that are still waiting. */
+  dropQueued(taskId: string): void {
+    this.sql_.exec("DELETE FROM fleet_slots WHERE task_id = ? AND state = 'queued'", taskId);
+    this.pump();
+  }
+
+  /** 1-based place in the queue of each of the task's waiting runs. */
+  positions(taskId: string): Record<number, number> {
+    const rows = this.sql_.exec<{ run: number; position: number }>(
+      `SELECT s.run AS run, (SELECT COUNT(*) FROM fleet_slots q WHERE q.state = 'queued' AND q.seq <= s.seq) AS position
+       FROM fleet_slots s WHERE s.task_id = ? AND s.state = 'queued'`,
+      taskId,
+    ).toArray();
+    return Object.fromEntries(rows.map((row) => [row.run, row.position]));
+  }
+
+  stats(): { live: number; queued: number; cap: number; perCreatorCap: number } {
+    const config = readConfig(this.env);
+    const counts = this.sql_.exec<{ state: string; n: number }>("SELECT state, COUNT(*) AS n FROM fleet_slots GROUP BY state").toArray();
+    const count = (state: string) => counts.find((row) => row.state === state)?.n ?? 0;
+    return { live: count("live"), queued: count("queued"), cap: config.maxSandboxes, perCreatorCap: config.maxSandboxesPerCreator };
+  }
+
+  /** Takes `key` for `taskId`, unless a live lease holds it; `supersede` takes it anyway and names the task it took it from. */
+  claim(key: string, taskId: string, supersede: boolean): ClaimOutcome {
+    const now = Date.now();
+    const held = this.sql_.exec<{ task_id: string; expires_at: number }>("SELECT task_id, expires_at FROM fleet_claims WHERE key = ?", key).toArray()[0];
+    const live = held && held.expires_at > now && held.task_id !== taskId ? held.task_id : null;
+    if (live && !supersede) return { granted: false, holder: live };
+    this.sql_.exec("INSERT OR REPLACE INTO fleet_claims (key, task_id, expires_at) VALUES (?, ?, ?)", key, taskId, now + LEASE_SECONDS * 1000);
+    return { granted: true, superseded: live };
+  }
+
+  /** Extends the lease; false when the task no longer holds the key (it was superseded or expired and taken). */
+  renewClaim(key: string, taskId: string): boolean {
+    const result = this.sql_.exec("UPDATE fleet_claims SET expires_at = ? WHERE key = ? AND task_id = ?", Date.now() + LEASE_SECONDS * 1000, key, taskId);
+    return result.rowsWritten > 0;
+  }
+
+  releaseClaim(key: string, taskId: string): void {
+    this.sql_.exec("DELETE FROM fleet_claims WHERE key = ? AND task_id = ?", key, taskId);
+  }
+
+  /**
+   * Starts as many queued runs as the caps allow. Fair across creators: the
+   * next slot goes to the creator with the fewest live runs (oldest waiting
+   * run first among equals), FIFO within a creator.
+   */
+  private pump(): void {
+    const { maxSandboxes, maxSandboxesPerCreator } = readConfig(this.env);
+    for (;;) {
+      const live = Number(this.sql_.exec("SELECT COUNT(*) AS n FROM fleet_slots WHERE state = 'live'").one().n);
+      if (live >= maxSandboxes) return;
+      const next = this.sql_.exec<SlotRow>(
+        `SELECT q.* FROM fleet_slots q
+         WHERE q.state = 'queued'
+           AND (SELECT COUNT(*) FROM fleet_slots l WHERE l.state = 'live' AND l.creator = q.creator) < ?
+         ORDER BY (SELECT COUNT(*) FROM fleet_slots l WHERE l.state = 'live' AND l.creator = q.creator), q.seq
+         LIMIT 1`,
+        maxSandboxesPerCreator,
+      ).toArray()[0];
+      if (!next) return;
+      this.sql_.exec("UPDATE fleet_slots SET state = 'live', granted_at = ? WHERE seq = ?", Date.now(), next.seq);
+      void this.grant(next.task_id, next.run);
+    }
+  }
+
+  private async grant(taskId: string, run: number): Promise<void> {
+    try {
+      const agent = await getAgentByName(this.env.TaskAgent, taskId);
+      const accepted = await agent.grantRun(run);
+      if (!accepted) this.release(taskId, run);
+    } catch (error) {
+      console.error(JSON.stringify({ event: "fleet.grant_failed", taskId, run, message: messageOf(error) }));
+      this.release(taskId, run);
+    }
+  }
+
+  /**
+   * Every minute: gives back slots whose run has ended without releasing
+   * (its agent crashed between destroying the sandbox and telling us), drops
+   * expired claims, and wakes task agents whose task has been open too long
+   * so their own checks close it.
+   */
+  async sweep(): Promise<void> {
+    const now = Date.now();
+    this.sql_.exec("DELETE FROM fleet_claims WHERE expires_at < ?", now);
+    const live = this.sql_.exec<SlotRow>("SELECT * FROM fleet_slots WHERE state = 'live' AND granted_at < ?", now - 60_000).toArray();
+    for (const slot of live) {
+      try {
+        const agent = await getAgentByName(this.env.TaskAgent, slot.task_id);
+        if (!(await agent.holdsSlot(slot.run))) this.release(slot.task_id, slot.run);
+      } catch (error) {
+        console.error(JSON.stringify({ event: "fleet.sweep_failed", taskId: slot.task_id, message: messageOf(error) }));
+      }
+    }
+    const { maxTimeoutMinutes } = readConfig(this.env);
+    const stale = await this.env.DB.prepare("SELECT id FROM tasks WHERE status IN ('queued', 'running') AND created_at < ? LIMIT 100")
+      .bind(now - (maxTimeoutMinutes + 10) * 60_000)
+      .all<{ id: string }>();
+    for (const { id } of stale.results) {
+      const agent = await getAgentByName(this.env.TaskAgent, id);
+      await agent.closeIfStale();
+    }
+    this.pump();
+  }
+}
+
+/** The fleet is one Durable Object for the whole deployment. */
+export function fleetOf(env: Cloudflare.Env) {
+  return getAgentByName(env.Fleet, "fleet");
+}

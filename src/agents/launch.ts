@@ -1,0 +1,74 @@
+/**
+ * Turns a validated task request, from any trigger, into a running task:
+ * resolves the repo, takes the claim on its key, and hands the spec to a new
+ * TaskAgent. Triggers (the API, batches, and later Slack, GitHub, schedules)
+ * all come through here, so they cannot differ in how a task starts.
+ */
+import { getAgentByName } from "agents";
+import { readConfig } from "../config.ts";
+import { SortieError } from "../errors.ts";
+import { newTaskId } from "../ids.ts";
+import { resolveRepo } from "../repo.ts";
+import type { CreateTaskBody, TaskSpec, TaskState } from "../schema.ts";
+import { fleetOf } from "./fleet.ts";
+
+export interface LaunchRequest {
+  body: CreateTaskBody;
+  source: TaskSpec["source"];
+  createdBy: string;
+}
+
+/** Checks a request against the configured limits and resolves it into a spec, without side effects. */
+export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTaskId()): TaskSpec {
+  const config = readConfig(env);
+  const { body } = request;
+  const repo = resolveRepo(body.repo, config.gitBaseUrl);
+  const timeoutMinutes = body.timeoutMinutes ?? config.defaultTimeoutMinutes;
+  if (timeoutMinutes > config.maxTimeoutMinutes) {
+    throw new SortieError("limit_exceeded", `timeoutMinutes may be at most ${config.maxTimeoutMinutes}`, 422);
+  }
+  const runs = body.runs ?? 1;
+  return {
+    id,
+    repo: repo.slug,
+    cloneUrl: repo.cloneUrl,
+    branch: body.branch ?? null,
+    prompt: body.prompt,
+    model: body.model ?? null,
+    maxTurns: body.maxTurns ?? config.defaultMaxTurns,
+    timeoutMinutes,
+    source: request.source,
+    createdBy: request.createdBy,
+    runs: Array.from({ length: runs }, (_, i) => body.variants?.[i] ?? {}),
+    judge: body.judge ?? false,
+    key: body.key ?? null,
+  };
+}
+
+/**
+ * Takes the spec's claim (409 naming the holder if another live task has the
+ * key; with `supersede`, the holder is cancelled), then creates the task.
+ * If creation fails the claim is given back, so nothing is half-created.
+ */
+export async function launchTask(env: Cloudflare.Env, spec: TaskSpec, supersede = false): Promise<TaskState> {
+  const fleet = await fleetOf(env);
+  if (spec.key) {
+    const claim = await fleet.claim(spec.key, spec.id, supersede);
+    if (!claim.granted) {
+      throw new SortieError("claim_conflict", `task ${claim.holder} already holds key ${spec.key}; pass "supersede": true to replace it`, 409, {
+        headers: { "x-sortie-holder": claim.holder },
+      });
+    }
+    if (claim.superseded) {
+      const holder = await getAgentByName(env.TaskAgent, claim.superseded);
+      await holder.cancel(`superseded by task ${spec.id}`);
+    }
+  }
+  try {
+    const agent = await getAgentByName(env.TaskAgent, spec.id);
+    return await agent.create(spec);
+  } catch (error) {
+    if (spec.key) await fleet.releaseClaim(spec.key, spec.id);
+    throw error;
+  }
+}
