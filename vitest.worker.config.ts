@@ -29,6 +29,8 @@ export default defineConfig(async () => {
       include: ["test/worker/**/*.test.ts"],
       globalSetup: ["test/support/global-setup.ts"],
       setupFiles: ["test/support/apply-migrations.ts"],
+      // One file at a time: they share the local sandbox host, its fault injection and its counts.
+      fileParallelism: false,
       testTimeout: 60_000,
       hookTimeout: 60_000,
     },

@@ -52,6 +52,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   const root = options.root ?? (await fs.mkdtemp(path.join(os.tmpdir(), "sortie-sandboxes-")));
   await fs.mkdir(root, { recursive: true });
   const sandboxes = new Map<string, HostedSandbox>();
+  /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
+  let failOpens = 0;
   const expected = createHash("sha256").update(`Bearer ${options.token}`).digest();
 
   const authorized = (req: http.IncomingMessage) => {
@@ -71,8 +73,15 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size });
     if (!authorized(req)) return send(res, 401, { error: { code: "unauthorized", message: "bad or missing token" } });
     if (url.pathname === "/v1/sandboxes" && req.method === "GET") {
-      const live = [...sandboxes.values()].flatMap((s) => [...s.processes.values()]).filter((p) => !p.done).length;
-      return send(res, 200, { sandboxes: [...sandboxes.keys()], liveProcesses: live });
+      const processes = [...sandboxes.entries()].flatMap(([sandbox, hosted]) =>
+        [...hosted.processes.entries()].map(([id, p]) => ({ sandbox, id, done: p.done })),
+      );
+      return send(res, 200, { sandboxes: [...sandboxes.keys()], liveProcesses: processes.filter((p) => !p.done).length, processes });
+    }
+    if (url.pathname === "/v1/faults" && req.method === "POST") {
+      const body = JSON.parse(await readBody(req)) as { failOpens?: number };
+      failOpens = Math.max(0, Number(body.failOpens ?? 0));
+      return send(res, 200, { failOpens });
     }
     const match = /^\/v1\/sandboxes\/([^/]+)(\/.*)?$/.exec(url.pathname);
     if (!match) return send(res, 404, { error: { code: "not_found", message: url.pathname } });
@@ -81,6 +90,10 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     const rest = match[2] ?? "";
 
     if (rest === "" && req.method === "POST") {
+      if (failOpens > 0) {
+        failOpens -= 1;
+        return send(res, 503, { error: { code: "injected_fault", message: "sandbox start failed (injected fault)" } });
+      }
       const sandbox = await ensureSandbox(id);
       return send(res, 200, { workdir: path.join(sandbox.root, "work") });
     }

@@ -516,8 +516,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     if (!open && !this.ctx.storage.kv.get(sandboxKey(slot))) return;
     const id = sandboxIdFor(this.requireTask().id, slot);
     try {
-      const sandbox = open ?? (await sandboxPortFor(this.env, this.config).open(id));
-      await sandbox.destroy();
+      if (open) await open.destroy();
+      else await sandboxPortFor(this.env, this.config).destroy(id);
       this.handles.delete(slot);
       this.ctx.storage.kv.delete(sandboxKey(slot));
       this.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroyed", data: { sandbox: id } });

@@ -44,6 +44,10 @@ export class CloudflareSandboxPort implements SandboxPort {
   async open(id: string): Promise<Sandbox> {
     return new CloudflareSandbox(id, this.connect(id));
   }
+
+  destroy(id: string): Promise<void> {
+    return new CloudflareSandbox(id, this.connect(id)).destroy();
+  }
 }
 
 class CloudflareSandbox implements Sandbox {

@@ -30,6 +30,10 @@ export class LocalSandboxPort implements SandboxPort {
     const { workdir } = await client.json<{ workdir: string }>("POST", "");
     return new LocalSandbox(id, workdir, client);
   }
+
+  async destroy(id: string): Promise<void> {
+    await new LocalHostClient(this.baseUrl, this.token, id).request("DELETE", "");
+  }
 }
 
 class LocalHostClient {

@@ -61,6 +61,8 @@ export interface SandboxPort {
   readonly backend: "cloudflare" | "local";
   /** Opens (creating if needed) the sandbox named `id`. */
   open(id: string): Promise<Sandbox>;
+  /** Destroys the sandbox named `id` if it exists, without starting it first. */
+  destroy(id: string): Promise<void>;
 }
 
 /** Raised by an adapter when the sandbox itself (not the command in it) failed. */

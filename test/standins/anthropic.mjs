@@ -17,6 +17,9 @@ import http from "node:http";
 /** @typedef {{ text?: string, tool?: string, input?: Record<string, unknown>, delayMs?: number, status?: number }} Step */
 
 const SCRIPT_MARK = "#!standin ";
+/** A judging turn (Sortie's reviewer) plays this line's script instead. */
+const JUDGE_SCRIPT_MARK = "#!standin-judge ";
+const JUDGE_MARKER = "[sortie judge]";
 
 /**
  * Starts the stand-in. `failures` makes the next N message calls answer with
@@ -106,6 +109,12 @@ function decideReply(body) {
 
 /** @returns {Step[]} */
 function scriptOf(prompt) {
+  if (prompt.includes(JUDGE_MARKER)) {
+    const judged = prompt.split("\n").find((l) => l.startsWith(JUDGE_SCRIPT_MARK));
+    if (judged) return JSON.parse(judged.slice(JUDGE_SCRIPT_MARK.length));
+    const first = /- run (\d+):/.exec(prompt)?.[1] ?? "0";
+    return [{ text: JSON.stringify({ winner: Number(first), ranking: [Number(first)], reasons: "The stand-in picks the first candidate." }) }];
+  }
   const line = prompt.split("\n").find((l) => l.startsWith(SCRIPT_MARK));
   if (line) return JSON.parse(line.slice(SCRIPT_MARK.length));
   const wanted = /\b(?:add|create|write)\s+(?:a\s+|an\s+)?([\w./-]+\.[A-Za-z0-9]+)/i.exec(prompt)?.[1];
