@@ -36,7 +36,12 @@ if (!fs.existsSync(devVars) && !process.env.SORTIE_ADMIN_TOKEN) {
 }
 
 const vars: Record<string, string> = { SANDBOX_BACKEND: "local" };
-for (const key of ["SORTIE_ADMIN_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GIT_BASE_URL"]) {
+// Settings taken from the environment as well as .dev.vars (the environment wins), for scripts and benchmarks.
+const FORWARDED = [
+  "SORTIE_ADMIN_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GIT_BASE_URL", "MAX_SANDBOXES", "MAX_SANDBOXES_PER_CREATOR",
+  "RETRY_BASE_MS", "DEFAULT_TIMEOUT_MINUTES", "MAX_TIMEOUT_MINUTES", "DEFAULT_MAX_TURNS", "MAX_BODY_BYTES",
+];
+for (const key of FORWARDED) {
   if (process.env[key]) vars[key] = process.env[key]!;
 }
 
