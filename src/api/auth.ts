@@ -1,5 +1,6 @@
 /**
- * Who may call the API: the admin bearer token, compared in constant time.
+ * Who may call the API: the admin bearer token (compared in constant time) or
+ * a session token signed with it.
  * With no token configured the API refuses every request; it never runs open.
  * Browsers cannot set headers on a WebSocket, so the create call also hands
  * out a short-lived signed viewer token, bound to one task, for the `ws` URL.
@@ -12,18 +13,38 @@ export type AuthVariables = { caller: Caller };
 
 const encoder = new TextEncoder();
 
-/** Requires `Authorization: Bearer <SORTIE_ADMIN_TOKEN>`; sets `c.var.caller`. */
-export function requireAdmin(): MiddlewareHandler<{ Bindings: Cloudflare.Env; Variables: AuthVariables }> {
+/**
+ * Requires `Authorization: Bearer <SORTIE_ADMIN_TOKEN>`, or (unless
+ * `adminOnly`) a session token minted from it by `POST /api/session`, which is
+ * what the web viewer holds instead of the admin token. Sets `c.var.caller`.
+ */
+export function requireAdmin(options: { adminOnly?: boolean } = {}): MiddlewareHandler<{ Bindings: Cloudflare.Env; Variables: AuthVariables }> {
   return async (c, next) => {
     const configured = c.env.SORTIE_ADMIN_TOKEN;
     if (!configured) throw new SortieError("auth_not_configured", "SORTIE_ADMIN_TOKEN is not set, so the API refuses every request", 401);
     const given = bearerOf(c.req.header("authorization"));
-    if (!given || !(await sameSecret(given, configured))) {
+    if (given && (await sameSecret(given, configured))) {
+      c.set("caller", { name: "admin" });
+    } else if (given && !options.adminOnly && (await verifySessionToken(configured, given))) {
+      c.set("caller", { name: "viewer" });
+    } else {
       throw new SortieError("unauthorized", "a valid bearer token is required", 401, { headers: { "www-authenticate": 'Bearer realm="sortie"' } });
     }
-    c.set("caller", { name: "admin" });
     await next();
   };
+}
+
+const SESSION = "session";
+
+/** A session token: `session.<expiry seconds>.<hmac>`: the admin's rights, for a few hours, without the admin token. */
+export async function signSessionToken(secret: string, ttlSeconds: number, now = Date.now()): Promise<{ token: string; expiresAt: number }> {
+  const expires = Math.floor(now / 1000) + ttlSeconds;
+  const payload = `${SESSION}.${expires}`;
+  return { token: `${payload}.${await hmac(secret, payload)}`, expiresAt: expires * 1000 };
+}
+
+export function verifySessionToken(secret: string, token: string, now = Date.now()): Promise<boolean> {
+  return verifyViewerToken(secret, token, SESSION, now);
 }
 
 export function bearerOf(header: string | undefined): string | null {

@@ -9,7 +9,7 @@ import { isTaskId } from "../ids.ts";
 import { CreateTaskBody, ListTasksQuery, PickWinnerBody, type TaskState, type TaskView } from "../schema.ts";
 import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { listTasks } from "../store/tasks.ts";
-import { bearerOf, requireAdmin, sameSecret, signViewerToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
+import { bearerOf, requireAdmin, sameSecret, signViewerToken, verifySessionToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
 import { jsonBody, validate } from "./body.ts";
 
 type Env = { Bindings: Cloudflare.Env; Variables: AuthVariables };
@@ -26,7 +26,9 @@ taskRoutes.get("/:id/ws", async (c) => {
   const bearer = bearerOf(c.req.header("authorization"));
   const token = c.req.query("token");
   const allowed =
-    !!admin && ((bearer !== null && (await sameSecret(bearer, admin))) || (token !== undefined && (await verifyViewerToken(admin, token, id))));
+    !!admin &&
+    ((bearer !== null && ((await sameSecret(bearer, admin)) || (await verifySessionToken(admin, bearer)))) ||
+      (token !== undefined && ((await verifyViewerToken(admin, token, id)) || (await verifySessionToken(admin, token)))));
   if (!allowed) throw new SortieError("unauthorized", "a bearer token or a valid viewer token for this task is required", 401);
   await requireKnownTask(c.env, id);
   const agent = await getAgentByName(c.env.TaskAgent, id);

@@ -81,3 +81,19 @@ describe("unknown things are 404s", () => {
     expect((await api("/api/tasks?limit=0")).status).toBe(400);
   });
 });
+
+describe("session tokens for the viewer", () => {
+  it("are minted with the admin token, work as a bearer and on the WebSocket, and cannot mint more", async () => {
+    const minted = await api("/api/session", { method: "POST" });
+    expect(minted.status).toBe(201);
+    const { token, expiresAt } = (await minted.json()) as { token: string; expiresAt: number };
+    expect(expiresAt).toBeGreaterThan(Date.now());
+    const listing = await exports.default.fetch(new Request("https://sortie.test/api/tasks", { headers: { authorization: `Bearer ${token}` } }));
+    expect(listing.status).toBe(200);
+    const again = await exports.default.fetch(new Request("https://sortie.test/api/session", { method: "POST", headers: { authorization: `Bearer ${token}` } }));
+    expect(again.status).toBe(401);
+    const tampered = token.replace(/.$/, (c) => (c === "A" ? "B" : "A"));
+    const refused = await exports.default.fetch(new Request("https://sortie.test/api/tasks", { headers: { authorization: `Bearer ${tampered}` } }));
+    expect(refused.status).toBe(401);
+  });
+});
