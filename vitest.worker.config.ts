@@ -21,6 +21,7 @@ export default defineConfig(async () => {
             MAX_BODY_BYTES: "65536",
             MAX_SANDBOXES: "4",
             RETRY_BASE_MS: "50",
+            FOLLOWUP_WINDOW_MINUTES: "0",
           },
         },
       })),

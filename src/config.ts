@@ -15,6 +15,9 @@ export interface SortieConfig {
   maxSandboxesPerCreator: number;
   /** First delay of the backoff between retries of an infrastructure failure. */
   retryBaseMs: number;
+  defaultMaxCostUsd: number;
+  /** How long a finished run's workspace is kept for follow-ups, unless the task says otherwise. */
+  followUpWindowMinutes: number;
 }
 
 /** Hard ceilings that no configuration raises. */
@@ -50,10 +53,17 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     maxSandboxes,
     maxSandboxesPerCreator: Math.min(maxSandboxes, positive(env.MAX_SANDBOXES_PER_CREATOR, maxSandboxes)),
     retryBaseMs: positive(env.RETRY_BASE_MS, 1000),
+    defaultMaxCostUsd: positive(env.DEFAULT_MAX_COST_USD, 10),
+    followUpWindowMinutes: nonNegative(env.FOLLOWUP_WINDOW_MINUTES, 15),
   };
 }
 
 function positive(value: string | undefined, fallback: number): number {
   const n = Number(value);
   return Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+function nonNegative(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return value !== undefined && value !== "" && Number.isFinite(n) && n >= 0 ? n : fallback;
 }

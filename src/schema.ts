@@ -50,6 +50,12 @@ export const CreateTaskBody = z
     key: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, "key must be printable ASCII without spaces").optional(),
     /** Take the key from the task holding it (which is cancelled). */
     supersede: z.boolean().optional(),
+    /** Stop a run whose spending crosses this many US dollars (reason `budget`). */
+    maxCostUsd: z.number().positive().max(1000).optional(),
+    /** How long a finished run's workspace stays for follow-up messages. */
+    keepWorkspaceMinutes: z.number().min(0).max(24 * 60).optional(),
+    /** Told the outcome when the task ends. */
+    notify: z.object({ webhook: z.url({ protocol: /^https?$/ }).max(2000) }).strict().optional(),
   })
   .strict()
   .refine((body) => !body.variants || body.variants.length <= (body.runs ?? 1), {
@@ -63,6 +69,9 @@ export type CreateTaskBody = z.infer<typeof CreateTaskBody>;
 export const CreateBatchBody = z
   .object({ tasks: z.array(z.unknown()).min(1, "a batch needs at least one task").max(LIMITS.maxBatchTasks) })
   .strict();
+
+/** `POST /api/tasks/:id/messages`: continue a run's Claude Code session. */
+export const FollowUpBody = z.object({ text: z.string().min(1, "text must not be empty").max(LIMITS.maxPromptChars), run: z.int().min(0).optional() }).strict();
 
 /** `POST /api/tasks/:id/winner`. */
 export const PickWinnerBody = z.object({ run: z.int().min(0) }).strict();
@@ -108,6 +117,12 @@ export const RunView = z.object({
   costUsd: z.number(),
   diff: DiffStats.nullable(),
   error: ErrorInfo.nullable(),
+  inputTokens: z.int(),
+  outputTokens: z.int(),
+  /** Follow-up messages waiting for the current turn to end. */
+  pendingMessages: z.int(),
+  /** Until when the finished run's workspace is kept for follow-ups (null: gone or never kept). */
+  workspaceUntil: z.number().nullable(),
   /** 1-based place in the fleet queue while the run waits for a sandbox. */
   queuePosition: z.int().nullable().optional(),
 });
@@ -143,6 +158,7 @@ export const TaskState = z.object({
   costUsd: z.number(),
   error: ErrorInfo.nullable(),
   key: z.string().nullable(),
+  maxCostUsd: z.number(),
   runs: z.array(RunView),
   judge: JudgeView.nullable(),
   winner: Winner.nullable(),
@@ -167,6 +183,9 @@ export interface TaskSpec {
   runs: RunVariant[];
   judge: boolean;
   key: string | null;
+  maxCostUsd: number;
+  keepWorkspaceMinutes: number;
+  notify: { webhook: string } | null;
 }
 
 /** One entry of a task's event log. `seq` is per task, starts at 1, and never skips. */

@@ -42,6 +42,9 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     runs: Array.from({ length: runs }, (_, i) => body.variants?.[i] ?? {}),
     judge: body.judge ?? false,
     key: body.key ?? null,
+    maxCostUsd: body.maxCostUsd ?? config.defaultMaxCostUsd,
+    keepWorkspaceMinutes: body.keepWorkspaceMinutes ?? config.followUpWindowMinutes,
+    notify: body.notify ?? null,
   };
 }
 

@@ -20,6 +20,8 @@ import { LEASE_RENEW_SECONDS, fleetOf } from "./fleet.ts";
 import { JUDGE_DIFF_CHARS, JUDGE_SLOT, judgePrompt, parseVerdict, type Candidate } from "./judge.ts";
 import { redactor } from "./redact.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
+import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
+import { appendAudit } from "../store/audit.ts";
 
 /** Where a run's agent process stands, persisted so a restarted agent can re-attach to it. */
 interface RunProgress {
@@ -35,6 +37,13 @@ const progressKey = (slot: number) => `sortie:progress:${slot}`;
 const sandboxKey = (slot: number) => `sortie:sandbox:${slot}`;
 /** Set while a slot holds a fleet grant that has not been given back. */
 const grantKey = (slot: number) => `sortie:grant:${slot}`;
+/** Follow-up messages waiting for a run's current turn to end. */
+const pendingKey = (slot: number) => `sortie:pending:${slot}`;
+
+interface PendingMessage {
+  text: string;
+  by: string;
+}
 
 export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   static override options = { sendIdentityOnConnect: false };
@@ -45,6 +54,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   /** Runs (and the judge, at JUDGE_SLOT) this instance is driving right now. */
   private readonly live = new Map<number, AbortController>();
   private readonly watchdogStrikes = new Map<number, number>();
+  /** Estimated spending of each slot's current turn, until the CLI reports the real figure. */
+  private readonly turnEstimates = new Map<number, number>();
   /** Open sandboxes of the slots being driven, for the watchdog's probe. */
   private readonly handles = new Map<number, Sandbox>();
 
@@ -84,6 +95,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       costUsd: 0,
       error: null,
       key: spec.key,
+      maxCostUsd: spec.maxCostUsd,
       runs: spec.runs.map((variant, index) => newRun(spec, index, variant.model ?? null, variant.prompt_suffix ?? null)),
       judge: spec.judge ? { status: "queued", winner: null, ranking: [], reasons: "", costUsd: 0, error: null } : null,
       winner: null,
@@ -93,6 +105,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.ctx.storage.kv.put(SPEC_KEY, spec);
     this.setState(task);
     this.record({ run: null, type: "task.status", data: { status: "queued", runs: task.runs.length } });
+    await this.audit(spec.createdBy, "task.create", { repo: spec.repo, runs: task.runs.length, source: spec.source });
     if (spec.key) await this.scheduleEvery(LEASE_RENEW_SECONDS, "renewClaim");
     const fleet = await fleetOf(this.env);
     const positions = await fleet.enqueue(spec.id, task.runs.map((run) => run.index), spec.createdBy);
@@ -146,7 +159,59 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     const task = this.requireTask();
     if (isTerminal(task.status)) return { refused: { code: "task_finished", message: `task ${task.id} already ended ${task.status}`, status: 409 } };
     await this.stopAll("cancelled", { code: "cancelled", message: `cancelled by ${by}` });
+    await this.audit(by, "task.cancel");
     return { task: this.requireTask() };
+  }
+
+  /**
+   * A follow-up: continues the run's Claude Code session (`--resume`) in the
+   * same workspace. While a turn runs the message waits for it to end; a
+   * finished run is reopened if its workspace is still kept.
+   */
+  async message(text: string, run: number | undefined, by: string): Promise<{ task: TaskState } | Refusal> {
+    const task = this.requireTask();
+    const index = run ?? task.winner?.run ?? 0;
+    const target = task.runs[index];
+    if (!target) return { refused: { code: "invalid_run", message: `task ${task.id} has runs 0 to ${task.runs.length - 1}, not ${index}`, status: 400 } };
+    if (target.status === "cancelled" || target.status === "timed_out") {
+      return { refused: { code: "run_ended", message: `run ${index} was ${target.status}; it takes no more messages`, status: 409 } };
+    }
+    const reopen = isTerminal(target.status);
+    if (reopen && (!target.workspaceUntil || target.workspaceUntil < Date.now() || !this.ctx.storage.kv.get(sandboxKey(index)))) {
+      return { refused: { code: "workspace_expired", message: `run ${index}'s workspace is gone; start a new task`, status: 409 } };
+    }
+    if (reopen && !target.sessionId) return { refused: { code: "no_session", message: `run ${index} has no Claude Code session to continue`, status: 409 } };
+    const pending = [...(this.ctx.storage.kv.get<PendingMessage[]>(pendingKey(index)) ?? []), { text, by }];
+    this.ctx.storage.kv.put(pendingKey(index), pending);
+    this.patchRun(index, { pendingMessages: pending.length });
+    this.record({ run: index, type: "run.message", data: { text, by, delivery: reopen ? "reopen" : "after_turn" } });
+    await this.audit(by, "task.message", { run: index });
+    if (reopen) await this.reopen(index);
+    return { task: this.requireTask() };
+  }
+
+  /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
+  private async reopen(index: number): Promise<void> {
+    await this.cancelSchedulesFor("expireWorkspace", index);
+    this.patchRun(index, { status: "queued", phase: null, endedAt: null, durationMs: null, error: null, workspaceUntil: null });
+    const task = this.requireTask();
+    if (isTerminal(task.status)) {
+      this.setState({ ...task, status: "running", endedAt: null, error: null });
+      this.record({ run: null, type: "task.status", data: { status: "running", reason: "follow-up" } });
+      void this.schedule(task.timeoutMinutes * 60, "onTimeout");
+      void this.scheduleEvery(30, "watchdog");
+    }
+    await this.index();
+    const fleet = await fleetOf(this.env);
+    await fleet.enqueue(task.id, [index], task.createdBy);
+  }
+
+  /** Alarm callback: a finished run's follow-up window has passed; its workspace goes. */
+  async expireWorkspace(payload: { slot: number }): Promise<void> {
+    const run = this.state?.runs[payload.slot];
+    if (!run || !isTerminal(run.status)) return;
+    this.patchRun(payload.slot, { workspaceUntil: null });
+    await this.destroySandbox(payload.slot);
   }
 
   /** Picks the run whose diff later steps publish. */
@@ -159,6 +224,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
     this.setState({ ...task, winner: { run, by, at: Date.now() } });
     this.record({ run, type: "task.winner", data: { run, by } });
+    await this.audit(by, "task.winner", { run });
     return { task: this.requireTask() };
   }
 
@@ -219,7 +285,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     if (!task) return;
     for (const run of task.runs) {
       if (this.live.has(run.index)) continue;
-      if (isTerminal(run.status)) await this.cleanUpSlot(run.index);
+      if (isTerminal(run.status)) await this.cleanUpSlot(run.index, { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
       else if (run.status === "running") await this.recover(run);
     }
     if (task.judge && isTerminal(task.judge.status)) await this.cleanUpSlot(JUDGE_SLOT);
@@ -256,35 +322,50 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       )
       .finally(() => {
         this.live.delete(slot);
-        return this.cleanUpSlot(slot);
+        const run = slot === JUDGE_SLOT ? null : this.state?.runs[slot];
+        return this.cleanUpSlot(slot, { keepWorkspace: (run?.workspaceUntil ?? 0) > Date.now() });
       });
   }
 
   private async driveRun(index: number, signal: AbortSignal, resume?: RunProgress): Promise<void> {
     const spec = this.requireSpec();
     const run = this.runOf(index);
+    // A run that already has a session was reopened by a follow-up message.
+    const followUp = !resume && run.sessionId !== null;
     let sandbox: Sandbox | undefined;
+    let keep = false;
     try {
-      if (!resume) {
+      if (resume || followUp) {
+        sandbox = await this.openSandbox(index);
+        this.setPhase(index, "agent");
+      } else {
         sandbox = await this.provision(index, spec, signal);
         if (!sandbox) return;
         this.setPhase(index, "agent");
-      } else {
-        sandbox = await this.openSandbox(index);
       }
       const repoDir = `${sandbox.workdir}/repo`;
-      const turn = await this.runAgent(index, sandbox, {
-        prompt: run.promptSuffix ? `${spec.prompt}\n\n${run.promptSuffix}` : spec.prompt,
-        cwd: repoDir,
-        model: run.model ?? spec.model,
-        maxTurns: spec.maxTurns,
-      }, signal, resume);
+      const model = run.model ?? spec.model;
+      let turn: ClaudeTurnResult | null = null;
+      if (!followUp) {
+        const prompt = run.promptSuffix ? `${spec.prompt}\n\n${run.promptSuffix}` : spec.prompt;
+        turn = await this.runAgent(index, sandbox, { prompt, cwd: repoDir, model, maxTurns: spec.maxTurns, resumeSessionId: null }, signal, resume);
+      }
+      // Follow-ups queued while a turn ran are delivered, in order, once it ends.
+      for (;;) {
+        if (signal.aborted || this.runOf(index).status !== "running") return;
+        if (turn && (!turn.final || turn.final.isError)) break;
+        const next = this.takePending(index);
+        if (!next) break;
+        this.record({ run: index, type: "run.message_delivered", data: { text: next.text, by: next.by } });
+        turn = await this.runAgent(index, sandbox, { prompt: next.text, cwd: repoDir, model, maxTurns: spec.maxTurns, resumeSessionId: this.runOf(index).sessionId }, signal);
+      }
+      if (!turn) throw new Error("no turn ran");
       if (signal.aborted || this.runOf(index).status !== "running") return;
       if (!turn.final) {
         await this.finishRun(index, "failed", { code: "agent_no_result", message: `Claude Code exited ${turn.exitCode} without a result` });
         return;
       }
-      this.patchRun(index, { numTurns: turn.final.numTurns, costUsd: turn.final.costUsd, sessionId: turn.sessionId });
+      this.patchRun(index, { sessionId: turn.sessionId ?? this.runOf(index).sessionId });
       this.setPhase(index, "diffing");
       const base = this.runOf(index).baseCommit;
       if (!base) throw new Error("the run has no base commit to diff against");
@@ -293,7 +374,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       const diff = { ...taken.stats, bytes };
       this.patchRun(index, { diff });
       this.record({ run: index, type: "run.diff", data: diff });
-      if (turn.final.isError || turn.exitCode !== 0) {
+      keep = spec.keepWorkspaceMinutes > 0;
+      if (turn.final.subtype === "error_max_turns") {
+        await this.finishRun(index, "failed", { code: "budget", message: `the run used its ${spec.maxTurns} turns` });
+      } else if (turn.final.isError || turn.exitCode !== 0) {
         await this.finishRun(index, "failed", { code: "agent_failed", message: turn.final.text || `Claude Code ended ${turn.final.subtype} (exit ${turn.exitCode})` });
       } else {
         await this.finishRun(index, "succeeded", null);
@@ -303,8 +387,35 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       await this.finishRun(index, "failed", classify(error));
     } finally {
       this.ctx.storage.kv.delete(progressKey(index));
-      if (!signal.aborted) await this.destroySandbox(index, sandbox);
+      const ended = this.runOf(index);
+      const lateMessages = ended.pendingMessages > 0 && (ended.status === "succeeded" || ended.status === "failed") && ended.sessionId !== null;
+      if (!signal.aborted && (keep || lateMessages) && isTerminal(ended.status)) {
+        // A message that came while the diff was being taken reopens the run at once.
+        await this.keepWorkspace(index, Math.max(spec.keepWorkspaceMinutes, 1));
+        if (lateMessages) await this.reopen(index);
+      } else if (!signal.aborted) {
+        await this.destroySandbox(index, sandbox);
+      }
     }
+  }
+
+  /** Keeps a finished run's workspace for follow-ups; an alarm destroys it when the window closes. */
+  private async keepWorkspace(index: number, minutes: number): Promise<void> {
+    const until = Date.now() + minutes * 60_000;
+    this.patchRun(index, { workspaceUntil: until });
+    this.record({ run: index, type: "run.workspace_kept", data: { until } });
+    await this.schedule(minutes * 60, "expireWorkspace", { slot: index });
+    await this.index();
+  }
+
+  private takePending(index: number): PendingMessage | null {
+    const pending = this.ctx.storage.kv.get<PendingMessage[]>(pendingKey(index)) ?? [];
+    const [next, ...rest] = pending;
+    if (!next) return null;
+    if (rest.length) this.ctx.storage.kv.put(pendingKey(index), rest);
+    else this.ctx.storage.kv.delete(pendingKey(index));
+    this.patchRun(index, { pendingMessages: rest.length });
+    return next;
   }
 
   /**
@@ -341,7 +452,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private async runAgent(
     slot: number,
     sandbox: Sandbox,
-    turn: { prompt: string; cwd: string; model: string | null; maxTurns: number },
+    turn: { prompt: string; cwd: string; model: string | null; maxTurns: number; resumeSessionId?: string | null },
     signal: AbortSignal,
     resume?: RunProgress,
   ): Promise<ClaudeTurnResult> {
@@ -378,9 +489,29 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   private onAgentEvent(slot: number, event: AgentEvent): void {
     this.record({ run: slot === JUDGE_SLOT ? null : slot, type: slot === JUDGE_SLOT ? `judge.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
-    if (event.type === "agent.result" && slot !== JUDGE_SLOT) {
-      this.patchRun(slot, { costUsd: Number(event.data.costUsd) || 0, numTurns: Number(event.data.numTurns) || 0 });
+    if (slot === JUDGE_SLOT) return;
+    const run = this.runOf(slot);
+    if (event.type === "agent.usage") {
+      const estimate = (this.turnEstimates.get(slot) ?? 0) + estimateCostUsd(event.data as unknown as Usage);
+      this.turnEstimates.set(slot, estimate);
+      this.patchRun(slot, { inputTokens: run.inputTokens + Number(event.data.inputTokens), outputTokens: run.outputTokens + Number(event.data.outputTokens) });
+      if (run.costUsd + estimate > this.requireTask().maxCostUsd) void this.stopForBudget(slot, run.costUsd + estimate);
     }
+    if (event.type === "agent.result") {
+      // The CLI's own figure replaces this turn's estimate; turns of follow-ups add up.
+      this.turnEstimates.delete(slot);
+      this.patchRun(slot, { costUsd: run.costUsd + (Number(event.data.costUsd) || 0), numTurns: (run.numTurns ?? 0) + (Number(event.data.numTurns) || 0) });
+      if (typeof event.data.sessionId === "string") this.patchRun(slot, { sessionId: event.data.sessionId });
+    }
+  }
+
+  /** The run's spending crossed the task's budget: stop its process and end it `failed`, reason `budget`. */
+  private async stopForBudget(slot: number, spent: number): Promise<void> {
+    if (isTerminal(this.runOf(slot).status)) return;
+    const limit = this.requireTask().maxCostUsd;
+    this.live.get(slot)?.abort();
+    await this.finishRun(slot, "failed", { code: "budget", message: `the run spent about $${spent.toFixed(4)}, over its $${limit} budget` });
+    await this.destroySandbox(slot);
   }
 
   // ---- the judge -------------------------------------------------------
@@ -495,7 +626,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     const outcome = taskOutcome(task);
     this.setState({ ...task, status: outcome.status, endedAt: Date.now(), error: task.error ?? outcome.error, costUsd: task.runs.reduce((sum, r) => sum + r.costUsd, 0) + (task.judge?.costUsd ?? 0) });
     this.record({ run: null, type: "task.status", data: { status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) } });
-    for (const schedule of await this.listSchedules()) await this.cancelSchedule(schedule.id);
+    for (const schedule of await this.listSchedules()) {
+      if (schedule.callback !== "expireWorkspace") await this.cancelSchedule(schedule.id);
+    }
+    await this.notify();
     if (task.key) {
       const fleet = await fleetOf(this.env);
       await fleet.releaseClaim(task.key, task.id);
@@ -526,11 +660,15 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
-  /** Destroys the slot's sandbox if one may exist, then gives its fleet grant back. */
-  private async cleanUpSlot(slot: number): Promise<void> {
+  /**
+   * Destroys the slot's sandbox if one may exist (unless its workspace is
+   * kept for follow-ups: an idle workspace holds no fleet slot), then gives
+   * its fleet grant back.
+   */
+  private async cleanUpSlot(slot: number, options: { keepWorkspace?: boolean } = {}): Promise<void> {
     if (this.live.has(slot)) return;
-    await this.destroySandbox(slot);
-    if (this.ctx.storage.kv.get(sandboxKey(slot))) return;
+    if (!options.keepWorkspace) await this.destroySandbox(slot);
+    if (!options.keepWorkspace && this.ctx.storage.kv.get(sandboxKey(slot))) return;
     if (this.ctx.storage.kv.get(grantKey(slot))) {
       this.ctx.storage.kv.delete(grantKey(slot));
       const fleet = await fleetOf(this.env);
@@ -588,9 +726,37 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
-  private async cancelSchedulesFor(callback: string): Promise<void> {
+  private async cancelSchedulesFor(callback: string, slot?: number): Promise<void> {
     for (const schedule of await this.listSchedules()) {
-      if (schedule.callback === callback) await this.cancelSchedule(schedule.id);
+      if (schedule.callback !== callback) continue;
+      if (slot !== undefined && (schedule.payload as { slot?: number } | undefined)?.slot !== slot) continue;
+      await this.cancelSchedule(schedule.id);
+    }
+  }
+
+  /** Appends to the audit trail; a failure is logged as an event, the action itself stands. */
+  private async audit(actor: string, action: string, detail: Record<string, unknown> = {}): Promise<void> {
+    try {
+      await appendAudit(this.env.DB, { actor, action, taskId: this.state?.id ?? null, detail });
+    } catch (error) {
+      this.record({ run: null, type: "audit.error", data: { action, message: messageOf(error) } });
+    }
+  }
+
+  /** Tells the task's webhook how it ended. */
+  private async notify(): Promise<void> {
+    const spec = this.requireSpec();
+    const task = this.requireTask();
+    if (!spec.notify?.webhook) return;
+    const body = {
+      id: task.id, repo: task.repo, status: task.status, error: task.error, costUsd: task.costUsd, winner: task.winner,
+      runs: task.runs.map((r) => ({ index: r.index, status: r.status, diff: r.diff, error: r.error })),
+    };
+    try {
+      const response = await fetch(spec.notify.webhook, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+      this.record({ run: null, type: response.ok ? "notify.sent" : "notify.failed", data: { status: response.status } });
+    } catch (error) {
+      this.record({ run: null, type: "notify.failed", data: { message: messageOf(error) } });
     }
   }
 
@@ -641,6 +807,10 @@ function newRun(spec: TaskSpec, index: number, model: string | null, promptSuffi
     costUsd: 0,
     diff: null,
     error: null,
+    inputTokens: 0,
+    outputTokens: 0,
+    pendingMessages: 0,
+    workspaceUntil: null,
   };
 }
 

@@ -9,6 +9,7 @@ import { SortieError, errorBody } from "../errors.ts";
 import type { AuthVariables } from "./auth.ts";
 import { requireAdmin, signSessionToken } from "./auth.ts";
 import { batchRoutes } from "./batches.ts";
+import { reportRoutes } from "./reports.ts";
 import { taskRoutes } from "./tasks.ts";
 
 /** How long a viewer's session lasts before it asks for the admin token again. */
@@ -33,6 +34,7 @@ export function buildApp() {
   app.get("/healthz", (c) => c.json({ ok: true, backend: readConfig(c.env).sandboxBackend }));
   app.route("/api/tasks", taskRoutes);
   app.route("/api/batches", batchRoutes);
+  app.route("/api", reportRoutes);
   app.post("/api/session", requireAdmin({ adminOnly: true }), async (c) => c.json(await signSessionToken(c.env.SORTIE_ADMIN_TOKEN, SESSION_TTL_SECONDS), 201));
 
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`), 404));

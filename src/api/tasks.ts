@@ -6,7 +6,7 @@ import { launchTask, planTask } from "../agents/launch.ts";
 import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { isTaskId } from "../ids.ts";
-import { CreateTaskBody, ListTasksQuery, PickWinnerBody, type TaskState, type TaskView } from "../schema.ts";
+import { CreateTaskBody, FollowUpBody, ListTasksQuery, PickWinnerBody, type TaskState, type TaskView } from "../schema.ts";
 import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { listTasks } from "../store/tasks.ts";
 import { bearerOf, requireAdmin, sameSecret, signViewerToken, verifySessionToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
@@ -77,6 +77,16 @@ taskRoutes.post("/:id/cancel", async (c) => {
   const outcome = await agent.cancel(c.var.caller.name);
   if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
   return c.json(await present(c.req.url, c.env, outcome.task));
+});
+
+taskRoutes.post("/:id/messages", async (c) => {
+  const id = c.req.param("id");
+  await requireKnownTask(c.env, id);
+  const { text, run } = await jsonBody(c, FollowUpBody);
+  const agent = await getAgentByName(c.env.TaskAgent, id);
+  const outcome = await agent.message(text, run, c.var.caller.name);
+  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
+  return c.json(await present(c.req.url, c.env, outcome.task), 202);
 });
 
 taskRoutes.post("/:id/winner", async (c) => {

@@ -111,10 +111,17 @@ export async function runClaudeTurn(
   let sessionId: string | null = null;
   let exitCode = -1;
 
+  // Claude Code repeats a message's usage on every line of that message: count each message once.
+  const counted = new Set<string>();
   const take = (line: string, stream: "stdout" | "stderr") => {
     if (!line.trim()) return;
     const events = stream === "stdout" ? parseClaudeStreamLine(line) : [{ type: "log", data: { stream, text: cut(line).text } }];
     for (const event of events) {
+      if (event.type === "agent.usage") {
+        const id = String(event.data.messageId);
+        if (counted.has(id)) continue;
+        counted.add(id);
+      }
       if (event.type === "agent.init" || event.type === "agent.result") sessionId = (event.data.sessionId as string | null) ?? sessionId;
       if (event.type === "agent.result") final = event.data as unknown as ClaudeFinal;
       context.onEvent(event);
@@ -163,7 +170,7 @@ export function parseClaudeStreamLine(line: string): AgentEvent[] {
       }
       return [{ type: "agent.system", data: { subtype: str(message.subtype) } }];
     case "assistant":
-      return contentOf(message).flatMap(assistantBlock);
+      return [...contentOf(message).flatMap(assistantBlock), ...usageOf(message)];
     case "user":
       return contentOf(message).flatMap(toolResultBlock);
     case "result":
@@ -182,6 +189,24 @@ export function parseClaudeStreamLine(line: string): AgentEvent[] {
     default:
       return [{ type: "agent.other", data: { kind: str(message.type) ?? "unknown" } }];
   }
+}
+
+/** The token counts one model message reports, so spending can be watched while the turn runs. */
+function usageOf(message: Record<string, unknown>): AgentEvent[] {
+  const inner = message.message as { id?: unknown; model?: unknown; usage?: Record<string, unknown> } | undefined;
+  const usage = inner?.usage;
+  if (!usage || typeof inner?.id !== "string") return [];
+  return [{
+    type: "agent.usage",
+    data: {
+      messageId: inner.id,
+      model: str(inner.model),
+      inputTokens: num(usage.input_tokens),
+      outputTokens: num(usage.output_tokens),
+      cacheReadTokens: num(usage.cache_read_input_tokens),
+      cacheWriteTokens: num(usage.cache_creation_input_tokens),
+    },
+  }];
 }
 
 function contentOf(message: Record<string, unknown>): Record<string, unknown>[] {

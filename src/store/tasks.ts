@@ -30,12 +30,13 @@ function runUpserts(db: D1Database, task: TaskState) {
   return task.runs.map((run) =>
     db
       .prepare(
-        `INSERT OR REPLACE INTO runs (task_id, idx, status, phase, started_at, ended_at, duration_ms, cost_usd, num_turns, files, additions, deletions, session_id, error_code, error_message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)`,
+        `INSERT OR REPLACE INTO runs (task_id, idx, status, phase, started_at, ended_at, duration_ms, cost_usd, num_turns, files, additions, deletions, session_id, error_code, error_message, input_tokens, output_tokens, created_by, repo)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)`,
       )
       .bind(
         task.id, run.index, run.status, run.phase, run.startedAt, run.endedAt, run.durationMs, run.costUsd, run.numTurns,
         run.diff?.files ?? null, run.diff?.additions ?? null, run.diff?.deletions ?? null, run.sessionId, run.error?.code ?? null, run.error?.message ?? null,
+        run.inputTokens, run.outputTokens, task.createdBy, task.repo,
       ),
   );
 }

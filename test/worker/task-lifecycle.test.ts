@@ -102,10 +102,17 @@ describe("a task that cannot run ends truthfully", () => {
   });
 
   it("fails when the agent reports an error result", async () => {
-    const created = await createTask({ maxTurns: 1, prompt: scripted([{ tool: "Bash", input: { command: "true" } }, { tool: "Bash", input: { command: "true" } }]) });
+    const created = await createTask({ prompt: scripted([{ status: 400 }]) });
     const task = await waitForStatus(created.id, ["failed", "succeeded"]);
     expect(task.status).toBe("failed");
     expect(task.error?.code).toBe("agent_failed");
+  });
+
+  it("ends a run that used up its turns with reason budget", async () => {
+    const created = await createTask({ maxTurns: 1, prompt: scripted([{ tool: "Bash", input: { command: "true" } }, { tool: "Bash", input: { command: "true" } }]) });
+    const task = await waitForStatus(created.id, ["failed", "succeeded"]);
+    expect(task.status).toBe("failed");
+    expect(task.error).toMatchObject({ code: "budget", message: "the run used its 1 turns" });
   });
 });
 

@@ -1,0 +1,240 @@
+/**
+ * What each `sortie` command does, given its parsed arguments and a client.
+ * Each returns the process exit code; refusals and mistakes are thrown as `CliError`.
+ */
+import { once } from "node:events";
+import { CliError, usageError } from "./errors.mjs";
+import { followTask } from "./follow.mjs";
+import { cut, eventRenderer, palette, statusColor, statusText, summaryLine, taskDetails, taskTable, TERMINAL, wantsColor } from "./render.mjs";
+
+const stdout = process.stdout;
+const c = palette(wantsColor(stdout));
+const width = () => stdout.columns || 120;
+
+/** Writes to stdout, waiting when the pipe is full, so a large diff or log streams in constant memory. */
+async function write(chunk) {
+  if (!stdout.write(chunk)) await once(stdout, "drain");
+}
+const printJson = (value) => write(`${JSON.stringify(value, null, 2)}\n`);
+
+/** @typedef {{ values: Record<string, any>, positionals: string[], client: import("./client.mjs").Client }} Invocation */
+
+/** @param {Invocation} inv */
+export async function run({ values, positionals: [repo, prompt], client }) {
+  const body = { repo, prompt: prompt === "-" ? await readStdin() : prompt };
+  if (values.runs !== undefined) body.runs = integer(values.runs, "-n", 1);
+  if (values.model !== undefined) body.model = values.model;
+  if (values.branch !== undefined) body.branch = values.branch;
+  if (values.timeout !== undefined) body.timeoutMinutes = minutes(values.timeout);
+  if (values.judge) body.judge = true;
+  if (values.pr) body.output = "pr";
+  let task;
+  try {
+    task = await client.createTask(body);
+  } catch (error) {
+    // The create schema refuses unknown fields, so a server without pull requests names `output` in a 400.
+    if (values.pr && error instanceof CliError && error.status === 400 && /output/.test(error.message)) {
+      throw new CliError("pull requests are not available on this server yet", { cause: error });
+    }
+    throw error;
+  }
+  if (!values.follow) {
+    if (values.json) await printJson(task);
+    else await write(`${c.bold(task.id)}  ${statusColor(c, task.status)(task.status)}\n${task.url}\n${c.dim(`follow it: sortie logs -f ${task.id}`)}\n`);
+    return 0;
+  }
+  if (!values.json) await write(`${c.bold(task.id)}  ${c.dim(task.url)}\n`);
+  const ended = await watch(client, task, { json: values.json, quiet: values.json });
+  if (values.json) await printJson(ended);
+  return ended.status === "succeeded" ? 0 : 1;
+}
+
+/** @param {Invocation} inv */
+export async function ls({ values, client }) {
+  const query = { status: values.status, repo: values.repo, cursor: values.cursor, limit: values.limit === undefined ? undefined : integer(values.limit, "--limit", 1) };
+  const page = await client.listTasks(query);
+  if (values.json) {
+    await printJson(page);
+    return 0;
+  }
+  if (page.tasks.length === 0) await write(c.dim("no tasks\n"));
+  else await write(`${taskTable(page.tasks, c, width())}\n`);
+  if (page.nextCursor) await write(c.dim(`more: sortie ls --cursor ${page.nextCursor}${values.limit ? ` --limit ${values.limit}` : ""}\n`));
+  return 0;
+}
+
+/** @param {Invocation} inv */
+export async function show({ values, positionals: [id], client }) {
+  const task = await client.getTask(id);
+  await (values.json ? printJson(task) : write(`${taskDetails(task, c)}\n`));
+  return 0;
+}
+
+/** @param {Invocation} inv */
+export async function logs({ values, positionals: [id], client }) {
+  const after = values.after === undefined ? 0 : integer(values.after, "--after", 0);
+  if (values.follow) {
+    const task = await client.getTask(id);
+    const ended = await watch(client, task, { after, json: values.json, quiet: false });
+    return ended.status === "succeeded" ? 0 : 1;
+  }
+  if (values.json) {
+    // The log as the server sends it: NDJSON, one event per line.
+    for await (const chunk of (await client.eventLog(id, after)).body) await write(chunk);
+    return 0;
+  }
+  const task = await client.getTask(id);
+  const render = eventRenderer({ c, multiRun: task.runs.length > 1, width: width() });
+  for await (const event of client.events(id, after)) {
+    const lines = render(event);
+    if (lines.length) await write(`${lines.join("\n")}\n`);
+  }
+  return 0;
+}
+
+/** @param {Invocation} inv */
+export async function diff({ values, positionals: [id], client }) {
+  // Without --run, the diff that matters: the winner's when one was picked.
+  const runIndex = values.run !== undefined ? integer(values.run, "--run", 0) : ((await client.getTask(id)).winner?.run ?? 0);
+  let bytes = 0;
+  for await (const chunk of await client.diff(id, runIndex)) {
+    bytes += chunk.byteLength;
+    await write(chunk);
+  }
+  if (bytes === 0) process.stderr.write(`sortie: run ${runIndex} of ${id} changed nothing\n`);
+  return 0;
+}
+
+/** @param {Invocation} inv */
+export async function cancel({ values, positionals: [id], client }) {
+  const task = await client.cancel(id);
+  await (values.json ? printJson(task) : write(`${task.id}  ${statusColor(c, task.status)(task.status)}\n`));
+  return 0;
+}
+
+/** @param {Invocation} inv */
+export async function say({ values, positionals: [id, text], client }) {
+  const body = { text: text === "-" ? await readStdin() : text };
+  if (values.run !== undefined) body.run = integer(values.run, "--run", 0);
+  let task;
+  try {
+    task = await client.say(id, body);
+  } catch (error) {
+    if (error instanceof CliError && error.status === 404 && /^no route/.test(error.message)) {
+      throw new CliError("follow-up messages are not available on this server yet", { cause: error });
+    }
+    throw error;
+  }
+  if (values.json) await printJson(task);
+  else await write(`sent to ${body.run !== undefined ? `run ${body.run} of ` : ""}${task.id}  ${statusColor(c, task.status)(task.status)}\n${c.dim(`follow it: sortie logs -f ${task.id}`)}\n`);
+  return 0;
+}
+
+/** @param {Invocation} inv */
+export async function winner({ values, positionals: [id, runText], client }) {
+  const task = await client.pickWinner(id, integer(runText, "<run>", 0));
+  await (values.json ? printJson(task) : write(`run ${task.winner?.run} is the winner of ${task.id}\n${c.dim(`its diff: sortie diff ${task.id}`)}\n`));
+  return 0;
+}
+
+/**
+ * Streams a task until it ends. Rendered: events as they come, a live
+ * status line on a terminal, and a summary at the end. `json`: events as
+ * NDJSON. `quiet`: nothing at all (the caller prints the ended task).
+ */
+async function watch(client, task, { after = 0, json, quiet }) {
+  const render = eventRenderer({ c, multiRun: task.runs.length > 1, width: width() });
+  const live = statusLine(!json && !quiet && Boolean(stdout.isTTY));
+  let current = task;
+  const stop = () => {
+    live.stop();
+    process.exit(130);
+  };
+  process.once("SIGINT", stop);
+  try {
+    const ended = await followTask(client, task, {
+      after,
+      onEvent: (event) => {
+        if (quiet) return;
+        if (json) return live.print(JSON.stringify(event));
+        const lines = render(event);
+        if (lines.length) live.print(lines.join("\n"));
+      },
+      onState: (state) => {
+        current = state;
+        live.show(statusText(current));
+      },
+      onNotice: (text) => {
+        if (!json && !quiet) live.print(c.yellow(`sortie: ${text}`));
+        else process.stderr.write(`sortie: ${text}\n`);
+      },
+    });
+    live.stop();
+    if (!json && !quiet) await write(`${summaryLine(ended, c)}\n`);
+    return ended;
+  } finally {
+    live.stop();
+    process.off("SIGINT", stop);
+  }
+
+  /** A status line kept under the output on a terminal: status, phases, elapsed time; redrawn as time passes. */
+  function statusLine(enabled) {
+    const frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏";
+    let text = "";
+    let frame = 0;
+    let shown = false;
+    const clear = () => {
+      if (shown) stdout.write("\r\x1b[2K");
+      shown = false;
+    };
+    const draw = () => {
+      if (!enabled || !text || TERMINAL.has(current.status)) return;
+      stdout.write(c.dim(cut(`${frames[frame % frames.length]} ${text}`, width() - 1)));
+      shown = true;
+    };
+    const timer = enabled ? setInterval(() => {
+      frame++;
+      text = statusText(current);
+      clear();
+      draw();
+    }, 250) : null;
+    return {
+      print(line) {
+        clear();
+        stdout.write(`${line}\n`);
+        draw();
+      },
+      show(next) {
+        text = next;
+        clear();
+        draw();
+      },
+      stop() {
+        if (timer) clearInterval(timer);
+        clear();
+        enabled = false;
+      },
+    };
+  }
+}
+
+function integer(text, flag, min) {
+  const n = Number(text);
+  if (!/^\d+$/.test(String(text).trim()) || !Number.isSafeInteger(n) || n < min) throw usageError(`${flag} must be a whole number ≥ ${min}, got "${text}"`);
+  return n;
+}
+
+function minutes(text) {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw usageError(`--timeout must be a number of minutes, got "${text}"`);
+  return n;
+}
+
+async function readStdin() {
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (!text.trim()) throw usageError("the text on stdin is empty");
+  return text;
+}
+

@@ -1,0 +1,140 @@
+/**
+ * Follows a task live until it ends: over the task's WebSocket when this
+ * Node has one, by polling the event log when it does not (Node 20).
+ * Every event is delivered once and in order: each (re)connection asks for
+ * the events after the last `seq` seen, duplicates are dropped by `seq`, and
+ * a jump in `seq` is filled from the HTTP event log before going on.
+ */
+import { CliError } from "./errors.mjs";
+import { TERMINAL } from "./render.mjs";
+
+/** How long the socket must stay quiet after the task ended before we stop listening (late events such as `sandbox.destroyed`). */
+const SETTLE_MS = 500;
+/** The longest we linger after the end, however chatty the socket. */
+const SETTLE_MAX_MS = 3000;
+/** Without news from the server for this long, following gives up. */
+const GIVE_UP_MS = 60_000;
+const POLL_MS = 1000;
+/** Sockets that close before saying anything, in a row, before we fall back to polling. */
+const MAX_SOCKET_FAILURES = 5;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * @typedef {{ seq: number, ts: number, run: number | null, type: string, data: Record<string, any> }} TaskEvent
+ * @param {import("./client.mjs").Client} client
+ * @param {{ id: string, status: string, ws?: string }} task the task as the API returned it
+ * @param {{ after?: number, onEvent: (event: TaskEvent) => void, onState: (task: any) => void, onNotice?: (text: string) => void }} hooks
+ * @returns {Promise<any>} the task once it has ended
+ */
+export async function followTask(client, task, hooks) {
+  let lastSeq = hooks.after ?? 0;
+  const deliver = (event) => {
+    if (event.seq <= lastSeq) return;
+    lastSeq = event.seq;
+    hooks.onEvent(event);
+  };
+  const catchUp = async () => {
+    for await (const event of client.events(task.id, lastSeq)) deliver(event);
+  };
+  const onSocketEvent = async (event) => {
+    if (event.seq > lastSeq + 1) await catchUp();
+    deliver(event);
+  };
+
+  let current = task;
+  hooks.onState(current);
+  let lastContact = Date.now();
+  let socketFailures = 0;
+  let troubles = 0;
+  for (;;) {
+    try {
+      if (!TERMINAL.has(current.status)) {
+        const useSocket = typeof WebSocket === "function" && current.ws && socketFailures < MAX_SOCKET_FAILURES;
+        if (useSocket) {
+          const { ended, received } = await watchSocket(current.ws, lastSeq, { onEvent: onSocketEvent, onState: hooks.onState });
+          if (received) lastContact = Date.now();
+          socketFailures = received ? 0 : socketFailures + 1;
+          if (socketFailures === MAX_SOCKET_FAILURES) hooks.onNotice?.("the WebSocket does not connect; polling the event log instead");
+          else if (!ended) hooks.onNotice?.(`connection lost after event ${lastSeq}; reconnecting`);
+          if (!ended) await sleep(Math.min(5000, 250 * 2 ** socketFailures));
+        } else {
+          await catchUp();
+          await sleep(POLL_MS);
+        }
+      }
+      // A fresh read: whether the task ended, and a new viewer token for the next socket.
+      current = await client.getTask(task.id);
+      lastContact = Date.now();
+      troubles = 0;
+    } catch (error) {
+      // Only an unreachable server is waited out (a restart, a blip); a refusal from the API ends following.
+      if (!(error instanceof CliError && error.unreachable) || Date.now() - lastContact > GIVE_UP_MS) throw error;
+      troubles++;
+      hooks.onNotice?.(`${error.message}; retrying`);
+      await sleep(Math.min(5000, 250 * 2 ** troubles));
+      continue;
+    }
+    hooks.onState(current);
+    if (TERMINAL.has(current.status)) {
+      await catchUp();
+      return current;
+    }
+  }
+}
+
+/**
+ * One WebSocket connection, from `after` on. Resolves when the task has
+ * ended (and the socket has settled) or when the connection drops.
+ * @returns {Promise<{ ended: boolean, received: boolean }>}
+ */
+function watchSocket(wsUrl, after, { onEvent, onState }) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(wsUrl);
+    url.searchParams.set("after", String(after));
+    const socket = new WebSocket(url);
+    let received = false;
+    let endedAt = 0;
+    let settle;
+    let settled = false;
+    // Frames are handled one after another: filling a gap is asynchronous and must not reorder events.
+    let queue = Promise.resolve();
+    const finish = (outcome, error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(settle);
+      if (socket.readyState === WebSocket.CONNECTING || socket.readyState === WebSocket.OPEN) socket.close(1000, "done");
+      if (error) reject(error);
+      else resolve(outcome);
+    };
+    socket.addEventListener("message", (message) => {
+      received = true;
+      queue = queue
+        .then(async () => {
+          if (settled) return;
+          let frame;
+          try {
+            frame = JSON.parse(String(message.data));
+          } catch (error) {
+            throw new CliError(`the server sent a WebSocket frame that is not JSON: ${String(message.data).slice(0, 100)}`, { cause: error });
+          }
+          if (frame.type === "event" && frame.event) await onEvent(frame.event);
+          else if (frame.type === "cf_agent_state" && frame.state) {
+            onState(frame.state);
+            if (TERMINAL.has(frame.state.status) && !endedAt) endedAt = Date.now();
+          }
+          if (endedAt) {
+            clearTimeout(settle);
+            const wait = Math.max(0, Math.min(SETTLE_MS, endedAt + SETTLE_MAX_MS - Date.now()));
+            settle = setTimeout(() => finish({ ended: true, received }), wait);
+          }
+        })
+        .catch((error) => finish(null, error));
+    });
+    // An error event is always followed by a close event, which decides.
+    socket.addEventListener("error", () => {});
+    socket.addEventListener("close", () => {
+      queue.then(() => finish({ ended: endedAt > 0, received }));
+    });
+  });
+}

@@ -1,0 +1,130 @@
+/**
+ * The language of the `/sortie` slash command, parsed from the text Slack
+ * sends after the command name. Pure: no environment, no I/O, so every case
+ * is a unit test.
+ *
+ * @example parseSlackCommand("acme/widgets@main x3 --draft add a NOTES.md")
+ * // { ok: true, command: { kind: "run", repo: "acme/widgets", branch: "main", runs: 3, output: "draft-pr", prompt: "add a NOTES.md" } }
+ */
+import { LIMITS } from "../../config.ts";
+
+/** What a finished task should become beyond its diff. */
+export type SlackOutput = "pr" | "draft-pr";
+
+export type SlackCommand =
+  | { kind: "run"; repo: string; branch: string | null; runs: number; output: SlackOutput | null; prompt: string }
+  | { kind: "status"; id: string }
+  | { kind: "cancel"; id: string }
+  | { kind: "help" };
+
+export type ParsedSlackCommand = { ok: true; command: SlackCommand } | { ok: false; error: string };
+
+export const SLACK_USAGE = [
+  "*Usage*",
+  "`/sortie owner/repo[@branch] [xN] [--pr|--draft] <prompt>`: start a task (N parallel runs, 1 to 8)",
+  "`/sortie status <task id>`: where a task stands",
+  "`/sortie cancel <task id>`: stop a task",
+  "`/sortie help`: this message",
+  "Options come before the prompt; put `--` before a prompt that starts with `x3` or `--`.",
+].join("\n");
+
+/** `owner/name`, then optionally `@branch`; the owner and name hold no `@` or `/`, the branch may hold both. */
+const REPO_TOKEN = /^([^\s/@]+\/[^\s/@]+)(?:@(\S*))?$/;
+const RUNS_TOKEN = /^[xX](\d+)$/;
+
+export function parseSlackCommand(text: string): ParsedSlackCommand {
+  const input = decodeSlackEscapes(text).trim();
+  const words = new Words(input);
+  const first = words.next();
+  if (first === null) return { ok: true, command: { kind: "help" } };
+
+  const keyword = first.toLowerCase();
+  if (keyword === "help") {
+    return words.rest() === "" ? { ok: true, command: { kind: "help" } } : fail("`help` takes nothing after it");
+  }
+  if (keyword === "status" || keyword === "cancel") {
+    const id = words.next();
+    if (id === null) return fail(`\`${keyword}\` needs a task id: \`/sortie ${keyword} <task id>\``);
+    if (words.rest() !== "") return fail(`\`${keyword}\` takes one task id and nothing else`);
+    return { ok: true, command: { kind: keyword, id } };
+  }
+
+  const repo = REPO_TOKEN.exec(first);
+  if (!repo) return fail(`\`${first}\` is not a command or a repository; expected \`owner/repo\` or \`owner/repo@branch\``);
+  const branch = repo[2];
+  if (branch === "") return fail(`\`${first}\` names no branch after \`@\``);
+
+  let runs: number | null = null;
+  let output: SlackOutput | null = null;
+  for (;;) {
+    const word = words.peek();
+    if (word === null) break;
+    if (word === "--") {
+      words.next();
+      break;
+    }
+    const count = RUNS_TOKEN.exec(word);
+    if (count) {
+      if (runs !== null) return fail("give the number of runs once");
+      runs = Number(count[1]);
+      if (!Number.isInteger(runs) || runs < 1 || runs > LIMITS.maxRuns) return fail(`\`${word}\`: runs must be 1 to ${LIMITS.maxRuns}`);
+      words.next();
+      continue;
+    }
+    if (word.startsWith("--")) {
+      const flag = word.toLowerCase();
+      if (flag !== "--pr" && flag !== "--draft") return fail(`unknown option \`${word}\`; the options are \`xN\`, \`--pr\` and \`--draft\``);
+      if (output !== null) return fail("choose one of `--pr` and `--draft`");
+      output = flag === "--pr" ? "pr" : "draft-pr";
+      words.next();
+      continue;
+    }
+    break;
+  }
+
+  const prompt = words.rest();
+  if (prompt === "") return fail(`what should the agent do in \`${repo[1]}\`? Put the prompt after the repository`);
+  return { ok: true, command: { kind: "run", repo: repo[1]!, branch: branch ?? null, runs: runs ?? 1, output, prompt } };
+}
+
+/**
+ * Slack sends `&`, `<` and `>` in command text as HTML entities; the prompt
+ * reaches the agent as the user typed it. `&amp;` is decoded last, so a typed
+ * `&lt;` survives as itself.
+ */
+export function decodeSlackEscapes(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
+
+function fail(error: string): ParsedSlackCommand {
+  return { ok: false, error };
+}
+
+/** Reads whitespace-separated words off the front, leaving the rest of the text (newlines and all) intact. */
+class Words {
+  private at = 0;
+  constructor(private readonly text: string) {}
+
+  peek(): string | null {
+    const match = /\S+/y;
+    match.lastIndex = this.skipSpace();
+    return match.exec(this.text)?.[0] ?? null;
+  }
+
+  next(): string | null {
+    const word = this.peek();
+    if (word !== null) this.at = this.skipSpace() + word.length;
+    return word;
+  }
+
+  rest(): string {
+    return this.text.slice(this.at).trim();
+  }
+
+  private skipSpace(): number {
+    const space = /\s*/y;
+    space.lastIndex = this.at;
+    space.exec(this.text);
+    return space.lastIndex;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * One task event as one list item, carrying its `data-seq`: assistant text,
+ * tool calls folded to one line (their input on click), tool results and
+ * logs with ANSI colours, and a short line for everything else.
+ */
+import { AnsiUp } from "ansi_up";
+import type { TaskEvent } from "../../src/schema.ts";
+import { formatCost, formatDuration, h } from "./dom.ts";
+
+const ansi = new AnsiUp();
+ansi.use_classes = true;
+
+type Data = TaskEvent["data"];
+const str = (data: Data, key: string): string => (typeof data[key] === "string" ? (data[key] as string) : "");
+const num = (data: Data, key: string): number | null => (typeof data[key] === "number" ? (data[key] as number) : null);
+
+export function renderEvent(event: TaskEvent): HTMLLIElement {
+  // Judge events mirror the agent's (`judge.text`, `judge.tool_call`, …) and draw the same way.
+  const kind = event.type.replace(/^judge\./, "agent.");
+  const item = h("li", { class: `event event-${kind.replace(".", "-")}`, "data-testid": "event", "data-seq": event.seq, "data-type": event.type, title: `#${event.seq} ${new Date(event.ts).toLocaleTimeString()}` });
+  item.append(...body(kind, event));
+  return item;
+}
+
+function body(kind: string, { type, data }: TaskEvent): (Node | string)[] {
+  const judge = type.startsWith("judge.") ? h("span", { class: "tag" }, "judge") : "";
+  switch (kind) {
+    case "agent.text":
+      return [judge, h("div", { class: "text" }, str(data, "text")), truncated(data)];
+    case "agent.tool_call":
+      return [
+        fold(
+          [judge, h("span", { class: "tool-name" }, str(data, "name")), " ", h("span", { class: "tool-summary" }, str(data, "summary"))],
+          inputView(str(data, "input")),
+          "tool-call",
+        ),
+      ];
+    case "agent.tool_result": {
+      const text = str(data, "text");
+      const error = data.isError === true;
+      const lines = text ? text.split("\n").length : 0;
+      return [
+        fold(
+          [h("span", { class: error ? "result-error" : "result-ok" }, error ? "✗ error" : "↳ result"), " ", h("span", { class: "muted" }, firstLine(stripAnsi(text)) || "(no output)"), lines > 1 ? h("span", { class: "muted small" }, ` ${lines} lines`) : ""],
+          ansiBlock(text),
+          "tool-result",
+        ),
+        truncated(data),
+      ];
+    }
+    case "log":
+      return [h("span", { class: "tag" }, str(data, "stream") || "log"), ansiBlock(str(data, "text"))];
+    case "agent.result": {
+      const cost = num(data, "costUsd");
+      const ms = num(data, "durationMs");
+      const facts = [`${num(data, "numTurns") ?? "?"} turns`, cost === null ? "" : formatCost(cost), ms === null ? "" : formatDuration(ms)].filter(Boolean).join(" · ");
+      return [judge, h("div", { class: data.isError === true ? "result-error" : "result-ok" }, `${data.isError === true ? "Agent failed" : "Agent finished"}: ${facts}`), str(data, "text") ? h("div", { class: "text" }, str(data, "text")) : ""];
+    }
+    default:
+      return [judge, h("span", { class: "line" }, lineFor(type, data))];
+  }
+}
+
+/** The one-line events: phases, statuses, queue places, retries, the sandbox's end. */
+function lineFor(type: string, data: Data): string {
+  const error = typeof data.error === "object" && data.error !== null && "message" in data.error ? ` (${String(data.error.message)})` : typeof data.error === "string" ? ` (${data.error})` : "";
+  switch (type) {
+    case "task.status":
+      return `task ${str(data, "status")}${error}`;
+    case "run.status":
+      return data.phase ? `phase: ${str(data, "phase")}` : `run ${str(data, "status")}${error}`;
+    case "run.queued":
+      return `queued for a sandbox, position ${num(data, "position") ?? "?"}`;
+    case "run.cloned":
+      return `cloned at ${str(data, "commit").slice(0, 12)}`;
+    case "agent.init":
+      return `Claude Code started${str(data, "model") ? ` · ${str(data, "model")}` : ""}`;
+    case "agent.retry":
+      return `API retry ${num(data, "attempt") ?? "?"}/${num(data, "maxRetries") ?? "?"}${str(data, "error") ? `: ${str(data, "error")}` : ""}`;
+    case "run.retry":
+      return `retrying (${num(data, "attempt") ?? "?"} of ${num(data, "of") ?? "?"})${error}`;
+    case "run.diff":
+      return `diff: ${num(data, "files") ?? 0} files, +${num(data, "additions") ?? 0} −${num(data, "deletions") ?? 0}`;
+    case "run.reattach":
+      return "re-attached to the running agent";
+    case "sandbox.destroyed":
+      return "sandbox destroyed";
+    case "judge.status":
+      return `judge ${str(data, "status")}${num(data, "winner") !== null ? ` · winner run ${num(data, "winner")}` : ""}${error}`;
+    case "judge.queued":
+      return `judge queued for runs ${Array.isArray(data.candidates) ? data.candidates.join(", ") : "?"}`;
+    case "task.winner":
+      return `winner: run ${num(data, "run") ?? "?"} (picked by ${str(data, "by")})`;
+    default:
+      return `${type} ${Object.keys(data).length ? JSON.stringify(data) : ""}`.trim();
+  }
+}
+
+function fold(summary: (Node | string)[], content: Node, kind: string): HTMLDetailsElement {
+  return h("details", { class: kind, "data-testid": kind }, h("summary", {}, ...summary), content);
+}
+
+function ansiBlock(text: string): HTMLPreElement {
+  const pre = h("pre", { class: "code ansi" });
+  // ansi_up escapes the text before adding its colour spans.
+  pre.innerHTML = ansi.ansi_to_html(text);
+  return pre;
+}
+
+function truncated(data: Data): Node | string {
+  return data.truncated === true ? h("div", { class: "muted small" }, "(cut at 16 KiB)") : "";
+}
+
+/** A tool's input, one field after another, strings as written (a command, a file's content) rather than JSON-escaped. */
+function inputView(text: string): HTMLElement {
+  let input: unknown;
+  try {
+    input = JSON.parse(text);
+  } catch {
+    return h("pre", { class: "code" }, text);
+  }
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return h("pre", { class: "code" }, JSON.stringify(input, null, 2));
+  return h(
+    "dl",
+    { class: "tool-input" },
+    ...Object.entries(input).flatMap(([key, value]) => [h("dt", {}, key), h("dd", {}, h("pre", { class: "code" }, typeof value === "string" ? value : JSON.stringify(value, null, 2)))]),
+  );
+}
+
+function firstLine(text: string): string {
+  const line = text.trim().split("\n", 1)[0] ?? "";
+  return line.length > 160 ? `${line.slice(0, 159)}…` : line;
+}
+
+function stripAnsi(text: string): string {
+  return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "");
+}

@@ -1,0 +1,83 @@
+/** One run of a task as a column: its status and facts, its events as they arrive, then its diff. */
+import type { RunView, TaskEvent, TaskState } from "../../src/schema.ts";
+import { drawDiff } from "./diff.ts";
+import { formatCost, h, setTimer, statusBadge, timer } from "./dom.ts";
+import { renderEvent } from "./events.ts";
+import { Unauthorized } from "./session.ts";
+
+/** How close to the bottom (px) a reader must be for new events to keep the list scrolled down. */
+const STICK_PX = 48;
+
+export interface RunColumn {
+  element: HTMLElement;
+  append: (event: TaskEvent) => void;
+  update: (run: RunView, task: TaskState) => void;
+}
+
+export function runColumn(taskId: string, index: number, pickWinner: (run: number) => void): RunColumn {
+  const status = h("span", { "data-testid": "run-status" });
+  const phase = h("span", { class: "phase", "data-testid": "run-phase" });
+  const elapsed = timer(null, null, "run-elapsed");
+  const facts = h("div", { class: "run-facts muted small", "data-testid": "run-facts" });
+  const variant = h("div", { class: "muted small", hidden: true });
+  const error = h("p", { class: "error small", "data-testid": "run-error", hidden: true });
+  const winnerBadge = h("span", { class: "winner-badge", "data-testid": "run-winner", hidden: true }, "★ winner");
+  const pick = h("button", { type: "button", class: "secondary small", "data-testid": "pick-winner", "data-run": index, onclick: () => pickWinner(index) }, "Pick winner");
+  const events = h("ol", { class: "events", "data-testid": "run-events" });
+  const diff = h("section", { class: "diff", "data-testid": "run-diff", hidden: true });
+  const element = h(
+    "section",
+    { class: "run", "data-testid": "run-column", "data-run": index },
+    h("header", { class: "run-head" }, h("div", { class: "run-title" }, h("h2", {}, `Run ${index}`), status, phase, winnerBadge, h("span", { class: "spacer" }), elapsed, pick), variant, facts, error),
+    events,
+    diff,
+  );
+  let diffState: "none" | "loading" | "drawn" = "none";
+
+  const loadDiff = async () => {
+    diffState = "loading";
+    diff.hidden = false;
+    diff.replaceChildren(h("p", { class: "muted" }, "Loading the diff…"));
+    try {
+      await drawDiff(diff, taskId, index);
+      diffState = "drawn";
+    } catch (failure) {
+      // The next state change tries again.
+      diffState = "none";
+      if (!(failure instanceof Unauthorized)) diff.replaceChildren(h("p", { class: "error" }, `Could not load the diff: ${(failure as Error).message}`));
+    }
+  };
+
+  return {
+    element,
+    append(event) {
+      const atBottom = events.scrollHeight - events.scrollTop - events.clientHeight < STICK_PX;
+      events.append(renderEvent(event));
+      if (atBottom) events.scrollTop = events.scrollHeight;
+    },
+    update(run, task) {
+      status.replaceChildren(statusBadge(run.status));
+      phase.textContent = run.status === "queued" && run.queuePosition ? `#${run.queuePosition} in queue` : (run.phase ?? "");
+      setTimer(elapsed, run.startedAt, run.startedAt === null ? null : run.endedAt);
+      const parts = [
+        run.numTurns !== null ? `${run.numTurns} turns` : null,
+        formatCost(run.costUsd),
+        run.diff ? `${run.diff.files} file${run.diff.files === 1 ? "" : "s"} +${run.diff.additions} −${run.diff.deletions}` : null,
+        run.attempts.length ? `${run.attempts.length} retr${run.attempts.length === 1 ? "y" : "ies"}` : null,
+        run.baseCommit ? `base ${run.baseCommit.slice(0, 8)}` : null,
+      ];
+      facts.textContent = parts.filter(Boolean).join(" · ");
+      variant.hidden = !run.model && !run.promptSuffix;
+      variant.textContent = [run.model && `model ${run.model}`, run.promptSuffix && `+ “${run.promptSuffix}”`].filter(Boolean).join(" · ");
+      error.hidden = !run.error;
+      error.textContent = run.error ? `${run.error.code}: ${run.error.message}` : "";
+      const won = task.winner?.run === index;
+      element.classList.toggle("is-winner", won);
+      winnerBadge.hidden = !won;
+      winnerBadge.textContent = won ? `★ winner (${task.winner!.by})` : "";
+      pick.disabled = won || run.status !== "succeeded" || !run.diff;
+      pick.title = pick.disabled && !won ? "only a succeeded run with a diff can win" : "";
+      if (run.diff && diffState === "none") void loadDiff();
+    },
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * A task's live stream: the WebSocket `/api/tasks/<id>/ws?token=&after=<seq>`.
+ * The server replays every event after `after`, then sends live events and
+ * state changes. On a drop it reconnects with the last seq it handed on, and
+ * drops any event at or below it, so a viewer sees each event exactly once.
+ */
+import { z } from "zod";
+import { TaskEvent, TaskState } from "../../src/schema.ts";
+import { Unauthorized, sessionToken } from "./session.ts";
+
+const ServerMessage = z.union([
+  z.object({ type: z.literal("event"), event: TaskEvent }),
+  z.object({ type: z.literal("cf_agent_state"), state: TaskState }),
+  // The agents SDK also announces identity and MCP servers; the viewer has no use for them.
+  z.object({ type: z.string() }),
+]);
+
+export interface StreamHandlers {
+  onEvent: (event: TaskEvent) => void;
+  onState: (state: TaskState) => void;
+  onConnection: (status: "live" | "reconnecting") => void;
+  /** Before each reconnect: a chance to refresh what a dropped socket may have missed, and to find the session refused. */
+  beforeReconnect: () => Promise<void>;
+}
+
+const RETRY_MS = [500, 1000, 2000, 5000, 10_000];
+
+export function followTask(taskId: string, signal: AbortSignal, handlers: StreamHandlers): { lastSeq: () => number } {
+  let lastSeq = 0;
+  let failures = 0;
+  let socket: WebSocket | null = null;
+
+  const connect = () => {
+    const token = sessionToken();
+    if (signal.aborted || !token) return;
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(`${scheme}//${location.host}/api/tasks/${encodeURIComponent(taskId)}/ws?token=${encodeURIComponent(token)}&after=${lastSeq}`);
+    socket.addEventListener("open", () => {
+      failures = 0;
+      handlers.onConnection("live");
+    });
+    socket.addEventListener("message", (message) => {
+      const parsed = ServerMessage.safeParse(parseJson(String(message.data)));
+      if (!parsed.success) {
+        console.warn("sortie: a stream message the viewer does not understand", message.data);
+        return;
+      }
+      const data = parsed.data;
+      if ("event" in data) {
+        if (data.event.seq <= lastSeq) return;
+        lastSeq = data.event.seq;
+        handlers.onEvent(data.event);
+      } else if ("state" in data) {
+        handlers.onState(data.state);
+      }
+    });
+    socket.addEventListener("close", () => {
+      socket = null;
+      if (signal.aborted) return;
+      handlers.onConnection("reconnecting");
+      const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)]!;
+      setTimeout(async () => {
+        if (signal.aborted) return;
+        try {
+          await handlers.beforeReconnect();
+        } catch (error) {
+          // A refused session has already brought back the sign-in form, which aborts `signal`; anything else is retried.
+          if (!(error instanceof Unauthorized)) console.warn("sortie: refreshing the task before reconnecting failed", error);
+        }
+        connect();
+      }, delay);
+    });
+  };
+
+  signal.addEventListener("abort", () => socket?.close(1000, "viewer left"));
+  connect();
+  return { lastSeq: () => lastSeq };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
