@@ -6,6 +6,7 @@ import { buildApp } from "./api/app.ts";
 
 export { TaskAgent } from "./agents/task-agent.ts";
 export { Fleet } from "./agents/fleet.ts";
+export { ScheduleAgent } from "./agents/schedule-agent.ts";
 export { Sandbox } from "@cloudflare/sandbox";
 
 const app = buildApp();

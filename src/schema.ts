@@ -54,6 +54,8 @@ export const CreateTaskBody = z
     maxCostUsd: z.number().positive().max(1000).optional(),
     /** How long a finished run's workspace stays for follow-up messages. */
     keepWorkspaceMinutes: z.number().min(0).max(24 * 60).optional(),
+    /** What the task hands back: the diff (default), a pushed branch, or a (draft) pull request of the winning run. */
+    output: z.enum(["diff", "branch", "draft-pr", "pr"]).optional(),
     /** Told the outcome when the task ends. */
     notify: z.object({ webhook: z.url({ protocol: /^https?$/ }).max(2000) }).strict().optional(),
   })
@@ -69,6 +71,9 @@ export type CreateTaskBody = z.infer<typeof CreateTaskBody>;
 export const CreateBatchBody = z
   .object({ tasks: z.array(z.unknown()).min(1, "a batch needs at least one task").max(LIMITS.maxBatchTasks) })
   .strict();
+
+/** `POST /api/schedules`: a task created at every tick of a 5-field cron expression (UTC). */
+export const CreateScheduleBody = z.object({ cron: z.string().min(9).max(100), task: z.unknown() }).strict();
 
 /** `POST /api/tasks/:id/messages`: continue a run's Claude Code session. */
 export const FollowUpBody = z.object({ text: z.string().min(1, "text must not be empty").max(LIMITS.maxPromptChars), run: z.int().min(0).optional() }).strict();
@@ -186,6 +191,7 @@ export interface TaskSpec {
   maxCostUsd: number;
   keepWorkspaceMinutes: number;
   notify: { webhook: string } | null;
+  output: "diff" | "branch" | "draft-pr" | "pr";
 }
 
 /** One entry of a task's event log. `seq` is per task, starts at 1, and never skips. */

@@ -45,6 +45,7 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     maxCostUsd: body.maxCostUsd ?? config.defaultMaxCostUsd,
     keepWorkspaceMinutes: body.keepWorkspaceMinutes ?? config.followUpWindowMinutes,
     notify: body.notify ?? null,
+    output: body.output ?? "diff",
   };
 }
 

@@ -6,10 +6,12 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { readConfig } from "../config.ts";
 import { SortieError, errorBody } from "../errors.ts";
+import { slackRoutes } from "../triggers/slack/routes.ts";
 import type { AuthVariables } from "./auth.ts";
 import { requireAdmin, signSessionToken } from "./auth.ts";
 import { batchRoutes } from "./batches.ts";
 import { reportRoutes } from "./reports.ts";
+import { scheduleRoutes } from "./schedules.ts";
 import { taskRoutes } from "./tasks.ts";
 
 /** How long a viewer's session lasts before it asks for the admin token again. */
@@ -34,6 +36,8 @@ export function buildApp() {
   app.get("/healthz", (c) => c.json({ ok: true, backend: readConfig(c.env).sandboxBackend }));
   app.route("/api/tasks", taskRoutes);
   app.route("/api/batches", batchRoutes);
+  app.route("/slack", slackRoutes);
+  app.route("/api/schedules", scheduleRoutes);
   app.route("/api", reportRoutes);
   app.post("/api/session", requireAdmin({ adminOnly: true }), async (c) => c.json(await signSessionToken(c.env.SORTIE_ADMIN_TOKEN, SESSION_TTL_SECONDS), 201));
 
