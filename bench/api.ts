@@ -99,15 +99,16 @@ export function apiOf(server: DevServer) {
     },
 
     /**
-     * The event log once every run's sandbox is destroyed (that comes just
-     * after the task's terminal status), or as it stands after `timeoutMs`.
+     * The event log once every run has settled its sandbox (destroyed it, or
+     * kept it for follow-ups), which comes just after the task's terminal
+     * status; or the log as it stands after `timeoutMs`.
      */
     async settledEvents(id: string, runs: number, timeoutMs = 5000): Promise<TaskEvent[]> {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const log = await events(id);
-        const destroyed = new Set(log.filter((e) => e.type === "sandbox.destroyed").map((e) => e.run));
-        if (destroyed.size >= runs || Date.now() > deadline) return log;
+        const settled = new Set(log.filter(isSandboxSettled).map((e) => e.run));
+        if (settled.size >= runs || Date.now() > deadline) return log;
         await sleep(100);
       }
     },
@@ -123,7 +124,7 @@ export function apiOf(server: DevServer) {
       let cursor: string | null = null;
       let count = 0;
       do {
-        const page: { tasks: TaskSummary[]; nextCursor: string | null } = await json(`/api/tasks?status=running&limit=100${cursor ? `&cursor=${cursor}` : ""}`);
+        const page: { tasks: TaskSummary[]; nextCursor: string | null } = await json(`/api/tasks?status=running&limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
         const views = await Promise.all(page.tasks.map((summary) => json<TaskView>(`/api/tasks/${summary.id}`)));
         count += views.reduce((sum, view) => sum + view.runs.filter((run) => run.status === "running").length, 0);
         cursor = page.nextCursor;
@@ -149,13 +150,16 @@ export interface RunPhases {
   agentWork: number | null;
   /** Result → the run's terminal status (process exit, diff, storing it). */
   finish: number | null;
-  /** Terminal status → sandbox destroyed. */
-  destroy: number | null;
+  /** Terminal status → sandbox destroyed, or kept for follow-ups. */
+  settle: number | null;
   /** Task created → the run's terminal status. */
   total: number | null;
 }
 
-export const PHASE_NAMES = ["queued", "provision", "clone", "agentBoot", "agentWork", "finish", "destroy", "total"] as const;
+export const PHASE_NAMES = ["queued", "provision", "clone", "agentBoot", "agentWork", "finish", "settle", "total"] as const;
+
+/** The run is done with its sandbox: destroyed, or kept idle (holding no fleet slot) for follow-up messages. */
+const isSandboxSettled = (event: TaskEvent) => event.type === "sandbox.destroyed" || event.type === "run.workspace_kept";
 
 /** Splits one run's life into phases from its events. */
 export function phasesOf(events: TaskEvent[], run: number, createdAt: number): RunPhases {
@@ -169,7 +173,7 @@ export function phasesOf(events: TaskEvent[], run: number, createdAt: number): R
   const init = at((event) => event.type === "agent.init");
   const result = at((event) => event.type === "agent.result");
   const ended = at((event) => event.type === "run.status" && TERMINAL.has(event.data.status as TaskStatus));
-  const destroyed = at((event) => event.type === "sandbox.destroyed");
+  const settled = at(isSandboxSettled);
   const span = (from: number | null, to: number | null) => (from !== null && to !== null ? to - from : null);
   return {
     queued: span(createdAt, provisioning),
@@ -178,7 +182,7 @@ export function phasesOf(events: TaskEvent[], run: number, createdAt: number): R
     agentBoot: span(agent, init),
     agentWork: span(init, result),
     finish: span(result, ended),
-    destroy: span(ended, destroyed),
+    settle: span(ended, settled),
     total: span(createdAt, ended),
   };
 }

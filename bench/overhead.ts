@@ -4,17 +4,12 @@
  * same Claude Code run against a stand-in model, the staged diff). Both sides
  * alternate, five times each, and the medians are compared.
  */
-import { spawn } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { startAnthropicStandin } from "../test/standins/anthropic.mjs";
-import { hold, phasesOf, scriptedPrompt, PHASE_NAMES, type Api } from "./api.ts";
+import { PHASE_NAMES, hold, phasesOf, scriptedPrompt, type Api } from "./api.ts";
+import { runDirect, type DirectRun } from "./direct.ts";
 import { median, round, table, type Figure } from "./report.ts";
 import type { BenchResult } from "./result.ts";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const REPEATS = 5;
 const TIMEOUT_MS = 60_000;
 export const OVERHEAD_GOAL = 1.1;
@@ -25,65 +20,6 @@ const PROMPT = scriptedPrompt("bench: overhead", [
   hold(2000),
   { text: "Wrote BENCH.md." },
 ]);
-
-/** What Sortie's sandbox does, as one shell script: the same clone, Claude Code command line and diff. */
-const DIRECT_SCRIPT = [
-  "set -eu",
-  'git clone --quiet --depth 1 -- "$BENCH_REPO_URL" "$BENCH_DIR/repo"',
-  'cd "$BENCH_DIR/repo"',
-  `printf '%s' "$BENCH_PROMPT" | claude -p --output-format stream-json --verbose --dangerously-skip-permissions --max-turns 50 > "$BENCH_DIR/stream.jsonl"`,
-  "git add -A",
-  'git diff --cached --binary > "$BENCH_DIR/change.diff"',
-].join("\n");
-
-async function direct(repoUrl: string, modelUrl: string): Promise<{ ms: number; ok: boolean; diffBytes: number; detail: string }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-bench-direct-"));
-  for (const sub of ["home", "tmp"]) fs.mkdirSync(path.join(dir, sub));
-  // The environment the local sandbox host gives a run, and nothing else from this shell.
-  const env: Record<string, string> = {
-    PATH: `${path.join(root, "node_modules", ".bin")}:${process.env.PATH ?? "/usr/bin:/bin"}`,
-    HOME: path.join(dir, "home"),
-    TMPDIR: path.join(dir, "tmp"),
-    LANG: "C.UTF-8",
-    TERM: "dumb",
-    IS_SANDBOX: "1",
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-    DISABLE_AUTOUPDATER: "1",
-    GIT_AUTHOR_NAME: "Bench",
-    GIT_AUTHOR_EMAIL: "bench@example.com",
-    GIT_COMMITTER_NAME: "Bench",
-    GIT_COMMITTER_EMAIL: "bench@example.com",
-    GIT_TERMINAL_PROMPT: "0",
-    ANTHROPIC_BASE_URL: modelUrl,
-    ANTHROPIC_API_KEY: "sk-ant-bench",
-    BENCH_REPO_URL: repoUrl,
-    BENCH_DIR: dir,
-    BENCH_PROMPT: PROMPT,
-  };
-  try {
-    const started = performance.now();
-    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn("bash", ["-c", DIRECT_SCRIPT], { env: env as NodeJS.ProcessEnv, stdio: ["ignore", "ignore", "pipe"] });
-      let stderr = "";
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-      const timer = setTimeout(() => child.kill("SIGKILL"), TIMEOUT_MS);
-      child.on("error", reject);
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code, stderr });
-      });
-    });
-    const ms = performance.now() - started;
-    const result = fs.existsSync(path.join(dir, "stream.jsonl"))
-      ? fs.readFileSync(path.join(dir, "stream.jsonl"), "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { type: string; subtype?: string }).find((e) => e.type === "result")
-      : undefined;
-    const diffBytes = fs.existsSync(path.join(dir, "change.diff")) ? fs.statSync(path.join(dir, "change.diff")).size : 0;
-    const ok = code === 0 && result?.subtype === "success" && diffBytes > 0;
-    return { ms, ok, diffBytes, detail: ok ? "" : `exit ${code}, result ${result?.subtype ?? "none"}, diff ${diffBytes} bytes: ${stderr.slice(0, 300)}` };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 async function viaApi(api: Api) {
   const postedAt = Date.now();
@@ -108,12 +44,13 @@ export async function benchOverhead(api: Api, gitBaseUrl: string): Promise<Bench
   try {
     // One unmeasured round of each, so neither side pays for cold caches.
     await viaApi(api);
-    await direct(repoUrl, model.url);
+    const direct = () => runDirect({ repoUrl, modelUrl: model.url, prompt: PROMPT, expectDiff: true, timeoutMs: TIMEOUT_MS });
+    await direct();
     const apiRuns: Awaited<ReturnType<typeof viaApi>>[] = [];
-    const directRuns: Awaited<ReturnType<typeof direct>>[] = [];
+    const directRuns: DirectRun[] = [];
     for (let i = 0; i < REPEATS; i++) {
       apiRuns.push(await viaApi(api));
-      directRuns.push(await direct(repoUrl, model.url));
+      directRuns.push(await direct());
     }
     const apiMs = median(apiRuns.map((r) => r.ms));
     const directMs = median(directRuns.map((r) => r.ms));

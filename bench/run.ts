@@ -8,6 +8,7 @@
  *   npm run bench -- parallel burst    # only those
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startDevServer, type DevServer } from "../test/support/dev-server.ts";
@@ -57,7 +58,12 @@ async function stopServer() {
   if (!running) return;
   await running.stop();
   const leftovers = [/sandboxes under (\S+)/.exec(running.output())?.[1], running.gitBaseUrl.replace(/^file:\/\//, "")];
-  for (const dir of leftovers) if (dir?.startsWith("/tmp/")) fs.rmSync(dir, { recursive: true, force: true });
+  for (const dir of leftovers) if (dir?.startsWith(os.tmpdir())) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** How often wrangler dev has rebuilt the Worker so far: an edit under src/ while benchmarking restarts every Durable Object. */
+function workerReloads(): number {
+  return server?.output().match(/Reloading local server/g)?.length ?? 0;
 }
 
 async function abort(reason: string, code: number) {
@@ -71,41 +77,60 @@ const limit = setTimeout(() => void abort(`over its ${TIME_LIMIT_MS / 60_000} mi
 process.once("SIGINT", () => void abort("interrupted", 130));
 process.once("SIGTERM", () => void abort("terminated", 143));
 
-console.log(`Sortie benchmarks on ${describeMachine(host)}`);
-let failed = false;
-try {
-  if (selected.some((name) => name !== "bundle")) {
+/**
+ * Starts `npm run dev -- --demo` the first time a benchmark needs it, and
+ * sends one unmeasured task through, so the first benchmark does not pay for
+ * starting the Durable Objects. A failed start is remembered, not retried.
+ */
+let serverStart: Promise<DevServer> | undefined;
+function devServer(): Promise<DevServer> {
+  serverStart ??= (async () => {
     const t0 = Date.now();
     server = await startDevServer({ MAX_SANDBOXES: String(BURST_CAP), MAX_SANDBOXES_PER_CREATOR: String(BURST_CAP) });
     console.log(`npm run dev -- --demo ready on ${server.url} in ${((Date.now() - t0) / 1000).toFixed(1)} s (MAX_SANDBOXES=${BURST_CAP})`);
-    // One unmeasured task, so the first benchmark does not pay for starting the Durable Objects.
     const api = apiOf(server);
     const warm = await api.create({ repo: "acme/widgets", prompt: scriptedPrompt("bench: warm-up", [{ text: "Ready." }]) });
     await api.waitForEnd(warm, 60_000);
+    return server;
+  })();
+  return serverStart;
+}
+
+async function runOne(name: BenchName): Promise<BenchResult> {
+  if (name === "bundle") return benchBundle();
+  const dev = await devServer();
+  const api = apiOf(dev);
+  const reloadsBefore = workerReloads();
+  const result = name === "parallel" ? await benchParallel(api, dev.gitBaseUrl) : name === "overhead" ? await benchOverhead(api, dev.gitBaseUrl) : await benchBurst(api);
+  const reloads = workerReloads() - reloadsBefore;
+  if (reloads > 0) {
+    result.notes.push(`WARNING: wrangler dev reloaded the Worker ${reloads} time(s) during this benchmark (files it watches changed), restarting every Durable Object; these figures are not representative.`);
   }
+  result.details.workerReloads = reloads;
+  return result;
+}
+
+console.log(`Sortie benchmarks on ${describeMachine(host)}`);
+let failed = false;
+let lastError = "";
+try {
   for (const name of selected) {
     console.log(`\n== ${TITLES[name]} ==\nmachine: ${describeMachine(host)}`);
     const t0 = Date.now();
     try {
-      const api = server ? apiOf(server) : undefined;
-      const result =
-        name === "bundle" ? await benchBundle()
-        : name === "parallel" ? await benchParallel(api!)
-        : name === "overhead" ? await benchOverhead(api!, server!.gitBaseUrl)
-        : await benchBurst(api!);
+      const result = await runOne(name);
       results[name] = result;
       console.log(table(["figure", "value", "goal", ""], figureRows(result.figures)));
       for (const note of result.notes) console.log(note);
     } catch (error) {
       failed = true;
       results[name] = { error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
-      console.error(`${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+      const message = error instanceof Error ? error.message : String(error);
+      console.error(`${name} failed: ${message === lastError ? "as above" : message}`);
+      lastError = message;
     }
     console.log(`(${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   }
-} catch (error) {
-  failed = true;
-  console.error(`bench could not start: ${error instanceof Error ? error.message : String(error)}`);
 } finally {
   await stopServer();
   clearTimeout(limit);
@@ -114,7 +139,8 @@ try {
 const summary: (string | number)[][] = [];
 for (const name of selected) {
   const result = results[name];
-  if (!result || "error" in result) summary.push([name, "FAILED", "", "", ""]);
+  if (!result) summary.push([name, "not run", "", "", ""]);
+  else if ("error" in result) summary.push([name, "FAILED", "", "", ""]);
   else for (const row of figureRows(result.figures as Figure[])) summary.push([name, ...row]);
 }
 console.log(`\n== Summary (${((Date.now() - startedAt) / 1000).toFixed(0)} s) ==`);

@@ -5,7 +5,9 @@
 import { once } from "node:events";
 import { CliError, usageError } from "./errors.mjs";
 import { followTask } from "./follow.mjs";
-import { cut, eventRenderer, palette, statusColor, statusText, summaryLine, taskDetails, taskTable, TERMINAL, wantsColor } from "./render.mjs";
+import { eventRenderer } from "./events.mjs";
+import { cut, palette, statusColor, TERMINAL, wantsColor } from "./style.mjs";
+import { statusText, summaryLine, taskDetails, taskSucceeded, taskTable } from "./views.mjs";
 
 const stdout = process.stdout;
 const c = palette(wantsColor(stdout));
@@ -46,7 +48,7 @@ export async function run({ values, positionals: [repo, prompt], client }) {
   if (!values.json) await write(`${c.bold(task.id)}  ${c.dim(task.url)}\n`);
   const ended = await watch(client, task, { json: values.json, quiet: values.json });
   if (values.json) await printJson(ended);
-  return ended.status === "succeeded" ? 0 : 1;
+  return taskSucceeded(ended) ? 0 : 1;
 }
 
 /** @param {Invocation} inv */
@@ -76,7 +78,7 @@ export async function logs({ values, positionals: [id], client }) {
   if (values.follow) {
     const task = await client.getTask(id);
     const ended = await watch(client, task, { after, json: values.json, quiet: false });
-    return ended.status === "succeeded" ? 0 : 1;
+    return taskSucceeded(ended) ? 0 : 1;
   }
   if (values.json) {
     // The log as the server sends it: NDJSON, one event per line.
@@ -89,6 +91,7 @@ export async function logs({ values, positionals: [id], client }) {
     const lines = render(event);
     if (lines.length) await write(`${lines.join("\n")}\n`);
   }
+  if (!TERMINAL.has(task.status)) await write(c.dim(`the task is still ${task.status}: sortie logs -f ${id}\n`));
   return 0;
 }
 
@@ -188,7 +191,7 @@ async function watch(client, task, { after = 0, json, quiet }) {
       shown = false;
     };
     const draw = () => {
-      if (!enabled || !text || TERMINAL.has(current.status)) return;
+      if (!enabled || !text) return;
       stdout.write(c.dim(cut(`${frames[frame % frames.length]} ${text}`, width() - 1)));
       shown = true;
     };

@@ -6,7 +6,7 @@
  * a jump in `seq` is filled from the HTTP event log before going on.
  */
 import { CliError } from "./errors.mjs";
-import { TERMINAL } from "./render.mjs";
+import { TERMINAL } from "./style.mjs";
 
 /** How long the socket must stay quiet after the task ended before we stop listening (late events such as `sandbox.destroyed`). */
 const SETTLE_MS = 500;
@@ -29,9 +29,12 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export async function followTask(client, task, hooks) {
   let lastSeq = hooks.after ?? 0;
+  let publishSkipped = false;
+  const over = (state) => isOver(state, publishSkipped);
   const deliver = (event) => {
     if (event.seq <= lastSeq) return;
     lastSeq = event.seq;
+    if (event.type === "publish.skipped") publishSkipped = true;
     hooks.onEvent(event);
   };
   const catchUp = async () => {
@@ -49,10 +52,10 @@ export async function followTask(client, task, hooks) {
   let troubles = 0;
   for (;;) {
     try {
-      if (!TERMINAL.has(current.status)) {
+      if (!over(current)) {
         const useSocket = typeof WebSocket === "function" && current.ws && socketFailures < MAX_SOCKET_FAILURES;
         if (useSocket) {
-          const { ended, received } = await watchSocket(current.ws, lastSeq, { onEvent: onSocketEvent, onState: hooks.onState });
+          const { ended, received } = await watchSocket(current.ws, lastSeq, { onEvent: onSocketEvent, onState: hooks.onState, over });
           if (received) lastContact = Date.now();
           socketFailures = received ? 0 : socketFailures + 1;
           if (socketFailures === MAX_SOCKET_FAILURES) hooks.onNotice?.("the WebSocket does not connect; polling the event log instead");
@@ -76,7 +79,7 @@ export async function followTask(client, task, hooks) {
       continue;
     }
     hooks.onState(current);
-    if (TERMINAL.has(current.status)) {
+    if (over(current)) {
       await catchUp();
       return current;
     }
@@ -84,16 +87,27 @@ export async function followTask(client, task, hooks) {
 }
 
 /**
- * One WebSocket connection, from `after` on. Resolves when the task has
- * ended (and the socket has settled) or when the connection drops.
+ * Whether there is nothing more to wait for: the task ended and, when it
+ * asked for a branch or pull request, that publication ended or was skipped.
+ */
+export function isOver(task, publishSkipped = false) {
+  if (!TERMINAL.has(task.status)) return false;
+  if (task.status !== "succeeded" || !task.output || task.output === "diff") return true;
+  return publishSkipped || (task.publication != null && TERMINAL.has(task.publication.status));
+}
+
+/**
+ * One WebSocket connection, from `after` on. Resolves when the task is
+ * `over` (and the socket has settled) or when the connection drops.
  * @returns {Promise<{ ended: boolean, received: boolean }>}
  */
-function watchSocket(wsUrl, after, { onEvent, onState }) {
+function watchSocket(wsUrl, after, { onEvent, onState, over }) {
   return new Promise((resolve, reject) => {
     const url = new URL(wsUrl);
     url.searchParams.set("after", String(after));
     const socket = new WebSocket(url);
     let received = false;
+    let latest = null;
     let endedAt = 0;
     let settle;
     let settled = false;
@@ -120,9 +134,11 @@ function watchSocket(wsUrl, after, { onEvent, onState }) {
           }
           if (frame.type === "event" && frame.event) await onEvent(frame.event);
           else if (frame.type === "cf_agent_state" && frame.state) {
-            onState(frame.state);
-            if (TERMINAL.has(frame.state.status) && !endedAt) endedAt = Date.now();
+            latest = frame.state;
+            onState(latest);
           }
+          // Checked after every frame: a `publish.skipped` event can end following without a state change.
+          if (latest && !endedAt && over(latest)) endedAt = Date.now();
           if (endedAt) {
             clearTimeout(settle);
             const wait = Math.max(0, Math.min(SETTLE_MS, endedAt + SETTLE_MAX_MS - Date.now()));

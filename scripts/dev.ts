@@ -1,8 +1,8 @@
 /**
  * `npm run dev`: the orchestrator on http://localhost:8787 (or $PORT) with
  * runs in local sandboxes, no Docker engine needed. Starts the local sandbox
- * host on a free port, applies the D1 migrations, then runs `wrangler dev`
- * with SANDBOX_BACKEND=local.
+ * host on a free port, applies the D1 migrations, builds the web viewer, then
+ * runs `wrangler dev` with SANDBOX_BACKEND=local.
  *
  *   npm run dev                  # uses .dev.vars (created on first run)
  *   npm run dev -- --demo        # also a scripted stand-in model and a fixture repo acme/widgets
@@ -39,7 +39,7 @@ const vars: Record<string, string> = { SANDBOX_BACKEND: "local" };
 // Settings taken from the environment as well as .dev.vars (the environment wins), for scripts and benchmarks.
 const FORWARDED = [
   "SORTIE_ADMIN_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GIT_BASE_URL", "MAX_SANDBOXES", "MAX_SANDBOXES_PER_CREATOR",
-  "RETRY_BASE_MS", "DEFAULT_TIMEOUT_MINUTES", "MAX_TIMEOUT_MINUTES", "DEFAULT_MAX_TURNS", "MAX_BODY_BYTES",
+  "RETRY_BASE_MS", "TASK_RATE_LIMIT_PER_MINUTE", "FOLLOWUP_WINDOW_MINUTES", "DEFAULT_TIMEOUT_MINUTES", "MAX_TIMEOUT_MINUTES", "DEFAULT_MAX_TURNS", "MAX_BODY_BYTES",
 ];
 for (const key of FORWARDED) {
   if (process.env[key]) vars[key] = process.env[key]!;
@@ -67,6 +67,13 @@ console.log(`local sandbox host on ${host.url}, sandboxes under ${host.root}`);
 const migrate = spawnSync(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistTo], { cwd: root, encoding: "utf8", env: { ...process.env, CI: "1" } });
 if (migrate.status !== 0) {
   console.error(migrate.stdout, migrate.stderr);
+  process.exit(1);
+}
+
+// wrangler serves the viewer from web/dist (wrangler.jsonc `assets`), so it is built first.
+const viewer = spawnSync(process.execPath, [path.join(root, "node_modules", "vite", "bin", "vite.js"), "build", "--config", "web/vite.config.ts"], { cwd: root, encoding: "utf8" });
+if (viewer.status !== 0) {
+  console.error("building the web viewer failed:\n", viewer.stdout, viewer.stderr);
   process.exit(1);
 }
 

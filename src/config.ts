@@ -16,8 +16,14 @@ export interface SortieConfig {
   /** First delay of the backoff between retries of an infrastructure failure. */
   retryBaseMs: number;
   defaultMaxCostUsd: number;
+  /** Task creations a caller may make per minute, unless its token says otherwise. */
+  taskRateLimitPerMinute: number;
   /** How long a finished run's workspace is kept for follow-ups, unless the task says otherwise. */
   followUpWindowMinutes: number;
+  /** GitHub's REST API (another for GitHub Enterprise Server or a stand-in). */
+  githubApiUrl: string;
+  /** `author_association` values whose `/sortie …` issue comments start a task. */
+  githubTriggerAssociations: string[];
 }
 
 /** Hard ceilings that no configuration raises. */
@@ -34,6 +40,8 @@ export const LIMITS = {
   eventTextChars: 16 * 1024,
   /** Events served per page to a reconnecting viewer or the NDJSON endpoint. */
   eventPage: 500,
+  /** Largest GitHub webhook delivery read; issue and comment bodies are at most 65,536 characters each. */
+  githubWebhookBytes: 1024 * 1024,
 } as const;
 
 export function readConfig(env: Cloudflare.Env): SortieConfig {
@@ -54,13 +62,22 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     maxSandboxesPerCreator: Math.min(maxSandboxes, positive(env.MAX_SANDBOXES_PER_CREATOR, maxSandboxes)),
     retryBaseMs: positive(env.RETRY_BASE_MS, 1000),
     defaultMaxCostUsd: positive(env.DEFAULT_MAX_COST_USD, 10),
+    taskRateLimitPerMinute: positive(env.TASK_RATE_LIMIT_PER_MINUTE, 60),
     followUpWindowMinutes: nonNegative(env.FOLLOWUP_WINDOW_MINUTES, 15),
+    githubApiUrl: (env.GITHUB_API_URL || "https://api.github.com").replace(/\/+$/, ""),
+    githubTriggerAssociations: list(env.GITHUB_TRIGGER_ASSOCIATIONS, ["OWNER", "MEMBER", "COLLABORATOR"]).map((value) => value.toUpperCase()),
   };
 }
 
 function positive(value: string | undefined, fallback: number): number {
   const n = Number(value);
   return Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+/** A comma-separated var as a list; unset or empty gives the fallback. */
+function list(value: string | undefined, fallback: string[]): string[] {
+  const items = (value ?? "").split(",").map((item) => item.trim()).filter(Boolean);
+  return items.length > 0 ? items : fallback;
 }
 
 function nonNegative(value: string | undefined, fallback: number): number {

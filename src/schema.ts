@@ -56,6 +56,8 @@ export const CreateTaskBody = z
     keepWorkspaceMinutes: z.number().min(0).max(24 * 60).optional(),
     /** What the task hands back: the diff (default), a pushed branch, or a (draft) pull request of the winning run. */
     output: z.enum(["diff", "branch", "draft-pr", "pr"]).optional(),
+    /** Let a diff that adds files looking like secrets (.env, keys…) be published. */
+    allowSecretFiles: z.boolean().optional(),
     /** Told the outcome when the task ends. */
     notify: z.object({ webhook: z.url({ protocol: /^https?$/ }).max(2000) }).strict().optional(),
   })
@@ -77,6 +79,9 @@ export const CreateScheduleBody = z.object({ cron: z.string().min(9).max(100), t
 
 /** `POST /api/tasks/:id/messages`: continue a run's Claude Code session. */
 export const FollowUpBody = z.object({ text: z.string().min(1, "text must not be empty").max(LIMITS.maxPromptChars), run: z.int().min(0).optional() }).strict();
+
+/** `POST /api/tasks/:id/publish`: push the winning (or given) run and open its pull request. */
+export const PublishBody = z.object({ run: z.int().min(0).optional(), output: z.enum(["branch", "draft-pr", "pr"]).optional() }).strict();
 
 /** `POST /api/tasks/:id/winner`. */
 export const PickWinnerBody = z.object({ run: z.int().min(0) }).strict();
@@ -121,6 +126,8 @@ export const RunView = z.object({
   numTurns: z.number().nullable(),
   costUsd: z.number(),
   diff: DiffStats.nullable(),
+  /** Files in the diff that look like secrets; such a run is not published unless the task allows it. */
+  secretFiles: z.array(z.string()).optional(),
   error: ErrorInfo.nullable(),
   inputTokens: z.int(),
   outputTokens: z.int(),
@@ -145,6 +152,19 @@ export type JudgeView = z.infer<typeof JudgeView>;
 
 export const Winner = z.object({ run: z.int(), by: z.string(), at: z.number() });
 
+/** The winning run's change leaving Sortie: a pushed branch, then maybe a pull request. */
+export const Publication = z.object({
+  status: TaskStatus,
+  output: z.enum(["branch", "draft-pr", "pr"]),
+  run: z.int(),
+  branch: z.string(),
+  commit: z.string().nullable(),
+  pullRequest: z.object({ number: z.int(), url: z.string() }).nullable(),
+  by: z.string(),
+  error: ErrorInfo.nullable(),
+});
+export type Publication = z.infer<typeof Publication>;
+
 /** What the task agent holds, persists and broadcasts as its state. */
 export const TaskState = z.object({
   id: z.string(),
@@ -167,6 +187,8 @@ export const TaskState = z.object({
   runs: z.array(RunView),
   judge: JudgeView.nullable(),
   winner: Winner.nullable(),
+  output: z.enum(["diff", "branch", "draft-pr", "pr"]),
+  publication: Publication.nullable(),
 });
 export type TaskState = z.infer<typeof TaskState>;
 
@@ -192,6 +214,9 @@ export interface TaskSpec {
   keepWorkspaceMinutes: number;
   notify: { webhook: string } | null;
   output: "diff" | "branch" | "draft-pr" | "pr";
+  allowSecretFiles: boolean;
+  /** The Worker's public origin when the task was created, for links in pull requests and messages. */
+  origin: string | null;
 }
 
 /** One entry of a task's event log. `seq` is per task, starts at 1, and never skips. */

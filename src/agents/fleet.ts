@@ -114,6 +114,24 @@ export class Fleet extends Agent<Cloudflare.Env> {
     return result.rowsWritten > 0;
   }
 
+  /**
+   * Takes `count` from `key`'s allowance of `limit` per minute (a sliding
+   * window); when it would go over, takes nothing and says how long to wait.
+   */
+  takeRate(key: string, count: number, limit: number): { allowed: true } | { allowed: false; retryAfterSeconds: number } {
+    const sql = this.sql_;
+    sql.exec("CREATE TABLE IF NOT EXISTS fleet_rate (key TEXT NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL)");
+    const now = Date.now();
+    sql.exec("DELETE FROM fleet_rate WHERE at <= ?", now - 60_000);
+    const used = Number(sql.exec("SELECT COALESCE(SUM(n), 0) AS used FROM fleet_rate WHERE key = ?", key).one().used);
+    if (used + count > limit) {
+      const oldest = Number(sql.exec("SELECT COALESCE(MIN(at), ?) AS at FROM fleet_rate WHERE key = ?", now, key).one().at);
+      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((oldest + 60_000 - now) / 1000)) };
+    }
+    sql.exec("INSERT INTO fleet_rate (key, at, n) VALUES (?, ?, ?)", key, now, count);
+    return { allowed: true };
+  }
+
   releaseClaim(key: string, taskId: string): void {
     this.sql_.exec("DELETE FROM fleet_claims WHERE key = ? AND task_id = ?", key, taskId);
   }
@@ -148,8 +166,9 @@ export class Fleet extends Agent<Cloudflare.Env> {
       const accepted = await agent.grantRun(run);
       if (!accepted) this.release(taskId, run);
     } catch (error) {
+      // The task agent could not be reached (restarting, say): the run waits in the queue again and the sweeper retries.
       console.error(JSON.stringify({ event: "fleet.grant_failed", taskId, run, message: messageOf(error) }));
-      this.release(taskId, run);
+      this.sql_.exec("UPDATE fleet_slots SET state = 'queued', granted_at = NULL WHERE task_id = ? AND run = ?", taskId, run);
     }
   }
 

@@ -16,6 +16,8 @@ export interface LaunchRequest {
   body: CreateTaskBody;
   source: TaskSpec["source"];
   createdBy: string;
+  /** The Worker's public origin, for links back to the task. */
+  origin?: string;
 }
 
 /** Checks a request against the configured limits and resolves it into a spec, without side effects. */
@@ -46,6 +48,8 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     keepWorkspaceMinutes: body.keepWorkspaceMinutes ?? config.followUpWindowMinutes,
     notify: body.notify ?? null,
     output: body.output ?? "diff",
+    allowSecretFiles: body.allowSecretFiles ?? false,
+    origin: request.origin ?? null,
   };
 }
 

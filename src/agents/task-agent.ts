@@ -12,7 +12,7 @@ import { runClaudeTurn, type AgentEvent, type ClaudeTurnResult } from "../runner
 import { CloneError } from "../sandbox/checkout.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
 import { SandboxUnavailableError, type Sandbox, type StreamOffsets } from "../sandbox/port.ts";
-import { isTerminal, type ErrorInfo, type JudgeView, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
+import { isTerminal, type ErrorInfo, type JudgeView, type Publication, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import { DiffStore } from "./diff-store.ts";
 import { EventLog } from "./event-log.ts";
@@ -21,6 +21,9 @@ import { JUDGE_DIFF_CHARS, JUDGE_SLOT, judgePrompt, parseVerdict, type Candidate
 import { redactor } from "./redact.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
+import { postOrUpdate, taskLinks, type SlackTarget } from "../publish/slack.ts";
+import { PUBLISH_SLOT, publishRun } from "./publisher.ts";
+import { secretFilesIn } from "../publish/secret-files.ts";
 import { appendAudit } from "../store/audit.ts";
 
 /** Where a run's agent process stands, persisted so a restarted agent can re-attach to it. */
@@ -40,6 +43,11 @@ const grantKey = (slot: number) => `sortie:grant:${slot}`;
 /** Follow-up messages waiting for a run's current turn to end. */
 const pendingKey = (slot: number) => `sortie:pending:${slot}`;
 
+/** The agent's closing words of a run, for its pull request. */
+const summaryKey = (slot: number) => `sortie:summary:${slot}`;
+/** The Slack message that follows this task, and the public origin for its links. */
+const SLACK_KEY = "sortie:slack";
+
 interface PendingMessage {
   text: string;
   by: string;
@@ -54,6 +62,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   /** Runs (and the judge, at JUDGE_SLOT) this instance is driving right now. */
   private readonly live = new Map<number, AbortController>();
   private readonly watchdogStrikes = new Map<number, number>();
+  /** Secrets minted during this instance's life (push tokens), redacted like the configured ones. */
+  private readonly extraSecrets = new Set<string>();
+  private slackUpdates: Promise<void> = Promise.resolve();
   /** Estimated spending of each slot's current turn, until the CLI reports the real figure. */
   private readonly turnEstimates = new Map<number, number>();
   /** Open sandboxes of the slots being driven, for the watchdog's probe. */
@@ -99,6 +110,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       runs: spec.runs.map((variant, index) => newRun(spec, index, variant.model ?? null, variant.prompt_suffix ?? null)),
       judge: spec.judge ? { status: "queued", winner: null, ranking: [], reasons: "", costUsd: 0, error: null } : null,
       winner: null,
+      output: spec.output ?? "diff",
+      publication: null,
     };
     // The index row first: if D1 refuses, nothing of the task exists anywhere.
     await insertTask(this.env.DB, task);
@@ -138,8 +151,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   grantRun(slot: number): boolean {
     const task = this.state;
     if (!task || this.live.has(slot)) return false;
-    const waiting = slot === JUDGE_SLOT ? task.judge?.status === "queued" : task.runs[slot]?.status === "queued";
-    if (!waiting || (slot !== JUDGE_SLOT && isTerminal(task.status))) return false;
+    const waiting =
+      slot === JUDGE_SLOT ? task.judge?.status === "queued" : slot === PUBLISH_SLOT ? task.publication?.status === "queued" : task.runs[slot]?.status === "queued";
+    if (!waiting || (slot < JUDGE_SLOT && isTerminal(task.status))) return false;
     this.ctx.storage.kv.put(grantKey(slot), true);
     this.startRun(slot);
     return true;
@@ -228,6 +242,48 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return { task: this.requireTask() };
   }
 
+  /**
+   * Publishes a run (the winner unless `run` is given): pushes its branch and,
+   * for `pr`/`draft-pr`, opens the pull request. Refused for a run without a
+   * diff, while a publication is under way, or when the diff adds files that
+   * look like secrets and the task did not allow them.
+   */
+  async publish(run: number | undefined, output: Publication["output"] | undefined, by: string): Promise<{ task: TaskState } | Refusal> {
+    const task = this.requireTask();
+    const index = run ?? task.winner?.run ?? task.runs.find((r) => r.status === "succeeded" && r.diff)?.index;
+    const chosen = index === undefined ? undefined : task.runs[index];
+    if (index === undefined || !chosen) return { refused: { code: "invalid_run", message: "name a run: no winner is picked and no run succeeded", status: 400 } };
+    if (chosen.status !== "succeeded" || !chosen.diff || chosen.diff.files === 0) {
+      return { refused: { code: "nothing_to_publish", message: `run ${index} is ${chosen.status} with ${chosen.diff?.files ?? 0} changed files; only a succeeded run with changes can be published`, status: 409 } };
+    }
+    if (task.publication && !isTerminal(task.publication.status)) return { refused: { code: "publishing", message: "a publication of this task is under way", status: 409 } };
+    const secrets = secretFilesIn(this.diffText(index, Number.POSITIVE_INFINITY));
+    if (secrets.length > 0 && !this.requireSpec().allowSecretFiles) {
+      return { refused: { code: "secret_files", message: `run ${index} adds files that look like secrets (${secrets.join(", ")}); the task must allow them to publish`, status: 409 } };
+    }
+    const publication: Publication = {
+      status: "queued",
+      output: output ?? (task.output === "diff" ? "pr" : task.output),
+      run: index,
+      branch: chosen.branch,
+      commit: null,
+      pullRequest: null,
+      by,
+      error: null,
+    };
+    this.setState({ ...task, publication });
+    this.record({ run: index, type: "publish.status", data: { status: "queued", output: publication.output, branch: publication.branch } });
+    await this.audit(by, "task.publish", { run: index, output: publication.output });
+    const fleet = await fleetOf(this.env);
+    await fleet.enqueue(task.id, [PUBLISH_SLOT], task.createdBy);
+    return { task: this.requireTask() };
+  }
+
+  /** Hands the task a Slack message to keep current (posted by the Slack trigger). */
+  followInSlack(target: SlackTarget, origin: string): void {
+    this.ctx.storage.kv.put(SLACK_KEY, { target, origin });
+  }
+
   /** Alarm callback: the task ran past its `timeoutMinutes`. */
   async onTimeout(): Promise<void> {
     const task = this.state;
@@ -287,6 +343,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       if (this.live.has(run.index)) continue;
       if (isTerminal(run.status)) await this.cleanUpSlot(run.index, { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
       else if (run.status === "running") await this.recover(run);
+      // A queued run is (again) in the fleet's queue; enqueueing twice changes nothing.
+      else if (!isTerminal(task.status)) await (await fleetOf(this.env)).enqueue(task.id, [run.index], task.createdBy);
     }
     if (task.judge && isTerminal(task.judge.status)) await this.cleanUpSlot(JUDGE_SLOT);
     else if (task.judge?.status === "running" && !this.live.has(JUDGE_SLOT)) {
@@ -313,16 +371,18 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private startRun(slot: number, resume?: RunProgress): void {
     const abort = new AbortController();
     this.live.set(slot, abort);
-    const drive = slot === JUDGE_SLOT ? () => this.driveJudge(abort.signal) : () => this.driveRun(slot, abort.signal, resume);
+    const drive =
+      slot === JUDGE_SLOT ? () => this.driveJudge(abort.signal) : slot === PUBLISH_SLOT ? () => this.drivePublish() : () => this.driveRun(slot, abort.signal, resume);
     void this.keepAliveWhile(drive)
-      .catch((error: unknown) =>
-        slot === JUDGE_SLOT
-          ? this.endJudge({ ...this.requireTask().judge!, status: "failed", error: { code: "internal", message: messageOf(error) } })
-          : this.finishRun(slot, "failed", { code: "internal", message: messageOf(error) }),
-      )
+      .catch((error: unknown) => {
+        const failure = { code: "internal", message: messageOf(error) };
+        if (slot === JUDGE_SLOT) return this.endJudge({ ...this.requireTask().judge!, status: "failed", error: failure });
+        if (slot === PUBLISH_SLOT) return this.endPublication({ status: "failed", error: failure });
+        return this.finishRun(slot, "failed", failure);
+      })
       .finally(() => {
         this.live.delete(slot);
-        const run = slot === JUDGE_SLOT ? null : this.state?.runs[slot];
+        const run = slot >= JUDGE_SLOT ? null : this.state?.runs[slot];
         return this.cleanUpSlot(slot, { keepWorkspace: (run?.workspaceUntil ?? 0) > Date.now() });
       });
   }
@@ -334,6 +394,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     const followUp = !resume && run.sessionId !== null;
     let sandbox: Sandbox | undefined;
     let keep = false;
+    // The outcome is recorded after the sandbox is dealt with, so a run that reads as ended has no sandbox left behind.
+    let outcome: [TaskStatus, ErrorInfo | null] | null = null;
     try {
       if (resume || followUp) {
         sandbox = await this.openSandbox(index);
@@ -362,7 +424,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       if (!turn) throw new Error("no turn ran");
       if (signal.aborted || this.runOf(index).status !== "running") return;
       if (!turn.final) {
-        await this.finishRun(index, "failed", { code: "agent_no_result", message: `Claude Code exited ${turn.exitCode} without a result` });
+        outcome = ["failed", { code: "agent_no_result", message: `Claude Code exited ${turn.exitCode} without a result` }];
         return;
       }
       this.patchRun(index, { sessionId: turn.sessionId ?? this.runOf(index).sessionId });
@@ -372,29 +434,31 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       const taken = await takeDiff(sandbox, repoDir, base, `${sandbox.workdir}/sortie.diff`);
       const bytes = await this.diffs.write(index, await sandbox.readFile(taken.path));
       const diff = { ...taken.stats, bytes };
-      this.patchRun(index, { diff });
-      this.record({ run: index, type: "run.diff", data: diff });
+      const secretFiles = secretFilesIn(this.diffText(index, Number.POSITIVE_INFINITY));
+      this.patchRun(index, { diff, ...(secretFiles.length ? { secretFiles } : {}) });
+      this.record({ run: index, type: "run.diff", data: { ...diff, ...(secretFiles.length ? { secretFiles } : {}) } });
       keep = spec.keepWorkspaceMinutes > 0;
       if (turn.final.subtype === "error_max_turns") {
-        await this.finishRun(index, "failed", { code: "budget", message: `the run used its ${spec.maxTurns} turns` });
+        outcome = ["failed", { code: "budget", message: `the run used its ${spec.maxTurns} turns` }];
       } else if (turn.final.isError || turn.exitCode !== 0) {
-        await this.finishRun(index, "failed", { code: "agent_failed", message: turn.final.text || `Claude Code ended ${turn.final.subtype} (exit ${turn.exitCode})` });
+        outcome = ["failed", { code: "agent_failed", message: turn.final.text || `Claude Code ended ${turn.final.subtype} (exit ${turn.exitCode})` }];
       } else {
-        await this.finishRun(index, "succeeded", null);
+        outcome = ["succeeded", null];
       }
     } catch (error) {
-      if (signal.aborted || isTerminal(this.runOf(index).status)) return;
-      await this.finishRun(index, "failed", classify(error));
+      if (!signal.aborted && !isTerminal(this.runOf(index).status)) outcome = ["failed", classify(error)];
     } finally {
       this.ctx.storage.kv.delete(progressKey(index));
-      const ended = this.runOf(index);
-      const lateMessages = ended.pendingMessages > 0 && (ended.status === "succeeded" || ended.status === "failed") && ended.sessionId !== null;
-      if (!signal.aborted && (keep || lateMessages) && isTerminal(ended.status)) {
+      const live = !signal.aborted && !isTerminal(this.runOf(index).status);
+      const lateMessages = outcome !== null && outcome[0] !== "cancelled" && this.runOf(index).pendingMessages > 0 && this.runOf(index).sessionId !== null;
+      if (live && outcome && (keep || lateMessages)) {
+        await this.finishRun(index, ...outcome);
         // A message that came while the diff was being taken reopens the run at once.
         await this.keepWorkspace(index, Math.max(spec.keepWorkspaceMinutes, 1));
         if (lateMessages) await this.reopen(index);
-      } else if (!signal.aborted) {
+      } else if (live) {
         await this.destroySandbox(index, sandbox);
+        if (outcome) await this.finishRun(index, ...outcome);
       }
     }
   }
@@ -480,6 +544,13 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       this.startRun(run.index, progress);
       return;
     }
+    if ((run.phase === "provisioning" || run.phase === "cloning") && run.sessionId === null) {
+      // Nothing of the agent's has happened yet: start the run over in a fresh sandbox.
+      this.record({ run: run.index, type: "run.restart", data: { phase: run.phase } });
+      await this.destroySandbox(run.index);
+      this.startRun(run.index);
+      return;
+    }
     await this.finishRun(run.index, "failed", {
       code: "orchestrator_restarted",
       message: `the task agent restarted while the run was ${run.phase ?? run.status}; that step cannot be resumed`,
@@ -502,6 +573,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       this.turnEstimates.delete(slot);
       this.patchRun(slot, { costUsd: run.costUsd + (Number(event.data.costUsd) || 0), numTurns: (run.numTurns ?? 0) + (Number(event.data.numTurns) || 0) });
       if (typeof event.data.sessionId === "string") this.patchRun(slot, { sessionId: event.data.sessionId });
+      this.ctx.storage.kv.put(summaryKey(slot), String(event.data.text ?? ""));
     }
   }
 
@@ -512,6 +584,50 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.live.get(slot)?.abort();
     await this.finishRun(slot, "failed", { code: "budget", message: `the run spent about $${spent.toFixed(4)}, over its $${limit} budget` });
     await this.destroySandbox(slot);
+  }
+
+  // ---- publishing ------------------------------------------------------
+
+  private async drivePublish(): Promise<void> {
+    const task = this.requireTask();
+    const publication = task.publication!;
+    this.setState({ ...task, publication: { ...publication, status: "running" } });
+    this.record({ run: publication.run, type: "publish.status", data: { status: "running" } });
+    let sandbox: Sandbox | undefined;
+    try {
+      sandbox = await this.openSandbox(PUBLISH_SLOT);
+      const slack = this.ctx.storage.kv.get<{ origin: string }>(SLACK_KEY);
+      const made = await publishRun({
+        env: this.env,
+        spec: this.requireSpec(),
+        task,
+        publication,
+        sandbox,
+        patch: this.diffText(publication.run, Number.POSITIVE_INFINITY),
+        summary: this.ctx.storage.kv.get<string>(summaryKey(publication.run)) ?? "",
+        viewerUrl: taskLinks(slack?.origin ?? this.requireSpec().origin ?? "", task.id).viewer,
+        addSecret: (secret) => this.extraSecrets.add(secret),
+        onStep: (step, data) => this.record({ run: publication.run, type: `publish.${step}`, data: data ?? {} }),
+      });
+      await this.endPublication({ status: "succeeded", ...made, error: null });
+    } catch (error) {
+      await this.endPublication({ status: "failed", error: { code: error instanceof SortieError ? error.code : "publish_failed", message: this.redact({ m: messageOf(error) }).m as string } });
+    } finally {
+      await this.destroySandbox(PUBLISH_SLOT, sandbox);
+    }
+  }
+
+  private async endPublication(patch: Partial<Publication> & Pick<Publication, "status" | "error">): Promise<void> {
+    const task = this.requireTask();
+    if (!task.publication) return;
+    const publication = { ...task.publication, ...patch };
+    this.setState({ ...task, publication });
+    this.record({
+      run: publication.run,
+      type: "publish.status",
+      data: { status: publication.status, commit: publication.commit, pullRequest: publication.pullRequest, ...(publication.error ? { error: publication.error } : {}) },
+    });
+    await this.index();
   }
 
   // ---- the judge -------------------------------------------------------
@@ -630,6 +746,11 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       if (schedule.callback !== "expireWorkspace") await this.cancelSchedule(schedule.id);
     }
     await this.notify();
+    const ended = this.requireTask();
+    if (ended.status === "succeeded" && ended.output !== "diff" && !ended.publication) {
+      const outcome = await this.publish(undefined, ended.output, "sortie");
+      if ("refused" in outcome) this.record({ run: null, type: "publish.skipped", data: { ...outcome.refused } });
+    }
     if (task.key) {
       const fleet = await fleetOf(this.env);
       await fleet.releaseClaim(task.key, task.id);
@@ -713,6 +834,22 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private record(input: { run: number | null; type: string; data: Record<string, unknown> }): void {
     const event = this.events.append({ ...input, data: this.redact(input.data) });
     this.broadcast(JSON.stringify({ type: "event", event }));
+    if (SLACK_WORTHY.has(event.type)) this.updateSlack();
+  }
+
+  /** Brings the task's Slack message up to date, one update at a time. */
+  private updateSlack(): void {
+    const following = this.ctx.storage.kv.get<{ target: SlackTarget; origin: string }>(SLACK_KEY);
+    if (!following) return;
+    this.slackUpdates = this.slackUpdates.then(async () => {
+      const current = this.ctx.storage.kv.get<{ target: SlackTarget; origin: string }>(SLACK_KEY)!;
+      try {
+        const target = await postOrUpdate(this.env, current.target, this.requireTask(), taskLinks(current.origin, this.requireTask().id));
+        this.ctx.storage.kv.put(SLACK_KEY, { ...current, target });
+      } catch (error) {
+        this.events.append({ run: null, type: "slack.error", data: this.redact({ message: messageOf(error) }) });
+      }
+    });
   }
 
   /** Keeps the D1 index current; a failure is logged as an event and retried at the next change. */
@@ -768,7 +905,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   }
 
   private redact(data: Record<string, unknown>): Record<string, unknown> {
-    return redactor([this.env.ANTHROPIC_API_KEY, this.env.SORTIE_ADMIN_TOKEN, this.env.LOCAL_SANDBOX_TOKEN])(data);
+    return redactor([this.env.ANTHROPIC_API_KEY, this.env.SORTIE_ADMIN_TOKEN, this.env.LOCAL_SANDBOX_TOKEN, this.env.GITHUB_TOKEN, this.env.SLACK_BOT_TOKEN, ...this.extraSecrets])(data);
   }
 
   private runOf(index: number): RunView {
@@ -788,6 +925,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return spec;
   }
 }
+
+/** Events that change what the task's Slack message shows. */
+const SLACK_WORTHY = new Set(["task.status", "run.status", "judge.status", "task.winner", "publish.status"]);
 
 function newRun(spec: TaskSpec, index: number, model: string | null, promptSuffix: string | null): RunView {
   return {
@@ -816,7 +956,7 @@ function newRun(spec: TaskSpec, index: number, model: string | null, promptSuffi
 
 /** Sandbox ids are lowercase DNS-safe labels: the task id and the run index (or `judge`). */
 export function sandboxIdFor(taskId: string, slot: number): string {
-  return `${taskId}-${slot === JUDGE_SLOT ? "judge" : slot}`;
+  return `${taskId}-${slot === JUDGE_SLOT ? "judge" : slot === PUBLISH_SLOT ? "publish" : slot}`;
 }
 
 /** A task succeeds if any run did; otherwise it carries the first run's reason. */

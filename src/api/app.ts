@@ -6,9 +6,11 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { readConfig } from "../config.ts";
 import { SortieError, errorBody } from "../errors.ts";
+import { githubRoutes } from "../triggers/github/routes.ts";
 import { slackRoutes } from "../triggers/slack/routes.ts";
 import type { AuthVariables } from "./auth.ts";
-import { requireAdmin, signSessionToken } from "./auth.ts";
+import { requireScope, signSessionToken } from "./auth.ts";
+import { tokenRoutes } from "./tokens.ts";
 import { batchRoutes } from "./batches.ts";
 import { reportRoutes } from "./reports.ts";
 import { scheduleRoutes } from "./schedules.ts";
@@ -37,9 +39,11 @@ export function buildApp() {
   app.route("/api/tasks", taskRoutes);
   app.route("/api/batches", batchRoutes);
   app.route("/slack", slackRoutes);
+  app.route("/github", githubRoutes);
   app.route("/api/schedules", scheduleRoutes);
   app.route("/api", reportRoutes);
-  app.post("/api/session", requireAdmin({ adminOnly: true }), async (c) => c.json(await signSessionToken(c.env.SORTIE_ADMIN_TOKEN, SESSION_TTL_SECONDS), 201));
+  app.route("/api/tokens", tokenRoutes);
+  app.post("/api/session", requireScope("admin"), async (c) => c.json(await signSessionToken(c.env.SORTIE_ADMIN_TOKEN, SESSION_TTL_SECONDS), 201));
 
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
   app.onError((error, c) => {

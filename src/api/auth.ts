@@ -1,51 +1,63 @@
 /**
- * Who may call the API: the admin bearer token (compared in constant time) or
- * a session token signed with it.
+ * Who may call the API: the admin bearer token (compared in constant time), a
+ * session token signed with it, or a scoped API token stored hashed in D1.
  * With no token configured the API refuses every request; it never runs open.
  * Browsers cannot set headers on a WebSocket, so the create call also hands
  * out a short-lived signed viewer token, bound to one task, for the `ws` URL.
  */
 import type { MiddlewareHandler } from "hono";
 import { SortieError } from "../errors.ts";
+import { findToken, isApiToken, type Scope } from "../store/tokens.ts";
 
-export type Caller = { name: string };
+export type Caller = { name: string; scopes: readonly Scope[]; rateLimitPerMinute: number | null };
 export type AuthVariables = { caller: Caller };
 
 const encoder = new TextEncoder();
+const EVERY_SCOPE: readonly Scope[] = ["tasks:read", "tasks:write", "admin"];
 
 /**
- * Requires `Authorization: Bearer <SORTIE_ADMIN_TOKEN>`, or (unless
- * `adminOnly`) a session token minted from it by `POST /api/session`, which is
- * what the web viewer holds instead of the admin token. Sets `c.var.caller`.
+ * Who is calling, from `Authorization: Bearer …`: the admin token (every
+ * scope), a session token minted from it for the web viewer (tasks only), or
+ * a scoped API token from D1. Null when none of them matches.
  */
-export function requireAdmin(options: { adminOnly?: boolean } = {}): MiddlewareHandler<{ Bindings: Cloudflare.Env; Variables: AuthVariables }> {
+export async function callerOf(env: Cloudflare.Env, bearer: string | null): Promise<Caller | null> {
+  const admin = env.SORTIE_ADMIN_TOKEN;
+  if (!admin) throw new SortieError("auth_not_configured", "SORTIE_ADMIN_TOKEN is not set, so the API refuses every request", 401);
+  if (!bearer) return null;
+  if (await sameSecret(bearer, admin)) return { name: "admin", scopes: EVERY_SCOPE, rateLimitPerMinute: null };
+  if (await verifySessionToken(admin, bearer)) return { name: "viewer", scopes: ["tasks:read", "tasks:write"], rateLimitPerMinute: null };
+  if (isApiToken(bearer)) {
+    const token = await findToken(env.DB, bearer);
+    if (token) return { name: `token:${token.name}`, scopes: token.scopes, rateLimitPerMinute: token.rateLimitPerMinute };
+  }
+  return null;
+}
+
+/** Whether a caller holds `scope` (`admin` holds them all). */
+export function allows(caller: Caller, scope: Scope): boolean {
+  return caller.scopes.includes("admin") || caller.scopes.includes(scope);
+}
+
+/**
+ * Requires a caller with `scope` (a function of the request when reads and
+ * writes share a route); sets `c.var.caller`. 401 for no or a bad token,
+ * 403 for a token without the scope.
+ */
+export function requireScope(
+  scope: Scope | ((method: string) => Scope),
+): MiddlewareHandler<{ Bindings: Cloudflare.Env; Variables: AuthVariables }> {
   return async (c, next) => {
-    const configured = c.env.SORTIE_ADMIN_TOKEN;
-    if (!configured) throw new SortieError("auth_not_configured", "SORTIE_ADMIN_TOKEN is not set, so the API refuses every request", 401);
-    const given = bearerOf(c.req.header("authorization"));
-    if (given && (await sameSecret(given, configured))) {
-      c.set("caller", { name: "admin" });
-    } else if (given && !options.adminOnly && (await verifySessionToken(configured, given))) {
-      c.set("caller", { name: "viewer" });
-    } else {
-      throw new SortieError("unauthorized", "a valid bearer token is required", 401, { headers: { "www-authenticate": 'Bearer realm="sortie"' } });
-    }
+    const caller = await callerOf(c.env, bearerOf(c.req.header("authorization")));
+    if (!caller) throw new SortieError("unauthorized", "a valid bearer token is required", 401, { headers: { "www-authenticate": 'Bearer realm="sortie"' } });
+    const needed = typeof scope === "function" ? scope(c.req.method) : scope;
+    if (!allows(caller, needed)) throw new SortieError("forbidden", `this token lacks the ${needed} scope`, 403);
+    c.set("caller", caller);
     await next();
   };
 }
 
-const SESSION = "session";
-
-/** A session token: `session.<expiry seconds>.<hmac>`: the admin's rights, for a few hours, without the admin token. */
-export async function signSessionToken(secret: string, ttlSeconds: number, now = Date.now()): Promise<{ token: string; expiresAt: number }> {
-  const expires = Math.floor(now / 1000) + ttlSeconds;
-  const payload = `${SESSION}.${expires}`;
-  return { token: `${payload}.${await hmac(secret, payload)}`, expiresAt: expires * 1000 };
-}
-
-export function verifySessionToken(secret: string, token: string, now = Date.now()): Promise<boolean> {
-  return verifyViewerToken(secret, token, SESSION, now);
-}
+/** Reads need tasks:read, everything else tasks:write. */
+export const taskScope = (method: string): Scope => (method === "GET" || method === "HEAD" ? "tasks:read" : "tasks:write");
 
 export function bearerOf(header: string | undefined): string | null {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
@@ -83,4 +95,17 @@ async function hmac(secret: string, payload: string): Promise<string> {
   const key = await crypto.subtle.importKey("raw", encoder.encode(`sortie-viewer:${secret}`), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(payload)));
   return btoa(String.fromCharCode(...signature)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+const SESSION = "session";
+
+/** A session token: `session.<expiry seconds>.<hmac>`: the task scopes, for a few hours, without the admin token. */
+export async function signSessionToken(secret: string, ttlSeconds: number, now = Date.now()): Promise<{ token: string; expiresAt: number }> {
+  const expires = Math.floor(now / 1000) + ttlSeconds;
+  const payload = `${SESSION}.${expires}`;
+  return { token: `${payload}.${await hmac(secret, payload)}`, expiresAt: expires * 1000 };
+}
+
+export function verifySessionToken(secret: string, token: string, now = Date.now()): Promise<boolean> {
+  return verifyViewerToken(secret, token, SESSION, now);
 }

@@ -3,13 +3,14 @@ import { Hono } from "hono";
 import { launchTask, planTask } from "../agents/launch.ts";
 import { SortieError } from "../errors.ts";
 import { CreateBatchBody, CreateTaskBody } from "../schema.ts";
-import { requireAdmin, type AuthVariables } from "./auth.ts";
+import { requireScope, type AuthVariables } from "./auth.ts";
+import { takeTaskQuota } from "./quota.ts";
 import { jsonBody, validate } from "./body.ts";
 import { present } from "./tasks.ts";
 
 export const batchRoutes = new Hono<{ Bindings: Cloudflare.Env; Variables: AuthVariables }>();
 
-batchRoutes.use("*", requireAdmin());
+batchRoutes.use("*", requireScope("tasks:write"));
 
 batchRoutes.post("/", async (c) => {
   const { tasks } = await jsonBody(c, CreateBatchBody);
@@ -24,6 +25,7 @@ batchRoutes.post("/", async (c) => {
       throw error;
     }
   });
+  await takeTaskQuota(c.env, c.var.caller, specs.length);
   const keys = specs.map((spec) => spec.key).filter((key) => key !== null);
   if (new Set(keys).size !== keys.length) throw new SortieError("invalid_body", "two tasks in the batch share a key");
   const created = [];

@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { listAudit, usageReport } from "../store/audit.ts";
-import { requireAdmin, type AuthVariables } from "./auth.ts";
+import { requireScope, type AuthVariables } from "./auth.ts";
 import { validate } from "./body.ts";
 
 const Range = {
@@ -14,7 +14,7 @@ const UsageQuery = z.object(Range).strict();
 
 export const reportRoutes = new Hono<{ Bindings: Cloudflare.Env; Variables: AuthVariables }>();
 
-reportRoutes.use("*", requireAdmin({ adminOnly: true }));
+reportRoutes.use("*", requireScope("admin"));
 
 reportRoutes.get("/audit", async (c) => c.json(await listAudit(c.env.DB, validate(AuditQuery, c.req.query(), "query"))));
 

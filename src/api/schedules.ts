@@ -7,12 +7,12 @@ import { SortieError } from "../errors.ts";
 import { newTaskId } from "../ids.ts";
 import { CreateScheduleBody, CreateTaskBody } from "../schema.ts";
 import { appendAudit } from "../store/audit.ts";
-import { requireAdmin, type AuthVariables } from "./auth.ts";
+import { requireScope, type AuthVariables } from "./auth.ts";
 import { jsonBody, validate } from "./body.ts";
 
 export const scheduleRoutes = new Hono<{ Bindings: Cloudflare.Env; Variables: AuthVariables }>();
 
-scheduleRoutes.use("*", requireAdmin({ adminOnly: true }));
+scheduleRoutes.use("*", requireScope("admin"));
 
 scheduleRoutes.post("/", async (c) => {
   const { cron, task } = await jsonBody(c, CreateScheduleBody);

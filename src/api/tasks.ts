@@ -6,29 +6,29 @@ import { launchTask, planTask } from "../agents/launch.ts";
 import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { isTaskId } from "../ids.ts";
-import { CreateTaskBody, FollowUpBody, ListTasksQuery, PickWinnerBody, type TaskState, type TaskView } from "../schema.ts";
+import { CreateTaskBody, FollowUpBody, ListTasksQuery, PickWinnerBody, PublishBody, type TaskState, type TaskView } from "../schema.ts";
 import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { listTasks } from "../store/tasks.ts";
-import { bearerOf, requireAdmin, sameSecret, signViewerToken, verifySessionToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
+import { allows, bearerOf, callerOf, requireScope, signViewerToken, taskScope, verifySessionToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
+import { takeTaskQuota } from "./quota.ts";
 import { jsonBody, validate } from "./body.ts";
 
 type Env = { Bindings: Cloudflare.Env; Variables: AuthVariables };
 
 export const taskRoutes = new Hono<Env>();
 
-/** The WebSocket upgrade authenticates itself (header or viewer token), so it is mounted before `requireAdmin`. */
+/** The WebSocket upgrade authenticates itself (header or viewer token), so it is mounted before `requireScope`. */
 taskRoutes.get("/:id/ws", async (c) => {
   const id = c.req.param("id");
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
     throw new SortieError("upgrade_required", "this endpoint speaks WebSocket only", 426);
   }
   const admin = c.env.SORTIE_ADMIN_TOKEN;
-  const bearer = bearerOf(c.req.header("authorization"));
+  const caller = await callerOf(c.env, bearerOf(c.req.header("authorization")));
   const token = c.req.query("token");
   const allowed =
-    !!admin &&
-    ((bearer !== null && ((await sameSecret(bearer, admin)) || (await verifySessionToken(admin, bearer)))) ||
-      (token !== undefined && ((await verifyViewerToken(admin, token, id)) || (await verifySessionToken(admin, token)))));
+    (caller !== null && allows(caller, "tasks:read")) ||
+    (!!admin && token !== undefined && ((await verifyViewerToken(admin, token, id)) || (await verifySessionToken(admin, token))));
   if (!allowed) throw new SortieError("unauthorized", "a bearer token or a valid viewer token for this task is required", 401);
   await requireKnownTask(c.env, id);
   const agent = await getAgentByName(c.env.TaskAgent, id);
@@ -37,12 +37,13 @@ taskRoutes.get("/:id/ws", async (c) => {
   return new Response(null, { status: upgraded.status, headers: new Headers(upgraded.headers), webSocket: upgraded.webSocket });
 });
 
-taskRoutes.use("*", requireAdmin());
+taskRoutes.use("*", requireScope(taskScope));
 
 taskRoutes.post("/", async (c) => {
   const body = await jsonBody(c, CreateTaskBody);
   const creator = c.var.caller.name;
-  const spec = planTask(c.env, { body, source: "api", createdBy: creator });
+  const spec = planTask(c.env, { body, source: "api", createdBy: creator, origin: new URL(c.req.url).origin });
+  await takeTaskQuota(c.env, c.var.caller, 1);
   const idempotencyKey = c.req.header("idempotency-key");
   if (idempotencyKey !== undefined) {
     const earlier = await reserveIdempotencyKey(c.env.DB, creator, idempotencyKey, spec.id);
@@ -85,6 +86,16 @@ taskRoutes.post("/:id/messages", async (c) => {
   const { text, run } = await jsonBody(c, FollowUpBody);
   const agent = await getAgentByName(c.env.TaskAgent, id);
   const outcome = await agent.message(text, run, c.var.caller.name);
+  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
+  return c.json(await present(c.req.url, c.env, outcome.task), 202);
+});
+
+taskRoutes.post("/:id/publish", async (c) => {
+  const id = c.req.param("id");
+  await requireKnownTask(c.env, id);
+  const { run, output } = await jsonBody(c, PublishBody);
+  const agent = await getAgentByName(c.env.TaskAgent, id);
+  const outcome = await agent.publish(run, output, c.var.caller.name);
   if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
   return c.json(await present(c.req.url, c.env, outcome.task), 202);
 });

@@ -72,10 +72,10 @@ const STATUS_EMOJI: Record<TaskStatus, string> = {
 export function taskBlocks(task: TaskState, links: TaskLinks): SlackBlock[] {
   const where = task.branch ? `${task.repo}@${task.branch}` : task.repo;
   const blocks: SlackBlock[] = [
-    { type: "section", text: mrkdwn(`${STATUS_EMOJI[task.status]} *${label(task.status)}* · \`${escape(where)}\` · task \`${task.id}\``) },
+    { type: "section", text: mrkdwn(`${STATUS_EMOJI[task.status]} *${label(task.status)}* · \`${escapeMrkdwn(where)}\` · task \`${task.id}\``) },
     { type: "section", text: mrkdwn(quote(cut(task.prompt, PROMPT_CHARS))) },
   ];
-  if (task.error && task.status !== "succeeded") blocks.push({ type: "context", elements: [mrkdwn(`:warning: ${escape(cut(task.error.message, DETAIL_CHARS))}`)] });
+  if (task.error && task.status !== "succeeded") blocks.push({ type: "context", elements: [mrkdwn(`:warning: ${escapeMrkdwn(cut(task.error.message, DETAIL_CHARS))}`)] });
   blocks.push({ type: "divider" });
 
   const choosing = task.runs.length > 1;
@@ -90,9 +90,9 @@ export function taskBlocks(task: TaskState, links: TaskLinks): SlackBlock[] {
 
   const verdict = judgeLine(task);
   if (verdict) blocks.push({ type: "context", elements: [mrkdwn(verdict)] });
-  if (task.winner) blocks.push({ type: "context", elements: [mrkdwn(`:trophy: Winner: run ${task.winner.run}, picked by ${escape(task.winner.by)}`)] });
+  if (task.winner) blocks.push({ type: "context", elements: [mrkdwn(`:trophy: Winner: run ${task.winner.run}, picked by ${escapeMrkdwn(task.winner.by)}`)] });
 
-  const totals = [`<${escapeUrl(links.viewer)}|Open the live viewer>`, `cost ${dollars(task.costUsd)}`, `by ${escape(task.createdBy)}`];
+  const totals = [`<${escapeUrl(links.viewer)}|Open the live viewer>`, `cost ${dollars(task.costUsd)}`, `by ${escapeMrkdwn(task.createdBy)}`];
   blocks.push({ type: "context", elements: [mrkdwn(totals.join(" · "))] });
 
   const buttons: SlackButton[] = [];
@@ -187,12 +187,12 @@ function runLine(run: RunView, winner: boolean): string {
     run.status === "running" && run.phase ? `running (${run.phase})`
     : run.status === "queued" && run.queuePosition ? `queued (#${run.queuePosition} in line)`
     : run.status.replace("_", " ");
-  const parts = [`${winner ? ":trophy:" : STATUS_EMOJI[run.status]} *Run ${run.index}*${run.model ? ` \`${escape(run.model)}\`` : ""}: ${state}`];
+  const parts = [`${winner ? ":trophy:" : STATUS_EMOJI[run.status]} *Run ${run.index}*${run.model ? ` \`${escapeMrkdwn(run.model)}\`` : ""}: ${state}`];
   if (run.diff) parts.push(`${run.diff.files} ${run.diff.files === 1 ? "file" : "files"} +${run.diff.additions} −${run.diff.deletions}`);
   if (run.costUsd > 0) parts.push(dollars(run.costUsd));
   if (run.durationMs !== null) parts.push(duration(run.durationMs));
   let line = parts.join(" · ");
-  if (run.error) line += `\n_${escape(cut(run.error.message, DETAIL_CHARS))}_`;
+  if (run.error) line += `\n_${escapeMrkdwn(cut(run.error.message, DETAIL_CHARS))}_`;
   return line;
 }
 
@@ -200,9 +200,9 @@ function judgeLine(task: TaskState): string | null {
   const judge = task.judge;
   if (!judge) return null;
   if (judge.status === "succeeded" && judge.winner !== null) {
-    return `:scales: The judge picked run ${judge.winner} (ranking ${judge.ranking.join(" > ")}): ${escape(cut(judge.reasons, DETAIL_CHARS))}`;
+    return `:scales: The judge picked run ${judge.winner} (ranking ${judge.ranking.join(" › ")}): ${escapeMrkdwn(cut(judge.reasons, DETAIL_CHARS))}`;
   }
-  if (judge.error) return `:scales: The judge ${judge.status.replace("_", " ")}: ${escape(cut(judge.error.message, DETAIL_CHARS))}`;
+  if (judge.error) return `:scales: The judge ${judge.status.replace("_", " ")}: ${escapeMrkdwn(cut(judge.error.message, DETAIL_CHARS))}`;
   return `:scales: The judge is ${judge.status.replace("_", " ")}`;
 }
 
@@ -224,7 +224,7 @@ function plain(text: string): { type: "plain_text"; text: string } {
 }
 
 /** Slack's mrkdwn reads `<…>` as links and mentions (`<!channel>`); user text must not. */
-function escape(text: string): string {
+export function escapeMrkdwn(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
@@ -233,7 +233,7 @@ function escapeUrl(url: string): string {
 }
 
 function quote(text: string): string {
-  return escape(text)
+  return escapeMrkdwn(text)
     .split("\n")
     .map((line) => `>${line}`)
     .join("\n");

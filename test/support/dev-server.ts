@@ -44,7 +44,14 @@ export async function startDevServer(extraEnv: Record<string, string> = {}): Pro
   const deadline = Date.now() + 90_000;
   while (!/SORTIE_URL=/.test(output)) {
     if (child.exitCode !== null) throw new Error(`npm run dev exited ${child.exitCode}:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`npm run dev did not start in time:\n${output}`);
+    if (Date.now() > deadline) {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      throw new Error(`npm run dev did not start in time:\n${output}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const gitBaseUrl = /fixture repos .* at (file:\/\/\S+)/.exec(output)?.[1];

@@ -91,7 +91,7 @@ describe("session tokens for the viewer", () => {
     const listing = await exports.default.fetch(new Request("https://sortie.test/api/tasks", { headers: { authorization: `Bearer ${token}` } }));
     expect(listing.status).toBe(200);
     const again = await exports.default.fetch(new Request("https://sortie.test/api/session", { method: "POST", headers: { authorization: `Bearer ${token}` } }));
-    expect(again.status).toBe(401);
+    expect(again.status).toBe(403);
     const tampered = token.replace(/.$/, (c) => (c === "A" ? "B" : "A"));
     const refused = await exports.default.fetch(new Request("https://sortie.test/api/tasks", { headers: { authorization: `Bearer ${tampered}` } }));
     expect(refused.status).toBe(401);

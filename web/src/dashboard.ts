@@ -94,10 +94,16 @@ export function dashboardPage(root: HTMLElement, signal: AbortSignal): void {
   });
   more.addEventListener("click", async () => {
     if (!cursor) return;
-    const page = await apiJson(query(cursor), TaskList);
-    older = [...older, ...page.tasks];
-    cursor = page.nextCursor;
-    draw();
+    try {
+      const page = await apiJson(query(cursor), TaskList);
+      older = [...older, ...page.tasks];
+      cursor = page.nextCursor;
+      draw();
+    } catch (error) {
+      if (error instanceof Unauthorized) return;
+      failure.textContent = `Could not load older tasks: ${(error as Error).message}`;
+      failure.hidden = false;
+    }
   });
 
   void refresh();

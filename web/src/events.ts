@@ -27,6 +27,8 @@ function body(kind: string, { type, data }: TaskEvent): (Node | string)[] {
   switch (kind) {
     case "agent.text":
       return [judge, h("div", { class: "text" }, str(data, "text")), truncated(data)];
+    case "run.message":
+      return [h("span", { class: "tag" }, `message from ${str(data, "by") || "?"}`), h("div", { class: "text" }, str(data, "text"))];
     case "agent.tool_call":
       return [
         fold(
@@ -57,12 +59,12 @@ function body(kind: string, { type, data }: TaskEvent): (Node | string)[] {
       return [judge, h("div", { class: data.isError === true ? "result-error" : "result-ok" }, `${data.isError === true ? "Agent failed" : "Agent finished"}: ${facts}`), str(data, "text") ? h("div", { class: "text" }, str(data, "text")) : ""];
     }
     default:
-      return [judge, h("span", { class: "line" }, lineFor(type, data))];
+      return [judge, h("span", { class: "line" }, lineFor(type, data) ?? lineFor(kind, data) ?? `${type} ${Object.keys(data).length ? JSON.stringify(data) : ""}`.trim())];
   }
 }
 
 /** The one-line events: phases, statuses, queue places, retries, the sandbox's end. */
-function lineFor(type: string, data: Data): string {
+function lineFor(type: string, data: Data): string | null {
   const error = typeof data.error === "object" && data.error !== null && "message" in data.error ? ` (${String(data.error.message)})` : typeof data.error === "string" ? ` (${data.error})` : "";
   switch (type) {
     case "task.status":
@@ -75,12 +77,24 @@ function lineFor(type: string, data: Data): string {
       return `cloned at ${str(data, "commit").slice(0, 12)}`;
     case "agent.init":
       return `Claude Code started${str(data, "model") ? ` · ${str(data, "model")}` : ""}`;
+    case "agent.system":
+      return `Claude Code: ${str(data, "subtype") || "system message"}`;
     case "agent.retry":
       return `API retry ${num(data, "attempt") ?? "?"}/${num(data, "maxRetries") ?? "?"}${str(data, "error") ? `: ${str(data, "error")}` : ""}`;
     case "run.retry":
       return `retrying (${num(data, "attempt") ?? "?"} of ${num(data, "of") ?? "?"})${error}`;
-    case "run.diff":
-      return `diff: ${num(data, "files") ?? 0} files, +${num(data, "additions") ?? 0} −${num(data, "deletions") ?? 0}`;
+    case "run.diff": {
+      const files = num(data, "files") ?? 0;
+      return `diff: ${files} file${files === 1 ? "" : "s"}, +${num(data, "additions") ?? 0} −${num(data, "deletions") ?? 0}`;
+    }
+    case "agent.usage":
+      return `tokens: ${num(data, "inputTokens") ?? 0} in, ${num(data, "outputTokens") ?? 0} out, cache ${num(data, "cacheReadTokens") ?? 0} read / ${num(data, "cacheWriteTokens") ?? 0} written`;
+    case "run.workspace_kept":
+      return `workspace kept until ${num(data, "until") === null ? "?" : new Date(num(data, "until")!).toLocaleTimeString()}`;
+    case "run.message_delivered":
+      return "follow-up message handed to the agent";
+    case "run.watchdog":
+      return `the sandbox did not answer (strike ${num(data, "strikes") ?? "?"})`;
     case "run.reattach":
       return "re-attached to the running agent";
     case "sandbox.destroyed":
@@ -92,7 +106,7 @@ function lineFor(type: string, data: Data): string {
     case "task.winner":
       return `winner: run ${num(data, "run") ?? "?"} (picked by ${str(data, "by")})`;
     default:
-      return `${type} ${Object.keys(data).length ? JSON.stringify(data) : ""}`.trim();
+      return null;
   }
 }
 

@@ -75,7 +75,8 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
   const render = () => {
     status.replaceChildren(statusBadge(task.status));
     setTimer(elapsed, task.startedAt ?? task.createdAt, task.endedAt);
-    cost.textContent = formatCost(task.costUsd);
+    // The task's own total is summed when it ends; until then its runs' (and the judge's) costs add up live.
+    cost.textContent = formatCost(Math.max(task.costUsd, task.runs.reduce((sum, run) => sum + run.costUsd, task.judge?.costUsd ?? 0)));
     winner.textContent = task.winner ? `run ${task.winner.run} (by ${task.winner.by})` : "–";
     taskError.hidden = !task.error;
     taskError.textContent = task.error ? `${task.error.code}: ${task.error.message}` : "";
@@ -133,7 +134,7 @@ function drawJudge(panel: HTMLElement, task: TaskState): void {
   const verdict = task.judge;
   panel.hidden = !verdict;
   if (!verdict) return;
-  const ranking = verdict.ranking.length ? verdict.ranking.map((run, place) => `${place + 1}. run ${run}`).join("   ") : "no ranking yet";
+  const ranking = verdict.ranking.length ? verdict.ranking.map((run, place) => `${place + 1}. run ${run}`).join("  ·  ") : "no ranking yet";
   panel.replaceChildren(
     h("div", { class: "title-row" }, h("h2", {}, "Judge"), statusBadge(verdict.status, "judge-status"), verdict.winner !== null ? h("span", { class: "winner-badge", "data-testid": "judge-winner" }, `★ picks run ${verdict.winner}`) : ""),
     h("p", { class: "mono small", "data-testid": "judge-ranking" }, ranking),

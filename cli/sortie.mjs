@@ -1,0 +1,178 @@
+#!/usr/bin/env node
+/**
+ * `sortie`: the command line of a Sortie server. Starts tasks, lists and
+ * shows them, streams their events live, and hands back diffs for `git apply`.
+ *
+ * Plain ESM with no dependencies, so it runs from a checkout without a build
+ * (Node 22; Node 20 too, following tasks by polling instead of WebSocket).
+ *
+ * @example SORTIE_TOKEN=... sortie run acme/widgets "add a NOTES.md" --follow
+ */
+import { parseArgs } from "node:util";
+import * as commands from "./commands.mjs";
+import { createClient } from "./client.mjs";
+import { configPath, DEFAULT_URL, resolveConfig } from "./config.mjs";
+import { CliError, usageError } from "./errors.mjs";
+import { palette, wantsColor } from "./style.mjs";
+
+const GLOBAL_OPTIONS = {
+  url: { type: "string" },
+  token: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+};
+
+/** Each command: its arguments, its own options, one line for the overview, and the details for `sortie <command> --help`. */
+const COMMANDS = {
+  run: {
+    args: ["repo", "prompt"],
+    usage: 'run <repo> "<prompt>" [-n N] [--model M] [--branch B] [--timeout MIN] [--judge] [--pr] [--follow]',
+    summary: "start a task: one or more agents at work on <repo>",
+    options: { runs: { type: "string", short: "n" }, model: { type: "string" }, branch: { type: "string" }, timeout: { type: "string" }, judge: { type: "boolean" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
+    details: `<repo> is owner/name or https://github.com/owner/name; a <prompt> of - is read from stdin.
+  -n, --runs N      N parallel attempts, each in its own sandbox
+  --model M         the Claude model for the agents
+  --branch B        the branch to start from (default: the repo's default branch)
+  --timeout MIN     the task's wall-clock limit in minutes
+  --judge           when every run has ended, a reviewer ranks their diffs and picks a winner
+  --pr              open a pull request with the result
+  -f, --follow      stream the task until it ends; exit 0 only if it succeeded
+  --json            the created task (with --follow: the ended task) as JSON`,
+  },
+  ls: {
+    args: [],
+    usage: "ls [--status S] [--repo R] [--limit N] [--cursor C]",
+    summary: "list tasks, newest first",
+    options: { status: { type: "string" }, repo: { type: "string" }, limit: { type: "string" }, cursor: { type: "string" } },
+    details: `  --status S        queued, running, succeeded, failed, cancelled or timed_out
+  --repo R          only tasks on owner/name
+  --limit N         at most N tasks (default 20, at most 100)
+  --cursor C        the next page, as printed under a full page
+  --json            the API's answer: {"tasks": [...], "nextCursor": ...}`,
+  },
+  show: {
+    args: ["id"],
+    usage: "show <id>",
+    summary: "a task: each run's status, phase, cost, duration, diff and error; the judge and the winner",
+    options: {},
+    details: "  --json            the task as JSON",
+  },
+  logs: {
+    args: ["id"],
+    usage: "logs <id> [-f] [--after SEQ]",
+    summary: "a task's events; -f follows them live until the task ends",
+    options: { follow: { type: "boolean", short: "f" }, after: { type: "string" } },
+    details: `  -f, --follow      stream live (reconnecting without gaps or repeats) until the task ends;
+                    exit 0 only if it succeeded
+  --after SEQ       only events after sequence number SEQ
+  --json            events as NDJSON, one per line`,
+  },
+  diff: {
+    args: ["id"],
+    usage: "diff <id> [--run N]",
+    summary: "a run's diff on stdout, for git apply",
+    options: { run: { type: "string" } },
+    details: `  --run N           the run (default: the winner if one was picked, else run 0)
+Example: sortie diff <id> | git apply --index`,
+  },
+  cancel: {
+    args: ["id"],
+    usage: "cancel <id>",
+    summary: "stop a task and destroy its sandboxes",
+    options: {},
+    details: "  --json            the cancelled task as JSON",
+  },
+  say: {
+    args: ["id", "message"],
+    usage: 'say <id> "<message>" [--run N]',
+    summary: "send a run's agent a follow-up message",
+    options: { run: { type: "string" } },
+    details: `A <message> of - is read from stdin.
+  --run N           the run to talk to (default: the server's choice)
+  --json            the task as JSON`,
+  },
+  winner: {
+    args: ["id", "run"],
+    usage: "winner <id> <run>",
+    summary: "pick the run whose diff wins",
+    options: {},
+    details: "  --json            the task as JSON",
+  },
+};
+
+function overview() {
+  const rows = Object.entries(COMMANDS).map(([name, command]) => `  ${name.padEnd(8)}${command.summary}`);
+  return `sortie: dispatch coding agents to a Sortie server
+
+usage: sortie <command> [options]
+
+${rows.join("\n")}
+
+options of every command:
+  --url URL         the server (default: SORTIE_URL, else the config file, else ${DEFAULT_URL})
+  --token TOKEN     the API token (default: SORTIE_TOKEN, else the config file)
+  --json            machine-readable output
+  -h, --help        help; sortie <command> --help for a command's options
+
+config file: ${configPath()}
+  {"url": "https://sortie.example.com", "token": "..."}
+exit status: 0 done; 1 the API refused, the server was unreachable, or a followed task did not succeed; 2 a usage or config mistake
+`;
+}
+
+const commandHelp = (name) => `usage: sortie ${COMMANDS[name].usage} [--json]\n\n${COMMANDS[name].summary}.\n${COMMANDS[name].details}\n`;
+
+/** Parses `argv`, runs the command, and returns the exit code. */
+async function main(argv) {
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    process.stderr.write(overview());
+    return 2;
+  }
+  if (name === "-h" || name === "--help" || name === "help") {
+    process.stdout.write(overview());
+    return 0;
+  }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!command) {
+    process.stderr.write(`sortie: unknown command "${name}"\n\n${overview()}`);
+    return 2;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw usageError(`${error.message.replace(/\. To specify a positional argument.*$/s, "")}\nusage: sortie ${command.usage}`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(commandHelp(name));
+    return 0;
+  }
+  if (positionals.length !== command.args.length) {
+    const missing = command.args.slice(positionals.length).map((arg) => `<${arg}>`);
+    const problem = missing.length ? `missing ${missing.join(" ")}` : `too many arguments (${positionals.length} for ${command.args.length}; quote a prompt or message that has spaces)`;
+    throw usageError(`${name}: ${problem}\nusage: sortie ${command.usage}`);
+  }
+  const client = createClient(resolveConfig(values));
+  return commands[name]({ values, positionals, client });
+}
+
+process.stdout.on("error", (error) => {
+  // A reader that went away (`sortie logs x | head`) is not an error of ours.
+  if (error.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (error) {
+  const red = palette(wantsColor(process.stderr)).red;
+  if (error instanceof CliError) {
+    process.stderr.write(`${red("sortie:")} ${error.message}${error.code ? ` (${error.code})` : ""}\n`);
+    process.exitCode = error.exitCode;
+  } else {
+    process.stderr.write(`${red("sortie:")} ${error?.stack ?? error}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * Pushes a run's change as a branch, from a publisher sandbox of its own:
+ * a fresh clone, the stored patch applied, one commit, one push. The agent's
+ * sandbox never sees the write token; this step never runs the agent.
+ */
+import type { Sandbox } from "../sandbox/port.ts";
+
+const PUSH_SCRIPT = [
+  "set -eu",
+  'git clone --quiet --depth 1 ${SORTIE_BASE_BRANCH:+--branch "$SORTIE_BASE_BRANCH"} -- "$SORTIE_REPO_URL" "$SORTIE_DIR"',
+  'cd "$SORTIE_DIR"',
+  'git checkout --quiet -b "$SORTIE_BRANCH"',
+  'git apply --index --binary "$SORTIE_PATCH"',
+  'git -c user.name="$SORTIE_AUTHOR_NAME" -c user.email="$SORTIE_AUTHOR_EMAIL" commit --quiet --no-verify -F "$SORTIE_MESSAGE"',
+  // The token reaches git as configuration in the environment of this one command: never in argv, a URL or a file.
+  'git push --quiet origin "HEAD:refs/heads/$SORTIE_BRANCH"',
+  'printf "SORTIE_COMMIT=%s\\n" "$(git rev-parse HEAD)"',
+].join("\n");
+
+export interface PushRequest {
+  repoUrl: string;
+  /** Branch the run started from; empty for the repository's default branch. */
+  baseBranch: string | null;
+  branch: string;
+  /** Where the patch and the commit message lie in the publisher sandbox. */
+  patchPath: string;
+  messagePath: string;
+  /** A token allowed to push, or null when the remote needs none (a local bare repo in tests). */
+  token: string | null;
+}
+
+/** Git's own config, in environment variables: an Authorization header for https remotes. */
+export function gitAuthEnv(token: string | null): Record<string, string> {
+  if (!token) return {};
+  return {
+    GIT_CONFIG_COUNT: "1",
+    GIT_CONFIG_KEY_0: "http.extraHeader",
+    GIT_CONFIG_VALUE_0: `Authorization: Basic ${btoa(`x-access-token:${token}`)}`,
+  };
+}
+
+export async function pushBranch(sandbox: Sandbox, request: PushRequest): Promise<{ commit: string }> {
+  const result = await sandbox.exec(PUSH_SCRIPT, {
+    env: {
+      SORTIE_REPO_URL: request.repoUrl,
+      SORTIE_BASE_BRANCH: request.baseBranch ?? "",
+      SORTIE_DIR: `${sandbox.workdir}/publish`,
+      SORTIE_BRANCH: request.branch,
+      SORTIE_PATCH: request.patchPath,
+      SORTIE_MESSAGE: request.messagePath,
+      SORTIE_AUTHOR_NAME: "Sortie",
+      SORTIE_AUTHOR_EMAIL: "sortie@users.noreply.github.com",
+      GIT_TERMINAL_PROMPT: "0",
+      ...gitAuthEnv(request.token),
+    },
+    timeoutMs: 5 * 60_000,
+  });
+  const commit = /SORTIE_COMMIT=([0-9a-f]{40})/.exec(result.stdout)?.[1];
+  if (result.exitCode !== 0 || !commit) {
+    throw new Error(`push of ${request.branch} failed (exit ${result.exitCode}): ${(result.stderr || result.stdout).trim().slice(0, 1000)}`);
+  }
+  return { commit };
+}

@@ -1,0 +1,90 @@
+/**
+ * `POST /github/webhook`: GitHub's deliveries. Each is verified against
+ * GITHUB_WEBHOOK_SECRET before its body is parsed (without the secret every
+ * delivery is refused), remembered by its `X-GitHub-Delivery` id so a
+ * redelivery never starts a second task, and answered at once; the reply on
+ * the issue (the live viewer's link) is posted in `waitUntil`.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { launchTask, planTask } from "../../agents/launch.ts";
+import { validate } from "../../api/body.ts";
+import { LIMITS, readConfig } from "../../config.ts";
+import { SortieError, messageOf } from "../../errors.ts";
+import { commentOnIssue, mintCommentToken } from "../../publish/github.ts";
+import { CreateTaskBody, type TaskState } from "../../schema.ts";
+import { forgetIdempotencyKey, reserveIdempotencyKey } from "../../store/idempotency.ts";
+import { intentOf } from "./events.ts";
+import { issueKey } from "./payloads.ts";
+import { verifyGitHubSignature } from "./verify.ts";
+
+/** The creator under which delivery ids are remembered. */
+const DELIVERY_CREATOR = "github-delivery";
+
+export const githubRoutes = new Hono<{ Bindings: Cloudflare.Env }>();
+
+githubRoutes.post(
+  "/webhook",
+  bodyLimit({
+    maxSize: LIMITS.githubWebhookBytes,
+    onError: () => {
+      throw new SortieError("body_too_large", `the delivery is larger than ${LIMITS.githubWebhookBytes} bytes`, 413);
+    },
+  }),
+  async (c) => {
+    const secret = c.env.GITHUB_WEBHOOK_SECRET;
+    if (!secret) throw new SortieError("github_webhook_not_configured", "GITHUB_WEBHOOK_SECRET is not set, so POST /github/webhook refuses every delivery", 401);
+    const body = await c.req.text();
+    const verdict = await verifyGitHubSignature(secret, body, c.req.header("x-hub-signature-256"));
+    if (!verdict.ok) {
+      console.warn(JSON.stringify({ event: "github.signature_invalid", reason: verdict.reason, delivery: c.req.header("x-github-delivery") ?? null }));
+      const message = verdict.reason === "missing_signature" ? "X-Hub-Signature-256 is required" : "X-Hub-Signature-256 does not match the body";
+      throw new SortieError(`github_${verdict.reason}`, message, 401);
+    }
+
+    const event = c.req.header("x-github-event") ?? "";
+    const delivery = c.req.header("x-github-delivery") ?? "";
+    let payload: unknown;
+    try {
+      payload = JSON.parse(body);
+    } catch {
+      throw new SortieError("invalid_github_payload", "the delivery is not JSON; set the webhook's content type to application/json");
+    }
+    const intent = intentOf(event, payload, readConfig(c.env).githubTriggerAssociations);
+    console.log(JSON.stringify({ event: "github.delivery", github: event, delivery, outcome: intent.kind === "task" ? "task" : intent.reason }));
+    if (intent.kind === "ignored") return c.json({ ignored: intent.reason }, 202);
+    if (!delivery) throw new SortieError("missing_github_delivery", "X-GitHub-Delivery is required, so a redelivery cannot start a second task");
+
+    const key = issueKey(intent.repo, intent.number);
+    // A task from an issue ends as a pull request that says `Fixes #N`.
+    const request = validate(CreateTaskBody, { repo: intent.repo, prompt: intent.prompt, key, output: "pr" }, "body");
+    const spec = planTask(c.env, { body: request, source: "github", createdBy: intent.createdBy, origin: new URL(c.req.url).origin });
+    const earlier = await reserveIdempotencyKey(c.env.DB, DELIVERY_CREATOR, delivery, spec.id);
+    if (earlier) return c.json({ ignored: "duplicate delivery", task: earlier }, 202);
+
+    let task: TaskState;
+    try {
+      task = await launchTask(c.env, spec);
+    } catch (error) {
+      await forgetIdempotencyKey(c.env.DB, DELIVERY_CREATOR, delivery, spec.id);
+      if (error instanceof SortieError && error.code === "claim_conflict") {
+        return c.json({ ignored: "already running", holder: error.headers?.["x-sortie-holder"] ?? null }, 202);
+      }
+      throw error;
+    }
+
+    const viewer = `${new URL(c.req.url).origin}/tasks/${task.id}`;
+    const reply = `Sortie is on it: task \`${task.id}\` is ${task.status}. [Watch it live](${viewer}).`;
+    c.executionCtx.waitUntil(
+      replyOnIssue(c.env, intent.repo, intent.number, reply).catch((error: unknown) => {
+        console.error(JSON.stringify({ event: "github.reply_failed", task: task.id, repo: intent.repo, number: intent.number, message: messageOf(error) }));
+      }),
+    );
+    return c.json({ task: task.id, key, viewer }, 202);
+  },
+);
+
+async function replyOnIssue(env: Cloudflare.Env, repo: string, number: number, body: string): Promise<void> {
+  const { token } = await mintCommentToken(env, repo);
+  await commentOnIssue(env, token, { repo, number, body });
+}

@@ -1,0 +1,163 @@
+/**
+ * The web viewer in a real browser (Debian's Chromium through playwright-core)
+ * against `npm run dev -- --demo`: sign-in, a task's live stream, its diff, a
+ * dropped socket and a reload that lose and repeat nothing, the dashboard, and Cancel.
+ */
+import os from "node:os";
+import path from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TaskEvent } from "../../src/schema.ts";
+import { startDevServer, type DevServer } from "../support/dev-server.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const SCREENSHOT = path.join(os.tmpdir(), "sortie-viewer-task.png");
+/** A Bash step that keeps the agent busy: Claude Code refuses a bare `sleep`. */
+const pause = (ms: number, before = "true") => ({ tool: "Bash", input: { command: `${before} && node -e 'setTimeout(() => {}, ${ms})'` } });
+
+let server: DevServer;
+let browser: Browser;
+
+beforeAll(async () => {
+  [server, browser] = await Promise.all([
+    startDevServer(),
+    chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    }),
+  ]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function call(pathname: string, init: RequestInit = {}) {
+  return fetch(`${server.url}${pathname}`, { ...init, headers: { authorization: `Bearer ${server.token}`, ...(init.headers as Record<string, string>) } });
+}
+
+async function createTask(steps: unknown[], prompt = "viewer test"): Promise<string> {
+  const response = await call("/api/tasks", { method: "POST", body: JSON.stringify({ repo: "acme/widgets", prompt: `${prompt}\n#!standin ${JSON.stringify(steps)}` }) });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { id: string }).id;
+}
+
+async function taskStatus(id: string): Promise<string> {
+  return ((await (await call(`/api/tasks/${id}`)).json()) as { status: string }).status;
+}
+
+async function eventLog(id: string): Promise<TaskEvent[]> {
+  return (await (await call(`/api/tasks/${id}/events`)).text()).trim().split("\n").map((line) => JSON.parse(line) as TaskEvent);
+}
+
+/** The seqs of every event the page has drawn, in ascending order. */
+async function drawnSeqs(page: Page): Promise<number[]> {
+  const seqs = await page.locator("[data-seq]").evaluateAll((items) => items.map((item) => Number(item.getAttribute("data-seq"))));
+  return seqs.sort((a, b) => a - b);
+}
+
+/** A page signed in through the form, recording every URL it requests. */
+async function signedInPage(): Promise<{ page: Page; urls: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const urls: string[] = [];
+  page.on("request", (request) => urls.push(request.url()));
+  await page.goto(`${server.url}/`);
+  await page.getByTestId("login-token").fill(server.token);
+  await page.getByTestId("login-submit").click();
+  await page.getByTestId("task-table").waitFor();
+  return { page, urls };
+}
+
+describe("the web viewer", () => {
+  it("signs in with the admin token but keeps only a session token, and asks again when the session is refused", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await page.getByTestId("login-token").fill("not-the-token");
+    await page.getByTestId("login-submit").click();
+    await expect.poll(() => page.getByTestId("login-error").textContent()).toContain("refused");
+
+    await page.getByTestId("login-token").fill(server.token);
+    await page.getByTestId("login-submit").click();
+    await page.getByTestId("task-table").waitFor();
+    const stored = await page.evaluate(() => JSON.stringify(sessionStorage));
+    expect(stored).toMatch(/session\.\d+\./);
+    expect(stored).not.toContain(server.token);
+
+    await page.evaluate(() => sessionStorage.setItem("sortie.session", JSON.stringify({ token: "session.9999999999.forged", expiresAt: Date.now() + 3_600_000 })));
+    await page.reload();
+    await page.getByTestId("login-form").waitFor();
+    await page.close();
+  });
+
+  it("streams a task live, draws its diff, and loses or repeats no event across a dropped socket and a reload", async () => {
+    const { page, urls } = await signedInPage();
+    const sockets: { url: string; drop: () => Promise<void> }[] = [];
+    await page.routeWebSocket(/\/api\/tasks\/[^/]+\/ws/, (ws) => {
+      const upstream = ws.connectToServer();
+      sockets.push({ url: ws.url(), drop: async () => { await upstream.close(); await ws.close({ code: 4000, reason: "dropped by the test" }); } });
+    });
+
+    const id = await createTask([
+      pause(2500, "echo first"),
+      { tool: "Write", input: { file_path: "NOTES.md", content: "# Notes\n\nwritten while you watched\n" } },
+      pause(2500, "printf '\\033[32mgreen\\033[0m\\n'"),
+      pause(2500, "echo third"),
+      { text: "All done." },
+    ], "write NOTES.md slowly");
+    await page.goto(`${server.url}/tasks/${id}`);
+    await expect.poll(() => page.getByTestId("task-repo").textContent()).toBe("acme/widgets");
+    await expect(page.getByTestId("open-pr").getAttribute("title")).resolves.toBe("not configured");
+    expect(await page.getByTestId("open-pr").isDisabled()).toBe(true);
+
+    // Live: a tool call is on the page while the task is still running.
+    await page.locator('[data-testid=run-events] [data-type="agent.tool_call"]').first().waitFor({ timeout: 30_000 });
+    expect(await taskStatus(id)).toBe("running");
+    await expect.poll(() => page.getByTestId("task-status").locator("[data-status]").getAttribute("data-status")).toBe("running");
+
+    // The connection drops mid-run; the viewer comes back asking only for what it has not seen.
+    expect(sockets).toHaveLength(1);
+    await sockets[0]!.drop();
+    await expect.poll(() => sockets.length, { timeout: 15_000 }).toBe(2);
+    expect(Number(new URL(sockets[1]!.url).searchParams.get("after"))).toBeGreaterThan(0);
+
+    await expect.poll(() => page.getByTestId("task-status").locator("[data-status]").getAttribute("data-status"), { timeout: 60_000 }).toBe("succeeded");
+    const file = page.locator(".d2h-file-wrapper", { has: page.locator(".d2h-file-name", { hasText: "NOTES.md" }) });
+    await file.waitFor({ timeout: 15_000 });
+    expect(await file.locator(".d2h-ins .d2h-code-line-ctn").allTextContents()).toContain("written while you watched");
+    expect(await page.locator(".ansi-green-fg", { hasText: "green" }).count()).toBe(1);
+
+    const events = await eventLog(id);
+    await expect.poll(() => drawnSeqs(page), { timeout: 15_000 }).toEqual(events.map((e) => e.seq));
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    await page.reload();
+    await page.getByTestId("connection").filter({ hasText: "live" }).waitFor();
+    await expect.poll(() => drawnSeqs(page)).toEqual((await eventLog(id)).map((e) => e.seq));
+
+    await page.goto(`${server.url}/`);
+    const row = page.locator(`[data-testid=task-row][data-task-id="${id}"]`);
+    await row.waitFor();
+    expect(await row.getAttribute("data-status")).toBe("succeeded");
+    await row.getByRole("link").click();
+    await page.waitForURL(`${server.url}/tasks/${id}`);
+
+    expect(urls.filter((url) => url.includes(server.token))).toEqual([]);
+    await page.close();
+  });
+
+  it("Cancel ends a long-running task cancelled", async () => {
+    const { page } = await signedInPage();
+    const id = await createTask([pause(90_000, "echo long"), { text: "never reached" }], "a long task");
+    await page.goto(`${server.url}/tasks/${id}`);
+    await page.locator('[data-testid=run-events] [data-type="agent.tool_call"]').first().waitFor({ timeout: 30_000 });
+    await page.getByTestId("cancel").click();
+    await expect.poll(() => page.getByTestId("task-status").locator("[data-status]").getAttribute("data-status"), { timeout: 30_000 }).toBe("cancelled");
+    expect(await taskStatus(id)).toBe("cancelled");
+    expect(await page.getByTestId("cancel").isDisabled()).toBe(true);
+
+    await page.goto(`${server.url}/?status=cancelled`);
+    await page.locator(`[data-testid=task-row][data-task-id="${id}"]`).waitFor();
+    await page.close();
+  });
+});
