@@ -45,7 +45,12 @@ const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const EXEC_OUTPUT_CAP = 32 * 1024 * 1024;
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Binaries the container image has on PATH: this package's (claude, node 22) first. */
-const BIN_PATH = [path.resolve(here, "../node_modules/.bin"), process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"].join(":");
+const BIN_PATH = [
+  // Extra binaries before the package's: load tests put a stand-in agent CLI here.
+  ...(process.env.LOCAL_SANDBOX_EXTRA_PATH ? [process.env.LOCAL_SANDBOX_EXTRA_PATH] : []),
+  path.resolve(here, "../node_modules/.bin"),
+  process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
+].join(":");
 
 /** Starts the host; resolves once it listens. */
 export async function startLocalSandboxHost(options: LocalHostOptions) {
