@@ -93,7 +93,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       id: spec.id,
       repo: spec.repo,
       branch: spec.branch,
-      prompt: spec.prompt,
+      // What the task shows (API, D1, Slack, pull requests) has secrets pasted into the prompt redacted; the agent gets it whole.
+      prompt: this.redact({ prompt: spec.prompt }).prompt as string,
       model: spec.model,
       maxTurns: spec.maxTurns,
       timeoutMinutes: spec.timeoutMinutes,

@@ -14,7 +14,7 @@
 // else gets a short text answer.
 import http from "node:http";
 
-/** @typedef {{ text?: string, tool?: string, input?: Record<string, unknown>, delayMs?: number, status?: number }} Step */
+/** @typedef {{ text?: string, tool?: string, input?: Record<string, unknown>, delayMs?: number, status?: number, failTimes?: number }} Step */
 
 const SCRIPT_MARK = "#!standin ";
 /** A judging turn (Sortie's reviewer) plays this line's script instead. */
@@ -53,7 +53,7 @@ export async function startAnthropicStandin(options = {}) {
     const reply = decideReply(body);
     if (reply.delayMs) await new Promise((resolve) => setTimeout(resolve, reply.delayMs));
     if (reply.status) {
-      sendJson(res, reply.status, { type: "error", error: { type: "api_error", message: "scripted failure" } });
+      sendJson(res, reply.status, { type: "error", error: { type: reply.status === 529 ? "overloaded_error" : "api_error", message: "scripted failure" } });
       return;
     }
     if (body.stream) streamMessage(res, body.model, reply.blocks, reply.stopReason);
@@ -89,6 +89,9 @@ export function userPromptOf(body) {
   return texts.at(-1) ?? "";
 }
 
+/** How many times each scripted failure has been served, by prompt and turn. */
+const failuresSeen = new Map();
+
 function decideReply(body) {
   if (!isAgentTurn(body)) return { blocks: [{ type: "text", text: "Sortie task" }], stopReason: "end_turn" };
   const prompt = userPromptOf(body);
@@ -97,7 +100,15 @@ function decideReply(body) {
   const turn = body.messages.filter((m) => m.role === "assistant").length;
   const step = steps[turn];
   if (!step) return { blocks: [{ type: "text", text: "Done." }], stopReason: "end_turn" };
-  if (step.status) return { status: step.status, delayMs: step.delayMs };
+  if (step.status) {
+    // `failTimes: N` fails this turn's first N requests only (an outage that passes); without it, every time.
+    const key = `${prompt}#${turn}`;
+    const failed = failuresSeen.get(key) ?? 0;
+    if (step.failTimes === undefined || failed < step.failTimes) {
+      failuresSeen.set(key, failed + 1);
+      return { status: step.status, delayMs: step.delayMs };
+    }
+  }
   if (!step.tool) return { blocks: [{ type: "text", text: step.text ?? "" }], stopReason: "end_turn", delayMs: step.delayMs };
   const input = { ...step.input };
   if (typeof input.file_path === "string" && !input.file_path.startsWith("/")) input.file_path = `${cwd}/${input.file_path}`;

@@ -1,0 +1,102 @@
+/**
+ * Failure injection: for each fault, the task reaches a truthful terminal
+ * state with its cause, its events stay contiguous, no sandbox is left
+ * behind, and nothing is duplicated.
+ */
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { api, createTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
+
+const hold = (ms: number) => ({ tool: "Bash", input: { command: `node -e 'setTimeout(() => {}, ${ms})'` } });
+
+async function expectTidy(id: string) {
+  const events = await readEvents(id);
+  expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+  expect(events.filter((e) => e.type === "task.status" && ["succeeded", "failed", "cancelled", "timed_out"].includes(String(e.data.status)))).toHaveLength(1);
+  expect((await liveSandboxes()).filter((s) => s.startsWith(id))).toEqual([]);
+  return events;
+}
+
+describe("faults", () => {
+  it("the Messages API overloaded for a while, then recovering: the run retries and succeeds", async () => {
+    const created = await createTask({ prompt: scripted([{ status: 529, failTimes: 2, text: "made it" }]) });
+    const task = await waitForStatus(created.id, ["succeeded", "failed"], 45_000);
+    expect(task.status).toBe("succeeded");
+    const events = await expectTidy(created.id);
+    expect(events.filter((e) => e.type === "agent.retry").length).toBeGreaterThanOrEqual(2);
+    expect(events.find((e) => e.type === "agent.text")?.data.text).toBe("made it");
+  });
+
+  it("the Messages API never recovering: the task's time limit ends it, with the cause", async () => {
+    const created = await createTask({ timeoutMinutes: 0.1, prompt: scripted([{ status: 529 }]) });
+    const task = await waitForStatus(created.id, ["succeeded", "failed", "timed_out"], 45_000);
+    expect(task.status).toBe("timed_out");
+    expect(task.error?.code).toBe("timeout");
+    const events = await expectTidy(created.id);
+    expect(events.some((e) => e.type === "agent.retry")).toBe(true);
+  });
+
+  it("the sandbox vanishing mid-run (its host lost it): the run fails and says so", async () => {
+    const created = await createTask({ prompt: scripted([hold(30_000)]) });
+    await waitForPhase(created.id, "agent");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes/${created.id}-0`, { method: "DELETE", headers: { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` } });
+    const task = await waitForStatus(created.id, ["failed", "succeeded"]);
+    expect(task.status).toBe("failed");
+    expect(["agent_no_result", "sandbox_unavailable"]).toContain(task.error?.code);
+    await expectTidy(created.id);
+  });
+
+  it("a clone that fails: no retry for a repository that is not there, and a clear cause", async () => {
+    const created = await createTask({ repo: "acme/nowhere", prompt: "x" });
+    const task = await waitForStatus(created.id, ["failed", "succeeded"]);
+    expect(task.error?.code).toBe("clone_failed");
+    expect(task.runs[0]!.attempts).toEqual([]);
+    await expectTidy(created.id);
+  });
+
+  it("Claude Code exiting non-zero on a bad request: failed with the agent's cause", async () => {
+    const created = await createTask({ prompt: scripted([{ status: 400 }]) });
+    const task = await waitForStatus(created.id, ["failed", "succeeded"]);
+    expect(task.error?.code).toBe("agent_failed");
+    await expectTidy(created.id);
+  });
+});
+
+describe("redaction", () => {
+  const planted = {
+    anthropic: "sk-ant-api03-PLANTEDplantedPLANTED0123456789",
+    github: "ghp_PLANTEDplantedPLANTED0123456789abcd",
+    githubApp: "ghs_PLANTEDplantedPLANTED0123456789abcd",
+    githubFine: "github_pat_11PLANTED0123456789_abcdefghij",
+    slack: "xoxb-1234567890-PLANTEDplanted",
+    bearer: "PLANTEDbearerTOKENvalue0123456789",
+  };
+
+  it("no token-shaped string, nor the configured key, comes back out of any endpoint or the WebSocket", async () => {
+    const command = `echo ${Object.values(planted).slice(0, 5).join(" ")} "Authorization: Bearer ${planted.bearer}"; echo "key=$ANTHROPIC_API_KEY"`;
+    const created = await createTask({ prompt: scripted([{ tool: "Bash", input: { command } }, { text: `my key is ${planted.anthropic}` }]) });
+    await waitForStatus(created.id, ["succeeded", "failed"]);
+    const outputs = [
+      await (await api(`/api/tasks/${created.id}/events`)).text(),
+      await (await api(`/api/tasks/${created.id}`)).text(),
+      await (await api("/api/tasks")).text(),
+      JSON.stringify(await env.DB.prepare("SELECT * FROM tasks WHERE id = ?").bind(created.id).first()),
+      JSON.stringify((await env.DB.prepare("SELECT * FROM runs WHERE task_id = ?").bind(created.id).all()).results),
+    ];
+    const { exports } = await import("cloudflare:workers");
+    const socket = (await exports.default.fetch(new Request(`https://sortie.test/api/tasks/${created.id}/ws`, { headers: { upgrade: "websocket", authorization: "Bearer test-admin-token" } }))).webSocket!;
+    const frames: string[] = [];
+    socket.accept();
+    socket.addEventListener("message", (m) => frames.push(m.data as string));
+    const events = await readEvents(created.id);
+    const deadline = Date.now() + 5000;
+    while (frames.filter((f) => f.includes('"type":"event"')).length < events.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    socket.close();
+    outputs.push(frames.join("\n"));
+    const everything = outputs.join("\n");
+    expect(everything).toContain("[REDACTED]");
+    for (const [kind, token] of Object.entries(planted)) expect(everything, kind).not.toContain(token);
+    expect(everything).not.toContain(env.ANTHROPIC_API_KEY);
+  });
+});
