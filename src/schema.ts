@@ -59,7 +59,14 @@ export const CreateTaskBody = z
     /** Let a diff that adds files looking like secrets (.env, keys…) be published. */
     allowSecretFiles: z.boolean().optional(),
     /** Told the outcome when the task ends. */
-    notify: z.object({ webhook: z.url({ protocol: /^https?$/ }).max(2000) }).strict().optional(),
+    notify: z
+      .object({
+        webhook: z.url({ protocol: /^https?$/ }).max(2000).optional(),
+        slackChannel: z.string().regex(/^[A-Z0-9]{6,20}$/, "slackChannel must be a Slack channel id such as C0123456").optional(),
+      })
+      .strict()
+      .refine((n) => n.webhook || n.slackChannel, "notify needs a webhook or a slackChannel")
+      .optional(),
   })
   .strict()
   .refine((body) => !body.variants || body.variants.length <= (body.runs ?? 1), {
@@ -212,7 +219,7 @@ export interface TaskSpec {
   key: string | null;
   maxCostUsd: number;
   keepWorkspaceMinutes: number;
-  notify: { webhook: string } | null;
+  notify: { webhook?: string; slackChannel?: string } | null;
   output: "diff" | "branch" | "draft-pr" | "pr";
   allowSecretFiles: boolean;
   /** The Worker's public origin when the task was created, for links in pull requests and messages. */

@@ -744,7 +744,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.setState({ ...task, status: outcome.status, endedAt: Date.now(), error: task.error ?? outcome.error, costUsd: task.runs.reduce((sum, r) => sum + r.costUsd, 0) + (task.judge?.costUsd ?? 0) });
     this.record({ run: null, type: "task.status", data: { status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) } });
     for (const schedule of await this.listSchedules()) {
-      if (schedule.callback !== "expireWorkspace") await this.cancelSchedule(schedule.id);
+      if (schedule.callback !== "expireWorkspace" && schedule.callback !== "reindex") await this.cancelSchedule(schedule.id);
     }
     await this.notify();
     const ended = this.requireTask();
@@ -861,7 +861,14 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       await saveTask(this.env.DB, task);
     } catch (error) {
       this.record({ run: null, type: "index.error", data: { message: messageOf(error) } });
+      // The task's own state is safe in this Durable Object; the listing catches up on a retry.
+      await this.schedule(5, "reindex");
     }
+  }
+
+  /** Schedule callback: writes the D1 index again after a failed write. */
+  async reindex(): Promise<void> {
+    await this.index();
   }
 
   private async cancelSchedulesFor(callback: string, slot?: number): Promise<void> {
@@ -881,10 +888,19 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
-  /** Tells the task's webhook how it ended. */
+  /** Tells the task's webhook and Slack channel how it ended. */
   private async notify(): Promise<void> {
     const spec = this.requireSpec();
     const task = this.requireTask();
+    if (spec.notify?.slackChannel) {
+      try {
+        const origin = this.ctx.storage.kv.get<{ origin: string }>(SLACK_KEY)?.origin ?? spec.origin ?? "";
+        await postOrUpdate(this.env, { channel: spec.notify.slackChannel }, task, taskLinks(origin, task.id));
+        this.record({ run: null, type: "notify.sent", data: { slackChannel: spec.notify.slackChannel } });
+      } catch (error) {
+        this.record({ run: null, type: "notify.failed", data: { slackChannel: spec.notify.slackChannel, message: messageOf(error) } });
+      }
+    }
     if (!spec.notify?.webhook) return;
     const body = {
       id: task.id, repo: task.repo, status: task.status, error: task.error, costUsd: task.costUsd, winner: task.winner,

@@ -100,3 +100,43 @@ describe("redaction", () => {
     expect(everything).not.toContain(env.ANTHROPIC_API_KEY);
   });
 });
+
+describe("the D1 index failing", () => {
+  it("a failed index write is retried: the listing catches up with the task's real state", async () => {
+    const { runInDurableObject } = await import("cloudflare:test");
+    const created = await createTask({ prompt: scripted([hold(1500), { text: "done" }]) });
+    await waitForPhase(created.id, "agent");
+    const stub = env.TaskAgent.get(env.TaskAgent.idFromName(created.id));
+    // D1 refuses the agent's next write (the one that records the end), once.
+    await runInDurableObject(stub, (agent: { env: Cloudflare.Env }) => {
+      const real = agent.env.DB;
+      let failed = false;
+      const flaky = new Proxy(real, {
+        get(target, property) {
+          if (property === "batch" && !failed) {
+            failed = true;
+            return async () => {
+              throw new Error("D1 is unavailable (injected)");
+            };
+          }
+          const value = Reflect.get(target, property) as unknown;
+          return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      Object.defineProperty(agent, "env", { value: { ...agent.env, DB: flaky }, configurable: true });
+    });
+    const task = await waitForStatus(created.id, ["succeeded", "failed"]);
+    expect(task.status).toBe("succeeded");
+    const events = await readEvents(created.id);
+    expect(events.some((e) => e.type === "index.error")).toBe(true);
+    const deadline = Date.now() + 15_000;
+    let row: { status: string } | null = null;
+    while (Date.now() < deadline) {
+      row = await env.DB.prepare("SELECT status FROM tasks WHERE id = ?").bind(created.id).first<{ status: string }>();
+      if (row?.status === "succeeded") break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(row?.status).toBe("succeeded");
+    await expectTidy(created.id);
+  });
+});

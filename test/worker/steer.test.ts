@@ -111,3 +111,31 @@ describe("audit trail and usage", () => {
     expect((await api("/api/usage?from=soon")).status).toBe(400);
   });
 });
+
+describe("notify on finish", () => {
+  it("posts the outcome to a webhook and a Slack channel", async () => {
+    const standin = env.SLACK_API_URL.replace(/\/api$/, "");
+    const hook = `${standin}/respond/notify-${Math.random().toString(36).slice(2)}`;
+    const created = await createTask({ notify: { webhook: hook, slackChannel: "C0NOTIFY1" }, prompt: scripted([{ text: "notified" }]) });
+    await waitForStatus(created.id, ["succeeded"]);
+    const deadline = Date.now() + 10_000;
+    type Call = { method: string; path: string; body: Record<string, unknown> };
+    let calls: Call[] = [];
+    while (Date.now() < deadline) {
+      calls = ((await (await fetch(`${standin}/_calls`)).json()) as { calls: Call[] }).calls;
+      if (calls.some((c) => c.path === new URL(hook).pathname) && calls.some((c) => c.method === "chat.postMessage" && c.body.channel === "C0NOTIFY1")) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const webhook = calls.find((c) => c.path === new URL(hook).pathname);
+    expect(webhook?.body).toMatchObject({ id: created.id, status: "succeeded", repo: "acme/widgets" });
+    const slack = calls.find((c) => c.method === "chat.postMessage" && c.body.channel === "C0NOTIFY1");
+    expect(String(slack?.body.text)).toContain(created.id);
+    const events = await readEvents(created.id);
+    expect(events.filter((e) => e.type === "notify.sent")).toHaveLength(2);
+  });
+
+  it("refuses a notify without a target", async () => {
+    const response = await api("/api/tasks", { method: "POST", body: JSON.stringify({ repo: "acme/widgets", prompt: "x", notify: {} }) });
+    expect(response.status).toBe(400);
+  });
+});
