@@ -108,7 +108,9 @@ describe("the D1 index failing", () => {
     await waitForPhase(created.id, "agent");
     const stub = env.TaskAgent.get(env.TaskAgent.idFromName(created.id));
     // D1 refuses the agent's next write (the one that records the end), once.
-    await runInDurableObject(stub, (agent: { env: Cloudflare.Env }) => {
+    await runInDurableObject(stub, (instance) => {
+      // `env` is protected on the agent: the test reaches past that to swap in a flaky D1.
+      const agent = instance as unknown as { env: Cloudflare.Env };
       const real = agent.env.DB;
       let failed = false;
       const flaky = new Proxy(real, {
