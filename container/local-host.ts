@@ -55,6 +55,11 @@ const BIN_PATH = [
 /** Starts the host; resolves once it listens. */
 export async function startLocalSandboxHost(options: LocalHostOptions) {
   const root = options.root ?? (await fs.mkdtemp(path.join(os.tmpdir(), "sortie-sandboxes-")));
+  // Snapshots and caches sit beside the sandboxes, not inside any one of them.
+  const snapshotRoot = `${root}-snapshots`;
+  const cacheRoot = `${root}-caches`;
+  await fs.mkdir(snapshotRoot, { recursive: true });
+  await fs.mkdir(cacheRoot, { recursive: true });
   await fs.mkdir(root, { recursive: true });
   const sandboxes = new Map<string, HostedSandbox>();
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
@@ -82,6 +87,18 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         [...hosted.processes.entries()].map(([id, p]) => ({ sandbox, id, done: p.done })),
       );
       return send(res, 200, { sandboxes: [...sandboxes.keys()], liveProcesses: processes.filter((p) => !p.done).length, processes });
+    }
+    const snapshot = /^\/v1\/snapshots\/(snap-[a-z0-9-]+)$/.exec(url.pathname);
+    if (snapshot && req.method === "DELETE") {
+      await fs.rm(path.join(snapshotRoot, snapshot[1]!), { recursive: true, force: true });
+      return send(res, 200, { deleted: snapshot[1] });
+    }
+    const cache = /^\/v1\/caches\/([A-Za-z0-9._-]{1,128})$/.exec(url.pathname);
+    if (cache && req.method === "POST") {
+      // A dependency cache shared by the runs of one repository: it outlives every sandbox.
+      const dir = path.join(cacheRoot, cache[1]!);
+      await fs.mkdir(dir, { recursive: true });
+      return send(res, 200, { path: dir });
     }
     if (url.pathname === "/v1/faults" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as { failOpens?: number };
@@ -128,6 +145,24 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         await killTree(hosted);
         return send(res, 200, { killed: true });
       }
+    }
+    if (rest === "/snapshots" && req.method === "POST") {
+      const body = JSON.parse(await readBody(req)) as { path: string };
+      const from = insideSandbox(sandbox, body.path);
+      if (!from || !existsSync(from)) return send(res, 400, { error: { code: "bad_path", message: "snapshot path must be a directory inside the sandbox" } });
+      const snapshotId = `snap-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+      await copyTree(from, path.join(snapshotRoot, snapshotId));
+      return send(res, 200, { snapshotId });
+    }
+    if (rest === "/restore" && req.method === "POST") {
+      const body = JSON.parse(await readBody(req)) as { snapshotId: string; path: string };
+      const to = insideSandbox(sandbox, body.path);
+      const from = /^snap-[a-z0-9-]+$/.test(body.snapshotId) ? path.join(snapshotRoot, body.snapshotId) : null;
+      if (!to || !from) return send(res, 400, { error: { code: "bad_request", message: "a snapshot id and a path inside the sandbox are required" } });
+      if (!existsSync(from)) return send(res, 404, { error: { code: "no_snapshot", message: `no snapshot ${body.snapshotId}` } });
+      await fs.rm(to, { recursive: true, force: true });
+      await copyTree(from, to);
+      return send(res, 200, { restored: body.snapshotId });
     }
     if (rest === "/files") {
       const file = insideSandbox(sandbox, url.searchParams.get("path") ?? "");
@@ -244,6 +279,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         root,
         close: async () => {
           await Promise.all([...sandboxes.keys()].map(destroySandbox));
+          await fs.rm(snapshotRoot, { recursive: true, force: true });
+          await fs.rm(cacheRoot, { recursive: true, force: true });
           server.closeAllConnections();
           await new Promise((done) => server.close(done));
         },
@@ -270,6 +307,16 @@ async function streamOutput(hosted: HostedProcess, skip: number, req: http.Incom
       req.once("close", done);
     });
   }
+}
+
+/** Copies a directory tree, sharing blocks with the original where the filesystem can (reflink). */
+function copyTree(from: string, to: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const copy = spawn("cp", ["-a", "--reflink=auto", from, to], { stdio: ["ignore", "ignore", "pipe"] });
+    let error = "";
+    copy.stderr!.on("data", (chunk: Buffer) => (error += chunk.toString()));
+    copy.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`cp exited ${code}: ${error.trim()}`))));
+  });
 }
 
 function killTree(hosted: HostedProcess): Promise<void> {

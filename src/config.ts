@@ -16,6 +16,8 @@ export interface SortieConfig {
   /** First delay of the backoff between retries of an infrastructure failure. */
   retryBaseMs: number;
   defaultMaxCostUsd: number;
+  /** How long a warm workspace snapshot is reused by later tasks. */
+  warmSnapshotTtlMinutes: number;
   /** Task creations a caller may make per minute, unless its token says otherwise. */
   taskRateLimitPerMinute: number;
   /** How long a finished run's workspace is kept for follow-ups, unless the task says otherwise. */
@@ -63,6 +65,7 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     retryBaseMs: positive(env.RETRY_BASE_MS, 1000),
     defaultMaxCostUsd: positive(env.DEFAULT_MAX_COST_USD, 10),
     taskRateLimitPerMinute: positive(env.TASK_RATE_LIMIT_PER_MINUTE, 60),
+    warmSnapshotTtlMinutes: nonNegative(env.WARM_SNAPSHOT_TTL_MINUTES, 60),
     followUpWindowMinutes: nonNegative(env.FOLLOWUP_WINDOW_MINUTES, 15),
     githubApiUrl: (env.GITHUB_API_URL || "https://api.github.com").replace(/\/+$/, ""),
     githubTriggerAssociations: list(env.GITHUB_TRIGGER_ASSOCIATIONS, ["OWNER", "MEMBER", "COLLABORATOR"]).map((value) => value.toUpperCase()),

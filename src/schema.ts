@@ -11,7 +11,7 @@ export const TaskStatus = z.enum(TASK_STATUSES);
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
 /** What a run is doing while `running`. */
-export const RunPhase = z.enum(["provisioning", "cloning", "agent", "diffing", "judging"]);
+export const RunPhase = z.enum(["provisioning", "cloning", "setup", "agent", "diffing", "judging"]);
 export type RunPhase = z.infer<typeof RunPhase>;
 
 export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
@@ -40,6 +40,8 @@ export const CreateTaskBody = z
       .optional(),
     maxTurns: z.int().min(1).max(LIMITS.maxTurnsLimit).optional(),
     timeoutMinutes: z.number().min(0.01).optional(),
+    /** A setup command run after the clone, before the agent (else the repository's .sortie/setup.sh, if any). */
+    setup: z.string().min(1).max(10_000).optional(),
     /** Parallel attempts at the same task, each in its own sandbox (best-of-N). */
     runs: z.int().min(1, "runs must be at least 1").max(LIMITS.maxRuns, `runs may be at most ${LIMITS.maxRuns}`).optional(),
     /** Per-run differences: variant i applies to run i. */
@@ -133,6 +135,8 @@ export const RunView = z.object({
   numTurns: z.number().nullable(),
   costUsd: z.number(),
   diff: DiffStats.nullable(),
+  /** Where the workspace came from: its own clone, the task's snapshot, or a warm snapshot of an earlier task. */
+  workspace: z.enum(["clone", "snapshot", "warm"]).nullable().optional(),
   /** Files in the diff that look like secrets; such a run is not published unless the task allows it. */
   secretFiles: z.array(z.string()).optional(),
   error: ErrorInfo.nullable(),
@@ -222,6 +226,7 @@ export interface TaskSpec {
   notify: { webhook?: string; slackChannel?: string } | null;
   output: "diff" | "branch" | "draft-pr" | "pr";
   allowSecretFiles: boolean;
+  setup: string | null;
   /** The Worker's public origin when the task was created, for links in pull requests and messages. */
   origin: string | null;
 }

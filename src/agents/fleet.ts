@@ -132,6 +132,31 @@ export class Fleet extends Agent<Cloudflare.Env> {
     return { allowed: true };
   }
 
+  /** A warm workspace snapshot for `key` (repo, branch, commit, setup) still within its time to live. */
+  findWarm(key: string): string | null {
+    const ttl = readConfig(this.env).warmSnapshotTtlMinutes * 60_000;
+    this.sql_.exec("CREATE TABLE IF NOT EXISTS fleet_warm (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL, at INTEGER NOT NULL)");
+    const row = this.sql_.exec<{ snapshot: string }>("SELECT snapshot FROM fleet_warm WHERE key = ? AND at > ?", key, Date.now() - ttl).toArray()[0];
+    return row?.snapshot ?? null;
+  }
+
+  /** Keeps `snapshot` as the warm one for `key`; returns the snapshots it displaced (replaced, expired, or past the cap of 20). */
+  putWarm(key: string, snapshot: string): string[] {
+    const ttl = readConfig(this.env).warmSnapshotTtlMinutes * 60_000;
+    const sql = this.sql_;
+    sql.exec("CREATE TABLE IF NOT EXISTS fleet_warm (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL, at INTEGER NOT NULL)");
+    const replaced = sql.exec<{ snapshot: string }>("SELECT snapshot FROM fleet_warm WHERE key = ?", key).toArray().map((r) => r.snapshot);
+    sql.exec("INSERT OR REPLACE INTO fleet_warm (key, snapshot, at) VALUES (?, ?, ?)", key, snapshot, Date.now());
+    const stale = sql
+      .exec<{ key: string; snapshot: string }>(
+        "SELECT key, snapshot FROM fleet_warm WHERE at <= ? OR key NOT IN (SELECT key FROM fleet_warm ORDER BY at DESC LIMIT 20)",
+        Date.now() - ttl,
+      )
+      .toArray();
+    for (const row of stale) sql.exec("DELETE FROM fleet_warm WHERE key = ?", row.key);
+    return [...replaced, ...stale.map((r) => r.snapshot)].filter((id) => id !== snapshot);
+  }
+
   releaseClaim(key: string, taskId: string): void {
     this.sql_.exec("DELETE FROM fleet_claims WHERE key = ? AND task_id = ?", key, taskId);
   }

@@ -49,6 +49,7 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     notify: body.notify ?? null,
     output: body.output ?? "diff",
     allowSecretFiles: body.allowSecretFiles ?? false,
+    setup: body.setup ?? null,
     origin: request.origin ?? null,
   };
 }

@@ -20,6 +20,8 @@ import { LEASE_RENEW_SECONDS, fleetOf } from "./fleet.ts";
 import { JUDGE_DIFF_CHARS, JUDGE_SLOT, judgePrompt, parseVerdict, type Candidate } from "./judge.ts";
 import { redactor } from "./redact.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
+import { prepareWorkspace } from "./workspace.ts";
+import { SetupError } from "../runners/setup.ts";
 import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
 import { postOrUpdate, taskLinks, type SlackTarget } from "../publish/slack.ts";
 import { PUBLISH_SLOT, publishRun } from "./publisher.ts";
@@ -62,6 +64,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   /** Runs (and the judge, at JUDGE_SLOT) this instance is driving right now. */
   private readonly live = new Map<number, AbortController>();
   private readonly watchdogStrikes = new Map<number, number>();
+  /** The task's workspace snapshot, shared by its runs (see workspace.ts). */
+  private readonly sharedWorkspace: { snapshot?: Promise<string | null> } = {};
   /** Secrets minted during this instance's life (push tokens), redacted like the configured ones. */
   private readonly extraSecrets = new Set<string>();
   private slackUpdates: Promise<void> = Promise.resolve();
@@ -495,11 +499,22 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
         this.setPhase(index, "provisioning");
         sandbox = await this.openSandbox(index);
         if (signal.aborted) return undefined;
-        this.setPhase(index, "cloning");
-        const { commit } = await sandbox.checkout(spec.cloneUrl, { dir: `${sandbox.workdir}/repo`, branch: spec.branch });
+        const fleet = await fleetOf(this.env);
+        const port = sandboxPortFor(this.env, this.config);
+        const { commit, source } = await prepareWorkspace({
+          sandbox,
+          spec,
+          repoDir: `${sandbox.workdir}/repo`,
+          warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id) => fleet.putWarm(key, id) },
+          shared: this.sharedWorkspace,
+          signal,
+          setPhase: (phase) => this.setPhase(index, phase),
+          record: (type, data) => this.record({ run: index, type, data }),
+          dropSnapshot: (id) => port.dropSnapshot(id),
+        });
         if (signal.aborted) return undefined;
-        this.patchRun(index, { baseCommit: commit });
-        this.record({ run: index, type: "run.cloned", data: { commit } });
+        this.patchRun(index, { baseCommit: commit, workspace: source });
+        if (source !== "clone") this.record({ run: index, type: "run.restored", data: { commit, source } });
         return sandbox;
       } catch (error) {
         if (signal.aborted || !isRetryable(error) || attempt >= LIMITS.maxInfraRetries) throw error;
@@ -715,7 +730,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     if (isTerminal(run.status)) return;
     const endedAt = Date.now();
     this.patchRun(index, { status, phase: null, endedAt, durationMs: run.startedAt ? endedAt - run.startedAt : null, error });
-    this.record({ run: index, type: "run.status", data: { status, ...(error ? { error } : {}) } });
+    this.record({ run: index, type: "run.status", data: { status, ...(error ? { error, phase: run.phase } : {}) } });
     const task = this.requireTask();
     const judgeWaits = task.judge?.status === "queued" && status !== "cancelled" && status !== "timed_out";
     if (judgeWaits && task.runs.every((r) => isTerminal(r.status))) {
@@ -989,6 +1004,7 @@ function taskOutcome(task: TaskState): { status: TaskStatus; error: ErrorInfo | 
 
 function classify(error: unknown): ErrorInfo {
   if (error instanceof CloneError) return { code: "clone_failed", message: error.message };
+  if (error instanceof SetupError) return { code: "setup_failed", message: error.message };
   if (error instanceof SandboxUnavailableError) return { code: "sandbox_unavailable", message: error.message };
   return { code: "internal", message: messageOf(error) };
 }

@@ -1,16 +1,20 @@
 import { parseSSEStream, streamFile, type LogEvent } from "@cloudflare/sandbox";
 import {
   SandboxUnavailableError,
+  presentCredentials,
   resumeFrom,
+  type AgentCredentials,
   type CheckoutResult,
   type ExecOptions,
   type ExecResult,
+  type GitAccess,
   type ProcessOutput,
   type Sandbox,
   type SandboxPort,
   type StreamOffsets,
 } from "./port.ts";
 import { CloneError } from "./checkout.ts";
+import { AGENT_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER } from "./egress.ts";
 
 /**
  * The part of the `@cloudflare/sandbox` SDK this adapter uses. Naming it keeps
@@ -25,6 +29,9 @@ export interface SandboxSdkClient {
   writeFile(path: string, content: string): Promise<unknown>;
   readFileStream(path: string): Promise<ReadableStream<Uint8Array>>;
   gitCheckout(repoUrl: string, options?: { branch?: string; targetDir?: string; depth?: number; cloneTimeoutMs?: number }): Promise<unknown>;
+  /** From @cloudflare/containers: route one host's egress to a handler in `SortieSandbox.outboundHandlers`. */
+  setOutboundByHost(hostname: string, methodName: string, params: { token: string }): Promise<void>;
+  removeOutboundByHost(hostname: string): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -33,7 +40,9 @@ const WORKDIR = "/workspace";
 
 /**
  * The `cloudflare` adapter: one Sandbox container (a Durable Object with a
- * container attached) per run.
+ * container attached) per run. Its egress goes through the Worker
+ * (egress.ts), so credentials stay outside: the agent gets a placeholder key,
+ * and git gets a push token only through `grantGitAccess`.
  *
  * @example new CloudflareSandboxPort((id) => getSandbox(env.Sandbox, id))
  */
@@ -47,6 +56,17 @@ export class CloudflareSandboxPort implements SandboxPort {
 
   destroy(id: string): Promise<void> {
     return new CloudflareSandbox(id, this.connect(id)).destroy();
+  }
+
+  async dropSnapshot(): Promise<void> {
+    // No snapshots are taken on this backend yet (see snapshot below).
+  }
+
+  /** The Worker adds the real key to requests for the model host (egress.ts); the agent holds a placeholder. */
+  credentialsForAgent(real: AgentCredentials): Record<string, string> {
+    const present = presentCredentials(real);
+    if (present.ANTHROPIC_API_KEY) present.ANTHROPIC_API_KEY = AGENT_API_KEY_PLACEHOLDER;
+    return present;
   }
 }
 
@@ -131,6 +151,37 @@ class CloudflareSandbox implements Sandbox {
     return this.call("destroy", () => this.sdk.destroy());
   }
 
+  /**
+   * Not yet: the SDK's createBackup/restoreBackup need an R2 bucket binding
+   * this deployment does not declare, so each run clones and sets up itself.
+   */
+  async snapshot(): Promise<string | null> {
+    return null;
+  }
+
+  async restore(): Promise<void> {
+    throw new SandboxUnavailableError("this backend takes no snapshots");
+  }
+
+  async cacheDir(): Promise<string | null> {
+    return null;
+  }
+
+  /**
+   * Routes the git host's egress to `gitPushEgress` with the token as its
+   * parameter, until revoked; git itself runs without a credential.
+   * @cloudflare/containers keeps the parameters in the sandbox Durable
+   * Object's storage while the route stands; `revoke` removes them.
+   */
+  async grantGitAccess(repoUrl: string, token: string): Promise<GitAccess> {
+    const host = httpsHostOf(repoUrl);
+    await this.call("setOutboundByHost", () => this.sdk.setOutboundByHost(host, GIT_PUSH_HANDLER, { token }));
+    return {
+      env: {},
+      revoke: () => this.call("removeOutboundByHost", () => this.sdk.removeOutboundByHost(host)),
+    };
+  }
+
   /** Runs one SDK call; a failure of the container itself becomes SandboxUnavailableError. */
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
@@ -139,6 +190,13 @@ class CloudflareSandbox implements Sandbox {
       throw new SandboxUnavailableError(`sandbox ${this.id}: ${what} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
   }
+}
+
+/** The host git pushes to; a token is only ever lent for https. */
+function httpsHostOf(repoUrl: string): string {
+  const url = URL.canParse(repoUrl) ? new URL(repoUrl) : null;
+  if (url?.protocol !== "https:") throw new Error(`git access is granted for https remotes only, not ${url ? url.protocol : "an unparsable URL"}`);
+  return url.hostname.toLowerCase();
 }
 
 function toOutput(event: LogEvent): ProcessOutput | null {

@@ -1,20 +1,26 @@
 import {
   SandboxUnavailableError,
+  presentCredentials,
   resumeFrom,
+  type AgentCredentials,
   type CheckoutResult,
   type ExecOptions,
   type ExecResult,
+  type GitAccess,
   type ProcessOutput,
   type Sandbox,
   type SandboxPort,
   type StreamOffsets,
 } from "./port.ts";
 import { CLONE_SCRIPT, parseCloneOutput } from "./checkout.ts";
+import { gitBasicAuth } from "./egress.ts";
 
 /**
  * The `local` adapter: each sandbox is a directory with its own processes on
  * this machine, served by container/local-host.ts. Used by `npm run dev` and
- * the tests, where no Docker engine runs.
+ * the tests, where no Docker engine runs. Nothing stands between its processes
+ * and the network, so credentials are handed to them as they are (see the
+ * README, "Sandbox backends").
  */
 export class LocalSandboxPort implements SandboxPort {
   readonly backend = "local" as const;
@@ -33,6 +39,15 @@ export class LocalSandboxPort implements SandboxPort {
 
   async destroy(id: string): Promise<void> {
     await new LocalHostClient(this.baseUrl, this.token, id).request("DELETE", "");
+  }
+
+  async dropSnapshot(snapshotId: string): Promise<void> {
+    await new LocalHostClient(this.baseUrl, this.token, "").raw("DELETE", `/v1/snapshots/${encodeURIComponent(snapshotId)}`);
+  }
+
+  /** The real key: a process on this machine could read it from the orchestrator's own files anyway. */
+  credentialsForAgent(real: AgentCredentials): Record<string, string> {
+    return presentCredentials(real);
   }
 }
 
@@ -56,6 +71,19 @@ class LocalHostClient {
       const text = await response.text();
       throw new SandboxUnavailableError(`local sandbox host answered ${response.status} to ${method} ${path || "/"}: ${text.slice(0, 500)}`);
     }
+    return response;
+  }
+
+  /** A host-level request (not under this sandbox's path). */
+  async raw(method: string, path: string, body?: unknown): Promise<Response> {
+    const response = await fetch(`${this.baseUrl}${path}`, {
+      method,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: { authorization: `Bearer ${this.token}` },
+    }).catch((error: unknown) => {
+      throw new SandboxUnavailableError(`local sandbox host unreachable at ${this.baseUrl}`, { cause: error });
+    });
+    if (!response.ok) throw new SandboxUnavailableError(`local sandbox host answered ${response.status} to ${method} ${path}: ${(await response.text()).slice(0, 500)}`);
     return response;
   }
 
@@ -126,5 +154,25 @@ class LocalSandbox implements Sandbox {
 
   async destroy(): Promise<void> {
     await this.client.request("DELETE", "");
+  }
+
+  async snapshot(dir: string): Promise<string | null> {
+    return (await this.client.json<{ snapshotId: string }>("POST", "/snapshots", { path: dir })).snapshotId;
+  }
+
+  async restore(snapshotId: string, dir: string): Promise<void> {
+    await this.client.json("POST", "/restore", { snapshotId, path: dir });
+  }
+
+  async cacheDir(key: string): Promise<string | null> {
+    return (await (await this.client.raw("POST", `/v1/caches/${encodeURIComponent(key)}`)).json() as { path: string }).path;
+  }
+
+  /** The token goes to git as configuration in the command's environment: never in argv, a URL or a file. */
+  async grantGitAccess(_repoUrl: string, token: string): Promise<GitAccess> {
+    return {
+      env: { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: ${gitBasicAuth(token)}` },
+      revoke: async () => {},
+    };
   }
 }

@@ -55,6 +55,39 @@ export interface Sandbox {
   readFile(path: string): Promise<ReadableStream<Uint8Array>>;
   /** Ends every process and frees the sandbox. Safe to call twice. */
   destroy(): Promise<void>;
+  /**
+   * Copies `dir` into a snapshot that other sandboxes restore from; null when
+   * the backend cannot (then every run clones and sets up for itself).
+   */
+  snapshot(dir: string): Promise<string | null>;
+  /** Replaces `dir` with a snapshot's copy. */
+  restore(snapshotId: string, dir: string): Promise<void>;
+  /** A directory for package-manager caches that outlives the sandbox, shared by runs with the same `key`; null if none. */
+  cacheDir(key: string): Promise<string | null>;
+  /**
+   * Lets git in this sandbox authenticate to `repoUrl`'s host with `token`
+   * until the grant is revoked. Spread `env` into the git command's
+   * environment: it is empty where the backend adds the token on the way out,
+   * so the token never enters the sandbox.
+   */
+  grantGitAccess(repoUrl: string, token: string): Promise<GitAccess>;
+}
+
+/** A push token lent to one sandbox's git; `revoke` takes it back. */
+export interface GitAccess {
+  env: Record<string, string>;
+  revoke(): Promise<void>;
+}
+
+/** The model API credentials the orchestrator holds; unset or empty values are left out. */
+export interface AgentCredentials {
+  ANTHROPIC_API_KEY?: string;
+  ANTHROPIC_BASE_URL?: string;
+}
+
+/** The credentials that are set, as environment variables. */
+export function presentCredentials(real: AgentCredentials): Record<string, string> {
+  return Object.fromEntries(Object.entries(real).filter((entry): entry is [string, string] => typeof entry[1] === "string" && entry[1] !== ""));
 }
 
 export interface SandboxPort {
@@ -63,6 +96,13 @@ export interface SandboxPort {
   open(id: string): Promise<Sandbox>;
   /** Destroys the sandbox named `id` if it exists, without starting it first. */
   destroy(id: string): Promise<void>;
+  /** Frees a snapshot no one will restore again. */
+  dropSnapshot(snapshotId: string): Promise<void>;
+  /**
+   * The environment the agent command gets to reach the model API. A backend
+   * that adds the key on the way out hands the agent a placeholder instead.
+   */
+  credentialsForAgent(real: AgentCredentials): Record<string, string>;
 }
 
 /** Raised by an adapter when the sandbox itself (not the command in it) failed. */

@@ -22,6 +22,31 @@ export const PNG_BYTES = Buffer.from(
   "hex",
 );
 
+/**
+ * Repositories with a setup step: `acme/bootstrap` "installs" for a while
+ * (SETUP_SECONDS, default 1) into node_modules and a cache directory, noting
+ * cache hits; `acme/broken` fails its setup.
+ */
+const SETUP_SCRIPTS: Record<string, string> = {
+  "acme/bootstrap": [
+    "#!/usr/bin/env bash",
+    "set -eu",
+    'echo "installing dependencies"',
+    'mkdir -p node_modules',
+    'if [ -n "${SORTIE_CACHE_DIR:-}" ] && [ -f "$SORTIE_CACHE_DIR/deps.tgz" ]; then',
+    '  echo "cache hit"',
+    '  tar -xzf "$SORTIE_CACHE_DIR/deps.tgz" -C node_modules',
+    "else",
+    '  sleep "${SETUP_SECONDS:-1}"',
+    '  echo "built at $(date +%s)" > node_modules/.built',
+    '  if [ -n "${SORTIE_CACHE_DIR:-}" ]; then tar -czf "$SORTIE_CACHE_DIR/deps.tgz" -C node_modules .; fi',
+    "fi",
+    'echo "setup done"',
+    "",
+  ].join("\n"),
+  "acme/broken": ["#!/usr/bin/env bash", 'echo "resolving packages"', 'echo "npm ERR! 404 left-pad not found" >&2', "exit 3", ""].join("\n"),
+};
+
 /** Creates `<root>/<owner>/<name>.git` with a README, a source file and a binary file; returns the clone URL base. */
 export function createFixtureRepos(root = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-git-")), slugs = ["acme/widgets"]): string {
   for (const slug of slugs) {
@@ -33,6 +58,12 @@ export function createFixtureRepos(root = fs.mkdtempSync(path.join(os.tmpdir(), 
     fs.mkdirSync(path.join(work, "src"));
     fs.writeFileSync(path.join(work, "src", "widget.js"), "export const widget = () => 'widget';\n");
     fs.writeFileSync(path.join(work, "logo.png"), PNG_BYTES);
+    const setup = SETUP_SCRIPTS[slug];
+    if (setup) {
+      fs.mkdirSync(path.join(work, ".sortie"));
+      fs.writeFileSync(path.join(work, ".sortie", "setup.sh"), setup, { mode: 0o755 });
+      fs.writeFileSync(path.join(work, "package-lock.json"), `{"name":"${slug}","lockfileVersion":3}\n`);
+    }
     git("add", "-A");
     git("commit", "-q", "-m", "initial");
     git("checkout", "-q", "-b", "develop");

@@ -17,7 +17,7 @@ export const SLACK_BOT_TOKEN = "xoxb-test-bot-token";
 export default async function setup(project: TestProject) {
   const model = await startAnthropicStandin();
   const host = await startLocalSandboxHost({ token: LOCAL_SANDBOX_TOKEN });
-  const gitBaseUrl = createFixtureRepos();
+  const gitBaseUrl = createFixtureRepos(undefined, ["acme/widgets", "acme/bootstrap", "acme/broken"]);
   const slack = await startSlackStandin({ botToken: SLACK_BOT_TOKEN });
   const github = await startGitHubForTests();
   project.provide("githubApiUrl", github.url);

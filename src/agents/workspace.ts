@@ -1,0 +1,99 @@
+/**
+ * Preparing a run's workspace: a clone and the setup step, done once and
+ * shared. The first run of a task clones, sets up and snapshots; the task's
+ * other runs restore that snapshot instead of repeating the work; later tasks
+ * on the same repository, branch and base commit restore a warm snapshot.
+ */
+import { cacheEnv, lockfileHash, runSetup } from "../runners/setup.ts";
+import type { Sandbox } from "../sandbox/port.ts";
+import type { TaskSpec } from "../schema.ts";
+
+export interface WarmSnapshots {
+  findWarm(key: string): Promise<string | null>;
+  /** Records a warm snapshot; returns the ids of older ones it displaced, to drop. */
+  putWarm(key: string, snapshotId: string): Promise<string[]>;
+}
+
+export interface WorkspaceContext {
+  sandbox: Sandbox;
+  spec: TaskSpec;
+  repoDir: string;
+  warm: WarmSnapshots;
+  /** The task's own snapshot: the first run to get here makes it, the others wait for it. */
+  shared: { snapshot?: Promise<string | null> };
+  signal: AbortSignal;
+  setPhase(phase: "cloning" | "setup"): void;
+  record(type: string, data: Record<string, unknown>): void;
+  dropSnapshot(snapshotId: string): Promise<void>;
+}
+
+export type WorkspaceSource = "clone" | "snapshot" | "warm";
+
+export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit: string; source: WorkspaceSource }> {
+  const { sandbox, spec, repoDir } = ctx;
+  const head = await remoteHead(sandbox, spec);
+  const key = head ? `${spec.repo}@${spec.branch ?? "HEAD"}@${head}#${shortHash(spec.setup ?? "")}` : null;
+
+  if (key) {
+    const warm = await ctx.warm.findWarm(key);
+    if (warm && (await tryRestore(ctx, warm, head!))) return { commit: head!, source: "warm" };
+  }
+  if (ctx.shared.snapshot) {
+    const snapshot = await ctx.shared.snapshot;
+    if (snapshot && head && (await tryRestore(ctx, snapshot, head))) return { commit: head, source: "snapshot" };
+  }
+
+  let made!: (snapshot: string | null) => void;
+  ctx.shared.snapshot ??= new Promise((resolve) => (made = resolve));
+  const mine = made !== undefined;
+  try {
+    ctx.setPhase("cloning");
+    const { commit } = await sandbox.checkout(spec.cloneUrl, { dir: repoDir, branch: spec.branch });
+    ctx.record("run.cloned", { commit });
+    const cache = await sandbox.cacheDir(`${spec.repo.replace("/", "--")}-${await lockfileHash(sandbox, repoDir)}`);
+    const started = Date.now();
+    const ran = await runSetup(
+      sandbox,
+      { repoDir, command: spec.setup, env: cache ? cacheEnv(cache) : {}, signal: ctx.signal },
+      (stream, text) => ctx.record("log", { stream, text, phase: "setup" }),
+      () => ctx.setPhase("setup"),
+    );
+    if (ran) ctx.record("run.setup", { durationMs: Date.now() - started, cache: cache !== null });
+    const snapshot = await sandbox.snapshot(repoDir);
+    if (snapshot && key && commit === head) {
+      for (const displaced of await ctx.warm.putWarm(key, snapshot)) await ctx.dropSnapshot(displaced);
+    }
+    if (mine) made(snapshot);
+    return { commit, source: "clone" };
+  } catch (error) {
+    if (mine) made(null);
+    throw error;
+  }
+}
+
+/** The commit the branch (or the default branch) points at, asked of the remote without cloning; null if unknown. */
+async function remoteHead(sandbox: Sandbox, spec: TaskSpec): Promise<string | null> {
+  const result = await sandbox.exec('git ls-remote -- "$SORTIE_REPO_URL" "${SORTIE_BRANCH:-HEAD}"', {
+    env: { SORTIE_REPO_URL: spec.cloneUrl, SORTIE_BRANCH: spec.branch ? `refs/heads/${spec.branch}` : "" },
+    timeoutMs: 60_000,
+  });
+  return result.exitCode === 0 ? (/^([0-9a-f]{40})\s/m.exec(result.stdout)?.[1] ?? null) : null;
+}
+
+async function tryRestore(ctx: WorkspaceContext, snapshot: string, head: string): Promise<boolean> {
+  try {
+    await ctx.sandbox.restore(snapshot, ctx.repoDir);
+    const check = await ctx.sandbox.exec('git -C "$SORTIE_REPO" rev-parse HEAD', { env: { SORTIE_REPO: ctx.repoDir } });
+    if (check.stdout.trim() !== head) return false;
+    return true;
+  } catch (error) {
+    ctx.record("run.snapshot_missed", { snapshot, message: error instanceof Error ? error.message : String(error) });
+    return false;
+  }
+}
+
+function shortHash(text: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return hash.toString(36);
+}
