@@ -72,42 +72,26 @@ taskRoutes.get("/:id", async (c) => {
 });
 
 taskRoutes.post("/:id/cancel", async (c) => {
-  const id = c.req.param("id");
-  await requireKnownTask(c.env, id);
-  const agent = await getAgentByName(c.env.TaskAgent, id);
-  const outcome = await agent.cancel(c.var.caller.name);
-  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
-  return c.json(await present(c.req.url, c.env, outcome.task));
+  const outcome = await (await knownAgent(c.env, c.req.param("id"))).cancel(c.var.caller.name);
+  return c.json(await present(c.req.url, c.env, accepted(outcome)));
 });
 
 taskRoutes.post("/:id/messages", async (c) => {
-  const id = c.req.param("id");
-  await requireKnownTask(c.env, id);
+  const agent = await knownAgent(c.env, c.req.param("id"));
   const { text, run } = await jsonBody(c, FollowUpBody);
-  const agent = await getAgentByName(c.env.TaskAgent, id);
-  const outcome = await agent.message(text, run, c.var.caller.name);
-  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
-  return c.json(await present(c.req.url, c.env, outcome.task), 202);
+  return c.json(await present(c.req.url, c.env, accepted(await agent.message(text, run, c.var.caller.name))), 202);
 });
 
 taskRoutes.post("/:id/publish", async (c) => {
-  const id = c.req.param("id");
-  await requireKnownTask(c.env, id);
+  const agent = await knownAgent(c.env, c.req.param("id"));
   const { run, output } = await jsonBody(c, PublishBody);
-  const agent = await getAgentByName(c.env.TaskAgent, id);
-  const outcome = await agent.publish(run, output, c.var.caller.name);
-  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
-  return c.json(await present(c.req.url, c.env, outcome.task), 202);
+  return c.json(await present(c.req.url, c.env, accepted(await agent.publish(run, output, c.var.caller.name))), 202);
 });
 
 taskRoutes.post("/:id/winner", async (c) => {
-  const id = c.req.param("id");
-  await requireKnownTask(c.env, id);
+  const agent = await knownAgent(c.env, c.req.param("id"));
   const { run } = await jsonBody(c, PickWinnerBody);
-  const agent = await getAgentByName(c.env.TaskAgent, id);
-  const outcome = await agent.pickWinner(run, c.var.caller.name);
-  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
-  return c.json(await present(c.req.url, c.env, outcome.task));
+  return c.json(await present(c.req.url, c.env, accepted(await agent.pickWinner(run, c.var.caller.name))));
 });
 
 taskRoutes.get("/:id/runs/:n/diff", async (c) => {
@@ -152,6 +136,18 @@ taskRoutes.get("/:id/events", async (c) => {
   });
   return new Response(body, { headers: { "content-type": "application/x-ndjson; charset=utf-8" } });
 });
+
+/** The agent of a task that exists (404 otherwise). */
+async function knownAgent(env: Cloudflare.Env, id: string) {
+  await requireKnownTask(env, id);
+  return getAgentByName(env.TaskAgent, id);
+}
+
+/** An agent's answer to an action: the task, or its refusal as the API's error. */
+function accepted(outcome: { task: TaskState } | { refused: { code: string; message: string; status: 400 | 409 } }): TaskState {
+  if ("refused" in outcome) throw new SortieError(outcome.refused.code, outcome.refused.message, outcome.refused.status);
+  return outcome.task;
+}
 
 async function requireKnownTask(env: Cloudflare.Env, id: string): Promise<void> {
   const found = isTaskId(id) ? await env.DB.prepare("SELECT 1 AS found FROM tasks WHERE id = ?").bind(id).first() : null;
