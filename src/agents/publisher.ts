@@ -41,14 +41,14 @@ export async function publishRun(ctx: PublishContext): Promise<Pick<Publication,
   const minted = needsToken ? await mintPushToken(env, spec.repo) : null;
   if (minted) ctx.addSecret(minted.token);
   ctx.onStep("token_minted", minted ? { kind: minted.kind, expiresAt: minted.expiresAt } : { kind: "none" });
-  const { commit } = await pushBranch(sandbox, {
-    repoUrl: spec.cloneUrl,
-    baseBranch: spec.branch,
-    branch: publication.branch,
-    patchPath,
-    messagePath,
-    token: /^https?:/.test(spec.cloneUrl) ? (minted?.token ?? null) : null,
-  });
+  // The token is lent to the publisher's git for this push alone; on Cloudflare it never enters the container.
+  const access = minted && /^https?:/.test(spec.cloneUrl) ? await sandbox.grantGitAccess(spec.cloneUrl, minted.token) : null;
+  let commit: string;
+  try {
+    ({ commit } = await pushBranch(sandbox, { repoUrl: spec.cloneUrl, baseBranch: spec.branch, branch: publication.branch, patchPath, messagePath, gitEnv: access?.env ?? {} }));
+  } finally {
+    await access?.revoke();
+  }
   ctx.onStep("pushed", { branch: publication.branch, commit });
   if (publication.output === "branch" || !minted) return { commit, pullRequest: null };
   const base = spec.branch ?? (await defaultBranch(env, minted.token, spec.repo));

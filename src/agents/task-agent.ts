@@ -929,11 +929,12 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
+  /** What the agent command gets: on Cloudflare a placeholder key (the Worker adds the real one on egress), locally the key itself. */
   private agentCredentials(): Record<string, string> {
-    const credentials: Record<string, string> = {};
-    if (this.env.ANTHROPIC_API_KEY) credentials.ANTHROPIC_API_KEY = this.env.ANTHROPIC_API_KEY;
-    if (this.env.ANTHROPIC_BASE_URL) credentials.ANTHROPIC_BASE_URL = this.env.ANTHROPIC_BASE_URL;
-    return credentials;
+    return sandboxPortFor(this.env, this.config).credentialsForAgent({
+      ANTHROPIC_API_KEY: this.env.ANTHROPIC_API_KEY,
+      ANTHROPIC_BASE_URL: this.env.ANTHROPIC_BASE_URL,
+    });
   }
 
   private redact(data: Record<string, unknown>): Record<string, unknown> {

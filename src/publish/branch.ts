@@ -25,18 +25,8 @@ export interface PushRequest {
   /** Where the patch and the commit message lie in the publisher sandbox. */
   patchPath: string;
   messagePath: string;
-  /** A token allowed to push, or null when the remote needs none (a local bare repo in tests). */
-  token: string | null;
-}
-
-/** Git's own config, in environment variables: an Authorization header for https remotes. */
-export function gitAuthEnv(token: string | null): Record<string, string> {
-  if (!token) return {};
-  return {
-    GIT_CONFIG_COUNT: "1",
-    GIT_CONFIG_KEY_0: "http.extraHeader",
-    GIT_CONFIG_VALUE_0: `Authorization: Basic ${btoa(`x-access-token:${token}`)}`,
-  };
+  /** Git configuration that lets this push authenticate (from `Sandbox.grantGitAccess`); empty when the remote needs none. */
+  gitEnv: Record<string, string>;
 }
 
 export async function pushBranch(sandbox: Sandbox, request: PushRequest): Promise<{ commit: string }> {
@@ -51,7 +41,7 @@ export async function pushBranch(sandbox: Sandbox, request: PushRequest): Promis
       SORTIE_AUTHOR_NAME: "Sortie",
       SORTIE_AUTHOR_EMAIL: "sortie@users.noreply.github.com",
       GIT_TERMINAL_PROMPT: "0",
-      ...gitAuthEnv(request.token),
+      ...request.gitEnv,
     },
     timeoutMs: 5 * 60_000,
   });

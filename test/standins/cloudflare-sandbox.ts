@@ -134,6 +134,14 @@ export class RecordingSandboxSdk implements SandboxSdkClient {
     return { success: true, repoUrl, branch: options?.branch ?? "main", targetDir: options?.targetDir ?? "/workspace/repo", timestamp: now() };
   }
 
+  async setOutboundByHost(hostname: string, methodName: string, params: { token: string }): Promise<void> {
+    this.record("setOutboundByHost", [hostname, methodName, params]);
+  }
+
+  async removeOutboundByHost(hostname: string): Promise<void> {
+    this.record("removeOutboundByHost", [hostname]);
+  }
+
   async destroy(): Promise<void> {
     this.record("destroy", []);
   }

@@ -1,0 +1,145 @@
+/**
+ * What a Cloudflare sandbox may reach, and which credentials the Worker adds on
+ * the way out. Every HTTP and HTTPS request the container makes is handed to
+ * the Worker (`SortieSandbox` in sortie-sandbox.ts) and decided here: the model
+ * API gets the real key, the git host gets a push token only while a publisher
+ * holds a grant, the configured package registries pass unchanged, and
+ * anything else is refused. The container itself only ever holds a placeholder.
+ */
+import type { OutboundHandler } from "@cloudflare/containers";
+
+/** The key the agent sees: enough for Claude Code to send `x-api-key`, worthless if it leaks. */
+export const AGENT_API_KEY_PLACEHOLDER = "sk-ant-placeholder-sortie";
+
+/** Package registries a sandbox reaches when SANDBOX_EGRESS_ALLOW is unset. */
+export const DEFAULT_EGRESS_ALLOW = ["registry.npmjs.org", "pypi.org", "files.pythonhosted.org"] as const;
+
+/** The name `SortieSandbox.outboundHandlers` registers `gitPushEgress` under. */
+export const GIT_PUSH_HANDLER = "gitPush";
+
+const ANTHROPIC_API = "https://api.anthropic.com";
+
+/** Git's smart HTTP endpoints: the only paths a push token is added to. */
+const GIT_SMART_HTTP = /\/(?:info\/refs|git-upload-pack|git-receive-pack)$/;
+
+/** The vars a policy is read from. */
+export type EgressEnv = Pick<Cloudflare.Env, "ANTHROPIC_BASE_URL" | "GIT_BASE_URL" | "SANDBOX_EGRESS_ALLOW">;
+
+export interface EgressPolicy {
+  /** The Messages API host, the only one that gets the model key; null when ANTHROPIC_BASE_URL is unreadable. */
+  modelHost: string | null;
+  /** The host repositories are cloned from and pushed to; null for a `file://` base. */
+  gitHost: string | null;
+  /** Further hosts, reached unchanged: exact names, or `*.suffix` for any subdomain of suffix. */
+  allow: string[];
+}
+
+/** What the Worker may add on the way out. */
+export interface EgressSecrets {
+  modelApiKey?: string;
+  /** Present only while a publisher holds a git grant on this sandbox. */
+  gitToken?: string;
+}
+
+export type EgressDecision = { allow: true; request: Request } | { allow: false; status: number; reason: string };
+
+/** The policy the Worker's vars describe. */
+export function egressPolicyFor(env: EgressEnv): EgressPolicy {
+  const listed = (env.SANDBOX_EGRESS_ALLOW ?? "").split(",").map(normalizeHost).filter(Boolean);
+  return {
+    modelHost: hostOf(env.ANTHROPIC_BASE_URL || ANTHROPIC_API),
+    gitHost: hostOf(env.GIT_BASE_URL || "https://github.com"),
+    allow: listed.length > 0 ? listed : [...DEFAULT_EGRESS_ALLOW],
+  };
+}
+
+/**
+ * Decides one outgoing request: the request to send on (with the Worker's
+ * credential in it where one belongs), or why it is refused. Every forwarded
+ * request leaves with `redirect: "manual"`, so a redirect goes back to the
+ * container and its next hop is decided here again, without the credential.
+ */
+export function decideEgress(request: Request, policy: EgressPolicy, secrets: EgressSecrets): EgressDecision {
+  const url = new URL(request.url);
+  const host = normalizeHost(url.hostname);
+  if (host === policy.modelHost) {
+    if (url.protocol !== "https:") return refuse(403, `${host} is reached over https only, so the model key never travels in clear`);
+    const key = secrets.modelApiKey;
+    if (!key) return refuse(503, "ANTHROPIC_API_KEY is not set on the Worker");
+    return forward(request, (headers) => {
+      headers.set("x-api-key", key);
+      headers.delete("authorization");
+    });
+  }
+  if (host === policy.gitHost) {
+    const token = secrets.gitToken;
+    if (!token || url.protocol !== "https:" || !GIT_SMART_HTTP.test(url.pathname)) return forward(request);
+    return forward(request, (headers) => headers.set("authorization", gitBasicAuth(token)));
+  }
+  if (policy.allow.some((pattern) => hostMatches(pattern, host))) return forward(request);
+  return refuse(403, `${host} is not on this sandbox's egress allowlist (SANDBOX_EGRESS_ALLOW)`);
+}
+
+/**
+ * Sends an allowed request on, or answers the refusal. A network failure is
+ * answered with 502 and its message, with every credential scrubbed from it.
+ */
+export async function sendEgress(request: Request, policy: EgressPolicy, secrets: EgressSecrets, fetcher: typeof fetch = fetch): Promise<Response> {
+  const decision = decideEgress(request, policy, secrets);
+  if (!decision.allow) {
+    console.warn(JSON.stringify({ event: "sandbox.egress_refused", status: decision.status, reason: decision.reason }));
+    return new Response(`sortie egress: ${decision.reason}\n`, { status: decision.status, headers: { "content-type": "text/plain", "x-sortie-egress": "refused" } });
+  }
+  try {
+    return await fetcher(decision.request);
+  } catch (error) {
+    const message = scrub(error instanceof Error ? error.message : String(error), secrets);
+    return new Response(`sortie egress: ${new URL(request.url).host} failed: ${message}\n`, { status: 502, headers: { "content-type": "text/plain" } });
+  }
+}
+
+/** The catch-all for every request a sandbox makes: the policy from the Worker's vars, the model key from its secrets. */
+export const sandboxEgress: OutboundHandler<Cloudflare.Env> = (request, env) =>
+  sendEgress(request, egressPolicyFor(env), { modelApiKey: env.ANTHROPIC_API_KEY });
+
+/** The git host while a publisher holds a grant: the same policy, and the grant's token on git's endpoints. */
+export const gitPushEgress: OutboundHandler<Cloudflare.Env, { token: string }> = (request, env, ctx) =>
+  sendEgress(request, egressPolicyFor(env), { gitToken: ctx.params.token });
+
+/** How git sends a GitHub token over https (any user name works; `x-access-token` is GitHub's). */
+export function gitBasicAuth(token: string): string {
+  return `Basic ${btoa(`x-access-token:${token}`)}`;
+}
+
+function forward(request: Request, edit?: (headers: Headers) => void): EgressDecision {
+  const headers = new Headers(request.headers);
+  edit?.(headers);
+  return { allow: true, request: new Request(request, { headers, redirect: "manual" }) };
+}
+
+function refuse(status: number, reason: string): EgressDecision {
+  return { allow: false, status, reason };
+}
+
+/** `*.example.com` matches any subdomain of example.com (not example.com itself); anything else matches exactly. */
+function hostMatches(pattern: string, host: string): boolean {
+  return pattern.startsWith("*.") ? host.endsWith(pattern.slice(1)) : host === pattern;
+}
+
+function hostOf(url: string): string | null {
+  try {
+    return normalizeHost(new URL(url).hostname) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Lower case, no trailing dot: how the container's request and the configuration are compared. */
+function normalizeHost(host: string): string {
+  return host.trim().toLowerCase().replace(/\.+$/, "");
+}
+
+function scrub(text: string, secrets: EgressSecrets): string {
+  const values = [secrets.modelApiKey, secrets.gitToken, secrets.gitToken && gitBasicAuth(secrets.gitToken).slice("Basic ".length)];
+  return values.reduce<string>((out, value) => (value ? out.split(value).join("[REDACTED]") : out), text);
+}
