@@ -54,4 +54,14 @@ export class DiffStore {
     const rows = this.sql.exec<{ data: ArrayBuffer }>("SELECT data FROM sortie_diff_chunks WHERE run = ? AND idx = ?", run, index).toArray();
     return rows[0] ? new Uint8Array(rows[0].data) : null;
   }
+
+  /** The text of a run's diff, cut to `limit` characters. */
+  text(run: number, limit: number): string {
+    const decoder = new TextDecoder();
+    let text = "";
+    for (let i = 0; i < this.chunkCount(run) && text.length < limit; i++) {
+      text += decoder.decode(this.chunk(run, i)!, { stream: true });
+    }
+    return text.length > limit ? `${text.slice(0, limit)}\n[diff cut at ${limit} characters]\n` : text;
+  }
 }

@@ -1,7 +1,15 @@
 /**
  * The judge: a reviewer that sees only the task's prompt and the candidate
  * diffs (never a run's sandbox, never a credential to push) and names the best.
+ * It is queued once every run has ended, and works in a sandbox of its own.
  */
+import type { ClaudeTurnResult } from "../runners/claude-code.ts";
+import type { Sandbox } from "../sandbox/port.ts";
+import { isTerminal, type EventInput, type JudgeView, type TaskState, type TaskStatus } from "../schema.ts";
+import type { DiffStore } from "./diff-store.ts";
+import { fleetOf } from "./fleet.ts";
+import type { AgentTurn } from "./run.ts";
+import { classify, progressKey } from "./task-state.ts";
 
 /** A marker the judge prompt carries, so tools and stand-ins can tell a judging turn from a coding one. */
 export const JUDGE_MARKER = "[sortie judge]";
@@ -65,4 +73,78 @@ export function parseVerdict(text: string, runs: number[]): Verdict | null {
     ranking: order.length ? [...new Set(order)] : [winner],
     reasons: typeof reasons === "string" ? reasons.slice(0, 2000) : Array.isArray(reasons) ? reasons.map(String).join(" ").slice(0, 2000) : "",
   };
+}
+
+/** What judging borrows from its task agent. */
+export interface JudgeContext {
+  env: Cloudflare.Env;
+  kv: SyncKvStorage;
+  diffs(): DiffStore;
+  task(): TaskState;
+  setTask(task: TaskState): void;
+  record(input: EventInput): void;
+  openSandbox(slot: number): Promise<Sandbox>;
+  destroySandbox(slot: number, open?: Sandbox): Promise<void>;
+  runTurn(slot: number, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal): Promise<ClaudeTurnResult>;
+  /** Ends the task if every run and the judge have ended. */
+  finishTaskIfDone(): Promise<void>;
+}
+
+/** After a run ended `ended`: once every run has, the judge is queued with the candidates, or fails for want of any. */
+export async function queueJudgeIfDue(ctx: JudgeContext, ended: TaskStatus): Promise<void> {
+  const task = ctx.task();
+  const judgeWaits = task.judge?.status === "queued" && ended !== "cancelled" && ended !== "timed_out";
+  if (!judgeWaits || !task.runs.every((r) => isTerminal(r.status))) return;
+  const candidates = task.runs.filter((r) => r.status === "succeeded" && r.diff);
+  if (candidates.length === 0) {
+    await endJudge(ctx, { ...task.judge!, status: "failed", error: { code: "no_candidates", message: "no run produced a diff to judge" } });
+  } else {
+    ctx.record({ run: null, type: "judge.queued", data: { candidates: candidates.map((r) => r.index) } });
+    const fleet = await fleetOf(ctx.env);
+    await fleet.enqueue(task.id, [JUDGE_SLOT], task.createdBy);
+  }
+}
+
+/** The reviewer: a fresh sandbox holding only the candidate diffs, and Claude Code asked to rank them. */
+export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promise<void> {
+  const task = ctx.task();
+  const judge = task.judge!;
+  ctx.setTask({ ...task, judge: { ...judge, status: "running" } });
+  ctx.record({ run: null, type: "judge.status", data: { status: "running" } });
+  let sandbox: Sandbox | undefined;
+  try {
+    sandbox = await ctx.openSandbox(JUDGE_SLOT);
+    const dir = `${sandbox.workdir}/candidates`;
+    const candidates: Candidate[] = [];
+    for (const run of task.runs) {
+      if (run.status !== "succeeded" || !run.diff) continue;
+      const file = `run-${run.index}.diff`;
+      await sandbox.writeFile(`${dir}/${file}`, ctx.diffs().text(run.index, JUDGE_DIFF_CHARS));
+      candidates.push({ run: run.index, file, files: run.diff.files, additions: run.diff.additions, deletions: run.diff.deletions });
+    }
+    const turn = await ctx.runTurn(JUDGE_SLOT, sandbox, { prompt: judgePrompt(task.prompt, candidates), cwd: dir, model: task.model, maxTurns: 20 }, signal);
+    if (signal.aborted) return;
+    const costUsd = turn.final?.costUsd ?? 0;
+    const verdict = turn.final ? parseVerdict(turn.final.text, candidates.map((c) => c.run)) : null;
+    if (!verdict) {
+      await endJudge(ctx, { ...judge, status: "failed", costUsd, error: { code: "no_verdict", message: `the reviewer gave no valid verdict: ${(turn.final?.text ?? `exit ${turn.exitCode}`).slice(0, 300)}` } });
+      return;
+    }
+    await endJudge(ctx, { status: "succeeded", winner: verdict.winner, ranking: verdict.ranking, reasons: verdict.reasons, costUsd, error: null });
+  } catch (error) {
+    if (!signal.aborted) await endJudge(ctx, { ...judge, status: "failed", error: classify(error) });
+  } finally {
+    ctx.kv.delete(progressKey(JUDGE_SLOT));
+    if (!signal.aborted) await ctx.destroySandbox(JUDGE_SLOT, sandbox);
+  }
+}
+
+/** Records the judge's outcome; its winner becomes the task's unless one was picked already. */
+export async function endJudge(ctx: JudgeContext, judge: JudgeView): Promise<void> {
+  const task = ctx.task();
+  if (!task.judge || isTerminal(task.judge.status)) return;
+  const winner = judge.winner !== null && !task.winner ? { run: judge.winner, by: "judge", at: Date.now() } : task.winner;
+  ctx.setTask({ ...task, judge, winner });
+  ctx.record({ run: null, type: "judge.status", data: { status: judge.status, winner: judge.winner, ranking: judge.ranking, reasons: judge.reasons, ...(judge.error ? { error: judge.error } : {}) } });
+  await ctx.finishTaskIfDone();
 }

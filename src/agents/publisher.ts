@@ -4,10 +4,15 @@
  * the push, then the pull request. The agent's own sandbox is never involved,
  * so the agent never holds a token that can write.
  */
+import { SortieError, messageOf } from "../errors.ts";
 import { pushBranch } from "../publish/branch.ts";
 import { defaultBranch, mintPushToken, openPullRequest, pullRequestText } from "../publish/github.ts";
+import { secretFilesIn } from "../publish/secret-files.ts";
+import { taskLinks } from "../publish/slack.ts";
 import type { Sandbox } from "../sandbox/port.ts";
-import type { Publication, TaskSpec, TaskState } from "../schema.ts";
+import { isTerminal, type EventInput, type Publication, type TaskSpec, type TaskState } from "../schema.ts";
+import type { DiffStore } from "./diff-store.ts";
+import { summaryKey, type Refusal } from "./task-state.ts";
 
 /** The fleet slot a task's publisher occupies. */
 export const PUBLISH_SLOT = 2000;
@@ -26,6 +31,104 @@ export interface PublishContext {
   /** Called with each secret before anything that could echo it is recorded. */
   addSecret(secret: string): void;
   onStep(step: string, data?: Record<string, unknown>): void;
+}
+
+/** What driving a publication borrows from its task agent. */
+export interface PublicationContext {
+  env: Cloudflare.Env;
+  kv: SyncKvStorage;
+  diffs(): DiffStore;
+  task(): TaskState;
+  setTask(task: TaskState): void;
+  spec(): TaskSpec;
+  record(input: EventInput): void;
+  redact(data: Record<string, unknown>): Record<string, unknown>;
+  /** Redacts `secret` from everything recorded from now on. */
+  addSecret(secret: string): void;
+  openSandbox(slot: number): Promise<Sandbox>;
+  destroySandbox(slot: number, open?: Sandbox): Promise<void>;
+  /** The public origin for the task's links. */
+  origin(): string;
+  /** Brings the task's D1 index row up to date. */
+  index(): Promise<void>;
+}
+
+/**
+ * The publication asked for: of `run`, else the winner, else the first run
+ * that succeeded. Refused for a run without changes, while a publication is
+ * under way, or when the diff adds files that look like secrets and the task
+ * did not allow them.
+ */
+export function publicationFor(
+  ctx: Pick<PublicationContext, "diffs" | "spec">,
+  task: TaskState,
+  run: number | undefined,
+  output: Publication["output"] | undefined,
+  by: string,
+): Publication | Refusal {
+  const index = run ?? task.winner?.run ?? task.runs.find((r) => r.status === "succeeded" && r.diff)?.index;
+  const chosen = index === undefined ? undefined : task.runs[index];
+  if (index === undefined || !chosen) return { refused: { code: "invalid_run", message: "name a run: no winner is picked and no run succeeded", status: 400 } };
+  if (chosen.status !== "succeeded" || !chosen.diff || chosen.diff.files === 0) {
+    return { refused: { code: "nothing_to_publish", message: `run ${index} is ${chosen.status} with ${chosen.diff?.files ?? 0} changed files; only a succeeded run with changes can be published`, status: 409 } };
+  }
+  if (task.publication && !isTerminal(task.publication.status)) return { refused: { code: "publishing", message: "a publication of this task is under way", status: 409 } };
+  const secrets = secretFilesIn(ctx.diffs().text(index, Number.POSITIVE_INFINITY));
+  if (secrets.length > 0 && !ctx.spec().allowSecretFiles) {
+    return { refused: { code: "secret_files", message: `run ${index} adds files that look like secrets (${secrets.join(", ")}); the task must allow them to publish`, status: 409 } };
+  }
+  return {
+    status: "queued",
+    output: output ?? (task.output === "diff" ? "pr" : task.output),
+    run: index,
+    branch: chosen.branch,
+    commit: null,
+    pullRequest: null,
+    by,
+    error: null,
+  };
+}
+
+/** Carries out the task's queued publication in a publisher sandbox of its own. */
+export async function drivePublish(ctx: PublicationContext): Promise<void> {
+  const task = ctx.task();
+  const publication = task.publication!;
+  ctx.setTask({ ...task, publication: { ...publication, status: "running" } });
+  ctx.record({ run: publication.run, type: "publish.status", data: { status: "running" } });
+  let sandbox: Sandbox | undefined;
+  try {
+    sandbox = await ctx.openSandbox(PUBLISH_SLOT);
+    const made = await publishRun({
+      env: ctx.env,
+      spec: ctx.spec(),
+      task,
+      publication,
+      sandbox,
+      patch: ctx.diffs().text(publication.run, Number.POSITIVE_INFINITY),
+      summary: ctx.kv.get<string>(summaryKey(publication.run)) ?? "",
+      viewerUrl: taskLinks(ctx.origin(), task.id).viewer,
+      addSecret: (secret) => ctx.addSecret(secret),
+      onStep: (step, data) => ctx.record({ run: publication.run, type: `publish.${step}`, data: data ?? {} }),
+    });
+    await endPublication(ctx, { status: "succeeded", ...made, error: null });
+  } catch (error) {
+    await endPublication(ctx, { status: "failed", error: { code: error instanceof SortieError ? error.code : "publish_failed", message: ctx.redact({ m: messageOf(error) }).m as string } });
+  } finally {
+    await ctx.destroySandbox(PUBLISH_SLOT, sandbox);
+  }
+}
+
+export async function endPublication(ctx: PublicationContext, patch: Partial<Publication> & Pick<Publication, "status" | "error">): Promise<void> {
+  const task = ctx.task();
+  if (!task.publication) return;
+  const publication = { ...task.publication, ...patch };
+  ctx.setTask({ ...task, publication });
+  ctx.record({
+    run: publication.run,
+    type: "publish.status",
+    data: { status: publication.status, commit: publication.commit, pullRequest: publication.pullRequest, ...(publication.error ? { error: publication.error } : {}) },
+  });
+  await ctx.index();
 }
 
 /** Pushes the branch and, for `pr`/`draft-pr`, opens the pull request; returns what was made. */

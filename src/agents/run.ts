@@ -1,0 +1,233 @@
+/**
+ * Driving one run: a sandbox provisioned with the repository, the agent's
+ * first turn and then the follow-ups that came while it ran, and the diff.
+ * Every agent turn (the judge's too) goes through `runTurn`, which keeps
+ * where the process stands for re-attaching and counts its spending against
+ * the task's budget.
+ */
+import { LIMITS, type SortieConfig } from "../config.ts";
+import { takeDiff } from "../publish/diff.ts";
+import { secretFilesIn } from "../publish/secret-files.ts";
+import { runClaudeTurn, type AgentEvent, type ClaudeTurnResult } from "../runners/claude-code.ts";
+import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
+import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
+import { isTerminal, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
+import type { DiffStore } from "./diff-store.ts";
+import { fleetOf } from "./fleet.ts";
+import { JUDGE_SLOT } from "./judge.ts";
+import { backoffMs, isRetryable } from "./retry.ts";
+import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
+import { prepareWorkspace } from "./workspace.ts";
+
+/** One turn of the agent: a prompt, or a follow-up continuing `resumeSessionId`. */
+export interface AgentTurn {
+  prompt: string;
+  cwd: string;
+  model: string | null;
+  maxTurns: number;
+  resumeSessionId?: string | null;
+}
+
+/** What a run borrows from its task agent. */
+export interface RunContext {
+  env: Cloudflare.Env;
+  kv: SyncKvStorage;
+  diffs(): DiffStore;
+  /** The task's workspace snapshot, shared by its runs (see workspace.ts). */
+  sharedWorkspace: { snapshot?: Promise<string | null> };
+  /** Estimated spending of each slot's current turn, until the CLI reports the real figure. */
+  turnEstimates: Map<number, number>;
+  config(): SortieConfig;
+  port(): SandboxPort;
+  task(): TaskState;
+  spec(): TaskSpec;
+  runOf(index: number): RunView;
+  patchRun(index: number, patch: Partial<RunView>): void;
+  setPhase(index: number, phase: RunPhase): void;
+  record(input: EventInput): void;
+  openSandbox(slot: number): Promise<Sandbox>;
+  destroySandbox(slot: number, open?: Sandbox): Promise<void>;
+  /** Stops what this instance drives in the slot. */
+  abort(slot: number): void;
+  finishRun(index: number, status: TaskStatus, error: ErrorInfo | null): Promise<void>;
+  /** Keeps a finished run's workspace for follow-ups, for `minutes`. */
+  keepWorkspace(index: number, minutes: number): Promise<void>;
+  /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
+  reopen(index: number): Promise<void>;
+}
+
+export async function driveRun(ctx: RunContext, index: number, signal: AbortSignal, resume?: RunProgress): Promise<void> {
+  const spec = ctx.spec();
+  const run = ctx.runOf(index);
+  // A run that already has a session was reopened by a follow-up message.
+  const followUp = !resume && run.sessionId !== null;
+  let sandbox: Sandbox | undefined;
+  let keep = false;
+  // The outcome is recorded after the sandbox is dealt with, so a run that reads as ended has no sandbox left behind.
+  let outcome: [TaskStatus, ErrorInfo | null] | null = null;
+  try {
+    if (resume || followUp) {
+      sandbox = await ctx.openSandbox(index);
+      ctx.setPhase(index, "agent");
+    } else {
+      sandbox = await provision(ctx, index, spec, signal);
+      if (!sandbox) return;
+      ctx.setPhase(index, "agent");
+    }
+    const repoDir = `${sandbox.workdir}/repo`;
+    const model = run.model ?? spec.model;
+    let turn: ClaudeTurnResult | null = null;
+    if (!followUp) {
+      const prompt = run.promptSuffix ? `${spec.prompt}\n\n${run.promptSuffix}` : spec.prompt;
+      turn = await runTurn(ctx, index, sandbox, { prompt, cwd: repoDir, model, maxTurns: spec.maxTurns, resumeSessionId: null }, signal, resume);
+    }
+    // Follow-ups queued while a turn ran are delivered, in order, once it ends.
+    for (;;) {
+      if (signal.aborted || ctx.runOf(index).status !== "running") return;
+      if (turn && (!turn.final || turn.final.isError)) break;
+      const next = takePending(ctx, index);
+      if (!next) break;
+      ctx.record({ run: index, type: "run.message_delivered", data: { text: next.text, by: next.by } });
+      turn = await runTurn(ctx, index, sandbox, { prompt: next.text, cwd: repoDir, model, maxTurns: spec.maxTurns, resumeSessionId: ctx.runOf(index).sessionId }, signal);
+    }
+    if (!turn) throw new Error("no turn ran");
+    if (signal.aborted || ctx.runOf(index).status !== "running") return;
+    if (!turn.final) {
+      outcome = ["failed", { code: "agent_no_result", message: `Claude Code exited ${turn.exitCode} without a result` }];
+      return;
+    }
+    ctx.patchRun(index, { sessionId: turn.sessionId ?? ctx.runOf(index).sessionId });
+    ctx.setPhase(index, "diffing");
+    const base = ctx.runOf(index).baseCommit;
+    if (!base) throw new Error("the run has no base commit to diff against");
+    const taken = await takeDiff(sandbox, repoDir, base, `${sandbox.workdir}/sortie.diff`);
+    const bytes = await ctx.diffs().write(index, await sandbox.readFile(taken.path));
+    const diff = { ...taken.stats, bytes };
+    const secretFiles = secretFilesIn(ctx.diffs().text(index, Number.POSITIVE_INFINITY));
+    ctx.patchRun(index, { diff, ...(secretFiles.length ? { secretFiles } : {}) });
+    ctx.record({ run: index, type: "run.diff", data: { ...diff, ...(secretFiles.length ? { secretFiles } : {}) } });
+    keep = spec.keepWorkspaceMinutes > 0;
+    if (turn.final.subtype === "error_max_turns") {
+      outcome = ["failed", { code: "budget", message: `the run used its ${spec.maxTurns} turns` }];
+    } else if (turn.final.isError || turn.exitCode !== 0) {
+      outcome = ["failed", { code: "agent_failed", message: turn.final.text || `Claude Code ended ${turn.final.subtype} (exit ${turn.exitCode})` }];
+    } else {
+      outcome = ["succeeded", null];
+    }
+  } catch (error) {
+    if (!signal.aborted && !isTerminal(ctx.runOf(index).status)) outcome = ["failed", classify(error)];
+  } finally {
+    ctx.kv.delete(progressKey(index));
+    const live = !signal.aborted && !isTerminal(ctx.runOf(index).status);
+    const lateMessages = outcome !== null && outcome[0] !== "cancelled" && ctx.runOf(index).pendingMessages > 0 && ctx.runOf(index).sessionId !== null;
+    if (live && outcome && (keep || lateMessages)) {
+      await ctx.finishRun(index, ...outcome);
+      // A message that came while the diff was being taken reopens the run at once.
+      await ctx.keepWorkspace(index, Math.max(spec.keepWorkspaceMinutes, 1));
+      if (lateMessages) await ctx.reopen(index);
+    } else if (live) {
+      await ctx.destroySandbox(index, sandbox);
+      if (outcome) await ctx.finishRun(index, ...outcome);
+    }
+  }
+}
+
+function takePending(ctx: RunContext, index: number): PendingMessage | null {
+  const pending = ctx.kv.get<PendingMessage[]>(pendingKey(index)) ?? [];
+  const [next, ...rest] = pending;
+  if (!next) return null;
+  if (rest.length) ctx.kv.put(pendingKey(index), rest);
+  else ctx.kv.delete(pendingKey(index));
+  ctx.patchRun(index, { pendingMessages: rest.length });
+  return next;
+}
+
+/**
+ * Opens the run's sandbox and clones the repo. A failure of the
+ * infrastructure (the sandbox did not start, the network cut the clone) is
+ * retried with backoff; a wrong repo or branch is not.
+ */
+async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal: AbortSignal): Promise<Sandbox | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    let sandbox: Sandbox | undefined;
+    try {
+      ctx.setPhase(index, "provisioning");
+      sandbox = await ctx.openSandbox(index);
+      if (signal.aborted) return undefined;
+      const fleet = await fleetOf(ctx.env);
+      const port = ctx.port();
+      const { commit, source } = await prepareWorkspace({
+        sandbox,
+        spec,
+        repoDir: `${sandbox.workdir}/repo`,
+        warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id) => fleet.putWarm(key, id) },
+        shared: ctx.sharedWorkspace,
+        signal,
+        setPhase: (phase) => ctx.setPhase(index, phase),
+        record: (type, data) => ctx.record({ run: index, type, data }),
+        dropSnapshot: (id) => port.dropSnapshot(id),
+      });
+      if (signal.aborted) return undefined;
+      ctx.patchRun(index, { baseCommit: commit, workspace: source });
+      if (source !== "clone") ctx.record({ run: index, type: "run.restored", data: { commit, source } });
+      return sandbox;
+    } catch (error) {
+      if (signal.aborted || !isRetryable(error) || attempt >= LIMITS.maxInfraRetries) throw error;
+      const failure = classify(error);
+      const delayMs = backoffMs(attempt, ctx.config().retryBaseMs);
+      ctx.patchRun(index, { attempts: [...ctx.runOf(index).attempts, { at: Date.now(), ...failure }] });
+      ctx.record({ run: index, type: "run.retry", data: { attempt: attempt + 1, of: LIMITS.maxInfraRetries, delayMs, error: failure } });
+      await ctx.destroySandbox(index, sandbox);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      if (signal.aborted) return undefined;
+    }
+  }
+}
+
+/** One agent turn in the slot's sandbox; `resume` re-attaches to a process started before a restart. */
+export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal, resume?: RunProgress): Promise<ClaudeTurnResult> {
+  // What the agent command gets: on Cloudflare a placeholder key (the Worker adds the real one on egress), locally the key itself.
+  const credentials = ctx.port().credentialsForAgent({ ANTHROPIC_API_KEY: ctx.env.ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL: ctx.env.ANTHROPIC_BASE_URL });
+  return runClaudeTurn(
+    sandbox,
+    { ...turn, credentials },
+    {
+      signal,
+      onEvent: (event) => onAgentEvent(ctx, slot, event),
+      onProcessStarted: (processId) => ctx.kv.put(progressKey(slot), { processId, offsets: { stdout: 0, stderr: 0 } } satisfies RunProgress),
+      onOutputConsumed: (offsets) => {
+        const progress = ctx.kv.get<RunProgress>(progressKey(slot));
+        if (progress) ctx.kv.put(progressKey(slot), { ...progress, offsets });
+      },
+    },
+    resume ? { processId: resume.processId, from: resume.offsets } : undefined,
+  );
+}
+
+function onAgentEvent(ctx: RunContext, slot: number, event: AgentEvent): void {
+  ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: slot === JUDGE_SLOT ? `judge.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
+  if (slot === JUDGE_SLOT) return;
+  const run = ctx.runOf(slot);
+  if (event.type === "agent.usage") {
+    const estimate = (ctx.turnEstimates.get(slot) ?? 0) + estimateCostUsd(event.data as unknown as Usage);
+    ctx.turnEstimates.set(slot, estimate);
+    ctx.patchRun(slot, { inputTokens: run.inputTokens + Number(event.data.inputTokens), outputTokens: run.outputTokens + Number(event.data.outputTokens) });
+    if (run.costUsd + estimate > ctx.task().maxCostUsd) void stopForBudget(ctx, slot, run.costUsd + estimate);
+  }
+  if (event.type === "agent.result") {
+    // The CLI's own figure replaces this turn's estimate; turns of follow-ups add up.
+    ctx.turnEstimates.delete(slot);
+    ctx.patchRun(slot, { costUsd: run.costUsd + (Number(event.data.costUsd) || 0), numTurns: (run.numTurns ?? 0) + (Number(event.data.numTurns) || 0) });
+    if (typeof event.data.sessionId === "string") ctx.patchRun(slot, { sessionId: event.data.sessionId });
+    ctx.kv.put(summaryKey(slot), String(event.data.text ?? ""));
+  }
+}
+
+/** The run's spending crossed the task's budget: stop its process and end it `failed`, reason `budget`. */
+async function stopForBudget(ctx: RunContext, slot: number, spent: number): Promise<void> {
+  if (isTerminal(ctx.runOf(slot).status)) return;
+  const limit = ctx.task().maxCostUsd;
+  ctx.abort(slot);
+  await ctx.finishRun(slot, "failed", { code: "budget", message: `the run spent about $${spent.toFixed(4)}, over its $${limit} budget` });
+  await ctx.destroySandbox(slot);
+}

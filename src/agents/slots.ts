@@ -1,0 +1,105 @@
+/**
+ * A task's slots (its runs, its judge, its publisher): the sandbox and the
+ * fleet grant each holds, marked in storage while they may exist so that
+ * neither outlives a restart of the agent.
+ */
+import { messageOf } from "../errors.ts";
+import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
+import type { EventInput, TaskState } from "../schema.ts";
+import { fleetOf } from "./fleet.ts";
+import { JUDGE_SLOT } from "./judge.ts";
+import { PUBLISH_SLOT } from "./publisher.ts";
+import { grantKey, sandboxKey } from "./task-state.ts";
+
+/** What the slots borrow from their task agent. */
+export interface SlotContext {
+  env: Cloudflare.Env;
+  kv: SyncKvStorage;
+  port(): SandboxPort;
+  task(): TaskState;
+  record(input: EventInput): void;
+}
+
+export class TaskSlots {
+  /** Open sandboxes of the slots being driven, for the watchdog's probe. */
+  private readonly handles = new Map<number, Sandbox>();
+  /** Probes in a row each slot's sandbox failed. */
+  private readonly strikes = new Map<number, number>();
+
+  constructor(private readonly ctx: SlotContext) {}
+
+  /** Notes that the fleet granted the slot, until `cleanUp` gives the grant back. */
+  granted(slot: number): void {
+    this.ctx.kv.put(grantKey(slot), true);
+  }
+
+  /** Whether the slot's sandbox may still exist. */
+  hasSandbox(slot: number): boolean {
+    return this.ctx.kv.get(sandboxKey(slot)) === true;
+  }
+
+  async open(slot: number): Promise<Sandbox> {
+    this.ctx.kv.put(sandboxKey(slot), true);
+    const sandbox = await this.ctx.port().open(sandboxIdFor(this.ctx.task().id, slot));
+    this.handles.set(slot, sandbox);
+    return sandbox;
+  }
+
+  async destroy(slot: number, open?: Sandbox): Promise<void> {
+    if (!open && !this.hasSandbox(slot)) return;
+    const id = sandboxIdFor(this.ctx.task().id, slot);
+    try {
+      if (open) await open.destroy();
+      else await this.ctx.port().destroy(id);
+      this.handles.delete(slot);
+      this.ctx.kv.delete(sandboxKey(slot));
+      this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroyed", data: { sandbox: id } });
+    } catch (error) {
+      this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroy_failed", data: { sandbox: id, message: messageOf(error) } });
+    }
+  }
+
+  /**
+   * Destroys the slot's sandbox if one may exist (unless its workspace is
+   * kept for follow-ups: an idle workspace holds no fleet slot), then gives
+   * its fleet grant back.
+   */
+  async cleanUp(slot: number, options: { keepWorkspace?: boolean } = {}): Promise<void> {
+    if (!options.keepWorkspace) await this.destroy(slot);
+    if (!options.keepWorkspace && this.hasSandbox(slot)) return;
+    if (this.ctx.kv.get(grantKey(slot))) {
+      this.ctx.kv.delete(grantKey(slot));
+      const fleet = await fleetOf(this.ctx.env);
+      await fleet.release(this.ctx.task().id, slot);
+    }
+  }
+
+  /** The watchdog's probe: true once the slot's sandbox has failed it twice in a row. */
+  async stoppedAnswering(slot: number): Promise<boolean> {
+    if (await this.answers(slot)) {
+      this.strikes.delete(slot);
+      return false;
+    }
+    const strikes = (this.strikes.get(slot) ?? 0) + 1;
+    this.strikes.set(slot, strikes);
+    this.ctx.record({ run: slot, type: "run.watchdog", data: { strikes } });
+    return strikes >= 2;
+  }
+
+  /** Whether the slot's open sandbox still runs a command; true when this instance holds none. */
+  private async answers(slot: number): Promise<boolean> {
+    const sandbox = this.handles.get(slot);
+    if (!sandbox) return true;
+    try {
+      const result = await sandbox.exec("true", { timeoutMs: 10_000 });
+      return result.exitCode === 0;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Sandbox ids are lowercase DNS-safe labels: the task id and the run index (or `judge`). */
+export function sandboxIdFor(taskId: string, slot: number): string {
+  return `${taskId}-${slot === JUDGE_SLOT ? "judge" : slot === PUBLISH_SLOT ? "publish" : slot}`;
+}

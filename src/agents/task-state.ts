@@ -1,0 +1,105 @@
+/**
+ * The pure side of one task: the keys its agent stores things under, a new
+ * task's state, and the outcome its runs add up to. Nothing here reads
+ * storage or touches a sandbox.
+ */
+import { messageOf } from "../errors.ts";
+import { SetupError } from "../runners/setup.ts";
+import { CloneError } from "../sandbox/checkout.ts";
+import { SandboxUnavailableError, type StreamOffsets } from "../sandbox/port.ts";
+import type { ErrorInfo, RunView, TaskSpec, TaskState, TaskStatus } from "../schema.ts";
+
+/** Where a run's agent process stands, persisted so a restarted agent can re-attach to it. */
+export interface RunProgress {
+  processId: string;
+  offsets: StreamOffsets;
+}
+
+export interface PendingMessage {
+  text: string;
+  by: string;
+}
+
+export type Refusal = { refused: ErrorInfo & { status: 400 | 409 } };
+
+export const SPEC_KEY = "sortie:spec";
+export const progressKey = (slot: number) => `sortie:progress:${slot}`;
+/** Set while a slot's sandbox may exist; cleared once it is destroyed, so none outlives a restart. */
+export const sandboxKey = (slot: number) => `sortie:sandbox:${slot}`;
+/** Set while a slot holds a fleet grant that has not been given back. */
+export const grantKey = (slot: number) => `sortie:grant:${slot}`;
+/** Follow-up messages waiting for a run's current turn to end. */
+export const pendingKey = (slot: number) => `sortie:pending:${slot}`;
+/** The agent's closing words of a run, for its pull request. */
+export const summaryKey = (slot: number) => `sortie:summary:${slot}`;
+
+/** A task as it is created: queued, none of its runs started. `prompt` is what the task shows. */
+export function newTask(spec: TaskSpec, prompt: string): TaskState {
+  return {
+    id: spec.id,
+    repo: spec.repo,
+    branch: spec.branch,
+    prompt,
+    model: spec.model,
+    maxTurns: spec.maxTurns,
+    timeoutMinutes: spec.timeoutMinutes,
+    source: spec.source,
+    createdBy: spec.createdBy,
+    status: "queued",
+    createdAt: Date.now(),
+    startedAt: null,
+    endedAt: null,
+    costUsd: 0,
+    error: null,
+    key: spec.key,
+    maxCostUsd: spec.maxCostUsd,
+    runs: spec.runs.map((variant, index) => newRun(spec, index, variant.model ?? null, variant.prompt_suffix ?? null)),
+    judge: spec.judge ? { status: "queued", winner: null, ranking: [], reasons: "", costUsd: 0, error: null } : null,
+    winner: null,
+    output: spec.output ?? "diff",
+    publication: null,
+  };
+}
+
+function newRun(spec: TaskSpec, index: number, model: string | null, promptSuffix: string | null): RunView {
+  return {
+    index,
+    status: "queued",
+    model,
+    promptSuffix,
+    attempts: [],
+    phase: null,
+    branch: `sortie/${spec.id}/${index}`,
+    sessionId: null,
+    baseCommit: null,
+    startedAt: null,
+    endedAt: null,
+    durationMs: null,
+    numTurns: null,
+    costUsd: 0,
+    diff: null,
+    error: null,
+    inputTokens: 0,
+    outputTokens: 0,
+    pendingMessages: 0,
+    workspaceUntil: null,
+  };
+}
+
+/** A task succeeds if any run did; otherwise it carries the first run's reason. */
+export function taskOutcome(task: TaskState): { status: TaskStatus; error: ErrorInfo | null } {
+  if (task.runs.some((run) => run.status === "succeeded")) return { status: "succeeded", error: null };
+  for (const status of ["timed_out", "cancelled"] as const) {
+    const run = task.runs.find((r) => r.status === status);
+    if (run) return { status, error: run.error };
+  }
+  const failed = task.runs.find((run) => run.status === "failed");
+  return { status: "failed", error: failed?.error ?? { code: "failed", message: "every run failed" } };
+}
+
+export function classify(error: unknown): ErrorInfo {
+  if (error instanceof CloneError) return { code: "clone_failed", message: error.message };
+  if (error instanceof SetupError) return { code: "setup_failed", message: error.message };
+  if (error instanceof SandboxUnavailableError) return { code: "sandbox_unavailable", message: error.message };
+  return { code: "internal", message: messageOf(error) };
+}
