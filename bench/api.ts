@@ -14,6 +14,13 @@ export const hold = (ms: number) => ({ tool: "Bash", input: { command: `node -e 
 /** A prompt the stand-in model plays step by step; `label` makes it recognisable in listings. */
 export const scriptedPrompt = (label: string, steps: unknown[]) => `${label}\n#!standin ${JSON.stringify(steps)}`;
 
+/**
+ * A prompt for the stand-in agent CLI (bench/standin-claude/claude), which a
+ * dev server started with LOCAL_SANDBOX_EXTRA_PATH runs instead of Claude Code:
+ * after `delayMs`, `lines` plain lines at `rate` a second (0: as fast as it can).
+ */
+export const standinAgentPrompt = (label: string, script: { lines: number; rate?: number; delayMs?: number }) => `${label}\n#!standin-claude ${JSON.stringify(script)}`;
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class ApiError extends Error {
@@ -99,6 +106,20 @@ export function apiOf(server: DevServer) {
     },
 
     /**
+     * Polls `GET /api/tasks/:id` until the task ends; unlike waitForEnd, opens
+     * no WebSocket, so benchmarks that count viewers get no extra one.
+     */
+    async pollUntilEnded(id: string, timeoutMs: number, everyMs = 250): Promise<TaskView> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const view = await json<TaskView>(`/api/tasks/${id}`);
+        if (TERMINAL.has(view.status)) return view;
+        if (Date.now() > deadline) throw new Error(`task ${id} did not end within ${timeoutMs} ms (still ${view.status})`);
+        await sleep(everyMs);
+      }
+    },
+
+    /**
      * The event log once every run has settled its sandbox (destroyed it, or
      * kept it for follow-ups), which comes just after the task's terminal
      * status; or the log as it stands after `timeoutMs`.
@@ -140,10 +161,11 @@ export type Api = ReturnType<typeof apiOf>;
 export interface RunPhases {
   /** Task created → the fleet granted the run a slot (provisioning began). */
   queued: number | null;
-  /** Opening the sandbox. */
-  provision: number | null;
-  /** `git clone` in the sandbox. */
-  clone: number | null;
+  /**
+   * Opening the sandbox and preparing the workspace: a clone (and the setup
+   * step), or the restore of a snapshot another run or an earlier task made.
+   */
+  prepare: number | null;
   /** The agent phase began → Claude Code's init line (process start and CLI boot). */
   agentBoot: number | null;
   /** Init → result: the model turns and the tools. */
@@ -156,7 +178,7 @@ export interface RunPhases {
   total: number | null;
 }
 
-export const PHASE_NAMES = ["queued", "provision", "clone", "agentBoot", "agentWork", "finish", "settle", "total"] as const;
+export const PHASE_NAMES = ["queued", "prepare", "agentBoot", "agentWork", "finish", "settle", "total"] as const;
 
 /** The run is done with its sandbox: destroyed, or kept idle (holding no fleet slot) for follow-up messages. */
 const isSandboxSettled = (event: TaskEvent) => event.type === "sandbox.destroyed" || event.type === "run.workspace_kept";
@@ -167,8 +189,6 @@ export function phasesOf(events: TaskEvent[], run: number, createdAt: number): R
   const at = (predicate: (event: TaskEvent) => boolean) => mine.find(predicate)?.ts ?? null;
   const phase = (name: string) => at((event) => event.type === "run.status" && event.data.phase === name);
   const provisioning = phase("provisioning");
-  const cloning = phase("cloning");
-  const cloned = at((event) => event.type === "run.cloned");
   const agent = phase("agent");
   const init = at((event) => event.type === "agent.init");
   const result = at((event) => event.type === "agent.result");
@@ -177,8 +197,7 @@ export function phasesOf(events: TaskEvent[], run: number, createdAt: number): R
   const span = (from: number | null, to: number | null) => (from !== null && to !== null ? to - from : null);
   return {
     queued: span(createdAt, provisioning),
-    provision: span(provisioning, cloning),
-    clone: span(cloning, cloned),
+    prepare: span(provisioning, agent),
     agentBoot: span(agent, init),
     agentWork: span(init, result),
     finish: span(result, ended),

@@ -16,6 +16,10 @@ export interface DevServer {
   url: string;
   token: string;
   gitBaseUrl: string;
+  /** The dev script's process id; wrangler and workerd run under it. */
+  pid: number;
+  /** Where wrangler keeps this server's D1 and Durable Object state (removed on stop). */
+  persistTo: string;
   output: () => string;
   stop: () => Promise<void>;
 }
@@ -60,6 +64,8 @@ export async function startDevServer(extraEnv: Record<string, string> = {}): Pro
     url: `http://127.0.0.1:${port}`,
     token,
     gitBaseUrl,
+    pid: child.pid!,
+    persistTo: persist,
     output: () => output,
     stop: async () => {
       if (child.exitCode !== null) return;

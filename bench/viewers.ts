@@ -1,0 +1,186 @@
+/**
+ * WebSocket viewers for the load benchmarks: each connects to a task's `ws`
+ * URL as the web viewer does, keeps the `seq` of every event it receives (and
+ * when), and is later audited against `GET /api/tasks/:id/events`: every
+ * event exactly once, in order, and identical to the stored log.
+ */
+import type { TaskEvent } from "../src/schema.ts";
+import { sleep } from "./api.ts";
+
+/** Wall-clock milliseconds with a fraction, the clock the stand-in agent CLI stamps its lines with. */
+export const preciseNow = () => performance.timeOrigin + performance.now();
+
+/**
+ * The first message each seq arrived in, over all viewers, so fifty viewers
+ * of 20,000 events keep one copy of the log rather than fifty; a viewer that
+ * gets a different message for a seq keeps its own.
+ */
+export class EventCatalog {
+  readonly texts = new Map<number, string>();
+
+  /** Records `text` as seq's, or says whether it equals the text already recorded. */
+  check(seq: number, text: string): boolean {
+    const known = this.texts.get(seq);
+    if (known === undefined) {
+      this.texts.set(seq, text);
+      return true;
+    }
+    return known === text;
+  }
+}
+
+export interface ViewerOptions {
+  /** Called for every event, with when it arrived (preciseNow). Parsing costs time: only when asked. */
+  onEvent?: (event: TaskEvent, receivedAt: number) => void;
+}
+
+const EVENT_PREFIX = '{"type":"event","event":{"seq":';
+
+/**
+ * One WebSocket viewer of one task. An event message is kept as the text the
+ * server sent and is not parsed (fifty viewers of a fast stream would spend
+ * the machine's CPU on JSON.parse, and slow the server they measure).
+ */
+export class Viewer {
+  /** Every event's seq, in the order they arrived, and when each arrived (preciseNow). */
+  readonly seqs: number[] = [];
+  readonly times: number[] = [];
+  /** Messages that differ from the one the catalog holds for their seq (normally none). */
+  readonly divergent = new Map<number, string>();
+  /** `cf_agent_state` messages (the task's state after each change). */
+  stateMessages = 0;
+  /** Other messages the agents SDK sends (identity, MCP servers). */
+  otherMessages = 0;
+  /** When the socket opened (preciseNow). */
+  openedAt: number | null = null;
+  closedEarly: string | null = null;
+  error: string | null = null;
+  private highest = 0;
+  private readonly socket: WebSocket;
+  private closing = false;
+  readonly opened: Promise<void>;
+
+  constructor(url: string, catalog: EventCatalog, options: ViewerOptions = {}) {
+    this.socket = new WebSocket(url);
+    this.opened = new Promise((resolve, reject) => {
+      this.socket.addEventListener("open", () => {
+        this.openedAt = preciseNow();
+        resolve();
+      });
+      this.socket.addEventListener("error", () => {
+        this.error ??= "the WebSocket failed";
+        reject(new Error(`viewer WebSocket ${url.replace(/token=[^&]+/, "token=…")} failed`));
+      });
+    });
+    // A failed open is reported through `error`; nobody has to await `opened`.
+    this.opened.catch(() => {});
+    this.socket.addEventListener("close", (event) => {
+      if (!this.closing) this.closedEarly = `closed by the server: ${event.code} ${event.reason}`;
+    });
+    this.socket.addEventListener("message", (message) => {
+      const at = preciseNow();
+      const text = String(message.data);
+      if (text.startsWith(EVENT_PREFIX)) {
+        const seq = Number.parseInt(text.slice(EVENT_PREFIX.length, EVENT_PREFIX.length + 16), 10);
+        this.seqs.push(seq);
+        this.times.push(at);
+        this.highest = Math.max(this.highest, seq);
+        if (!catalog.check(seq, text)) this.divergent.set(seq, text);
+        if (options.onEvent) options.onEvent((JSON.parse(text) as { event: TaskEvent }).event, at);
+      } else if (text.startsWith('{"type":"cf_agent_state"')) {
+        this.stateMessages++;
+      } else {
+        this.otherMessages++;
+      }
+    });
+  }
+
+  /** When the event `seq` first arrived, or null. */
+  arrivalOf(seq: number): number | null {
+    const i = this.seqs.indexOf(seq);
+    return i >= 0 ? this.times[i]! : null;
+  }
+
+  /** The highest seq received so far. */
+  get lastSeq(): number {
+    return this.highest;
+  }
+
+  close(): void {
+    this.closing = true;
+    this.socket.close();
+  }
+}
+
+/** Waits until every viewer has seen seq `last` (or `timeoutMs` passes); true if all did. */
+export async function waitForSeq(viewers: Viewer[], last: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (viewers.some((viewer) => viewer.lastSeq < last && !viewer.error && !viewer.closedEarly)) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return viewers.every((viewer) => viewer.lastSeq >= last);
+}
+
+/** What one viewer got wrong, against the stored log. */
+export interface ViewerAudit {
+  received: number;
+  /** Seqs of the log the viewer never got. */
+  lost: number;
+  /** Events the viewer got more than once. */
+  duplicated: number;
+  /** Places where a seq did not follow the one before by exactly one. */
+  outOfOrder: number;
+  /** Seqs the viewer got that the log does not have. */
+  unknown: number;
+  /** Events whose text differs from the log's. */
+  differing: number;
+  error: string | null;
+}
+
+/**
+ * Audits each viewer against the stored log (`log`, seq 1..N): exactly once,
+ * contiguous and in order, identical text. A viewer's text for a seq is the
+ * catalog's unless it kept a divergent one.
+ */
+export function auditViewers(viewers: Viewer[], catalog: EventCatalog, log: TaskEvent[]): { perViewer: ViewerAudit[]; catalogDiffers: number[] } {
+  const stored = new Map(log.map((event) => [event.seq, JSON.stringify(event)]));
+  // The event as the log serves it, from a message as the WebSocket carried it.
+  const asStored = (message: string) => JSON.stringify((JSON.parse(message) as { event: TaskEvent }).event);
+  const catalogDiffers = [...catalog.texts].filter(([seq, text]) => stored.has(seq) && stored.get(seq) !== asStored(text)).map(([seq]) => seq);
+  const differs = new Set(catalogDiffers);
+  const perViewer = viewers.map((viewer) => {
+    const seen = new Set<number>();
+    let duplicated = 0;
+    let outOfOrder = 0;
+    let unknown = 0;
+    let differing = 0;
+    viewer.seqs.forEach((seq, i) => {
+      if (seen.has(seq)) duplicated++;
+      seen.add(seq);
+      if (seq !== (i === 0 ? 1 : viewer.seqs[i - 1]! + 1)) outOfOrder++;
+      const own = viewer.divergent.get(seq);
+      if (!stored.has(seq)) unknown++;
+      else if (own !== undefined ? asStored(own) !== stored.get(seq) : differs.has(seq)) differing++;
+    });
+    const lost = log.filter((event) => !seen.has(event.seq)).length;
+    return { received: viewer.seqs.length, lost, duplicated, outOfOrder, unknown, differing, error: viewer.error ?? viewer.closedEarly };
+  });
+  return { perViewer, catalogDiffers };
+}
+
+/** Sums the per-viewer audits. */
+export function auditTotals(audits: ViewerAudit[]) {
+  const sum = (key: "lost" | "duplicated" | "outOfOrder" | "unknown" | "differing") => audits.reduce((total, audit) => total + audit[key], 0);
+  return {
+    viewers: audits.length,
+    received: audits.reduce((total, audit) => total + audit.received, 0),
+    lost: sum("lost"),
+    duplicated: sum("duplicated"),
+    outOfOrder: sum("outOfOrder"),
+    unknown: sum("unknown"),
+    differing: sum("differing"),
+    viewersWithErrors: audits.filter((audit) => audit.error).length,
+    perfect: audits.filter((audit) => !audit.error && audit.lost + audit.duplicated + audit.outOfOrder + audit.unknown + audit.differing === 0).length,
+  };
+}
