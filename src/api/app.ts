@@ -1,6 +1,5 @@
 /** Builds Sortie's HTTP surface: routes, the body limit, and the one place errors become JSON. */
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
@@ -10,6 +9,7 @@ import { githubRoutes } from "../triggers/github/routes.ts";
 import { slackRoutes } from "../triggers/slack/routes.ts";
 import type { AuthVariables } from "./auth.ts";
 import { requireScope, signSessionToken } from "./auth.ts";
+import { limitBody } from "./body.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { batchRoutes } from "./batches.ts";
 import { reportRoutes } from "./reports.ts";
@@ -25,15 +25,7 @@ export function buildApp() {
   const app = new Hono<Env>();
   app.use(requestId());
   app.use(secureHeaders());
-  app.use("/api/*", async (c, next) => {
-    const maxSize = readConfig(c.env).maxBodyBytes;
-    return bodyLimit({
-      maxSize,
-      onError: () => {
-        throw new SortieError("body_too_large", `the request body is larger than ${maxSize} bytes`, 413);
-      },
-    })(c, next);
-  });
+  app.use("/api/*", limitBody());
 
   app.get("/healthz", (c) => c.json({ ok: true, backend: readConfig(c.env).sandboxBackend }));
   app.route("/api/tasks", taskRoutes);

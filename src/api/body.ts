@@ -1,4 +1,6 @@
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { readConfig } from "../config.ts";
 import type { z } from "zod";
 import { SortieError } from "../errors.ts";
 
@@ -30,4 +32,17 @@ export function validate<T extends z.ZodType>(schema: T, value: unknown, where: 
     })
     .join("; ");
   throw new SortieError(`invalid_${where}`, detail);
+}
+
+/** Refuses a body over MAX_BODY_BYTES with a 413 in Sortie's error shape. */
+export function limitBody(): MiddlewareHandler<{ Bindings: Cloudflare.Env }> {
+  return async (c, next) => {
+    const maxSize = readConfig(c.env).maxBodyBytes;
+    return bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new SortieError("body_too_large", `the request body is larger than ${maxSize} bytes`, 413);
+      },
+    })(c, next);
+  };
 }

@@ -6,10 +6,8 @@
  * after three seconds; the work continues in `waitUntil`.
  */
 import { Hono, type Context, type MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
-import { validate } from "../../api/body.ts";
-import { readConfig } from "../../config.ts";
+import { limitBody, validate } from "../../api/body.ts";
 import { SortieError, messageOf } from "../../errors.ts";
 import { respondToSlack } from "../../publish/slack.ts";
 import { handleBlockActions } from "./actions.ts";
@@ -23,15 +21,7 @@ const IsBlockActions = z.object({ type: z.literal("block_actions") });
 
 export const slackRoutes = new Hono<SlackEnv>();
 
-slackRoutes.use("*", async (c, next) => {
-  const maxSize = readConfig(c.env).maxBodyBytes;
-  return bodyLimit({
-    maxSize,
-    onError: () => {
-      throw new SortieError("body_too_large", `the request body is larger than ${maxSize} bytes`, 413);
-    },
-  })(c, next);
-});
+slackRoutes.use("*", limitBody());
 slackRoutes.use("*", requireSlackSignature());
 
 slackRoutes.post("/commands", async (c) => {
