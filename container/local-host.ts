@@ -11,18 +11,32 @@
  * this network. The README says what that means.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, existsSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, rmSync } from "node:fs";
 import fs from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { timingSafeEqual, createHash } from "node:crypto";
+import net from "node:net";
+import { asConfinedUser, type Confinement } from "../src/sandbox/port.ts";
+
+interface ProcessBody {
+  command: string;
+  cwd?: string;
+  env?: Record<string, string>;
+  confine?: Confinement;
+}
+
+/** Inside a jail, where an agent whose model API is not on loopback finds its CONNECT proxy. */
+const JAIL_PROXY_PORT = 3128;
 
 type Output = { kind: "stdout" | "stderr"; data: string } | { kind: "exit"; exitCode: number };
 
 interface HostedProcess {
   child: ChildProcess;
+  /** Closes what a confined process was given (its model bridge). */
+  release?: () => void;
   output: Output[];
   done: boolean;
   waiters: Set<() => void>;
@@ -42,6 +56,20 @@ export interface LocalHostOptions {
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const BRIDGE = path.join(path.dirname(fileURLToPath(import.meta.url)), "model-bridge.mjs");
+
+/**
+ * Run inside a fresh network namespace (only loopback, brought up here): the
+ * model bridge listens where the agent expects the model API, then the
+ * confined command runs. Exit 97 says the jail itself could not be built.
+ */
+const JAIL_SCRIPT = [
+  "ip link set lo up || exit 97",
+  'node "$SORTIE_BRIDGE" "$SORTIE_BRIDGE_SOCKET" $SORTIE_BRIDGE_PORTS > "$SORTIE_BRIDGE_LOG" 2>&1 &',
+  'for _ in $(seq 1 200); do grep -q ready "$SORTIE_BRIDGE_LOG" 2>/dev/null && break; sleep 0.05; done',
+  'grep -q ready "$SORTIE_BRIDGE_LOG" || { echo "sortie: the model bridge did not start: $(cat "$SORTIE_BRIDGE_LOG")" >&2; exit 97; }',
+  'exec bash -c "$SORTIE_JAILED"',
+].join("\n");
 const EXEC_OUTPUT_CAP = 32 * 1024 * 1024;
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Binaries the container image has on PATH: this package's (claude, node 22) first. */
@@ -61,6 +89,10 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   await fs.mkdir(snapshotRoot, { recursive: true });
   await fs.mkdir(cacheRoot, { recursive: true });
   await fs.mkdir(root, { recursive: true });
+  // Confined agents run as users of their own: they may pass through (not list) the
+  // sandbox root, and reach this package's binaries.
+  await fs.chmod(root, 0o711);
+  await makeTraversable(path.resolve(here, ".."));
   const sandboxes = new Map<string, HostedSandbox>();
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
   let failOpens = 0;
@@ -93,13 +125,6 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       await fs.rm(path.join(snapshotRoot, snapshot[1]!), { recursive: true, force: true });
       return send(res, 200, { deleted: snapshot[1] });
     }
-    const cache = /^\/v1\/caches\/([A-Za-z0-9._-]{1,128})$/.exec(url.pathname);
-    if (cache && req.method === "POST") {
-      // A dependency cache shared by the runs of one repository: it outlives every sandbox.
-      const dir = path.join(cacheRoot, cache[1]!);
-      await fs.mkdir(dir, { recursive: true });
-      return send(res, 200, { path: dir });
-    }
     if (url.pathname === "/v1/faults" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as { failOpens?: number };
       failOpens = Math.max(0, Number(body.failOpens ?? 0));
@@ -127,11 +152,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (!sandbox) return send(res, 404, { error: { code: "no_sandbox", message: `no sandbox ${id}` } });
 
     if (rest === "/exec" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as { command: string; cwd?: string; env?: Record<string, string>; timeoutMs?: number };
+      const body = JSON.parse(await readBody(req)) as ProcessBody & { timeoutMs?: number };
       return send(res, 200, await execIn(sandbox, body));
     }
     if (rest === "/processes" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as { command: string; cwd?: string; env?: Record<string, string> };
+      const body = JSON.parse(await readBody(req)) as ProcessBody;
       const processId = `p${sandbox.processes.size + 1}-${Date.now().toString(36)}`;
       sandbox.processes.set(processId, startIn(sandbox, body));
       return send(res, 200, { processId });
@@ -145,6 +170,29 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         await killTree(hosted);
         return send(res, 200, { killed: true });
       }
+    }
+    const cache = /^\/caches\/([A-Za-z0-9._-]{1,128})(\/save)?$/.exec(rest);
+    if (cache && req.method === "POST") {
+      // Each sandbox installs into a copy of its own; the first to finish with a key keeps its cache for later runs.
+      const shared = path.join(cacheRoot, cache[1]!);
+      const own = path.join(sandbox.root, "cache", cache[1]!);
+      if (!cache[2]) {
+        await fs.rm(own, { recursive: true, force: true });
+        if (existsSync(shared)) await copyTree(shared, own);
+        else await fs.mkdir(own, { recursive: true });
+        return send(res, 200, { path: own });
+      }
+      if (existsSync(shared) || !existsSync(own)) return send(res, 200, { saved: false });
+      const staging = `${shared}.${process.pid}-${Date.now().toString(36)}`;
+      await copyTree(own, staging);
+      try {
+        await fs.rename(staging, shared);
+      } catch {
+        // Another sandbox saved the same key first: its cache stands.
+        await fs.rm(staging, { recursive: true, force: true });
+        return send(res, 200, { saved: false });
+      }
+      return send(res, 200, { saved: true });
     }
     if (rest === "/snapshots" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as { path: string };
@@ -188,7 +236,10 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       sandbox = { root: path.join(root, id), processes: new Map() };
       sandboxes.set(id, sandbox);
     }
-    for (const dir of ["work", "home", "tmp"]) await fs.mkdir(path.join(sandbox.root, dir), { recursive: true });
+    await fs.mkdir(sandbox.root, { recursive: true, mode: 0o711 });
+    await fs.mkdir(path.join(sandbox.root, "work"), { recursive: true, mode: 0o711 });
+    // Root's own home and temp files are no confined user's business.
+    for (const dir of ["home", "tmp"]) await fs.mkdir(path.join(sandbox.root, dir), { recursive: true, mode: 0o700 });
     return sandbox;
   }
 
@@ -220,16 +271,98 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     };
   }
 
-  function spawnIn(sandbox: HostedSandbox, body: { command: string; cwd?: string; env?: Record<string, string> }) {
+  function spawnIn(sandbox: HostedSandbox, body: ProcessBody): { child: ChildProcess; release?: () => void } {
     const cwd = body.cwd ? insideSandbox(sandbox, body.cwd) : path.join(sandbox.root, "work");
     if (!cwd) throw new Error(`cwd ${body.cwd} is outside the sandbox`);
-    return spawn("bash", ["-c", body.command], { cwd, env: environment(sandbox, body.env) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    if (!body.confine) {
+      return { child: spawn("bash", ["-c", body.command], { cwd, env: environment(sandbox, body.env) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] }) };
+    }
+    const confined = asConfinedUser(body.command, body.confine, body.env);
+    if (!body.confine.modelOnly) {
+      return { child: spawn("bash", ["-c", confined.command], { cwd, env: environment(sandbox, confined.env) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] }) };
+    }
+    const jail = openModelBridge(sandbox, body.confine.modelOnly.origins);
+    const env = environment(sandbox, {
+      ...confined.env,
+      ...jail.env,
+      SORTIE_BRIDGE: BRIDGE,
+      SORTIE_JAILED: confined.command,
+    });
+    const child = spawn("unshare", ["--net", "--", "bash", "-c", JAIL_SCRIPT], { cwd, env: env as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    return {
+      child,
+      // The bridge outlives the agent in its namespace: end the whole group with it.
+      release: () => {
+        jail.close();
+        if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
+      },
+    };
   }
 
-  function execIn(sandbox: HostedSandbox, body: { command: string; cwd?: string; env?: Record<string, string>; timeoutMs?: number }) {
+  /**
+   * The outside half of a network jail: a Unix socket the bridge in the
+   * namespace connects to, which reaches the allowed model origins only.
+   */
+  function openModelBridge(sandbox: HostedSandbox, origins: string[]) {
+    const allowed = new Set<string>();
+    const ports: string[] = [];
+    let proxied = false;
+    for (const origin of origins) {
+      const url = new URL(origin);
+      const port = url.port || (url.protocol === "https:" ? "443" : "80");
+      allowed.add(`${url.hostname}:${port}`);
+      if (url.hostname === "127.0.0.1" || url.hostname === "localhost") {
+        allowed.add(`127.0.0.1:${port}`);
+        ports.push(port);
+      } else proxied = true;
+    }
+    if (proxied) ports.push(`proxy:${JAIL_PROXY_PORT}`);
+    const dir = path.join(sandbox.root, "jail");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const socket = path.join(dir, `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}.sock`);
+    const server = net.createServer((inside) => {
+      let head = "";
+      const onData = (chunk: Buffer) => {
+        head += chunk.toString("latin1");
+        const newline = head.indexOf("\n");
+        if (newline < 0) return;
+        inside.off("data", onData);
+        const target = head.slice(0, newline).replace(/^localhost:/, "127.0.0.1:");
+        const match = /^(.+):(\d+)$/.exec(target);
+        if (!match || !allowed.has(target)) {
+          inside.destroy();
+          return;
+        }
+        const outside = net.connect(Number(match[2]), match[1]!);
+        const rest = Buffer.from(head.slice(newline + 1), "latin1");
+        if (rest.length) outside.write(rest);
+        inside.pipe(outside).pipe(inside);
+        const close = () => { inside.destroy(); outside.destroy(); };
+        inside.on("error", close);
+        outside.on("error", close);
+      };
+      inside.on("data", onData);
+    });
+    server.listen(socket);
+    return {
+      env: {
+        SORTIE_BRIDGE_SOCKET: socket,
+        SORTIE_BRIDGE_PORTS: ports.join(" "),
+        SORTIE_BRIDGE_LOG: `${socket}.log`,
+        ...(proxied ? { HTTPS_PROXY: `http://127.0.0.1:${JAIL_PROXY_PORT}`, https_proxy: `http://127.0.0.1:${JAIL_PROXY_PORT}` } : {}),
+      },
+      close: () => {
+        server.close();
+        rmSync(socket, { force: true });
+        rmSync(`${socket}.log`, { force: true });
+      },
+    };
+  }
+
+  function execIn(sandbox: HostedSandbox, body: ProcessBody & { timeoutMs?: number }) {
     return new Promise<{ exitCode: number; stdout: string; stderr: string; timedOut: boolean }>((resolve) => {
-      const child = spawnIn(sandbox, body);
-      const hosted: HostedProcess = { child, output: [], done: false, waiters: new Set() };
+      const { child, release } = spawnIn(sandbox, body);
+      const hosted: HostedProcess = { child, release, output: [], done: false, waiters: new Set() };
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let size = 0;
@@ -244,6 +377,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       child.on("close", (code, signal) => {
         clearTimeout(timer);
         hosted.done = true;
+        release?.();
         resolve({
           exitCode: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1),
           stdout: Buffer.concat(out).toString("utf8"),
@@ -254,9 +388,9 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     });
   }
 
-  function startIn(sandbox: HostedSandbox, body: { command: string; cwd?: string; env?: Record<string, string> }): HostedProcess {
-    const child = spawnIn(sandbox, body);
-    const hosted: HostedProcess = { child, output: [], done: false, waiters: new Set() };
+  function startIn(sandbox: HostedSandbox, body: ProcessBody): HostedProcess {
+    const { child, release } = spawnIn(sandbox, body);
+    const hosted: HostedProcess = { child, release, output: [], done: false, waiters: new Set() };
     const push = (item: Output) => {
       hosted.output.push(item);
       for (const wake of hosted.waiters) wake();
@@ -265,6 +399,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     child.stderr!.setEncoding("utf8").on("data", (data: string) => push({ kind: "stderr", data }));
     child.on("close", (code, signal) => {
       hosted.done = true;
+      release?.();
       push({ kind: "exit", exitCode: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1) });
     });
     return hosted;
@@ -317,6 +452,15 @@ function copyTree(from: string, to: string): Promise<void> {
     copy.stderr!.on("data", (chunk: Buffer) => (error += chunk.toString()));
     copy.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`cp exited ${code}: ${error.trim()}`))));
   });
+}
+
+/** Adds search (x, never read) permission for others to `dir` and each directory above it. */
+async function makeTraversable(dir: string): Promise<void> {
+  for (let at = dir; ; at = path.dirname(at)) {
+    const mode = (await fs.stat(at)).mode;
+    if (!(mode & 0o001)) await fs.chmod(at, (mode & 0o7777) | 0o001);
+    if (path.dirname(at) === at) return;
+  }
 }
 
 function killTree(hosted: HostedProcess): Promise<void> {

@@ -17,8 +17,28 @@ export type RunPhase = z.infer<typeof RunPhase>;
 export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
 export const isTerminal = (status: TaskStatus) => TERMINAL_STATUSES.has(status);
 
+/** The agent CLIs a run can use; `claude-code` unless a task or its variant says otherwise. */
+export const AGENT_NAMES = ["claude-code", "codex", "opencode", "gemini"] as const;
+export const AgentName = z.enum(AGENT_NAMES);
+export type AgentName = z.infer<typeof AgentName>;
+
+/**
+ * How a run is kept apart: `analysis` reads a read-only checkout with the model
+ * API as its only network and hands back an answer, not a diff; `workspace` is
+ * a git worktree in a warm sandbox shared by the repository's runs, separated
+ * by user; `sandbox` is a dedicated fresh sandbox.
+ */
+export const ISOLATION_LEVELS = ["analysis", "workspace", "sandbox"] as const;
+export const IsolationLevel = z.enum(ISOLATION_LEVELS);
+export type IsolationLevel = z.infer<typeof IsolationLevel>;
+
+/** The level a task runs at and why: declared by the task, or inferred from its prompt. */
+export const Isolation = z.object({ level: IsolationLevel, inferred: z.boolean(), reason: z.string() });
+export type Isolation = z.infer<typeof Isolation>;
+
 export const RunVariant = z
   .object({
+    agent: AgentName.optional(),
     model: z.string().regex(/^[A-Za-z0-9._:[\]-]{1,100}$/, "model must be a model id").optional(),
     prompt_suffix: z.string().max(10_000).optional(),
   })
@@ -39,6 +59,10 @@ export const CreateTaskBody = z
       .regex(/^[A-Za-z0-9._:[\]-]{1,100}$/, "model must be a model id such as claude-sonnet-4-5")
       .optional(),
     maxTurns: z.int().min(1).max(LIMITS.maxTurnsLimit).optional(),
+    /** The agent CLI every run uses unless its variant names another. */
+    agent: AgentName.optional(),
+    /** The isolation level, or `auto` to infer it from the prompt (default `sandbox`). */
+    isolation: z.enum([...ISOLATION_LEVELS, "auto"]).optional(),
     timeoutMinutes: z.number().min(0.01).optional(),
     /** A setup command run after the clone, before the agent (else the repository's .sortie/setup.sh, if any). */
     setup: z.string().min(1).max(10_000).optional(),
@@ -121,7 +145,10 @@ export const Attempt = z.object({ at: z.number(), code: z.string(), message: z.s
 export const RunView = z.object({
   index: z.int(),
   status: TaskStatus,
+  agent: AgentName.optional(),
   model: z.string().nullable(),
+  /** The run's isolation level (the task's), recorded where the run is shown. */
+  isolation: IsolationLevel.optional(),
   promptSuffix: z.string().nullable(),
   /** Infrastructure failures retried before this attempt, oldest first. */
   attempts: z.array(Attempt),
@@ -135,8 +162,8 @@ export const RunView = z.object({
   numTurns: z.number().nullable(),
   costUsd: z.number(),
   diff: DiffStats.nullable(),
-  /** Where the workspace came from: its own clone, the task's snapshot, or a warm snapshot of an earlier task. */
-  workspace: z.enum(["clone", "snapshot", "warm"]).nullable().optional(),
+  /** Where the workspace came from: its own clone, the task's snapshot, a warm snapshot of an earlier task, or a worktree of a shared sandbox. */
+  workspace: z.enum(["clone", "snapshot", "warm", "worktree"]).nullable().optional(),
   /** Files in the diff that look like secrets; such a run is not published unless the task allows it. */
   secretFiles: z.array(z.string()).optional(),
   error: ErrorInfo.nullable(),
@@ -195,6 +222,7 @@ export const TaskState = z.object({
   error: ErrorInfo.nullable(),
   key: z.string().nullable(),
   maxCostUsd: z.number(),
+  isolation: Isolation.optional(),
   runs: z.array(RunView),
   judge: JudgeView.nullable(),
   winner: Winner.nullable(),
@@ -214,6 +242,8 @@ export interface TaskSpec {
   branch: string | null;
   prompt: string;
   model: string | null;
+  agent: AgentName;
+  isolation: Isolation;
   maxTurns: number;
   timeoutMinutes: number;
   source: TaskState["source"];

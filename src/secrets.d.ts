@@ -12,5 +12,12 @@ declare namespace Cloudflare {
     GITHUB_WEBHOOK_SECRET?: string;
     GITHUB_APP_PRIVATE_KEY?: string;
     GITHUB_TOKEN?: string;
+    /** R2 API credentials the sandbox SDK signs backup uploads with (workspace snapshots, caches). */
+    R2_ACCESS_KEY_ID?: string;
+    R2_SECRET_ACCESS_KEY?: string;
+    CLOUDFLARE_ACCOUNT_ID?: string;
+    /** Model API keys for the other agent CLIs (Codex, Gemini); Claude Code and OpenCode use ANTHROPIC_API_KEY. */
+    OPENAI_API_KEY?: string;
+    GEMINI_API_KEY?: string;
   }
 }

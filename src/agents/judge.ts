@@ -3,7 +3,7 @@
  * diffs (never a run's sandbox, never a credential to push) and names the best.
  * It is queued once every run has ended, and works in a sandbox of its own.
  */
-import type { ClaudeTurnResult } from "../runners/claude-code.ts";
+import type { AgentTurnResult } from "../runners/agent.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import { isTerminal, type EventInput, type JudgeView, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
@@ -83,9 +83,9 @@ export interface JudgeContext {
   task(): TaskState;
   setTask(task: TaskState): void;
   record(input: EventInput): void;
-  openSandbox(slot: number): Promise<Sandbox>;
+  openSandbox(slot: number, shared?: string): Promise<Sandbox>;
   destroySandbox(slot: number, open?: Sandbox): Promise<void>;
-  runTurn(slot: number, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal): Promise<ClaudeTurnResult>;
+  runTurn(slot: number, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal): Promise<AgentTurnResult>;
   /** Ends the task if every run and the judge have ended. */
   finishTaskIfDone(): Promise<void>;
 }

@@ -11,6 +11,7 @@ import { newTaskId } from "../ids.ts";
 import { resolveRepo } from "../repo.ts";
 import type { CreateTaskBody, TaskSpec, TaskState } from "../schema.ts";
 import { fleetOf } from "./fleet.ts";
+import { chooseIsolation } from "./isolation.ts";
 
 export interface LaunchRequest {
   body: CreateTaskBody;
@@ -30,6 +31,14 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     throw new SortieError("limit_exceeded", `timeoutMinutes may be at most ${config.maxTimeoutMinutes}`, 422);
   }
   const runs = body.runs ?? 1;
+  const isolation = chooseIsolation(body.isolation, body.prompt);
+  if (isolation.level === "analysis" && (body.judge || (body.output && body.output !== "diff"))) {
+    throw new SortieError(
+      "isolation_conflict",
+      `an analysis task answers without changing the repository, so it has nothing to ${body.judge ? "judge" : "publish"} (isolation ${isolation.inferred ? "inferred" : "declared"}: ${isolation.reason})`,
+      422,
+    );
+  }
   return {
     id,
     repo: repo.slug,
@@ -37,6 +46,8 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     branch: body.branch ?? null,
     prompt: body.prompt,
     model: body.model ?? null,
+    agent: body.agent ?? "claude-code",
+    isolation,
     maxTurns: body.maxTurns ?? config.defaultMaxTurns,
     timeoutMinutes,
     source: request.source,

@@ -45,7 +45,7 @@ export interface PublicationContext {
   redact(data: Record<string, unknown>): Record<string, unknown>;
   /** Redacts `secret` from everything recorded from now on. */
   addSecret(secret: string): void;
-  openSandbox(slot: number): Promise<Sandbox>;
+  openSandbox(slot: number, shared?: string): Promise<Sandbox>;
   destroySandbox(slot: number, open?: Sandbox): Promise<void>;
   /** The public origin for the task's links. */
   origin(): string;

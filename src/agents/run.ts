@@ -8,15 +8,18 @@
 import { LIMITS, type SortieConfig } from "../config.ts";
 import { takeDiff } from "../publish/diff.ts";
 import { secretFilesIn } from "../publish/secret-files.ts";
-import { runClaudeTurn, type AgentEvent, type ClaudeTurnResult } from "../runners/claude-code.ts";
+import { runAgentTurn, type AgentEvent, type AgentTurnResult } from "../runners/agent.ts";
+import { adapterFor, modelCredentials } from "../runners/index.ts";
 import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
-import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
-import { isTerminal, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
+import { cacheEnv, lockfileHash, runSetup } from "../runners/setup.ts";
+import type { Confinement, Sandbox, SandboxPort } from "../sandbox/port.ts";
+import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT } from "./judge.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
+import { addWorktree, changesIn, handOverWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
 import { prepareWorkspace } from "./workspace.ts";
 
 /** One turn of the agent: a prompt, or a follow-up continuing `resumeSessionId`. */
@@ -26,6 +29,12 @@ export interface AgentTurn {
   model: string | null;
   maxTurns: number;
   resumeSessionId?: string | null;
+  /** The CLI that runs the turn (`claude-code` unless said). */
+  agent?: AgentName;
+  /** Answer only: the CLI is told not to edit (analysis runs). */
+  readOnly?: boolean;
+  /** The agent process's user and network, and the git environment of its checkout. */
+  placement?: Pick<Placement, "confine" | "gitEnv">;
 }
 
 /** What a run borrows from its task agent. */
@@ -45,7 +54,8 @@ export interface RunContext {
   patchRun(index: number, patch: Partial<RunView>): void;
   setPhase(index: number, phase: RunPhase): void;
   record(input: EventInput): void;
-  openSandbox(slot: number): Promise<Sandbox>;
+  /** Opens the slot's sandbox: its own, or `shared` (a repository's workspace sandbox). */
+  openSandbox(slot: number, shared?: string): Promise<Sandbox>;
   destroySandbox(slot: number, open?: Sandbox): Promise<void>;
   /** Stops what this instance drives in the slot. */
   abort(slot: number): void;
@@ -74,12 +84,21 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       if (!sandbox) return;
       ctx.setPhase(index, "agent");
     }
-    const repoDir = `${sandbox.workdir}/repo`;
-    const model = run.model ?? spec.model;
-    let turn: ClaudeTurnResult | null = null;
+    const placement = placementOf(ctx, index, sandbox);
+    const turnOf = (prompt: string, resumeSessionId: string | null): AgentTurn => ({
+      prompt,
+      cwd: placement.repoDir,
+      model: run.model ?? spec.model,
+      maxTurns: spec.maxTurns,
+      resumeSessionId,
+      agent: run.agent ?? spec.agent,
+      readOnly: placement.level === "analysis",
+      placement,
+    });
+    let turn: AgentTurnResult | null = null;
     if (!followUp) {
       const prompt = run.promptSuffix ? `${spec.prompt}\n\n${run.promptSuffix}` : spec.prompt;
-      turn = await runTurn(ctx, index, sandbox, { prompt, cwd: repoDir, model, maxTurns: spec.maxTurns, resumeSessionId: null }, signal, resume);
+      turn = await runTurn(ctx, index, sandbox, turnOf(prompt, null), signal, resume);
     }
     // Follow-ups queued while a turn ran are delivered, in order, once it ends.
     for (;;) {
@@ -88,29 +107,40 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       const next = takePending(ctx, index);
       if (!next) break;
       ctx.record({ run: index, type: "run.message_delivered", data: { text: next.text, by: next.by } });
-      turn = await runTurn(ctx, index, sandbox, { prompt: next.text, cwd: repoDir, model, maxTurns: spec.maxTurns, resumeSessionId: ctx.runOf(index).sessionId }, signal);
+      turn = await runTurn(ctx, index, sandbox, turnOf(next.text, ctx.runOf(index).sessionId), signal);
     }
     if (!turn) throw new Error("no turn ran");
     if (signal.aborted || ctx.runOf(index).status !== "running") return;
+    const agentName = run.agent ?? spec.agent;
     if (!turn.final) {
-      outcome = ["failed", { code: "agent_no_result", message: `Claude Code exited ${turn.exitCode} without a result` }];
+      outcome = ["failed", { code: "agent_no_result", message: `${agentName} exited ${turn.exitCode} without a result` }];
       return;
     }
     ctx.patchRun(index, { sessionId: turn.sessionId ?? ctx.runOf(index).sessionId });
     ctx.setPhase(index, "diffing");
     const base = ctx.runOf(index).baseCommit;
     if (!base) throw new Error("the run has no base commit to diff against");
-    const taken = await takeDiff(sandbox, repoDir, base, `${sandbox.workdir}/sortie.diff`);
-    const bytes = await ctx.diffs().write(index, await sandbox.readFile(taken.path));
-    const diff = { ...taken.stats, bytes };
-    const secretFiles = secretFilesIn(ctx.diffs().text(index, Number.POSITIVE_INFINITY));
-    ctx.patchRun(index, { diff, ...(secretFiles.length ? { secretFiles } : {}) });
-    ctx.record({ run: index, type: "run.diff", data: { ...diff, ...(secretFiles.length ? { secretFiles } : {}) } });
+    if (placement.level === "analysis") {
+      // An analysis run hands back its answer; a checkout it managed to change is a broken wall, not a result.
+      const changed = await changesIn(sandbox, placement, base);
+      if (changed.length > 0) {
+        ctx.record({ run: index, type: "run.isolation_violation", data: { changed: changed.slice(0, 50) } });
+        outcome = ["failed", { code: "isolation_violation", message: `the analysis run changed the checkout: ${changed.slice(0, 5).join(", ")}` }];
+        return;
+      }
+    } else {
+      const taken = await takeDiff(sandbox, placement.repoDir, base, `${placement.scratchDir}/sortie.diff`, placement.gitEnv);
+      const bytes = await ctx.diffs().write(index, await sandbox.readFile(taken.path));
+      const diff = { ...taken.stats, bytes };
+      const secretFiles = secretFilesIn(ctx.diffs().text(index, Number.POSITIVE_INFINITY));
+      ctx.patchRun(index, { diff, ...(secretFiles.length ? { secretFiles } : {}) });
+      ctx.record({ run: index, type: "run.diff", data: { ...diff, ...(secretFiles.length ? { secretFiles } : {}) } });
+    }
     keep = spec.keepWorkspaceMinutes > 0;
     if (turn.final.subtype === "error_max_turns") {
       outcome = ["failed", { code: "budget", message: `the run used its ${spec.maxTurns} turns` }];
     } else if (turn.final.isError || turn.exitCode !== 0) {
-      outcome = ["failed", { code: "agent_failed", message: turn.final.text || `Claude Code ended ${turn.final.subtype} (exit ${turn.exitCode})` }];
+      outcome = ["failed", { code: "agent_failed", message: turn.final.text || `${agentName} ended ${turn.final.subtype} (exit ${turn.exitCode})` }];
     } else {
       outcome = ["succeeded", null];
     }
@@ -152,6 +182,13 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
     let sandbox: Sandbox | undefined;
     try {
       ctx.setPhase(index, "provisioning");
+      const level = levelOf(spec);
+      if (level === "workspace") {
+        sandbox = await ctx.openSandbox(index, sharedSandboxId(spec.repo));
+        if (signal.aborted) return undefined;
+        await prepareWorktree(ctx, index, spec, sandbox, signal);
+        return sandbox;
+      }
       sandbox = await ctx.openSandbox(index);
       if (signal.aborted) return undefined;
       const fleet = await fleetOf(ctx.env);
@@ -168,6 +205,7 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
         dropSnapshot: (id) => port.dropSnapshot(id),
       });
       if (signal.aborted) return undefined;
+      if (level === "analysis") await lockDownCheckout(sandbox, placementFor(level, sandbox.workdir, spec.id, index, null));
       ctx.patchRun(index, { baseCommit: commit, workspace: source });
       if (source !== "clone") ctx.record({ run: index, type: "run.restored", data: { commit, source } });
       return sandbox;
@@ -184,13 +222,59 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
   }
 }
 
-/** One agent turn in the slot's sandbox; `resume` re-attaches to a process started before a restart. */
-export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal, resume?: RunProgress): Promise<ClaudeTurnResult> {
-  // What the agent command gets: on Cloudflare a placeholder key (the Worker adds the real one on egress), locally the key itself.
-  const credentials = ctx.port().credentialsForAgent({ ANTHROPIC_API_KEY: ctx.env.ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL: ctx.env.ANTHROPIC_BASE_URL });
-  return runClaudeTurn(
+/** A task's isolation level; a task stored before levels existed ran in a sandbox of its own. */
+export function levelOf(spec: TaskSpec) {
+  return spec.isolation?.level ?? "sandbox";
+}
+
+/** Where the run works in its sandbox; a workspace run's user was recorded when its worktree was made. */
+function placementOf(ctx: RunContext, index: number, sandbox: Sandbox): Placement {
+  const spec = ctx.spec();
+  return placementFor(levelOf(spec), sandbox.workdir, spec.id, index, ctx.kv.get<number>(worktreeUserKey(index)) ?? null);
+}
+
+const worktreeUserKey = (slot: number) => `sortie:worktree-uid:${slot}`;
+
+/**
+ * A workspace run: a worktree of the shared sandbox's base clone at the
+ * branch's head, set up (with the dependency cache) as root, then handed to
+ * the run's own user.
+ */
+async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, sandbox: Sandbox, signal: AbortSignal): Promise<void> {
+  ctx.setPhase(index, "cloning");
+  const { commit, uid } = await addWorktree(sandbox, spec, index);
+  ctx.kv.put(worktreeUserKey(index), uid);
+  const placement = placementFor("workspace", sandbox.workdir, spec.id, index, uid);
+  ctx.record({ run: index, type: "run.worktree", data: { commit, sandbox: sandbox.id, uid } });
+  const cacheKey = `${spec.repo.replace("/", "--")}-${await lockfileHash(sandbox, placement.repoDir)}`;
+  const cache = await sandbox.cacheDir(cacheKey);
+  const started = Date.now();
+  const ran = await runSetup(
     sandbox,
-    { ...turn, credentials },
+    { repoDir: placement.repoDir, command: spec.setup, env: cache ? cacheEnv(cache) : {}, signal },
+    (stream, text) => ctx.record({ run: index, type: "log", data: { stream, text, phase: "setup" } }),
+    () => ctx.setPhase(index, "setup"),
+  );
+  if (ran) ctx.record({ run: index, type: "run.setup", data: { durationMs: Date.now() - started, cache: cache !== null } });
+  if (ran && cache) await sandbox.saveCache(cacheKey, cache);
+  await handOverWorktree(sandbox, placement);
+  ctx.patchRun(index, { baseCommit: commit, workspace: "worktree" });
+}
+
+/** One agent turn in the slot's sandbox; `resume` re-attaches to a process started before a restart. */
+export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal, resume?: RunProgress): Promise<AgentTurnResult> {
+  const adapter = adapterFor(turn.agent ?? "claude-code");
+  // What the agent command gets: on Cloudflare a placeholder key (the Worker adds the real one on egress), locally the key itself.
+  const model = modelCredentials(ctx.env, adapter.provider);
+  const credentials = ctx.port().credentialsForAgent(model.credentials);
+  const placed = turn.placement;
+  const confine: Confinement | undefined = placed?.confine
+    ? { ...placed.confine, ...(turn.readOnly ? { modelOnly: { origins: [model.origin] } } : {}) }
+    : undefined;
+  return runAgentTurn(
+    sandbox,
+    adapter,
+    { ...turn, credentials: { ...credentials, ...(placed?.gitEnv ?? {}) } },
     {
       signal,
       onEvent: (event) => onAgentEvent(ctx, slot, event),
@@ -201,6 +285,7 @@ export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: A
       },
     },
     resume ? { processId: resume.processId, from: resume.offsets } : undefined,
+    confine,
   );
 }
 

@@ -8,6 +8,7 @@ import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
 import type { EventInput, TaskState } from "../schema.ts";
 import { fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT } from "./judge.ts";
+import { isSharedSandbox, removeWorktree } from "./placement.ts";
 import { PUBLISH_SLOT } from "./publisher.ts";
 import { grantKey, sandboxKey } from "./task-state.ts";
 
@@ -33,27 +34,36 @@ export class TaskSlots {
     this.ctx.kv.put(grantKey(slot), true);
   }
 
-  /** Whether the slot's sandbox may still exist. */
+  /** Whether the slot's sandbox (or its worktree in a shared one) may still exist. */
   hasSandbox(slot: number): boolean {
-    return this.ctx.kv.get(sandboxKey(slot)) === true;
+    return this.ctx.kv.get(sandboxKey(slot)) !== undefined;
   }
 
-  async open(slot: number): Promise<Sandbox> {
-    this.ctx.kv.put(sandboxKey(slot), true);
-    const sandbox = await this.ctx.port().open(sandboxIdFor(this.ctx.task().id, slot));
+  /** The sandbox the slot works in: its own, or `shared` (a repository's workspace sandbox) once named. */
+  private sandboxIdOf(slot: number): string {
+    const stored = this.ctx.kv.get<string | boolean>(sandboxKey(slot));
+    return typeof stored === "string" ? stored : sandboxIdFor(this.ctx.task().id, slot);
+  }
+
+  async open(slot: number, shared?: string): Promise<Sandbox> {
+    const id = shared ?? this.sandboxIdOf(slot);
+    this.ctx.kv.put(sandboxKey(slot), id);
+    const sandbox = await this.ctx.port().open(id);
     this.handles.set(slot, sandbox);
     return sandbox;
   }
 
+  /** Destroys the slot's own sandbox; in a shared one, removes only the slot's worktree. */
   async destroy(slot: number, open?: Sandbox): Promise<void> {
     if (!open && !this.hasSandbox(slot)) return;
-    const id = sandboxIdFor(this.ctx.task().id, slot);
+    const id = this.sandboxIdOf(slot);
     try {
-      if (open) await open.destroy();
+      if (isSharedSandbox(id)) await removeWorktree(open ?? (await this.ctx.port().open(id)), this.ctx.task().id, slot);
+      else if (open) await open.destroy();
       else await this.ctx.port().destroy(id);
       this.handles.delete(slot);
       this.ctx.kv.delete(sandboxKey(slot));
-      this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroyed", data: { sandbox: id } });
+      this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: isSharedSandbox(id) ? "sandbox.worktree_removed" : "sandbox.destroyed", data: { sandbox: id } });
     } catch (error) {
       this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroy_failed", data: { sandbox: id, message: messageOf(error) } });
     }

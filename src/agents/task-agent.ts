@@ -84,7 +84,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       log: (input) => this.events.append({ ...input, data: this.redact(input.data) }),
       redact: (data) => this.redact(data),
       addSecret: (secret) => this.extraSecrets.add(secret),
-      openSandbox: (slot) => this.slots.open(slot),
+      openSandbox: (slot, shared) => this.slots.open(slot, shared),
       destroySandbox: (slot, open) => this.slots.destroy(slot, open),
       abort: (slot) => this.live.get(slot)?.abort(),
       runTurn: (slot, sandbox, turn, signal) => runTurn(context, slot, sandbox, turn, signal),

@@ -7,7 +7,7 @@ import { messageOf } from "../errors.ts";
 import { SetupError } from "../runners/setup.ts";
 import { CloneError } from "../sandbox/checkout.ts";
 import { SandboxUnavailableError, type StreamOffsets } from "../sandbox/port.ts";
-import type { ErrorInfo, RunView, TaskSpec, TaskState, TaskStatus } from "../schema.ts";
+import type { ErrorInfo, RunVariant, RunView, TaskSpec, TaskState, TaskStatus } from "../schema.ts";
 
 /** Where a run's agent process stands, persisted so a restarted agent can re-attach to it. */
 export interface RunProgress {
@@ -53,7 +53,8 @@ export function newTask(spec: TaskSpec, prompt: string): TaskState {
     error: null,
     key: spec.key,
     maxCostUsd: spec.maxCostUsd,
-    runs: spec.runs.map((variant, index) => newRun(spec, index, variant.model ?? null, variant.prompt_suffix ?? null)),
+    isolation: spec.isolation,
+    runs: spec.runs.map((variant, index) => newRun(spec, index, variant)),
     judge: spec.judge ? { status: "queued", winner: null, ranking: [], reasons: "", costUsd: 0, error: null } : null,
     winner: null,
     output: spec.output ?? "diff",
@@ -61,12 +62,14 @@ export function newTask(spec: TaskSpec, prompt: string): TaskState {
   };
 }
 
-function newRun(spec: TaskSpec, index: number, model: string | null, promptSuffix: string | null): RunView {
+function newRun(spec: TaskSpec, index: number, variant: RunVariant): RunView {
   return {
     index,
     status: "queued",
-    model,
-    promptSuffix,
+    agent: variant.agent ?? spec.agent,
+    model: variant.model ?? null,
+    isolation: spec.isolation.level,
+    promptSuffix: variant.prompt_suffix ?? null,
     attempts: [],
     phase: null,
     branch: `sortie/${spec.id}/${index}`,

@@ -50,7 +50,8 @@ export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit:
     ctx.setPhase("cloning");
     const { commit } = await sandbox.checkout(spec.cloneUrl, { dir: repoDir, branch: spec.branch });
     ctx.record("run.cloned", { commit });
-    const cache = await sandbox.cacheDir(`${spec.repo.replace("/", "--")}-${await lockfileHash(sandbox, repoDir)}`);
+    const cacheKey = `${spec.repo.replace("/", "--")}-${await lockfileHash(sandbox, repoDir)}`;
+    const cache = await sandbox.cacheDir(cacheKey);
     const started = Date.now();
     const ran = await runSetup(
       sandbox,
@@ -59,7 +60,12 @@ export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit:
       () => ctx.setPhase("setup"),
     );
     if (ran) ctx.record("run.setup", { durationMs: Date.now() - started, cache: cache !== null });
-    const snapshot = await sandbox.snapshot(repoDir);
+    if (ran && cache) await sandbox.saveCache(cacheKey, cache);
+    const snapshot = await sandbox.snapshot(repoDir).catch((error: unknown) => {
+      // A snapshot only saves the other runs time: without one they clone and set up themselves.
+      ctx.record("run.snapshot_failed", { message: error instanceof Error ? error.message : String(error) });
+      return null;
+    });
     if (snapshot && key && commit === head) {
       for (const displaced of await ctx.warm.putWarm(key, snapshot)) await ctx.dropSnapshot(displaced);
     }

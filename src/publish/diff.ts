@@ -22,9 +22,9 @@ export interface TakenDiff {
   path: string;
 }
 
-/** Stages everything, writes the patch against `base`, and counts it. */
-export async function takeDiff(sandbox: Sandbox, repoDir: string, base: string, out: string): Promise<TakenDiff> {
-  const result = await sandbox.exec(DIFF_SCRIPT, { env: { SORTIE_REPO: repoDir, SORTIE_BASE: base, SORTIE_OUT: out }, timeoutMs: 5 * 60_000 });
+/** Stages everything, writes the patch against `base`, and counts it. `env` is the checkout's git environment (a worktree's object stores). */
+export async function takeDiff(sandbox: Sandbox, repoDir: string, base: string, out: string, env: Record<string, string> = {}): Promise<TakenDiff> {
+  const result = await sandbox.exec(DIFF_SCRIPT, { env: { ...env, SORTIE_REPO: repoDir, SORTIE_BASE: base, SORTIE_OUT: out }, timeoutMs: 5 * 60_000 });
   if (result.exitCode !== 0) throw new Error(`git diff failed (${result.exitCode}): ${result.stderr.trim().slice(0, 1000)}`);
   return { stats: parseNumstat(result.stdout), path: out };
 }

@@ -1,56 +1,11 @@
 /**
- * One Claude Code turn, headless: the command line, and the stream-json
- * parser that turns its output into Sortie's events. The runner borrows a
- * sandbox and reports through `ClaudeTurnContext`, so it never knows who listens.
+ * Claude Code, headless: the command line of one turn and the stream-json
+ * parser that turns its output into Sortie's events.
  */
-import { LIMITS } from "../config.ts";
-import type { Sandbox, StreamOffsets } from "../sandbox/port.ts";
-import { LineSplitter } from "./lines.ts";
+import { jsonObjectOf, logLine, num, str, type AgentAdapter, type AgentEvent, type AgentTurnOptions, type StreamParser } from "./agent.ts";
+import { cut, summarizeToolInput } from "./text.ts";
 
-export interface ClaudeTurnOptions {
-  prompt: string;
-  cwd: string;
-  maxTurns: number;
-  model: string | null;
-  /** Continue this Claude Code session instead of starting a new one. */
-  resumeSessionId?: string | null;
-  /** ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL: given to this one command only. */
-  credentials: Record<string, string>;
-}
-
-/** A parsed piece of the agent's stream, ready to be logged as an event. */
-export interface AgentEvent {
-  type: string;
-  data: Record<string, unknown>;
-}
-
-export interface ClaudeFinal {
-  isError: boolean;
-  subtype: string;
-  numTurns: number;
-  costUsd: number;
-  durationMs: number;
-  text: string;
-  sessionId: string | null;
-}
-
-export interface ClaudeTurnContext {
-  onEvent(event: AgentEvent): void;
-  /** Called once the process runs, so an interrupted owner can re-attach to it. */
-  onProcessStarted(processId: string): void;
-  /**
-   * Called as whole lines are consumed, with the characters of each stream
-   * taken so far; a re-attach resumes there, so a half-read line is read again whole.
-   */
-  onOutputConsumed(offsets: StreamOffsets): void;
-  signal?: AbortSignal;
-}
-
-export interface ClaudeTurnResult {
-  exitCode: number;
-  final: ClaudeFinal | null;
-  sessionId: string | null;
-}
+export { summarizeToolInput };
 
 /**
  * The command and environment for one turn. The prompt travels in
@@ -58,7 +13,7 @@ export interface ClaudeTurnResult {
  * quotes, `$(…)`, backticks, newlines and a leading dash arrive byte for byte;
  * nothing the user wrote is ever parsed by the shell.
  */
-export function claudeCodeInvocation(options: ClaudeTurnOptions): { command: string; env: Record<string, string> } {
+export function claudeCodeInvocation(options: AgentTurnOptions): { command: string; env: Record<string, string> } {
   const args = [
     "claude -p",
     "--output-format stream-json",
@@ -79,6 +34,10 @@ export function claudeCodeInvocation(options: ClaudeTurnOptions): { command: str
     args.push('--model "$SORTIE_MODEL"');
     env.SORTIE_MODEL = options.model;
   }
+  if (options.readOnly) {
+    // An analysis run answers; the checkout is read-only for it anyway, so a refused edit is the CLI's first line of defence, not the last.
+    args.push('--disallowedTools "Edit,Write,MultiEdit,NotebookEdit"');
+  }
   if (options.resumeSessionId) {
     // --resume continues the same conversation, so a follow-up sees what the agent already did.
     args.push('--resume "$SORTIE_RESUME"');
@@ -87,73 +46,19 @@ export function claudeCodeInvocation(options: ClaudeTurnOptions): { command: str
   return { command: `printf '%s' "$SORTIE_PROMPT" | ${args.join(" ")}`, env };
 }
 
-/**
- * Starts a turn, or re-attaches to one already running (`attach`), and reads
- * its stream to the end.
- */
-export async function runClaudeTurn(
-  sandbox: Sandbox,
-  options: ClaudeTurnOptions,
-  context: ClaudeTurnContext,
-  attach?: { processId: string; from: StreamOffsets },
-): Promise<ClaudeTurnResult> {
-  let processId = attach?.processId;
-  if (!processId) {
-    const { command, env } = claudeCodeInvocation(options);
-    ({ processId } = await sandbox.startProcess(command, { cwd: options.cwd, env }));
-    context.onProcessStarted(processId);
-  }
-  const stdout = new LineSplitter();
-  const stderr = new LineSplitter();
-  const from = attach?.from ?? { stdout: 0, stderr: 0 };
-  const received = { ...from };
-  let final: ClaudeFinal | null = null;
-  let sessionId: string | null = null;
-  let exitCode = -1;
-
-  // Claude Code repeats a message's usage on every line of that message: count each message once.
-  const counted = new Set<string>();
-  const take = (line: string, stream: "stdout" | "stderr") => {
-    if (!line.trim()) return;
-    const events = stream === "stdout" ? parseClaudeStreamLine(line) : [{ type: "log", data: { stream, text: cut(line).text } }];
-    for (const event of events) {
-      if (event.type === "agent.usage") {
-        const id = String(event.data.messageId);
-        if (counted.has(id)) continue;
-        counted.add(id);
-      }
-      if (event.type === "agent.init" || event.type === "agent.result") sessionId = (event.data.sessionId as string | null) ?? sessionId;
-      if (event.type === "agent.result") final = event.data as unknown as ClaudeFinal;
-      context.onEvent(event);
-    }
-  };
-
-  for await (const output of sandbox.streamProcess(processId, { from, signal: context.signal })) {
-    if (output.kind === "exit") {
-      exitCode = output.exitCode;
-      for (const line of stdout.flush()) take(line, "stdout");
-      for (const line of stderr.flush()) take(line, "stderr");
-      break;
-    }
-    const splitter = output.kind === "stdout" ? stdout : stderr;
-    received[output.kind] += output.data.length;
-    const lines = splitter.push(output.data);
-    for (const line of lines) take(line, output.kind);
-    if (lines.length > 0) context.onOutputConsumed({ stdout: received.stdout - stdout.pending, stderr: received.stderr - stderr.pending });
-  }
-  return { exitCode, final, sessionId };
-}
+/** Claude Code behind the adapter interface: the default agent. */
+export const claudeCode: AgentAdapter = {
+  name: "claude-code",
+  install: { package: "@anthropic-ai/claude-code", version: "2.1.330" },
+  provider: "anthropic",
+  invocation: claudeCodeInvocation,
+  parser: (): StreamParser => ({ line: parseClaudeStreamLine }),
+};
 
 /** Maps one stdout line of `--output-format stream-json` to events; a non-JSON line is a plain log event. */
 export function parseClaudeStreamLine(line: string): AgentEvent[] {
-  let message: Record<string, unknown>;
-  try {
-    const parsed: unknown = JSON.parse(line);
-    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
-    message = parsed as Record<string, unknown>;
-  } catch {
-    return [{ type: "log", data: { stream: "stdout", ...cut(line) } }];
-  }
+  const message = jsonObjectOf(line);
+  if (!message) return [logLine(line)];
   switch (message.type) {
     case "system":
       if (message.subtype === "init") {
@@ -242,27 +147,3 @@ function toolResultBlock(block: Record<string, unknown>): AgentEvent[] {
         : "";
   return [{ type: "agent.tool_result", data: { toolUseId: str(block.tool_use_id), isError: block.is_error === true, ...cut(text) } }];
 }
-
-/** One line that says what a tool call does: the command, the file, or the pattern. */
-export function summarizeToolInput(input: Record<string, unknown>): string {
-  for (const key of ["command", "file_path", "path", "pattern", "url", "query", "description", "prompt"]) {
-    const value = input[key];
-    if (typeof value === "string" && value) return oneLine(value);
-  }
-  const first = Object.values(input).find((value) => typeof value === "string");
-  return typeof first === "string" ? oneLine(first) : "";
-}
-
-function oneLine(text: string): string {
-  const line = text.replace(/\s+/g, " ").trim();
-  return line.length > 200 ? `${line.slice(0, 199)}…` : line;
-}
-
-/** Keeps event text bounded; says when it cut. */
-export function cut(text: string): { text: string; truncated?: true } {
-  if (text.length <= LIMITS.eventTextChars) return { text };
-  return { text: text.slice(0, LIMITS.eventTextChars), truncated: true };
-}
-
-const str = (value: unknown): string | null => (typeof value === "string" ? value : null);
-const num = (value: unknown): number => (typeof value === "number" && Number.isFinite(value) ? value : 0);

@@ -1,6 +1,7 @@
 import { parseSSEStream, streamFile, type LogEvent } from "@cloudflare/sandbox";
 import {
   SandboxUnavailableError,
+  asConfinedUser,
   presentCredentials,
   resumeFrom,
   type AgentCredentials,
@@ -14,7 +15,7 @@ import {
   type StreamOffsets,
 } from "./port.ts";
 import { CloneError } from "./checkout.ts";
-import { AGENT_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER } from "./egress.ts";
+import { AGENT_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER } from "./egress.ts";
 
 /**
  * The part of the `@cloudflare/sandbox` SDK this adapter uses. Naming it keeps
@@ -31,12 +32,38 @@ export interface SandboxSdkClient {
   gitCheckout(repoUrl: string, options?: { branch?: string; targetDir?: string; depth?: number; cloneTimeoutMs?: number }): Promise<unknown>;
   /** From @cloudflare/containers: route one host's egress to a handler in `SortieSandbox.outboundHandlers`. */
   setOutboundByHost(hostname: string, methodName: string, params: { token: string }): Promise<void>;
+  /** From @cloudflare/containers: route all of the container's egress to one handler in `SortieSandbox.outboundHandlers`. */
+  setOutboundHandler(methodName: string): Promise<void>;
   removeOutboundByHost(hostname: string): Promise<void>;
+  /** Archives `dir` (squashfs) into the BACKUP_BUCKET R2 binding; the handle restores it in any sandbox. */
+  createBackup(options: { dir: string; name?: string; ttl?: number }): Promise<BackupHandle>;
+  restoreBackup(backup: BackupHandle): Promise<{ success: boolean; dir: string; id: string }>;
   destroy(): Promise<void>;
+}
+
+/** The SDK's serializable backup handle (`DirectoryBackup`). */
+export interface BackupHandle {
+  readonly id: string;
+  readonly dir: string;
+  readonly localBucket?: boolean;
+}
+
+/** Where backups keep what they need besides the SDK's own objects. */
+export interface BackupStore {
+  /** The R2 bucket the SDK writes backups to (binding BACKUP_BUCKET): Sortie keeps its cache index there too. */
+  bucket: R2Bucket;
+  /** How long a snapshot lives, in seconds. */
+  snapshotTtlSeconds: number;
 }
 
 /** Where a Cloudflare sandbox keeps the run's files: the container is the run's alone. */
 const WORKDIR = "/workspace";
+/** Dependency caches live here: a directory the SDK can back up, outside the repository. */
+const CACHE_ROOT = "/var/tmp/sortie-cache";
+/** The SDK's R2 layout: everything of backup `id` lies under this prefix. */
+const backupPrefix = (id: string) => `backups/${id}/`;
+/** Sortie's index of dependency caches: key → backup handle. */
+const cacheIndexKey = (key: string) => `sortie/caches/${key}.json`;
 
 /**
  * The `cloudflare` adapter: one Sandbox container (a Durable Object with a
@@ -48,18 +75,26 @@ const WORKDIR = "/workspace";
  */
 export class CloudflareSandboxPort implements SandboxPort {
   readonly backend = "cloudflare" as const;
-  constructor(private readonly connect: (id: string) => SandboxSdkClient) {}
+  /** Without `backups` (no BACKUP_BUCKET binding) every run clones and sets up for itself. */
+  constructor(
+    private readonly connect: (id: string) => SandboxSdkClient,
+    private readonly backups: BackupStore | null = null,
+  ) {}
 
   async open(id: string): Promise<Sandbox> {
-    return new CloudflareSandbox(id, this.connect(id));
+    return new CloudflareSandbox(id, this.connect(id), this.backups);
   }
 
   destroy(id: string): Promise<void> {
-    return new CloudflareSandbox(id, this.connect(id)).destroy();
+    return new CloudflareSandbox(id, this.connect(id), this.backups).destroy();
   }
 
-  async dropSnapshot(): Promise<void> {
-    // No snapshots are taken on this backend yet (see snapshot below).
+  /** Deletes the backup's archive and metadata from R2. */
+  async dropSnapshot(snapshotId: string): Promise<void> {
+    if (!this.backups) return;
+    const handle = parseBackupHandle(snapshotId);
+    const listed = await this.backups.bucket.list({ prefix: backupPrefix(handle.id) });
+    if (listed.objects.length) await this.backups.bucket.delete(listed.objects.map((object) => object.key));
   }
 
   /** The Worker adds the real key to requests for the model host (egress.ts); the agent holds a placeholder. */
@@ -75,6 +110,7 @@ class CloudflareSandbox implements Sandbox {
   constructor(
     readonly id: string,
     private readonly sdk: SandboxSdkClient,
+    private readonly backups: BackupStore | null,
   ) {}
 
   async checkout(url: string, options: { dir: string; branch?: string | null; timeoutMs?: number }): Promise<CheckoutResult> {
@@ -95,15 +131,28 @@ class CloudflareSandbox implements Sandbox {
   }
 
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const run = await this.confined(command, options);
     const result = await this.call("exec", () =>
-      this.sdk.exec(command, { env: options.env, cwd: options.cwd, timeout: options.timeoutMs }),
+      this.sdk.exec(run.command, { env: run.env, cwd: options.cwd, timeout: options.timeoutMs }),
     );
     return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr };
   }
 
   async startProcess(command: string, options: ExecOptions = {}): Promise<{ processId: string }> {
-    const process = await this.call("startProcess", () => this.sdk.startProcess(command, { env: options.env, cwd: options.cwd }));
+    const run = await this.confined(command, options);
+    const process = await this.call("startProcess", () => this.sdk.startProcess(run.command, { env: run.env, cwd: options.cwd }));
     return { processId: process.id };
+  }
+
+  /**
+   * A confined command runs as its own user; with `modelOnly`, the whole
+   * container's egress is switched to the model-only handler first (an
+   * analysis sandbox is the run's alone, and its setup has already run).
+   */
+  private async confined(command: string, options: ExecOptions): Promise<{ command: string; env?: Record<string, string> }> {
+    if (!options.confine) return { command, env: options.env };
+    if (options.confine.modelOnly) await this.call("setOutboundHandler", () => this.sdk.setOutboundHandler(MODEL_ONLY_HANDLER));
+    return asConfinedUser(command, options.confine, options.env);
   }
 
   streamProcess(processId: string, options: { from?: StreamOffsets; signal?: AbortSignal } = {}): AsyncIterable<ProcessOutput> {
@@ -152,19 +201,53 @@ class CloudflareSandbox implements Sandbox {
   }
 
   /**
-   * Not yet: the SDK's createBackup/restoreBackup need an R2 bucket binding
-   * this deployment does not declare, so each run clones and sets up itself.
+   * A backup of `dir` in R2 (the SDK's createBackup); the snapshot id is the
+   * backup's handle as JSON, so any sandbox can restore it.
    */
-  async snapshot(): Promise<string | null> {
-    return null;
+  async snapshot(dir: string): Promise<string | null> {
+    if (!this.backups) return null;
+    const ttl = this.backups.snapshotTtlSeconds;
+    const handle = await this.call("createBackup", () => this.sdk.createBackup({ dir, name: `sortie ${this.id}`, ttl }));
+    return JSON.stringify({ id: handle.id, dir: handle.dir, ...(handle.localBucket ? { localBucket: true } : {}) });
   }
 
-  async restore(): Promise<void> {
-    throw new SandboxUnavailableError("this backend takes no snapshots");
+  /**
+   * Restores a backup into `dir`. In production the SDK mounts the archive
+   * copy-on-write (an overlay), which lasts as long as the container runs.
+   */
+  async restore(snapshotId: string, dir: string): Promise<void> {
+    if (!this.backups) throw new SandboxUnavailableError("snapshots need the BACKUP_BUCKET binding");
+    const handle = parseBackupHandle(snapshotId);
+    const result = await this.call("restoreBackup", () => this.sdk.restoreBackup({ ...handle, dir }));
+    if (!result.success) throw new SandboxUnavailableError(`sandbox ${this.id}: restoring backup ${handle.id} into ${dir} failed`);
   }
 
-  async cacheDir(): Promise<string | null> {
-    return null;
+  /**
+   * The dependency cache for `key`: restored from its R2 backup when an
+   * earlier run saved one, else an empty directory that `saveCache` backs up.
+   */
+  async cacheDir(key: string): Promise<string | null> {
+    if (!this.backups) return null;
+    const dir = `${CACHE_ROOT}/${key}`;
+    const indexed = await this.backups.bucket.get(cacheIndexKey(key));
+    if (indexed) {
+      try {
+        await this.restore(await indexed.text(), dir);
+        return dir;
+      } catch (error) {
+        // A cache is an optimisation: a lost one is rebuilt by this run's install.
+        console.warn(JSON.stringify({ event: "sandbox.cache_restore_failed", key, message: error instanceof Error ? error.message : String(error) }));
+      }
+    }
+    await this.exec('mkdir -p "$SORTIE_CACHE"', { env: { SORTIE_CACHE: dir } });
+    return dir;
+  }
+
+  /** Backs the cache up once per key: the first run with a lockfile hash fills it, later ones reuse it. */
+  async saveCache(key: string, dir: string): Promise<void> {
+    if (!this.backups || (await this.backups.bucket.head(cacheIndexKey(key)))) return;
+    const handle = await this.call("createBackup", () => this.sdk.createBackup({ dir, name: `sortie cache ${key}`, ttl: this.backups!.snapshotTtlSeconds }));
+    await this.backups.bucket.put(cacheIndexKey(key), JSON.stringify({ id: handle.id, dir: handle.dir, ...(handle.localBucket ? { localBucket: true } : {}) }));
   }
 
   /**
@@ -190,6 +273,21 @@ class CloudflareSandbox implements Sandbox {
       throw new SandboxUnavailableError(`sandbox ${this.id}: ${what} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
   }
+}
+
+/** A snapshot id back into the SDK's handle; anything else is refused rather than passed to the SDK. */
+function parseBackupHandle(snapshotId: string): BackupHandle {
+  let value: unknown;
+  try {
+    value = JSON.parse(snapshotId);
+  } catch {
+    value = null;
+  }
+  const handle = value as Partial<BackupHandle> | null;
+  if (!handle || typeof handle.id !== "string" || !/^[A-Za-z0-9_-]{1,100}$/.test(handle.id) || typeof handle.dir !== "string") {
+    throw new SandboxUnavailableError("not a backup handle of this backend");
+  }
+  return { id: handle.id, dir: handle.dir, ...(handle.localBucket ? { localBucket: true } : {}) };
 }
 
 /** The host git pushes to; a token is only ever lent for https. */

@@ -17,6 +17,9 @@ export const DEFAULT_EGRESS_ALLOW = ["registry.npmjs.org", "pypi.org", "files.py
 /** The name `SortieSandbox.outboundHandlers` registers `gitPushEgress` under. */
 export const GIT_PUSH_HANDLER = "gitPush";
 
+/** The name `SortieSandbox.outboundHandlers` registers `modelOnlyEgress` under: an analysis run's whole network. */
+export const MODEL_ONLY_HANDLER = "modelOnly";
+
 const ANTHROPIC_API = "https://api.anthropic.com";
 
 /** Git's smart HTTP endpoints: the only paths a push token is added to. */
@@ -101,6 +104,10 @@ export async function sendEgress(request: Request, policy: EgressPolicy, secrets
 /** The catch-all for every request a sandbox makes: the policy from the Worker's vars, the model key from its secrets. */
 export const sandboxEgress: OutboundHandler<Cloudflare.Env> = (request, env) =>
   sendEgress(request, egressPolicyFor(env), { modelApiKey: env.ANTHROPIC_API_KEY });
+
+/** An analysis sandbox's catch-all: the model API with its key, nothing else (no registries, no git host). */
+export const modelOnlyEgress: OutboundHandler<Cloudflare.Env> = (request, env) =>
+  sendEgress(request, { ...egressPolicyFor(env), gitHost: null, allow: [] }, { modelApiKey: env.ANTHROPIC_API_KEY });
 
 /** The git host while a publisher holds a grant: the same policy, and the grant's token on git's endpoints. */
 export const gitPushEgress: OutboundHandler<Cloudflare.Env, { token: string }> = (request, env, ctx) =>

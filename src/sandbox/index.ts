@@ -9,5 +9,9 @@ export type { Sandbox, SandboxPort, ProcessOutput } from "./port.ts";
 /** The sandbox backend the configuration names: `local` for dev and tests, `cloudflare` in production. */
 export function sandboxPortFor(env: Cloudflare.Env, config: SortieConfig): SandboxPort {
   if (config.sandboxBackend === "local") return new LocalSandboxPort(env.LOCAL_SANDBOX_URL, env.LOCAL_SANDBOX_TOKEN ?? "");
-  return new CloudflareSandboxPort((id) => getSandbox(env.Sandbox as never, id));
+  // Backups need the bucket and the R2 credentials the SDK signs upload URLs with.
+  const backups = env.BACKUP_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY
+    ? { bucket: env.BACKUP_BUCKET, snapshotTtlSeconds: Math.max(config.warmSnapshotTtlMinutes, 60) * 60 }
+    : null;
+  return new CloudflareSandboxPort((id) => getSandbox(env.Sandbox as never, id), backups);
 }

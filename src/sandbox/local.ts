@@ -164,8 +164,13 @@ class LocalSandbox implements Sandbox {
     await this.client.json("POST", "/restore", { snapshotId, path: dir });
   }
 
+  /** A private copy of the cache for `key`, so no two sandboxes write one directory. */
   async cacheDir(key: string): Promise<string | null> {
-    return (await (await this.client.raw("POST", `/v1/caches/${encodeURIComponent(key)}`)).json() as { path: string }).path;
+    return (await this.client.json<{ path: string }>("POST", `/caches/${encodeURIComponent(key)}`)).path;
+  }
+
+  async saveCache(key: string): Promise<void> {
+    await this.client.json("POST", `/caches/${encodeURIComponent(key)}/save`);
   }
 
   /** The token goes to git as configuration in the command's environment: never in argv, a URL or a file. */

@@ -21,6 +21,37 @@ export interface ExecOptions {
   /** Variables for this one command only; user data travels here, never inside `command`. */
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** Runs the command as an unprivileged user, and with only the model API for a network if asked. */
+  confine?: Confinement;
+}
+
+/**
+ * What a confined agent process may do. It runs as `uid` (group `uid`, no
+ * others) with HOME at `home`, so files it does not own are as closed to it
+ * as their modes say, even inside the sandbox. With `modelOnly`, the model
+ * API (the origins listed) is its only network: no package registry, no git
+ * host, nothing else.
+ */
+export interface Confinement {
+  uid: number;
+  home: string;
+  modelOnly?: { origins: string[] };
+}
+
+/**
+ * Wraps `command` to run as the confined user: root makes the user's private
+ * HOME, then `setpriv` drops to the user with no groups and no capabilities.
+ * The command travels in $SORTIE_CONFINED_COMMAND, never spliced. The
+ * network part of a confinement is the backend's.
+ */
+export function asConfinedUser(command: string, confine: Confinement, env: Record<string, string> = {}): { command: string; env: Record<string, string> } {
+  return {
+    command: [
+      'install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$HOME"',
+      'exec setpriv --reuid="$SORTIE_UID" --regid="$SORTIE_UID" --clear-groups --inh-caps=-all -- bash -c "$SORTIE_CONFINED_COMMAND"',
+    ].join(" && "),
+    env: { ...env, SORTIE_UID: String(confine.uid), SORTIE_CONFINED_COMMAND: command, HOME: confine.home, TMPDIR: confine.home },
+  };
 }
 
 export interface ExecResult {
@@ -64,6 +95,8 @@ export interface Sandbox {
   restore(snapshotId: string, dir: string): Promise<void>;
   /** A directory for package-manager caches that outlives the sandbox, shared by runs with the same `key`; null if none. */
   cacheDir(key: string): Promise<string | null>;
+  /** Keeps what a run's setup put in the cache for the runs after it (a no-op where the directory itself outlives the sandbox). */
+  saveCache(key: string, dir: string): Promise<void>;
   /**
    * Lets git in this sandbox authenticate to `repoUrl`'s host with `token`
    * until the grant is revoked. Spread `env` into the git command's
@@ -83,6 +116,10 @@ export interface GitAccess {
 export interface AgentCredentials {
   ANTHROPIC_API_KEY?: string;
   ANTHROPIC_BASE_URL?: string;
+  OPENAI_API_KEY?: string;
+  OPENAI_BASE_URL?: string;
+  GEMINI_API_KEY?: string;
+  GOOGLE_GEMINI_BASE_URL?: string;
 }
 
 /** The credentials that are set, as environment variables. */

@@ -11,7 +11,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LIMITS } from "../../src/config.ts";
-import { claudeCodeInvocation, parseClaudeStreamLine, summarizeToolInput, type AgentEvent, type ClaudeTurnOptions } from "../../src/runners/claude-code.ts";
+import type { AgentEvent, AgentTurnOptions as ClaudeTurnOptions } from "../../src/runners/agent.ts";
+import { claudeCodeInvocation, parseClaudeStreamLine, summarizeToolInput } from "../../src/runners/claude-code.ts";
 import { LineSplitter } from "../../src/runners/lines.ts";
 import { startAnthropicStandin, type AnthropicStandin } from "../standins/anthropic.mjs";
 

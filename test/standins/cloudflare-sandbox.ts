@@ -11,7 +11,7 @@
  * const sandbox = await new CloudflareSandboxPort(() => sdk).open("run-1");
  */
 import type { ExecResult, FileStreamEvent, GitCheckoutResult, LogEvent } from "@cloudflare/sandbox";
-import type { SandboxSdkClient } from "../../src/sandbox/cloudflare.ts";
+import type { BackupHandle, SandboxSdkClient } from "../../src/sandbox/cloudflare.ts";
 
 type SdkMethod = keyof SandboxSdkClient;
 type ExecOptions = Parameters<SandboxSdkClient["exec"]>[1];
@@ -140,6 +140,26 @@ export class RecordingSandboxSdk implements SandboxSdkClient {
 
   async removeOutboundByHost(hostname: string): Promise<void> {
     this.record("removeOutboundByHost", [hostname]);
+  }
+
+  async setOutboundHandler(methodName: string): Promise<void> {
+    this.record("setOutboundHandler", [methodName]);
+  }
+
+  /** Backups as the SDK makes them: an id and the directory, kept here so a restore of an unknown id fails like the SDK's. */
+  readonly backups = new Map<string, string>();
+
+  async createBackup(options: { dir: string; name?: string; ttl?: number }): Promise<BackupHandle> {
+    this.record("createBackup", [options]);
+    const id = `bk-${this.backups.size + 1}`;
+    this.backups.set(id, options.dir);
+    return { id, dir: options.dir };
+  }
+
+  async restoreBackup(backup: BackupHandle): Promise<{ success: boolean; dir: string; id: string }> {
+    this.record("restoreBackup", [backup]);
+    if (!this.backups.has(backup.id)) throw new Error(`Backup not found: ${backup.id}`);
+    return { success: true, dir: backup.dir, id: backup.id };
   }
 
   async destroy(): Promise<void> {

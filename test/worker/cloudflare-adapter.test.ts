@@ -1,3 +1,4 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { CloneError } from "../../src/sandbox/checkout.ts";
 import { CloudflareSandboxPort } from "../../src/sandbox/cloudflare.ts";
@@ -325,5 +326,88 @@ describe("the sandbox itself", () => {
     expect(error.message).toContain("Container is not running");
     expect(error.cause).toBe(failure);
     expect(sdk.calls).toEqual([{ method: "exec", args: ["true", { env: undefined, cwd: undefined, timeout: undefined }] }]);
+  });
+});
+
+describe("snapshots and caches in R2 (createBackup / restoreBackup)", () => {
+  /** A port with backups on: one recording SDK for every sandbox, the Worker's R2 binding for the index. */
+  function withBackups() {
+    const sdk = new RecordingSandboxSdk({});
+    const port = new CloudflareSandboxPort(() => sdk, { bucket: env.BACKUP_BUCKET, snapshotTtlSeconds: 3600 });
+    return { sdk, port };
+  }
+
+  it("without a bucket takes no snapshot and offers no cache, so every run sets up for itself", async () => {
+    const { sandbox, sdk } = await open();
+    expect(await sandbox.snapshot("/workspace/repo")).toBeNull();
+    expect(await sandbox.cacheDir("acme--widgets-abc")).toBeNull();
+    expect(sdk.calls.some((call) => call.method === "createBackup")).toBe(false);
+  });
+
+  it("snapshots a directory as a backup another sandbox restores into its own directory", async () => {
+    const { sdk, port } = withBackups();
+    const first = await port.open("task-0");
+    const snapshot = await first.snapshot("/workspace/repo");
+    expect(snapshot).not.toBeNull();
+    const second = await port.open("task-1");
+    await second.restore(snapshot!, "/workspace/repo");
+    const created = sdk.calls.find((call) => call.method === "createBackup")!.args[0] as { dir: string; ttl: number };
+    expect(created).toMatchObject({ dir: "/workspace/repo", ttl: 3600 });
+    const restored = sdk.calls.find((call) => call.method === "restoreBackup")!.args[0] as { id: string; dir: string };
+    expect(restored).toEqual({ id: JSON.parse(snapshot!).id, dir: "/workspace/repo" });
+  });
+
+  it("refuses to pass anything but a backup handle to the SDK, and fails a restore the SDK cannot find", async () => {
+    const { sdk, port } = withBackups();
+    const sandbox = await port.open("task-0");
+    expect((await rejection(sandbox.restore("snap-from-another-backend", "/workspace/repo"))).message).toMatch(/not a backup handle/);
+    expect((await rejection(sandbox.restore(JSON.stringify({ id: "bk-404", dir: "/workspace/repo" }), "/workspace/repo")))).toBeInstanceOf(SandboxUnavailableError);
+    expect(sdk.calls.filter((call) => call.method === "restoreBackup")).toHaveLength(1);
+  });
+
+  it("drops a snapshot by deleting its objects from the bucket", async () => {
+    const { port } = withBackups();
+    await env.BACKUP_BUCKET.put("backups/bk-9/data.sqsh", "archive");
+    await env.BACKUP_BUCKET.put("backups/bk-9/meta.json", "{}");
+    await env.BACKUP_BUCKET.put("backups/bk-90/meta.json", "{}");
+    await port.dropSnapshot(JSON.stringify({ id: "bk-9", dir: "/workspace/repo" }));
+    expect((await env.BACKUP_BUCKET.list({ prefix: "backups/bk-9/" })).objects).toEqual([]);
+    expect(await env.BACKUP_BUCKET.head("backups/bk-90/meta.json")).not.toBeNull();
+  });
+
+  it("backs a dependency cache up once per key and restores it for the next sandbox", async () => {
+    const { sdk, port } = withBackups();
+    const key = `acme--widgets-${Math.random().toString(36).slice(2, 10)}`;
+    const first = await port.open("task-a");
+    const dir = await first.cacheDir(key);
+    expect(dir).toBe(`/var/tmp/sortie-cache/${key}`);
+    expect(sdk.calls.some((call) => call.method === "restoreBackup")).toBe(false);
+    await first.saveCache(key, dir!);
+    await first.saveCache(key, dir!);
+    expect(sdk.calls.filter((call) => call.method === "createBackup")).toHaveLength(1);
+
+    const second = await port.open("task-b");
+    expect(await second.cacheDir(key)).toBe(dir);
+    expect(sdk.calls.filter((call) => call.method === "restoreBackup").map((call) => (call.args[0] as { dir: string }).dir)).toEqual([dir]);
+  });
+});
+
+describe("confinement", () => {
+  it("runs a confined command as its user through setpriv, the command itself in a variable", async () => {
+    const { sandbox, sdk } = await open();
+    await sandbox.exec("echo $(id -u) > out", { cwd: "/workspace/repo", env: { A: "1" }, confine: { uid: 20001, home: "/workspace/homes/t-0" } });
+    const [command, options] = sdk.calls.find((call) => call.method === "exec")!.args as [string, { env: Record<string, string> }];
+    expect(command).toContain("setpriv");
+    expect(command).not.toContain("id -u");
+    expect(options.env).toMatchObject({ A: "1", SORTIE_UID: "20001", SORTIE_CONFINED_COMMAND: "echo $(id -u) > out", HOME: "/workspace/homes/t-0" });
+    expect(sdk.calls.some((call) => call.method === "setOutboundHandler")).toBe(false);
+  });
+
+  it("switches the container's egress to the model-only handler before a model-only process starts", async () => {
+    const { sandbox, sdk } = await open({ processes: {} });
+    await sandbox.startProcess("claude -p", { confine: { uid: 10001, home: "/workspace/agent-home", modelOnly: { origins: ["https://api.anthropic.com"] } } });
+    const methods = sdk.calls.map((call) => call.method);
+    expect(methods.indexOf("setOutboundHandler")).toBeLessThan(methods.indexOf("startProcess"));
+    expect(sdk.calls.find((call) => call.method === "setOutboundHandler")!.args).toEqual(["modelOnly"]);
   });
 });

@@ -10,6 +10,8 @@ import { CloudflareSandboxPort } from "../../src/sandbox/cloudflare.ts";
 import {
   AGENT_API_KEY_PLACEHOLDER,
   GIT_PUSH_HANDLER,
+  MODEL_ONLY_HANDLER,
+  modelOnlyEgress,
   decideEgress,
   egressPolicyFor,
   gitPushEgress,
@@ -279,5 +281,23 @@ describe("the ports", () => {
     await expect(sandbox.grantGitAccess("file:///tmp/repos/acme/widgets.git", PUSH_TOKEN)).rejects.toThrow(/https remotes only/);
     await expect(sandbox.grantGitAccess("http://github.com/acme/widgets.git", PUSH_TOKEN)).rejects.toThrow(/https remotes only/);
     expect(sdk.calls).toEqual([]);
+  });
+});
+
+describe("an analysis sandbox (model-only egress)", () => {
+  const ctx = { containerId: "c-1", className: "SortieSandbox" };
+  const env = { ...DEFAULTS, ANTHROPIC_API_KEY: REAL_KEY } as unknown as Cloudflare.Env;
+
+  it("refuses the package registries and the git host the default policy lets through", async () => {
+    for (const url of ["https://registry.npmjs.org/hono", "https://pypi.org/simple/requests/", "https://github.com/acme/widgets.git/info/refs"]) {
+      expect(decideEgress(fromContainer(url), POLICY, {}).allow, url).toBe(true);
+      const response = await modelOnlyEgress(fromContainer(url), env, ctx);
+      expect(response.status, url).toBe(403);
+      expect(await response.text()).not.toContain(REAL_KEY);
+    }
+  });
+
+  it("is registered on the sandbox class under the name the adapter switches to", () => {
+    expect(Object.keys(SortieSandbox.outboundHandlers ?? {})).toContain(MODEL_ONLY_HANDLER);
   });
 });

@@ -1,0 +1,49 @@
+/** The agent CLIs Sortie can run, by name, and the model credentials each one reads. */
+import type { AgentName } from "../schema.ts";
+import type { AgentCredentials } from "../sandbox/port.ts";
+import type { AgentAdapter, ModelProvider } from "./agent.ts";
+import { claudeCode } from "./claude-code.ts";
+
+const ADAPTERS: Record<AgentName, AgentAdapter | undefined> = {
+  "claude-code": claudeCode,
+  codex: undefined,
+  opencode: undefined,
+  gemini: undefined,
+};
+
+export function adapterFor(name: AgentName): AgentAdapter {
+  const adapter = ADAPTERS[name];
+  if (!adapter) throw new Error(`no adapter for agent ${name}`);
+  return adapter;
+}
+
+/** Every adapter, for the image's install list and the docs. */
+export function allAdapters(): AgentAdapter[] {
+  return Object.values(ADAPTERS).filter((adapter): adapter is AgentAdapter => adapter !== undefined);
+}
+
+const DEFAULT_ORIGINS: Record<ModelProvider, string> = {
+  anthropic: "https://api.anthropic.com",
+  openai: "https://api.openai.com",
+  gemini: "https://generativelanguage.googleapis.com",
+};
+
+/**
+ * The provider's key and base URL from the Worker's environment, named as the
+ * provider's CLIs read them, and the origin the model API is reached at (the
+ * only network an analysis run keeps).
+ */
+export function modelCredentials(env: Cloudflare.Env, provider: ModelProvider): { credentials: AgentCredentials; origin: string } {
+  switch (provider) {
+    case "anthropic":
+      return { credentials: { ANTHROPIC_API_KEY: env.ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL: env.ANTHROPIC_BASE_URL }, origin: originOf(env.ANTHROPIC_BASE_URL, provider) };
+    case "openai":
+      return { credentials: { OPENAI_API_KEY: env.OPENAI_API_KEY, OPENAI_BASE_URL: env.OPENAI_BASE_URL }, origin: originOf(env.OPENAI_BASE_URL, provider) };
+    case "gemini":
+      return { credentials: { GEMINI_API_KEY: env.GEMINI_API_KEY, GOOGLE_GEMINI_BASE_URL: env.GEMINI_BASE_URL }, origin: originOf(env.GEMINI_BASE_URL, provider) };
+  }
+}
+
+function originOf(url: string | undefined, provider: ModelProvider): string {
+  return url && URL.canParse(url) ? new URL(url).origin : DEFAULT_ORIGINS[provider];
+}
