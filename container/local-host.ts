@@ -178,6 +178,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const own = path.join(sandbox.root, "cache", cache[1]!);
       if (!cache[2]) {
         await fs.rm(own, { recursive: true, force: true });
+        await fs.mkdir(path.dirname(own), { recursive: true });
         if (existsSync(shared)) await copyTree(shared, own);
         else await fs.mkdir(own, { recursive: true });
         return send(res, 200, { path: own });

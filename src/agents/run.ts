@@ -294,15 +294,20 @@ function onAgentEvent(ctx: RunContext, slot: number, event: AgentEvent): void {
   if (slot === JUDGE_SLOT) return;
   const run = ctx.runOf(slot);
   if (event.type === "agent.usage") {
-    const estimate = (ctx.turnEstimates.get(slot) ?? 0) + estimateCostUsd(event.data as unknown as Usage);
+    // A CLI that reports its session's running total (Codex) gives this turn's share as what the run has not counted yet.
+    const usage = event.data.cumulative === true
+      ? { ...event.data, inputTokens: Math.max(0, Number(event.data.inputTokens) - run.inputTokens), outputTokens: Math.max(0, Number(event.data.outputTokens) - run.outputTokens) }
+      : event.data;
+    const estimate = (ctx.turnEstimates.get(slot) ?? 0) + estimateCostUsd(usage as unknown as Usage);
     ctx.turnEstimates.set(slot, estimate);
-    ctx.patchRun(slot, { inputTokens: run.inputTokens + Number(event.data.inputTokens), outputTokens: run.outputTokens + Number(event.data.outputTokens) });
+    ctx.patchRun(slot, { inputTokens: run.inputTokens + Number(usage.inputTokens), outputTokens: run.outputTokens + Number(usage.outputTokens) });
     if (run.costUsd + estimate > ctx.task().maxCostUsd) void stopForBudget(ctx, slot, run.costUsd + estimate);
   }
   if (event.type === "agent.result") {
-    // The CLI's own figure replaces this turn's estimate; turns of follow-ups add up.
+    // The CLI's own figure replaces this turn's estimate (a CLI that prices nothing keeps it); turns of follow-ups add up.
+    const reported = typeof event.data.costUsd === "number" ? event.data.costUsd : (ctx.turnEstimates.get(slot) ?? 0);
     ctx.turnEstimates.delete(slot);
-    ctx.patchRun(slot, { costUsd: run.costUsd + (Number(event.data.costUsd) || 0), numTurns: (run.numTurns ?? 0) + (Number(event.data.numTurns) || 0) });
+    ctx.patchRun(slot, { costUsd: run.costUsd + reported, numTurns: (run.numTurns ?? 0) + (Number(event.data.numTurns) || 0) });
     if (typeof event.data.sessionId === "string") ctx.patchRun(slot, { sessionId: event.data.sessionId });
     ctx.kv.put(summaryKey(slot), String(event.data.text ?? ""));
   }

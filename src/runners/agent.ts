@@ -22,7 +22,8 @@ export interface AgentFinal {
   /** `success`, `error_max_turns`, or the CLI's own word for a failure. */
   subtype: string;
   numTurns: number;
-  costUsd: number;
+  /** What the CLI says the turn cost; null when it prices nothing (Sortie's estimate stands). */
+  costUsd: number | null;
   durationMs: number;
   text: string;
   sessionId: string | null;

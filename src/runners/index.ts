@@ -3,11 +3,13 @@ import type { AgentName } from "../schema.ts";
 import type { AgentCredentials } from "../sandbox/port.ts";
 import type { AgentAdapter, ModelProvider } from "./agent.ts";
 import { claudeCode } from "./claude-code.ts";
+import { codex } from "./codex.ts";
+import { openCode } from "./opencode.ts";
 
 const ADAPTERS: Record<AgentName, AgentAdapter | undefined> = {
   "claude-code": claudeCode,
-  codex: undefined,
-  opencode: undefined,
+  codex,
+  opencode: openCode,
   gemini: undefined,
 };
 

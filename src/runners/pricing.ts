@@ -6,6 +6,8 @@
 const PRICES: { family: RegExp; input: number; output: number }[] = [
   { family: /opus/i, input: 5, output: 25 },
   { family: /haiku/i, input: 1, output: 5 },
+  { family: /gpt-5[.\d]*-?mini|flash/i, input: 0.3, output: 2.5 },
+  { family: /gpt|codex|o\d|gemini/i, input: 1.25, output: 10 },
   { family: /sonnet|.*/i, input: 3, output: 15 },
 ];
 

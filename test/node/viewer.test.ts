@@ -107,6 +107,10 @@ describe("the web viewer", () => {
     ], "write NOTES.md slowly");
     await page.goto(`${server.url}/tasks/${id}`);
     await expect.poll(() => page.getByTestId("task-repo").textContent()).toBe("acme/widgets");
+    // Which CLI runs it and how it is isolated are on the run's column.
+    await expect.poll(() => page.getByTestId("run-agent").first().textContent()).toBe("claude-code");
+    await expect.poll(() => page.getByTestId("run-isolation").first().textContent()).toBe("sandbox");
+    expect(await page.getByTestId("run-isolation").first().getAttribute("title")).toBe("isolation sandbox: the default");
     await expect(page.getByTestId("open-pr").getAttribute("title")).resolves.toBe("not configured");
     expect(await page.getByTestId("open-pr").isDisabled()).toBe(true);
 

@@ -57,7 +57,7 @@ describe("setup once, fork N", () => {
     await pushCommit("acme/bootstrap");
     const created = await createTask({ repo: "acme/bootstrap", runs: 3, prompt: scripted([check]) });
     const task = await waitForStatus(created.id, ["succeeded", "failed"]);
-    expect(task.status).toBe("succeeded");
+    expect(task.status, JSON.stringify(task.runs.map((r) => r.error))).toBe("succeeded");
     const sources = task.runs.map((r) => r.workspace).sort();
     expect(sources).toEqual(["clone", "snapshot", "snapshot"]);
     const events = await readEvents(created.id);

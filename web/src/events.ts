@@ -76,9 +76,9 @@ function lineFor(type: string, data: Data): string | null {
     case "run.cloned":
       return `cloned at ${str(data, "commit").slice(0, 12)}`;
     case "agent.init":
-      return `Claude Code started${str(data, "model") ? ` · ${str(data, "model")}` : ""}`;
+      return `${str(data, "agent") || "Claude Code"} started${str(data, "model") ? ` · ${str(data, "model")}` : ""}`;
     case "agent.system":
-      return `Claude Code: ${str(data, "subtype") || "system message"}`;
+      return `${str(data, "agent") || "Claude Code"}: ${str(data, "subtype") || "system message"}`;
     case "agent.retry":
       return `API retry ${num(data, "attempt") ?? "?"}/${num(data, "maxRetries") ?? "?"}${str(data, "error") ? `: ${str(data, "error")}` : ""}`;
     case "run.retry":
@@ -99,6 +99,14 @@ function lineFor(type: string, data: Data): string | null {
       return "re-attached to the running agent";
     case "sandbox.destroyed":
       return "sandbox destroyed";
+    case "sandbox.worktree_removed":
+      return "worktree removed (the shared sandbox stays warm)";
+    case "run.worktree":
+      return `worktree at ${str(data, "commit").slice(0, 12)} in ${str(data, "sandbox")}, user ${num(data, "uid") ?? "?"}`;
+    case "run.isolation_violation":
+      return `the analysis run changed the checkout: ${Array.isArray(data.changed) ? data.changed.slice(0, 5).join(", ") : "?"}`;
+    case "run.snapshot_failed":
+      return `no snapshot taken${error || (str(data, "message") ? ` (${str(data, "message")})` : "")}`;
     case "judge.status":
       return `judge ${str(data, "status")}${num(data, "winner") !== null ? ` · winner run ${num(data, "winner")}` : ""}${error}`;
     case "judge.queued":

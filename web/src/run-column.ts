@@ -19,6 +19,8 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
   const phase = h("span", { class: "phase", "data-testid": "run-phase" });
   const elapsed = timer(null, null, "run-elapsed");
   const facts = h("div", { class: "run-facts muted small", "data-testid": "run-facts" });
+  const isolation = h("span", { class: "isolation-badge", "data-testid": "run-isolation", hidden: true });
+  const agent = h("span", { class: "agent-badge", "data-testid": "run-agent" });
   const variant = h("div", { class: "muted small", hidden: true });
   const error = h("p", { class: "error small", "data-testid": "run-error", hidden: true });
   const winnerBadge = h("span", { class: "winner-badge", "data-testid": "run-winner", hidden: true }, "★ winner");
@@ -28,7 +30,7 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
   const element = h(
     "section",
     { class: "run", "data-testid": "run-column", "data-run": index },
-    h("header", { class: "run-head" }, h("div", { class: "run-title" }, h("h2", {}, `Run ${index}`), status, phase, winnerBadge, h("span", { class: "spacer" }), elapsed, pick), variant, facts, error),
+    h("header", { class: "run-head" }, h("div", { class: "run-title" }, h("h2", {}, `Run ${index}`), status, agent, isolation, phase, winnerBadge, h("span", { class: "spacer" }), elapsed, pick), variant, facts, error),
     events,
     diff,
   );
@@ -57,6 +59,13 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
     },
     update(run, task) {
       status.replaceChildren(statusBadge(run.status));
+      agent.textContent = run.agent ?? "claude-code";
+      isolation.hidden = !run.isolation;
+      isolation.textContent = run.isolation ?? "";
+      isolation.dataset.level = run.isolation ?? "";
+      isolation.title = task.isolation
+        ? `isolation ${task.isolation.level}: ${task.isolation.reason}${task.isolation.inferred ? " (inferred)" : ""}`
+        : "";
       phase.textContent = run.status === "queued" && run.queuePosition ? `#${run.queuePosition} in queue` : (run.phase ?? "");
       setTimer(elapsed, run.startedAt, run.startedAt === null ? null : run.endedAt);
       const parts = [
@@ -65,6 +74,7 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
         run.diff ? `${run.diff.files} file${run.diff.files === 1 ? "" : "s"} +${run.diff.additions} −${run.diff.deletions}` : null,
         run.attempts.length ? `${run.attempts.length} retr${run.attempts.length === 1 ? "y" : "ies"}` : null,
         run.baseCommit ? `base ${run.baseCommit.slice(0, 8)}` : null,
+        run.workspace ? `from ${run.workspace}` : null,
       ];
       facts.textContent = parts.filter(Boolean).join(" · ");
       variant.hidden = !run.model && !run.promptSuffix;
