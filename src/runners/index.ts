@@ -4,24 +4,23 @@ import type { AgentCredentials } from "../sandbox/port.ts";
 import type { AgentAdapter, ModelProvider } from "./agent.ts";
 import { claudeCode } from "./claude-code.ts";
 import { codex } from "./codex.ts";
+import { gemini } from "./gemini.ts";
 import { openCode } from "./opencode.ts";
 
-const ADAPTERS: Record<AgentName, AgentAdapter | undefined> = {
+const ADAPTERS: Record<AgentName, AgentAdapter> = {
   "claude-code": claudeCode,
   codex,
   opencode: openCode,
-  gemini: undefined,
+  gemini,
 };
 
 export function adapterFor(name: AgentName): AgentAdapter {
-  const adapter = ADAPTERS[name];
-  if (!adapter) throw new Error(`no adapter for agent ${name}`);
-  return adapter;
+  return ADAPTERS[name];
 }
 
 /** Every adapter, for the image's install list and the docs. */
 export function allAdapters(): AgentAdapter[] {
-  return Object.values(ADAPTERS).filter((adapter): adapter is AgentAdapter => adapter !== undefined);
+  return Object.values(ADAPTERS);
 }
 
 const DEFAULT_ORIGINS: Record<ModelProvider, string> = {

@@ -118,8 +118,9 @@ export class OpenCodeStreamParser implements StreamParser {
         const id = str(part.callID);
         const json = cut(JSON.stringify(input));
         events.push({ type: "agent.tool_call", data: { id, name: str(part.tool) ?? "tool", summary: summarizeToolInput(input), input: json.text, ...(json.truncated ? { truncated: true } : {}) } });
-        const failed = state.status === "error";
-        events.push({ type: "agent.tool_result", data: { toolUseId: id, isError: failed, ...cut(str(failed ? state.error : state.output) ?? "") } });
+        // OpenCode answers a call of a tool it does not offer (a denied one) through its `invalid` tool.
+        const failed = state.status === "error" || part.tool === "invalid";
+        events.push({ type: "agent.tool_result", data: { toolUseId: id, isError: failed, ...cut(str(state.error) ?? str(state.output) ?? "") } });
         break;
       }
       case "step_finish": {

@@ -15,7 +15,7 @@ import {
   type StreamOffsets,
 } from "./port.ts";
 import { CloneError } from "./checkout.ts";
-import { AGENT_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER } from "./egress.ts";
+import { AGENT_API_KEY_PLACEHOLDER, GEMINI_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER, OPENAI_API_KEY_PLACEHOLDER } from "./egress.ts";
 
 /**
  * The part of the `@cloudflare/sandbox` SDK this adapter uses. Naming it keeps
@@ -101,6 +101,8 @@ export class CloudflareSandboxPort implements SandboxPort {
   credentialsForAgent(real: AgentCredentials): Record<string, string> {
     const present = presentCredentials(real);
     if (present.ANTHROPIC_API_KEY) present.ANTHROPIC_API_KEY = AGENT_API_KEY_PLACEHOLDER;
+    if (present.OPENAI_API_KEY) present.OPENAI_API_KEY = OPENAI_API_KEY_PLACEHOLDER;
+    if (present.GEMINI_API_KEY) present.GEMINI_API_KEY = GEMINI_API_KEY_PLACEHOLDER;
     return present;
   }
 }

@@ -21,16 +21,27 @@ export const GIT_PUSH_HANDLER = "gitPush";
 export const MODEL_ONLY_HANDLER = "modelOnly";
 
 const ANTHROPIC_API = "https://api.anthropic.com";
+const OPENAI_API = "https://api.openai.com";
+const GEMINI_API = "https://generativelanguage.googleapis.com";
+
+/** The agent's placeholders for the other CLIs' keys: the Worker swaps in the real one for its model host. */
+export const OPENAI_API_KEY_PLACEHOLDER = "sk-placeholder-sortie";
+export const GEMINI_API_KEY_PLACEHOLDER = "gemini-placeholder-sortie";
 
 /** Git's smart HTTP endpoints: the only paths a push token is added to. */
 const GIT_SMART_HTTP = /\/(?:info\/refs|git-upload-pack|git-receive-pack)$/;
 
 /** The vars a policy is read from. */
-export type EgressEnv = Pick<Cloudflare.Env, "ANTHROPIC_BASE_URL" | "GIT_BASE_URL" | "SANDBOX_EGRESS_ALLOW">;
+export type EgressEnv = Pick<Cloudflare.Env, "ANTHROPIC_BASE_URL" | "GIT_BASE_URL" | "SANDBOX_EGRESS_ALLOW"> &
+  Partial<Pick<Cloudflare.Env, "OPENAI_BASE_URL" | "GEMINI_BASE_URL">>;
 
 export interface EgressPolicy {
   /** The Messages API host, the only one that gets the model key; null when ANTHROPIC_BASE_URL is unreadable. */
   modelHost: string | null;
+  /** The OpenAI API host (Codex), which gets OPENAI_API_KEY as a bearer token. */
+  openaiHost?: string | null;
+  /** The Gemini API host (Gemini CLI), which gets GEMINI_API_KEY as x-goog-api-key. */
+  geminiHost?: string | null;
   /** The host repositories are cloned from and pushed to; null for a `file://` base. */
   gitHost: string | null;
   /** Further hosts, reached unchanged: exact names, or `*.suffix` for any subdomain of suffix. */
@@ -40,6 +51,8 @@ export interface EgressPolicy {
 /** What the Worker may add on the way out. */
 export interface EgressSecrets {
   modelApiKey?: string;
+  openaiApiKey?: string;
+  geminiApiKey?: string;
   /** Present only while a publisher holds a git grant on this sandbox. */
   gitToken?: string;
 }
@@ -51,6 +64,8 @@ export function egressPolicyFor(env: EgressEnv): EgressPolicy {
   const listed = (env.SANDBOX_EGRESS_ALLOW ?? "").split(",").map(normalizeHost).filter(Boolean);
   return {
     modelHost: hostOf(env.ANTHROPIC_BASE_URL || ANTHROPIC_API),
+    openaiHost: hostOf(env.OPENAI_BASE_URL || OPENAI_API),
+    geminiHost: hostOf(env.GEMINI_BASE_URL || GEMINI_API),
     gitHost: hostOf(env.GIT_BASE_URL || "https://github.com"),
     allow: listed.length > 0 ? listed : [...DEFAULT_EGRESS_ALLOW],
   };
@@ -72,6 +87,19 @@ export function decideEgress(request: Request, policy: EgressPolicy, secrets: Eg
     return forward(request, (headers) => {
       headers.set("x-api-key", key);
       headers.delete("authorization");
+    });
+  }
+  if (host === policy.openaiHost || host === policy.geminiHost) {
+    const openai = host === policy.openaiHost;
+    if (url.protocol !== "https:") return refuse(403, `${host} is reached over https only, so the model key never travels in clear`);
+    const key = openai ? secrets.openaiApiKey : secrets.geminiApiKey;
+    if (!key) return refuse(503, `${openai ? "OPENAI_API_KEY" : "GEMINI_API_KEY"} is not set on the Worker`);
+    return forward(request, (headers) => {
+      if (openai) headers.set("authorization", `Bearer ${key}`);
+      else {
+        headers.set("x-goog-api-key", key);
+        headers.delete("authorization");
+      }
     });
   }
   if (host === policy.gitHost) {
@@ -103,11 +131,16 @@ export async function sendEgress(request: Request, policy: EgressPolicy, secrets
 
 /** The catch-all for every request a sandbox makes: the policy from the Worker's vars, the model key from its secrets. */
 export const sandboxEgress: OutboundHandler<Cloudflare.Env> = (request, env) =>
-  sendEgress(request, egressPolicyFor(env), { modelApiKey: env.ANTHROPIC_API_KEY });
+  sendEgress(request, egressPolicyFor(env), modelSecrets(env));
+
+/** The model keys the Worker holds, for whichever CLI a run uses. */
+function modelSecrets(env: Cloudflare.Env): EgressSecrets {
+  return { modelApiKey: env.ANTHROPIC_API_KEY, openaiApiKey: env.OPENAI_API_KEY, geminiApiKey: env.GEMINI_API_KEY };
+}
 
 /** An analysis sandbox's catch-all: the model API with its key, nothing else (no registries, no git host). */
 export const modelOnlyEgress: OutboundHandler<Cloudflare.Env> = (request, env) =>
-  sendEgress(request, { ...egressPolicyFor(env), gitHost: null, allow: [] }, { modelApiKey: env.ANTHROPIC_API_KEY });
+  sendEgress(request, { ...egressPolicyFor(env), gitHost: null, allow: [] }, modelSecrets(env));
 
 /** The git host while a publisher holds a grant: the same policy, and the grant's token on git's endpoints. */
 export const gitPushEgress: OutboundHandler<Cloudflare.Env, { token: string }> = (request, env, ctx) =>
@@ -147,6 +180,6 @@ function normalizeHost(host: string): string {
 }
 
 function scrub(text: string, secrets: EgressSecrets): string {
-  const values = [secrets.modelApiKey, secrets.gitToken, secrets.gitToken && gitBasicAuth(secrets.gitToken).slice("Basic ".length)];
+  const values = [secrets.modelApiKey, secrets.openaiApiKey, secrets.geminiApiKey, secrets.gitToken, secrets.gitToken && gitBasicAuth(secrets.gitToken).slice("Basic ".length)];
   return values.reduce<string>((out, value) => (value ? out.split(value).join("[REDACTED]") : out), text);
 }

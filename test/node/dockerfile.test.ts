@@ -5,6 +5,7 @@
  */
 import fs from "node:fs";
 import { describe, expect, it } from "vitest";
+import { allAdapters } from "../../src/runners/index.ts";
 
 const dockerfile = fs.readFileSync(new URL("../../container/Dockerfile", import.meta.url), "utf8");
 const manifest = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { devDependencies: Record<string, string> };
@@ -19,6 +20,17 @@ describe("container/Dockerfile", () => {
     expect(bases).toHaveLength(1);
     const tag = /^docker\.io\/cloudflare\/sandbox:(\S+)$/.exec(bases[0] ?? "")?.[1];
     expect(tag, `base image ${bases[0]}`).toBe(sandboxSdk.version);
+  });
+
+  it("installs every agent CLI at the version its adapter pins, the one the tests run where package.json has it", () => {
+    for (const adapter of allAdapters()) {
+      const { package: name, version } = adapter.install;
+      expect(version).toMatch(EXACT_VERSION);
+      const installed = [...dockerfile.matchAll(new RegExp(`\\s${name.replace(/[/@.-]/g, "\\$&")}@(\\S+)`, "g"))].map((match) => match[1]);
+      expect(installed, name).toEqual([version]);
+      const pinned = manifest.devDependencies[name];
+      if (pinned !== undefined) expect(pinned, name).toBe(version);
+    }
   });
 
   it("installs the Claude Code version package.json pins", () => {

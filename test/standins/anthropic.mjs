@@ -76,8 +76,9 @@ export async function startAnthropicStandin(options = {}) {
   };
 }
 
+/** An agent's turn offers its tools: Claude Code's `Write`/`Bash`, OpenCode's lowercase `write`/`bash` (only `read` when it may not edit). */
 function isAgentTurn(body) {
-  return Array.isArray(body.tools) && body.tools.some((t) => t?.name === "Write" || t?.name === "Bash");
+  return Array.isArray(body.tools) && body.tools.some((t) => /^(write|bash|read)$/i.test(t?.name ?? ""));
 }
 
 /** The text the user typed: the last text block of the first user message that is not a system reminder. */
@@ -112,9 +113,16 @@ function decideReply(body) {
   if (!step.tool) return { blocks: [{ type: "text", text: step.text ?? "" }], stopReason: "end_turn", delayMs: step.delayMs };
   const input = { ...step.input };
   if (typeof input.file_path === "string" && !input.file_path.startsWith("/")) input.file_path = `${cwd}/${input.file_path}`;
+  // A script written for Claude Code plays under another CLI: its spelling of the tool, its name for the path.
+  const offered = body.tools.find((t) => t?.name === step.tool) ?? body.tools.find((t) => t?.name?.toLowerCase() === step.tool.toLowerCase());
+  const properties = offered?.input_schema?.properties ?? {};
+  if ("file_path" in input && properties.filePath && !properties.file_path) {
+    input.filePath = input.file_path;
+    delete input.file_path;
+  }
   const blocks = [];
   if (step.text) blocks.push({ type: "text", text: step.text });
-  blocks.push({ type: "tool_use", id: `toolu_standin_${turn}_${Math.random().toString(36).slice(2, 10)}`, name: step.tool, input });
+  blocks.push({ type: "tool_use", id: `toolu_standin_${turn}_${Math.random().toString(36).slice(2, 10)}`, name: offered?.name ?? step.tool, input });
   return { blocks, stopReason: "tool_use", delayMs: step.delayMs };
 }
 
@@ -173,7 +181,9 @@ function streamMessage(res, model, blocks, stopReason) {
 }
 
 function sendJson(res, status, value) {
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value));
+  // Clients that honour retry-after-ms (OpenCode) retry a scripted failure at once instead of backing off for a minute.
+  const retry = status >= 500 || status === 429 ? { "retry-after-ms": "50" } : {};
+  res.writeHead(status, { "content-type": "application/json", ...retry }).end(JSON.stringify(value));
 }
 
 async function readJson(req) {

@@ -301,3 +301,27 @@ describe("an analysis sandbox (model-only egress)", () => {
     expect(Object.keys(SortieSandbox.outboundHandlers ?? {})).toContain(MODEL_ONLY_HANDLER);
   });
 });
+
+describe("the other CLIs' model APIs", () => {
+  const secrets = { modelApiKey: REAL_KEY, openaiApiKey: "sk-openai-real", geminiApiKey: "gemini-real" };
+
+  it("adds the OpenAI key as a bearer token for Codex, and the Gemini key as x-goog-api-key, over https only", async () => {
+    const openai = forwarded(decideEgress(fromContainer("https://api.openai.com/v1/responses", { headers: { authorization: "Bearer sk-placeholder-sortie" } }), POLICY, secrets));
+    expect(openai.headers.get("authorization")).toBe("Bearer sk-openai-real");
+    expect(await wire(openai)).not.toContain(REAL_KEY);
+    const gemini = forwarded(decideEgress(fromContainer("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:streamGenerateContent"), POLICY, secrets));
+    expect(gemini.headers.get("x-goog-api-key")).toBe("gemini-real");
+    expect(await wire(gemini)).not.toContain("sk-openai-real");
+    expect(refused(decideEgress(fromContainer("http://api.openai.com/v1/responses"), POLICY, secrets)).status).toBe(403);
+  });
+
+  it("refuses with 503 when the Worker holds no key for that API", () => {
+    expect(refused(decideEgress(fromContainer("https://api.openai.com/v1/responses"), POLICY, { modelApiKey: REAL_KEY })).reason).toMatch(/OPENAI_API_KEY/);
+  });
+
+  it("follows OPENAI_BASE_URL and GEMINI_BASE_URL to a gateway", () => {
+    const policy = egressPolicyFor({ ...DEFAULTS, OPENAI_BASE_URL: "https://llm.example.net/openai/v1", GEMINI_BASE_URL: "https://llm.example.org" });
+    expect(forwarded(decideEgress(fromContainer("https://llm.example.net/openai/v1/responses"), policy, secrets)).headers.get("authorization")).toBe("Bearer sk-openai-real");
+    expect(refused(decideEgress(fromContainer("https://api.openai.com/v1/responses"), policy, secrets)).status).toBe(403);
+  });
+});
