@@ -6,7 +6,7 @@
  * load, latency and throughput run on a second dev server whose sandboxes
  * find the stand-in agent CLI (bench/standin-claude/claude) before Claude Code.
  *
- *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput
+ *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces
  *   npm run bench -- parallel burst    # only those
  */
 import fs from "node:fs";
@@ -24,13 +24,14 @@ import { findWorkerd } from "./memory.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchParallel } from "./parallel.ts";
 import { THROUGHPUT_VIEWERS, benchThroughput } from "./throughput.ts";
+import { benchWorkspaces } from "./workspaces.ts";
 import { describeMachine, figureRows, machine, table, type Figure } from "./report.ts";
 import type { BenchResult } from "./result.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS = path.join(here, "results.json");
 const TIME_LIMIT_MS = 15 * 60_000;
-const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput"] as const;
+const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces"] as const;
 type BenchName = (typeof ALL)[number];
 
 const TITLES: Record<BenchName, string> = {
@@ -41,6 +42,7 @@ const TITLES: Record<BenchName, string> = {
   load: `Load: ${LOAD_SUBMISSIONS} submissions from ${LOAD_CLIENTS} clients while ${LOAD_VIEWERS} viewers watch a 20,000-line task (stand-in agent CLI)`,
   latency: "Latency: agent line printed → viewer, 2,000 lines/s (stand-in agent CLI)",
   throughput: `Throughput: one task's events to ${THROUGHPUT_VIEWERS} viewers, printed as fast as possible (stand-in agent CLI)`,
+  workspaces: "Workspaces: setup once and fork 8, a warm second task, the dependency cache (npm ci + tsc setup)",
 };
 
 /**
@@ -56,6 +58,7 @@ const SERVER_OF: Record<Exclude<BenchName, "bundle">, ServerKind> = {
   load: "standin-cli",
   latency: "standin-cli",
   throughput: "standin-cli",
+  workspaces: "demo",
 };
 // The rate limit on task creation (60 a minute by default) is lifted: burst and load measure the fleet, not the limiter.
 const FLEET_ENV = { MAX_SANDBOXES: String(BURST_CAP), MAX_SANDBOXES_PER_CREATOR: String(BURST_CAP), TASK_RATE_LIMIT_PER_MINUTE: "100000" };
@@ -178,6 +181,7 @@ async function runOne(name: BenchName): Promise<BenchResult> {
     : name === "burst" ? await benchBurst(api)
     : name === "load" ? await benchLoad(api, { workerd, persistTo: dev.persistTo })
     : name === "latency" ? await benchLatency(api, workerd)
+    : name === "workspaces" ? await benchWorkspaces(api, dev.gitBaseUrl)
     : await benchThroughput(api, workerd);
   const reloads = workerReloads() - reloadsBefore;
   if (reloads > 0) {

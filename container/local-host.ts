@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import { timingSafeEqual, createHash } from "node:crypto";
 import net from "node:net";
 import { asConfinedUser, type Confinement } from "../src/sandbox/port.ts";
+import { DirectoryLayers, copyTree } from "./layers.ts";
 
 interface ProcessBody {
   command: string;
@@ -27,6 +28,12 @@ interface ProcessBody {
   env?: Record<string, string>;
   confine?: Confinement;
 }
+
+/** Where this machine keeps its certificate authorities and proxy: passed on, so installs in a sandbox reach what the host reaches. */
+const HOST_NETWORK_ENV = Object.fromEntries(
+  ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"]
+    .flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
+);
 
 /** Inside a jail, where an agent whose model API is not on loopback finds its CONNECT proxy. */
 const JAIL_PROXY_PORT = 3128;
@@ -93,6 +100,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   // sandbox root, and reach this package's binaries.
   await fs.chmod(root, 0o711);
   await makeTraversable(path.resolve(here, ".."));
+  const layers = await DirectoryLayers.create(`${root}-probe`);
   const sandboxes = new Map<string, HostedSandbox>();
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
   let failOpens = 0;
@@ -122,7 +130,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     }
     const snapshot = /^\/v1\/snapshots\/(snap-[a-z0-9-]+)$/.exec(url.pathname);
     if (snapshot && req.method === "DELETE") {
-      await fs.rm(path.join(snapshotRoot, snapshot[1]!), { recursive: true, force: true });
+      // A snapshot a running sandbox has mounted goes when that sandbox does.
+      await layers.drop(path.join(snapshotRoot, snapshot[1]!));
       return send(res, 200, { deleted: snapshot[1] });
     }
     if (url.pathname === "/v1/faults" && req.method === "POST") {
@@ -177,10 +186,12 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const shared = path.join(cacheRoot, cache[1]!);
       const own = path.join(sandbox.root, "cache", cache[1]!);
       if (!cache[2]) {
-        await fs.rm(own, { recursive: true, force: true });
-        await fs.mkdir(path.dirname(own), { recursive: true });
-        if (existsSync(shared)) await copyTree(shared, own);
-        else await fs.mkdir(own, { recursive: true });
+        if (existsSync(shared)) {
+          await layers.layer(id, shared, own, path.join(sandbox.root, ".layers"));
+        } else {
+          await fs.rm(own, { recursive: true, force: true });
+          await fs.mkdir(own, { recursive: true });
+        }
         return send(res, 200, { path: own });
       }
       if (existsSync(shared) || !existsSync(own)) return send(res, 200, { saved: false });
@@ -209,9 +220,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const from = /^snap-[a-z0-9-]+$/.test(body.snapshotId) ? path.join(snapshotRoot, body.snapshotId) : null;
       if (!to || !from) return send(res, 400, { error: { code: "bad_request", message: "a snapshot id and a path inside the sandbox are required" } });
       if (!existsSync(from)) return send(res, 404, { error: { code: "no_snapshot", message: `no snapshot ${body.snapshotId}` } });
-      await fs.rm(to, { recursive: true, force: true });
-      await copyTree(from, to);
-      return send(res, 200, { restored: body.snapshotId });
+      const how = await layers.layer(id, from, to, path.join(sandbox.root, ".layers"));
+      return send(res, 200, { restored: body.snapshotId, how });
     }
     if (rest === "/files") {
       const file = insideSandbox(sandbox, url.searchParams.get("path") ?? "");
@@ -249,6 +259,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (!sandbox) return;
     sandboxes.delete(id);
     await Promise.all([...sandbox.processes.values()].map(killTree));
+    await layers.release(id);
     await fs.rm(sandbox.root, { recursive: true, force: true });
   }
 
@@ -268,6 +279,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       GIT_COMMITTER_NAME: "Sortie",
       GIT_COMMITTER_EMAIL: "sortie@users.noreply.github.com",
       GIT_TERMINAL_PROMPT: "0",
+      // The machine's trust store and proxy, which a container image would carry in its own files.
+      ...HOST_NETWORK_ENV,
       ...extra,
     };
   }
@@ -443,16 +456,6 @@ async function streamOutput(hosted: HostedProcess, skip: number, req: http.Incom
       req.once("close", done);
     });
   }
-}
-
-/** Copies a directory tree, sharing blocks with the original where the filesystem can (reflink). */
-function copyTree(from: string, to: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const copy = spawn("cp", ["-a", "--reflink=auto", from, to], { stdio: ["ignore", "ignore", "pipe"] });
-    let error = "";
-    copy.stderr!.on("data", (chunk: Buffer) => (error += chunk.toString()));
-    copy.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`cp exited ${code}: ${error.trim()}`))));
-  });
 }
 
 /** Adds search (x, never read) permission for others to `dir` and each directory above it. */

@@ -11,7 +11,6 @@ import { secretFilesIn } from "../publish/secret-files.ts";
 import { runAgentTurn, type AgentEvent, type AgentTurnResult } from "../runners/agent.ts";
 import { adapterFor, modelCredentials } from "../runners/index.ts";
 import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
-import { cacheEnv, lockfileHash, runSetup } from "../runners/setup.ts";
 import type { Confinement, Sandbox, SandboxPort } from "../sandbox/port.ts";
 import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
@@ -20,7 +19,7 @@ import { JUDGE_SLOT } from "./judge.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, changesIn, handOverWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
-import { prepareWorkspace } from "./workspace.ts";
+import { prepareWorkspace, setUpCheckout } from "./workspace.ts";
 
 /** One turn of the agent: a prompt, or a follow-up continuing `resumeSessionId`. */
 export interface AgentTurn {
@@ -246,17 +245,20 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
   ctx.kv.put(worktreeUserKey(index), uid);
   const placement = placementFor("workspace", sandbox.workdir, spec.id, index, uid);
   ctx.record({ run: index, type: "run.worktree", data: { commit, sandbox: sandbox.id, uid } });
-  const cacheKey = `${spec.repo.replace("/", "--")}-${await lockfileHash(sandbox, placement.repoDir)}`;
-  const cache = await sandbox.cacheDir(cacheKey);
-  const started = Date.now();
-  const ran = await runSetup(
-    sandbox,
-    { repoDir: placement.repoDir, command: spec.setup, env: cache ? cacheEnv(cache) : {}, signal },
-    (stream, text) => ctx.record({ run: index, type: "log", data: { stream, text, phase: "setup" } }),
-    () => ctx.setPhase(index, "setup"),
+  const fleet = await fleetOf(ctx.env);
+  const port = ctx.port();
+  await setUpCheckout(
+    {
+      sandbox,
+      spec,
+      warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id) => fleet.putWarm(key, id) },
+      signal,
+      setPhase: (phase) => ctx.setPhase(index, phase),
+      record: (type, data) => ctx.record({ run: index, type, data }),
+      dropSnapshot: (id) => port.dropSnapshot(id),
+    },
+    placement.repoDir,
   );
-  if (ran) ctx.record({ run: index, type: "run.setup", data: { durationMs: Date.now() - started, cache: cache !== null } });
-  if (ran && cache) await sandbox.saveCache(cacheKey, cache);
   await handOverWorktree(sandbox, placement);
   ctx.patchRun(index, { baseCommit: commit, workspace: "worktree" });
 }

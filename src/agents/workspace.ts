@@ -50,17 +50,7 @@ export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit:
     ctx.setPhase("cloning");
     const { commit } = await sandbox.checkout(spec.cloneUrl, { dir: repoDir, branch: spec.branch });
     ctx.record("run.cloned", { commit });
-    const cacheKey = `${spec.repo.replace("/", "--")}-${await lockfileHash(sandbox, repoDir)}`;
-    const cache = await sandbox.cacheDir(cacheKey);
-    const started = Date.now();
-    const ran = await runSetup(
-      sandbox,
-      { repoDir, command: spec.setup, env: cache ? cacheEnv(cache) : {}, signal: ctx.signal },
-      (stream, text) => ctx.record("log", { stream, text, phase: "setup" }),
-      () => ctx.setPhase("setup"),
-    );
-    if (ran) ctx.record("run.setup", { durationMs: Date.now() - started, cache: cache !== null });
-    if (ran && cache) await sandbox.saveCache(cacheKey, cache);
+    await setUpCheckout(ctx, repoDir);
     const snapshot = await sandbox.snapshot(repoDir).catch((error: unknown) => {
       // A snapshot only saves the other runs time: without one they clone and set up themselves.
       ctx.record("run.snapshot_failed", { message: error instanceof Error ? error.message : String(error) });
@@ -74,6 +64,60 @@ export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit:
   } catch (error) {
     if (mine) made(null);
     throw error;
+  }
+}
+
+/** Directories package managers install into inside a checkout: kept per lockfile, restored before setup. */
+const DEPENDENCY_DIRS = ["node_modules", ".venv"] as const;
+
+/** What setting up a checkout borrows: the sandbox, the task, the warm index and the event log. */
+export type SetupContext = Pick<WorkspaceContext, "sandbox" | "spec" | "warm" | "signal" | "setPhase" | "record" | "dropSnapshot">;
+
+/**
+ * Runs the setup step in a checkout with the dependency cache of its
+ * lockfile: the package managers' caches (SORTIE_CACHE_DIR and the variables
+ * of cacheEnv), and the dependency directories (node_modules, .venv) the
+ * last setup with the same lockfile left, restored copy-on-write, so an
+ * `npm install` finds its work done. After a successful setup both are kept
+ * for the next run; a new lockfile starts empty.
+ */
+export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise<void> {
+  const { sandbox, spec } = ctx;
+  const lockHash = await lockfileHash(sandbox, repoDir);
+  const cacheKey = `${spec.repo.replace("/", "--")}-${lockHash}`;
+  const cache = await sandbox.cacheDir(cacheKey);
+  const depsKey = (dir: string) => `deps:${spec.repo}#${lockHash}:${dir}`;
+  const restored: string[] = [];
+  if (lockHash !== "none") {
+    for (const dir of DEPENDENCY_DIRS) {
+      const snapshot = await ctx.warm.findWarm(depsKey(dir));
+      if (!snapshot) continue;
+      try {
+        await sandbox.restore(snapshot, `${repoDir}/${dir}`);
+        restored.push(dir);
+      } catch (error) {
+        ctx.record("run.snapshot_missed", { snapshot, message: error instanceof Error ? error.message : String(error) });
+      }
+    }
+  }
+  if (restored.length) ctx.record("run.dependencies_restored", { dirs: restored, lockfile: lockHash });
+  const started = Date.now();
+  const ran = await runSetup(
+    sandbox,
+    { repoDir, command: spec.setup, env: cache ? cacheEnv(cache) : {}, signal: ctx.signal },
+    (stream, text) => ctx.record("log", { stream, text, phase: "setup" }),
+    () => ctx.setPhase("setup"),
+  );
+  if (!ran) return;
+  ctx.record("run.setup", { durationMs: Date.now() - started, cache: cache !== null, dependencies: restored });
+  if (cache) await sandbox.saveCache(cacheKey, cache);
+  if (lockHash === "none") return;
+  for (const dir of DEPENDENCY_DIRS) {
+    if (restored.includes(dir)) continue;
+    const present = await sandbox.exec('test -d "$SORTIE_DIR"', { env: { SORTIE_DIR: `${repoDir}/${dir}` } });
+    if (present.exitCode !== 0) continue;
+    const snapshot = await sandbox.snapshot(`${repoDir}/${dir}`).catch(() => null);
+    if (snapshot) for (const displaced of await ctx.warm.putWarm(depsKey(dir), snapshot)) await ctx.dropSnapshot(displaced);
   }
 }
 

@@ -9,12 +9,12 @@ import { createTask, liveSandboxes, readEvents, scripted, waitForStatus } from "
 const check = { tool: "Bash", input: { command: "cat node_modules/.built && ls .sortie" } };
 
 /** Adds a commit to the fixture's bare repository, through git in a scratch sandbox. */
-async function pushCommit(repo: string): Promise<void> {
+async function pushCommit(repo: string, file = "README.md"): Promise<void> {
   const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
   const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/pusher-${Math.random().toString(36).slice(2, 8)}`;
   await fetch(base, { method: "POST", headers });
-  const script = 'set -e; git clone -q "$REPO" w && cd w && echo change >> README.md && git commit -qam change && git push -q origin HEAD';
-  const result = (await (await fetch(`${base}/exec`, { method: "POST", headers, body: JSON.stringify({ command: script, env: { REPO: `${env.GIT_BASE_URL}/${repo}.git` } }) })).json()) as { exitCode: number; stderr: string };
+  const script = 'set -e; git clone -q "$REPO" w && cd w && echo " " >> "$FILE" && git commit -qam change && git push -q origin HEAD';
+  const result = (await (await fetch(`${base}/exec`, { method: "POST", headers, body: JSON.stringify({ command: script, env: { REPO: `${env.GIT_BASE_URL}/${repo}.git`, FILE: file } }) })).json()) as { exitCode: number; stderr: string };
   await fetch(base, { method: "DELETE", headers });
   expect(result.exitCode, result.stderr).toBe(0);
 }
@@ -94,7 +94,17 @@ describe("setup once, fork N", () => {
     await pushCommit("acme/bootstrap");
     const second = await createTask({ repo: "acme/bootstrap", prompt: scripted([check]) });
     await waitForStatus(second.id, ["succeeded"]);
-    const logs = (await readEvents(second.id)).filter((e) => e.type === "log" && e.data.phase === "setup").map((e) => e.data.text);
+    const events = await readEvents(second.id);
+    const logs = events.filter((e) => e.type === "log" && e.data.phase === "setup").map((e) => e.data.text);
     expect(logs).toContain("cache hit");
+    // What the last setup with this lockfile installed is back before setup runs.
+    expect(events.find((e) => e.type === "run.dependencies_restored")?.data.dirs).toEqual(["node_modules"]);
+
+    await pushCommit("acme/bootstrap", "package-lock.json");
+    const third = await createTask({ repo: "acme/bootstrap", prompt: scripted([check]) });
+    await waitForStatus(third.id, ["succeeded"]);
+    const fresh = await readEvents(third.id);
+    expect(fresh.some((e) => e.type === "run.dependencies_restored")).toBe(false);
+    expect(fresh.filter((e) => e.type === "log" && e.data.phase === "setup").map((e) => e.data.text)).not.toContain("cache hit");
   });
 });
