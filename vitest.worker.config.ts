@@ -14,6 +14,8 @@ export default defineConfig(async () => {
             SORTIE_ADMIN_TOKEN: "test-admin-token",
             ANTHROPIC_API_KEY: "sk-ant-test-key-0123456789",
             ANTHROPIC_BASE_URL: inject("anthropicUrl"),
+            GEMINI_API_KEY: "gemini-test-key",
+            GEMINI_BASE_URL: inject("geminiUrl"),
             SANDBOX_BACKEND: "local",
             LOCAL_SANDBOX_URL: inject("localSandboxUrl"),
             LOCAL_SANDBOX_TOKEN: "test-local-sandbox-token",

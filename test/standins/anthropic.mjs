@@ -13,13 +13,7 @@
 // Without a script, "add a NAME.ext" writes that file (for demos); anything
 // else gets a short text answer.
 import http from "node:http";
-
-/** @typedef {{ text?: string, tool?: string, input?: Record<string, unknown>, delayMs?: number, status?: number, failTimes?: number }} Step */
-
-const SCRIPT_MARK = "#!standin ";
-/** A judging turn (Sortie's reviewer) plays this line's script instead. */
-const JUDGE_SCRIPT_MARK = "#!standin-judge ";
-const JUDGE_MARKER = "[sortie judge]";
+import { scriptOf } from "./script.mjs";
 
 /**
  * Starts the stand-in. `failures` makes the next N message calls answer with
@@ -97,7 +91,7 @@ function decideReply(body) {
   if (!isAgentTurn(body)) return { blocks: [{ type: "text", text: "Sortie task" }], stopReason: "end_turn" };
   const prompt = userPromptOf(body);
   const cwd = workingDirectoryOf(body);
-  const steps = scriptOf(prompt);
+  const steps = scriptOf(prompt, (file, content) => ({ tool: "Write", input: { file_path: file, content } }));
   const turn = body.messages.filter((m) => m.role === "assistant").length;
   const step = steps[turn];
   if (!step) return { blocks: [{ type: "text", text: "Done." }], stopReason: "end_turn" };
@@ -126,23 +120,6 @@ function decideReply(body) {
   return { blocks, stopReason: "tool_use", delayMs: step.delayMs };
 }
 
-/** @returns {Step[]} */
-function scriptOf(prompt) {
-  if (prompt.includes(JUDGE_MARKER)) {
-    const judged = prompt.split("\n").find((l) => l.startsWith(JUDGE_SCRIPT_MARK));
-    if (judged) return JSON.parse(judged.slice(JUDGE_SCRIPT_MARK.length));
-    const first = /- run (\d+):/.exec(prompt)?.[1] ?? "0";
-    return [{ text: JSON.stringify({ winner: Number(first), ranking: [Number(first)], reasons: "The stand-in picks the first candidate." }) }];
-  }
-  const line = prompt.split("\n").find((l) => l.startsWith(SCRIPT_MARK));
-  if (line) return JSON.parse(line.slice(SCRIPT_MARK.length));
-  const wanted = /\b(?:add|create|write)\s+(?:a\s+|an\s+)?([\w./-]+\.[A-Za-z0-9]+)/i.exec(prompt)?.[1];
-  if (!wanted) return [{ text: `I read: ${prompt.slice(0, 200)}` }];
-  return [
-    { text: `Creating ${wanted}.`, tool: "Write", input: { file_path: wanted, content: `# ${wanted}\n\nWritten by Sortie's stand-in model for the prompt:\n\n> ${prompt.split("\n")[0]}\n` } },
-    { text: `Added ${wanted}.` },
-  ];
-}
 
 /** Claude Code states its working directory in the system prompt or in a system message. */
 function workingDirectoryOf(body) {

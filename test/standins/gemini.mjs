@@ -23,13 +23,10 @@
 // other generateContent calls (summaries, compression) get short text;
 // countTokens gets a fixed count.
 import http from "node:http";
+import { SCRIPT_MARK, JUDGE_SCRIPT_MARK, scriptOf } from "./script.mjs";
 
-/** @typedef {{ text?: string, tool?: string, input?: Record<string, unknown>, delayMs?: number, status?: number, failTimes?: number }} Step */
+/** @typedef {import("./script.mjs").Step} Step */
 
-const SCRIPT_MARK = "#!standin ";
-/** A judging turn (Sortie's reviewer) plays this line's script instead. */
-const JUDGE_SCRIPT_MARK = "#!standin-judge ";
-const JUDGE_MARKER = "[sortie judge]";
 /** Tools whose presence marks a request as a turn of the coding agent rather than a side call. */
 const AGENT_TOOLS = new Set(["run_shell_command", "write_file", "replace", "read_file"]);
 
@@ -140,7 +137,7 @@ const failuresSeen = new Map();
 function decideReply(body) {
   const { prompt, turn } = scriptPosition(body);
   const cwd = workingDirectoryOf(body);
-  const steps = scriptOf(prompt);
+  const steps = scriptOf(prompt, (file, content) => ({ tool: "write_file", input: { file_path: file, content } }));
   const step = steps[turn];
   if (!step) return { parts: [{ text: "Done." }] };
   if (step.status) {
@@ -179,23 +176,6 @@ function scriptPosition(body) {
   return { prompt: userPromptOf(body), turn: contents.filter((c) => c.role === "model").length };
 }
 
-/** @returns {Step[]} */
-function scriptOf(prompt) {
-  if (prompt.includes(JUDGE_MARKER)) {
-    const judged = prompt.split("\n").find((l) => l.startsWith(JUDGE_SCRIPT_MARK));
-    if (judged) return JSON.parse(judged.slice(JUDGE_SCRIPT_MARK.length));
-    const first = /- run (\d+):/.exec(prompt)?.[1] ?? "0";
-    return [{ text: JSON.stringify({ winner: Number(first), ranking: [Number(first)], reasons: "The stand-in picks the first candidate." }) }];
-  }
-  const line = prompt.split("\n").find((l) => l.startsWith(SCRIPT_MARK));
-  if (line) return JSON.parse(line.slice(SCRIPT_MARK.length));
-  const wanted = /\b(?:add|create|write)\s+(?:a\s+|an\s+)?([\w./-]+\.[A-Za-z0-9]+)/i.exec(prompt)?.[1];
-  if (!wanted) return [{ text: `I read: ${prompt.slice(0, 200)}` }];
-  return [
-    { text: `Creating ${wanted}.`, tool: "write_file", input: { file_path: wanted, content: `# ${wanted}\n\nWritten by Sortie's stand-in model for the prompt:\n\n> ${prompt.split("\n")[0]}\n` } },
-    { text: `Added ${wanted}.` },
-  ];
-}
 
 /** Gemini CLI lists its workspace directories in the <session_context> it sends first. */
 function workingDirectoryOf(body) {

@@ -34,14 +34,11 @@
 // is resent on every request), answered with server-sent events. Tool results
 // come back as `function_call_output` / `custom_tool_call_output` input items.
 import http from "node:http";
+import { scriptOf } from "./script.mjs";
 import zlib from "node:zlib";
 
-/** @typedef {{ text?: string, reasoning?: string, tool?: string, input?: Record<string, unknown>, delayMs?: number, status?: number, failTimes?: number }} Step */
+/** @typedef {import("./script.mjs").Step} Step */
 
-const SCRIPT_MARK = "#!standin ";
-/** A judging turn (Sortie's reviewer) plays this line's script instead. */
-const JUDGE_SCRIPT_MARK = "#!standin-judge ";
-const JUDGE_MARKER = "[sortie judge]";
 const STANDIN_MODELS = ["gpt-5.5", "gpt-6.2-sol", "standin-model"];
 
 /** Codex wraps context (cwd, AGENTS.md, skills, ...) into user messages too; these are not what the user typed. */
@@ -186,7 +183,7 @@ function decideReply(body) {
   if (isCompaction(body)) return { items: [messageItem("Summary: the stand-in conversation so far (compacted).")] };
   if (!isAgentTurn(body)) return { items: [messageItem("Sortie task")] };
   const prompt = userPromptOf(body);
-  const steps = scriptOf(prompt);
+  const steps = scriptOf(prompt, (file, content) => ({ tool: "apply_patch", input: { patch: addFilePatch(file, content) } }));
   const turn = turnIndexOf(body);
   const step = steps[turn];
   if (!step) return { items: [messageItem("Done.")] };
@@ -207,24 +204,6 @@ function decideReply(body) {
   return { items, delayMs: step.delayMs };
 }
 
-/** @returns {Step[]} */
-function scriptOf(prompt) {
-  if (prompt.includes(JUDGE_MARKER)) {
-    const judged = prompt.split("\n").find((l) => l.startsWith(JUDGE_SCRIPT_MARK));
-    if (judged) return JSON.parse(judged.slice(JUDGE_SCRIPT_MARK.length));
-    const first = /- run (\d+):/.exec(prompt)?.[1] ?? "0";
-    return [{ text: JSON.stringify({ winner: Number(first), ranking: [Number(first)], reasons: "The stand-in picks the first candidate." }) }];
-  }
-  const line = prompt.split("\n").find((l) => l.startsWith(SCRIPT_MARK));
-  if (line) return JSON.parse(line.slice(SCRIPT_MARK.length));
-  const wanted = /\b(?:add|create|write)\s+(?:a\s+|an\s+)?([\w./-]+\.[A-Za-z0-9]+)/i.exec(prompt)?.[1];
-  if (!wanted) return [{ text: `I read: ${prompt.trim().slice(0, 200)}` }];
-  const content = `# ${wanted}\n\nWritten by Sortie's stand-in model for the prompt:\n\n> ${prompt.split("\n")[0]}\n`;
-  return [
-    { text: `Creating ${wanted}.`, tool: "apply_patch", input: { patch: addFilePatch(wanted, content) } },
-    { text: `Added ${wanted}.` },
-  ];
-}
 
 /** An apply_patch envelope that creates `path` (relative to Codex's working directory) with `content`. */
 export function addFilePatch(path, content) {

@@ -6,6 +6,7 @@
 import type { TestProject } from "vitest/node";
 import { startLocalSandboxHost } from "../../container/local-host.ts";
 import { startAnthropicStandin } from "../standins/anthropic.mjs";
+import { startGeminiStandin } from "../standins/gemini.mjs";
 import { startSlackStandin } from "../standins/slack.ts";
 import { createFixtureRepos } from "./fixtures.ts";
 import { GITHUB_PERSONAL_TOKEN, startGitHubForTests } from "./github.ts";
@@ -16,6 +17,7 @@ export const SLACK_BOT_TOKEN = "xoxb-test-bot-token";
 
 export default async function setup(project: TestProject) {
   const model = await startAnthropicStandin();
+  const gemini = await startGeminiStandin();
   const host = await startLocalSandboxHost({ token: LOCAL_SANDBOX_TOKEN });
   const gitBaseUrl = createFixtureRepos(undefined, ["acme/widgets", "acme/bootstrap", "acme/broken"]);
   const slack = await startSlackStandin({ botToken: SLACK_BOT_TOKEN });
@@ -25,12 +27,14 @@ export default async function setup(project: TestProject) {
   project.provide("githubAppPrivateKeyPkcs8", github.privateKeyPkcs8);
   project.provide("githubPersonalToken", GITHUB_PERSONAL_TOKEN);
   project.provide("anthropicUrl", model.url);
+  project.provide("geminiUrl", gemini.url);
   project.provide("localSandboxUrl", host.url);
   project.provide("gitBaseUrl", gitBaseUrl);
   project.provide("slackUrl", slack.url);
   return async () => {
     await host.close();
     await model.close();
+    await gemini.close();
     await github.close();
     await slack.close();
   };
@@ -39,6 +43,7 @@ export default async function setup(project: TestProject) {
 declare module "vitest" {
   export interface ProvidedContext {
     anthropicUrl: string;
+    geminiUrl: string;
     githubApiUrl: string;
     githubAppPrivateKey: string;
     githubAppPrivateKeyPkcs8: string;
