@@ -84,7 +84,8 @@ export class DirectoryLayers {
   private async unmount(which: (mount: Mount) => boolean): Promise<void> {
     for (const mount of this.mounts.filter(which)) {
       // Lazy: a process that still has a file open there does not keep the sandbox from going.
-      await run("umount", ["-l", mount.target]);
+      // A mount the sandbox's own commands already took down (a removed worktree) is simply gone.
+      await run("umount", ["-l", mount.target]).catch(() => undefined);
       this.mounts.splice(this.mounts.indexOf(mount), 1);
       if (this.doomed.has(mount.lower) && !this.mounts.some((other) => other.lower === mount.lower)) {
         this.doomed.delete(mount.lower);

@@ -52,6 +52,8 @@ interface HostedProcess {
 interface HostedSandbox {
   root: string;
   processes: Map<string, HostedProcess>;
+  /** Confined users of this sandbox are numbered from here: sandboxes on one host never share a user. */
+  uidBase: number;
 }
 
 export interface LocalHostOptions {
@@ -102,6 +104,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   await makeTraversable(path.resolve(here, ".."));
   const layers = await DirectoryLayers.create(`${root}-probe`);
   const sandboxes = new Map<string, HostedSandbox>();
+  let sandboxesMade = 0;
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
   let failOpens = 0;
   const expected = createHash("sha256").update(`Bearer ${options.token}`).digest();
@@ -244,7 +247,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   async function ensureSandbox(id: string): Promise<HostedSandbox> {
     let sandbox = sandboxes.get(id);
     if (!sandbox) {
-      sandbox = { root: path.join(root, id), processes: new Map() };
+      sandbox = { root: path.join(root, id), processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade };
       sandboxes.set(id, sandbox);
     }
     await fs.mkdir(sandbox.root, { recursive: true, mode: 0o711 });
@@ -279,6 +282,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       GIT_COMMITTER_NAME: "Sortie",
       GIT_COMMITTER_EMAIL: "sortie@users.noreply.github.com",
       GIT_TERMINAL_PROMPT: "0",
+      SORTIE_UID_BASE: String(sandbox.uidBase),
       // The machine's trust store and proxy, which a container image would carry in its own files.
       ...HOST_NETWORK_ENV,
       ...extra,
@@ -388,6 +392,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       child.stdout!.on("data", keep(out));
       child.stderr!.on("data", keep(err));
       const timer = body.timeoutMs ? setTimeout(() => { timedOut = true; void killTree(hosted); }, body.timeoutMs) : undefined;
+      child.on("error", (error) => err.push(Buffer.from(`sortie: could not start the command: ${error.message}\n`)));
       child.on("close", (code, signal) => {
         clearTimeout(timer);
         hosted.done = true;
@@ -411,6 +416,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     };
     child.stdout!.setEncoding("utf8").on("data", (data: string) => push({ kind: "stdout", data }));
     child.stderr!.setEncoding("utf8").on("data", (data: string) => push({ kind: "stderr", data }));
+    // A command that cannot start at all (no `unshare` on this machine) ends like one that failed.
+    child.on("error", (error) => push({ kind: "stderr", data: `sortie: could not start the command: ${error.message}\n` }));
     child.on("close", (code, signal) => {
       hosted.done = true;
       release?.();

@@ -54,7 +54,7 @@ export function placementFor(level: IsolationLevel, workdir: string, taskId: str
       level,
       repoDir: `${workdir}/trees/${name}`,
       scratchDir: `${workdir}/scratch/${name}`,
-      confine: { uid: uid ?? 0, home },
+      confine: { uid: requireUser(uid, name), home },
       // The base clone's object store is root's: what the agent commits goes to a store of its own.
       gitEnv: { GIT_CONFIG_GLOBAL: `${workdir}/homes/.gitconfig`, GIT_OBJECT_DIRECTORY: objects, GIT_ALTERNATE_OBJECT_DIRECTORIES: `${workdir}/base/.git/objects` },
     };
@@ -69,6 +69,12 @@ export function placementFor(level: IsolationLevel, workdir: string, taskId: str
     };
   }
   return { level, repoDir: `${workdir}/repo`, scratchDir: workdir, confine: null, gitEnv: {} };
+}
+
+/** A workspace run always has its own user; without one recorded it must not run at all (never as root). */
+function requireUser(uid: number | null, tree: string): number {
+  if (!uid || uid < 1000) throw new WorktreeError(`worktree ${tree} has no user of its own recorded`);
+  return uid;
 }
 
 /** Makes the checkout root's and read-only to everyone else, and gives the analysis user a git config that trusts it. */
@@ -102,8 +108,7 @@ export async function changesIn(sandbox: Sandbox, placement: Placement, base: st
 const WORKTREE_SCRIPT = `set -eu
 cd "$SORTIE_WORKDIR"
 mkdir -p trees homes scratch
-chmod 0711 trees homes
-chmod 0700 scratch
+chmod 0711 trees homes scratch
 exec 9> .sortie.lock
 flock 9
 git config --global safe.directory '*'
@@ -114,15 +119,21 @@ if [ ! -d base/.git ]; then
   git init -q base
   git -C base remote add origin "$SORTIE_REPO_URL"
 fi
+# A base left half made (no origin) or locked by a fetch that was killed is made again.
+rm -f base/.git/shallow.lock
+git -C base remote get-url origin > /dev/null 2>&1 || { rm -rf base; git init -q base; git -C base remote add origin "$SORTIE_REPO_URL"; }
 git -C base fetch -q --depth=1 origin "$SORTIE_REF"
 commit=$(git -C base rev-parse FETCH_HEAD)
 rm -rf "trees/$SORTIE_TREE" "homes/$SORTIE_TREE" "homes/$SORTIE_TREE-objects" "scratch/$SORTIE_TREE"
 git -C base worktree prune
 git -C base worktree add -q --detach "$PWD/trees/$SORTIE_TREE" "$commit"
 used=$(stat -c %u trees/*/ 2>/dev/null | sort -u)
+# Each sandbox's users start at SORTIE_UID_BASE (the local host gives every sandbox its own range).
+uid_base=\${SORTIE_UID_BASE:-20000}
 uid=""
-for candidate in $(seq 20001 29999); do
-  if ! printf '%s\\n' "$used" | grep -qx "$candidate"; then uid=$candidate; break; fi
+for candidate in $(seq $((uid_base + 1)) $((uid_base + 999))); do
+  # Free: no worktree owns it, and no process of an earlier run still runs as it.
+  if ! printf '%s\\n' "$used" | grep -qx "$candidate" && ! pgrep -U "$candidate" > /dev/null; then uid=$candidate; break; fi
 done
 test -n "$uid"
 chown "$uid:$uid" "trees/$SORTIE_TREE"
@@ -159,8 +170,9 @@ export async function handOverWorktree(sandbox: Sandbox, placement: Placement): 
       "set -eu",
       'meta=$(git -C "$SORTIE_TREE" rev-parse --absolute-git-dir)',
       'mkdir -p "$SORTIE_OBJECTS"',
-      'chown -R "$SORTIE_UID:$SORTIE_UID" "$SORTIE_TREE" "$meta" "$SORTIE_OBJECTS"',
-      'chmod 0700 "$SORTIE_TREE" "$SORTIE_OBJECTS"',
+      'scratch="$(dirname "$(dirname "$SORTIE_TREE")")/scratch/$(basename "$SORTIE_TREE")"',
+      'chown -R "$SORTIE_UID:$SORTIE_UID" "$SORTIE_TREE" "$meta" "$SORTIE_OBJECTS" "$scratch"',
+      'chmod 0700 "$SORTIE_TREE" "$meta" "$SORTIE_OBJECTS" "$scratch"',
     ].join("\n"),
     { env: { SORTIE_TREE: placement.repoDir, SORTIE_OBJECTS: placement.gitEnv.GIT_OBJECT_DIRECTORY ?? "", SORTIE_UID: String(uid) }, timeoutMs: 5 * 60_000 },
   );
@@ -175,6 +187,11 @@ export async function removeWorktree(sandbox: Sandbox, taskId: string, slot: num
       'cd "$SORTIE_WORKDIR"',
       "exec 9> .sortie.lock",
       "flock 9",
+      // The run's agent may still be running (a cancel, a timeout): end every process of its user first.
+      'uid=$(stat -c %u "trees/$SORTIE_TREE" 2>/dev/null || true)',
+      'if [ -n "$uid" ] && [ "$uid" -ge 1000 ]; then pkill -KILL -U "$uid" || true; fi',
+      // A dependency directory restored copy-on-write is a mount inside the tree.
+      `awk -v t="$PWD/trees/$SORTIE_TREE" 'index($2, t) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done`,
       'rm -rf "trees/$SORTIE_TREE" "homes/$SORTIE_TREE" "homes/$SORTIE_TREE-objects" "scratch/$SORTIE_TREE"',
       "if [ -d base/.git ]; then git -C base worktree prune; fi",
     ].join("\n"),

@@ -128,7 +128,8 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
         return;
       }
     } else {
-      const taken = await takeDiff(sandbox, placement.repoDir, base, `${placement.scratchDir}/sortie.diff`, placement.gitEnv);
+      const asOwner = placement.level === "workspace" ? (placement.confine ?? undefined) : undefined;
+      const taken = await takeDiff(sandbox, placement.repoDir, base, `${placement.scratchDir}/sortie.diff`, placement.gitEnv, asOwner);
       const bytes = await ctx.diffs().write(index, await sandbox.readFile(taken.path));
       const diff = { ...taken.stats, bytes };
       const secretFiles = secretFilesIn(ctx.diffs().text(index, Number.POSITIVE_INFINITY));
@@ -186,6 +187,11 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
         sandbox = await ctx.openSandbox(index, sharedSandboxId(spec.repo));
         if (signal.aborted) return undefined;
         await prepareWorktree(ctx, index, spec, sandbox, signal);
+        if (signal.aborted) {
+          // A cancel may have removed the worktree before this run made it: remove it again.
+          await ctx.destroySandbox(index, sandbox);
+          return undefined;
+        }
         return sandbox;
       }
       sandbox = await ctx.openSandbox(index);
@@ -295,11 +301,15 @@ function onAgentEvent(ctx: RunContext, slot: number, event: AgentEvent): void {
   ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: slot === JUDGE_SLOT ? `judge.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
   if (slot === JUDGE_SLOT) return;
   const run = ctx.runOf(slot);
+  // A CLI that names its session only at the start (Codex, Gemini) is resumable from then on.
+  if (event.type === "agent.init" && typeof event.data.sessionId === "string" && run.sessionId !== event.data.sessionId) ctx.patchRun(slot, { sessionId: event.data.sessionId });
   if (event.type === "agent.usage") {
     // A CLI that reports its session's running total (Codex) gives this turn's share as what the run has not counted yet.
-    const usage = event.data.cumulative === true
+    const counted = event.data.cumulative === true
       ? { ...event.data, inputTokens: Math.max(0, Number(event.data.inputTokens) - run.inputTokens), outputTokens: Math.max(0, Number(event.data.outputTokens) - run.outputTokens) }
       : event.data;
+    // Priced by the run's model when the CLI does not name one.
+    const usage: Record<string, unknown> = { ...counted, model: counted.model ?? run.model ?? ctx.spec().model };
     const estimate = (ctx.turnEstimates.get(slot) ?? 0) + estimateCostUsd(usage as unknown as Usage);
     ctx.turnEstimates.set(slot, estimate);
     ctx.patchRun(slot, { inputTokens: run.inputTokens + Number(usage.inputTokens), outputTokens: run.outputTokens + Number(usage.outputTokens) });

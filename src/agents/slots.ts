@@ -66,6 +66,11 @@ export class TaskSlots {
       this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: isSharedSandbox(id) ? "sandbox.worktree_removed" : "sandbox.destroyed", data: { sandbox: id } });
     } catch (error) {
       this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroy_failed", data: { sandbox: id, message: messageOf(error) } });
+      // A leftover worktree holds no container of its own: the slot is free, and the next run there clears the tree.
+      if (isSharedSandbox(id)) {
+        this.handles.delete(slot);
+        this.ctx.kv.delete(sandboxKey(slot));
+      }
     }
   }
 

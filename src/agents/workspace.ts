@@ -86,7 +86,8 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
   const lockHash = await lockfileHash(sandbox, repoDir);
   const cacheKey = `${spec.repo.replace("/", "--")}-${lockHash}`;
   const cache = await sandbox.cacheDir(cacheKey);
-  const depsKey = (dir: string) => `deps:${spec.repo}#${lockHash}:${dir}`;
+  // What a setup installs depends on its command too: another task's setup never hands its node_modules to this one.
+  const depsKey = (dir: string) => `deps:${spec.repo}#${lockHash}#${shortHash(spec.setup ?? "")}:${dir}`;
   const restored: string[] = [];
   if (lockHash !== "none") {
     for (const dir of DEPENDENCY_DIRS) {
@@ -110,7 +111,12 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
   );
   if (!ran) return;
   ctx.record("run.setup", { durationMs: Date.now() - started, cache: cache !== null, dependencies: restored });
-  if (cache) await sandbox.saveCache(cacheKey, cache);
+  if (cache) {
+    await sandbox.saveCache(cacheKey, cache).catch((error: unknown) => {
+      // The cache only saves later runs time.
+      ctx.record("run.cache_not_saved", { message: error instanceof Error ? error.message : String(error) });
+    });
+  }
   if (lockHash === "none") return;
   for (const dir of DEPENDENCY_DIRS) {
     if (restored.includes(dir)) continue;

@@ -5,7 +5,7 @@
  * large diff never sits whole in memory.
  */
 import type { DiffStats } from "../schema.ts";
-import type { Sandbox } from "../sandbox/port.ts";
+import type { Confinement, Sandbox } from "../sandbox/port.ts";
 
 const DIFF_SCRIPT = [
   "set -eu",
@@ -22,9 +22,14 @@ export interface TakenDiff {
   path: string;
 }
 
-/** Stages everything, writes the patch against `base`, and counts it. `env` is the checkout's git environment (a worktree's object stores). */
-export async function takeDiff(sandbox: Sandbox, repoDir: string, base: string, out: string, env: Record<string, string> = {}): Promise<TakenDiff> {
-  const result = await sandbox.exec(DIFF_SCRIPT, { env: { ...env, SORTIE_REPO: repoDir, SORTIE_BASE: base, SORTIE_OUT: out }, timeoutMs: 5 * 60_000 });
+/**
+ * Stages everything, writes the patch against `base`, and counts it. `env` is
+ * the checkout's git environment (a worktree's object stores); `confine` runs
+ * git as the user who owns the checkout, so nothing the agent wrote into it
+ * (a git config, a hook, a filter) ever runs with more rights than the agent had.
+ */
+export async function takeDiff(sandbox: Sandbox, repoDir: string, base: string, out: string, env: Record<string, string> = {}, confine?: Confinement): Promise<TakenDiff> {
+  const result = await sandbox.exec(DIFF_SCRIPT, { env: { ...env, SORTIE_REPO: repoDir, SORTIE_BASE: base, SORTIE_OUT: out }, timeoutMs: 5 * 60_000, ...(confine ? { confine } : {}) });
   if (result.exitCode !== 0) throw new Error(`git diff failed (${result.exitCode}): ${result.stderr.trim().slice(0, 1000)}`);
   return { stats: parseNumstat(result.stdout), path: out };
 }

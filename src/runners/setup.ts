@@ -18,7 +18,8 @@ const LOCKFILES = "package-lock.json npm-shrinkwrap.json pnpm-lock.yaml yarn.loc
 
 /** A short hash of the repository's lockfiles, for the dependency cache's key. */
 export async function lockfileHash(sandbox: Sandbox, repoDir: string): Promise<string> {
-  const result = await sandbox.exec(`cd "$SORTIE_REPO" && cat ${LOCKFILES} 2>/dev/null | sha256sum | cut -c1-16`, { env: { SORTIE_REPO: repoDir } });
+  const script = `cd "$SORTIE_REPO" && found=$(ls -1 ${LOCKFILES} 2>/dev/null || true) && if [ -z "$found" ]; then echo none; else cat $found | sha256sum | cut -c1-16; fi`;
+  const result = await sandbox.exec(script, { env: { SORTIE_REPO: repoDir } });
   return result.stdout.trim() || "none";
 }
 

@@ -33,7 +33,7 @@ const GIT_SMART_HTTP = /\/(?:info\/refs|git-upload-pack|git-receive-pack)$/;
 
 /** The vars a policy is read from. */
 export type EgressEnv = Pick<Cloudflare.Env, "ANTHROPIC_BASE_URL" | "GIT_BASE_URL" | "SANDBOX_EGRESS_ALLOW"> &
-  Partial<Pick<Cloudflare.Env, "OPENAI_BASE_URL" | "GEMINI_BASE_URL">>;
+  Partial<Pick<Cloudflare.Env, "OPENAI_BASE_URL" | "GEMINI_BASE_URL" | "CLOUDFLARE_ACCOUNT_ID">>;
 
 export interface EgressPolicy {
   /** The Messages API host, the only one that gets the model key; null when ANTHROPIC_BASE_URL is unreadable. */
@@ -62,12 +62,15 @@ export type EgressDecision = { allow: true; request: Request } | { allow: false;
 /** The policy the Worker's vars describe. */
 export function egressPolicyFor(env: EgressEnv): EgressPolicy {
   const listed = (env.SANDBOX_EGRESS_ALLOW ?? "").split(",").map(normalizeHost).filter(Boolean);
+  // The sandbox SDK moves backups (snapshots, caches) between the container and R2 with presigned URLs.
+  const account = env.CLOUDFLARE_ACCOUNT_ID?.trim().toLowerCase();
+  const backups = account && /^[a-f0-9]{32}$/.test(account) ? [`${account}.r2.cloudflarestorage.com`, `${account}.eu.r2.cloudflarestorage.com`] : [];
   return {
     modelHost: hostOf(env.ANTHROPIC_BASE_URL || ANTHROPIC_API),
     openaiHost: hostOf(env.OPENAI_BASE_URL || OPENAI_API),
     geminiHost: hostOf(env.GEMINI_BASE_URL || GEMINI_API),
     gitHost: hostOf(env.GIT_BASE_URL || "https://github.com"),
-    allow: listed.length > 0 ? listed : [...DEFAULT_EGRESS_ALLOW],
+    allow: [...(listed.length > 0 ? listed : DEFAULT_EGRESS_ALLOW), ...backups],
   };
 }
 

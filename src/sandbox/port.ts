@@ -48,7 +48,7 @@ export function asConfinedUser(command: string, confine: Confinement, env: Recor
   return {
     command: [
       'install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$HOME"',
-      'exec setpriv --reuid="$SORTIE_UID" --regid="$SORTIE_UID" --clear-groups --inh-caps=-all -- bash -c "$SORTIE_CONFINED_COMMAND"',
+      'exec setpriv --reuid="$SORTIE_UID" --regid="$SORTIE_UID" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- bash -c "$SORTIE_CONFINED_COMMAND"',
     ].join(" && "),
     env: { ...env, SORTIE_UID: String(confine.uid), SORTIE_CONFINED_COMMAND: command, HOME: confine.home, TMPDIR: confine.home },
   };

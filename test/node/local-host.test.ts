@@ -99,7 +99,7 @@ describe("a command's environment", () => {
       const names = env.filter(Boolean).map((line) => line.slice(0, line.indexOf("=")));
       const base = [
         "PATH", "HOME", "TMPDIR", "LANG", "TERM", "IS_SANDBOX", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "DISABLE_AUTOUPDATER",
-        "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_TERMINAL_PROMPT",
+        "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_TERMINAL_PROMPT", "SORTIE_UID_BASE",
       ];
       const bashOwn = ["PWD", "SHLVL", "_", "OLDPWD"];
       // The machine's certificate authorities and proxy (set on some machines, not on others) are the only host variables let through.

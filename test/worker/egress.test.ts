@@ -325,3 +325,13 @@ describe("the other CLIs' model APIs", () => {
     expect(refused(decideEgress(fromContainer("https://api.openai.com/v1/responses"), policy, secrets)).status).toBe(403);
   });
 });
+
+describe("backups", () => {
+  it("let the account's R2 endpoint through for the SDK's presigned backup transfers, and no other account's", () => {
+    const account = "0123456789abcdef0123456789abcdef";
+    const policy = egressPolicyFor({ ...DEFAULTS, CLOUDFLARE_ACCOUNT_ID: account });
+    expect(decideEgress(fromContainer(`https://${account}.r2.cloudflarestorage.com/sortie-backups/backups/x/data.sqsh?X-Amz-Signature=s`), policy, {}).allow).toBe(true);
+    expect(decideEgress(fromContainer("https://ffffffffffffffffffffffffffffffff.r2.cloudflarestorage.com/x"), policy, {}).allow).toBe(false);
+    expect(decideEgress(fromContainer(`https://${account}.r2.cloudflarestorage.com/x`), POLICY, {}).allow).toBe(false);
+  });
+});

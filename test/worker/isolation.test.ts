@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { api, createTask, liveSandboxes, readEvents, scripted, waitForStatus } from "./helpers.ts";
+import { api, createTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
 
 /** Prints what node's fetch makes of `url`: `reached <status>` or `blocked <code>`. */
 const probe = (url: string) =>
@@ -115,5 +115,23 @@ describe("workspace runs", () => {
     const [a, b] = await Promise.all([readEvents(first.id), readEvents(second.id)]);
     expect(b.find((e) => e.type === "run.worktree")?.data.sandbox).toBe(a.find((e) => e.type === "run.worktree")?.data.sandbox);
     expect(b.some((e) => e.type === "run.cloned")).toBe(false);
+  });
+
+  it("a cancelled run's agent is stopped, not left running in the shared sandbox", async () => {
+    const created = await createTask({
+      isolation: "workspace",
+      prompt: scripted([{ tool: "Bash", input: { command: "node -e 'setTimeout(() => {}, 60000)'" } }, { text: "never" }]),
+    });
+    await waitForPhase(created.id, "agent");
+    await expect.poll(async () => (await readEvents(created.id)).some((e) => e.type === "agent.tool_call"), { timeout: 20_000 }).toBe(true);
+    const sandbox = (await readEvents(created.id)).find((e) => e.type === "run.worktree")!.data.sandbox as string;
+    expect((await api(`/api/tasks/${created.id}/cancel`, { method: "POST" })).status).toBe(200);
+    await waitForStatus(created.id, ["cancelled"]);
+    const running = async () => {
+      const listed = (await (await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes`, { headers: { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` } })).json()) as { processes: { sandbox: string; done: boolean }[] };
+      return listed.processes.filter((p) => p.sandbox === sandbox && !p.done).length;
+    };
+    await expect.poll(running, { timeout: 15_000 }).toBe(0);
+    expect((await readEvents(created.id)).some((e) => e.type === "sandbox.worktree_removed")).toBe(true);
   });
 });
