@@ -185,18 +185,18 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     }
     const cache = /^\/caches\/([A-Za-z0-9._-]{1,128})(\/save)?$/.exec(rest);
     if (cache && req.method === "POST") {
-      // Each sandbox installs into a copy of its own; the first to finish with a key keeps its cache for later runs.
+      // Each call gets a directory of its own (runs sharing a sandbox never share one), layered over the
+      // repository's saved cache; the first to finish with a key keeps its cache for later runs.
       const shared = path.join(cacheRoot, cache[1]!);
-      const own = path.join(sandbox.root, "cache", cache[1]!);
       if (!cache[2]) {
-        if (existsSync(shared)) {
-          await layers.layer(id, shared, own, path.join(sandbox.root, ".layers"));
-        } else {
-          await fs.rm(own, { recursive: true, force: true });
-          await fs.mkdir(own, { recursive: true });
-        }
+        const own = path.join(sandbox.root, "cache", `${cache[1]!}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`);
+        if (existsSync(shared)) await layers.layer(id, shared, own, path.join(sandbox.root, ".layers"));
+        else await fs.mkdir(own, { recursive: true });
         return send(res, 200, { path: own });
       }
+      const body = JSON.parse((await readBody(req)) || "{}") as { path?: string };
+      const own = body.path ? insideSandbox(sandbox, body.path) : null;
+      if (!own || !own.startsWith(path.join(sandbox.root, "cache") + path.sep)) return send(res, 400, { error: { code: "bad_path", message: "path must be a cache directory of this sandbox" } });
       if (existsSync(shared) || !existsSync(own)) return send(res, 200, { saved: false });
       const staging = `${shared}.${process.pid}-${Date.now().toString(36)}`;
       await copyTree(own, staging);

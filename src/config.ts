@@ -18,6 +18,9 @@ export interface SortieConfig {
   defaultMaxCostUsd: number;
   /** How long a warm workspace snapshot is reused by later tasks. */
   warmSnapshotTtlMinutes: number;
+  /** How many warm snapshots (workspaces, dependency directories) are kept at most, and how many bytes all of them together. */
+  warmSnapshotMax: number;
+  warmSnapshotMaxBytes: number;
   /** Task creations a caller may make per minute, unless its token says otherwise. */
   taskRateLimitPerMinute: number;
   /** How long a finished run's workspace is kept for follow-ups, unless the task says otherwise. */
@@ -66,6 +69,8 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     defaultMaxCostUsd: positive(env.DEFAULT_MAX_COST_USD, 10),
     taskRateLimitPerMinute: positive(env.TASK_RATE_LIMIT_PER_MINUTE, 60),
     warmSnapshotTtlMinutes: nonNegative(env.WARM_SNAPSHOT_TTL_MINUTES, 60),
+    warmSnapshotMax: positive(env.WARM_SNAPSHOT_MAX, 20),
+    warmSnapshotMaxBytes: positive(env.WARM_SNAPSHOT_MAX_BYTES, 10 * 2 ** 30),
     followUpWindowMinutes: nonNegative(env.FOLLOWUP_WINDOW_MINUTES, 15),
     githubApiUrl: (env.GITHUB_API_URL || "https://api.github.com").replace(/\/+$/, ""),
     githubTriggerAssociations: list(env.GITHUB_TRIGGER_ASSOCIATIONS, ["OWNER", "MEMBER", "COLLABORATOR"]).map((value) => value.toUpperCase()),

@@ -135,26 +135,45 @@ export class Fleet extends Agent<Cloudflare.Env> {
   /** A warm workspace snapshot for `key` (repo, branch, commit, setup) still within its time to live. */
   findWarm(key: string): string | null {
     const ttl = readConfig(this.env).warmSnapshotTtlMinutes * 60_000;
-    this.sql_.exec("CREATE TABLE IF NOT EXISTS fleet_warm (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL, at INTEGER NOT NULL)");
+    this.warmTable();
     const row = this.sql_.exec<{ snapshot: string }>("SELECT snapshot FROM fleet_warm WHERE key = ? AND at > ?", key, Date.now() - ttl).toArray()[0];
     return row?.snapshot ?? null;
   }
 
-  /** Keeps `snapshot` as the warm one for `key`; returns the snapshots it displaced (replaced, expired, or past the cap of 20). */
-  putWarm(key: string, snapshot: string): string[] {
-    const ttl = readConfig(this.env).warmSnapshotTtlMinutes * 60_000;
+  /**
+   * Keeps `snapshot` (of `bytes`) as the warm one for `key`; returns the
+   * snapshots it displaced: replaced, expired, past the cap of
+   * WARM_SNAPSHOT_MAX entries, or oldest first while all of them together
+   * weigh more than WARM_SNAPSHOT_MAX_BYTES.
+   */
+  putWarm(key: string, snapshot: string, bytes = 0): string[] {
+    const { warmSnapshotTtlMinutes, warmSnapshotMax, warmSnapshotMaxBytes } = readConfig(this.env);
     const sql = this.sql_;
-    sql.exec("CREATE TABLE IF NOT EXISTS fleet_warm (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL, at INTEGER NOT NULL)");
+    this.warmTable();
     const replaced = sql.exec<{ snapshot: string }>("SELECT snapshot FROM fleet_warm WHERE key = ?", key).toArray().map((r) => r.snapshot);
-    sql.exec("INSERT OR REPLACE INTO fleet_warm (key, snapshot, at) VALUES (?, ?, ?)", key, snapshot, Date.now());
-    const stale = sql
-      .exec<{ key: string; snapshot: string }>(
-        "SELECT key, snapshot FROM fleet_warm WHERE at <= ? OR key NOT IN (SELECT key FROM fleet_warm ORDER BY at DESC LIMIT 20)",
-        Date.now() - ttl,
-      )
-      .toArray();
+    sql.exec("INSERT OR REPLACE INTO fleet_warm (key, snapshot, at, bytes) VALUES (?, ?, ?, ?)", key, snapshot, Date.now(), Math.max(0, Math.round(bytes)));
+    const expired = Date.now() - warmSnapshotTtlMinutes * 60_000;
+    const stale: { key: string; snapshot: string }[] = [];
+    let total = 0;
+    let kept = 0;
+    // Newest first: what fits under both caps stays (the one just put always does).
+    for (const row of sql.exec<{ key: string; snapshot: string; at: number; bytes: number }>("SELECT key, snapshot, at, bytes FROM fleet_warm ORDER BY at DESC, key = ? DESC", key)) {
+      const fits = row.key === key || (row.at > expired && kept < warmSnapshotMax && total + row.bytes <= warmSnapshotMaxBytes);
+      if (fits) {
+        kept += 1;
+        total += row.bytes;
+      } else stale.push(row);
+    }
     for (const row of stale) sql.exec("DELETE FROM fleet_warm WHERE key = ?", row.key);
     return [...replaced, ...stale.map((r) => r.snapshot)].filter((id) => id !== snapshot);
+  }
+
+  private warmTable(): void {
+    const sql = this.sql_;
+    sql.exec("CREATE TABLE IF NOT EXISTS fleet_warm (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL, at INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0)");
+    // A table from before sizes were kept gains the column.
+    const columns = sql.exec<{ name: string }>("PRAGMA table_info(fleet_warm)").toArray().map((c) => c.name);
+    if (!columns.includes("bytes")) sql.exec("ALTER TABLE fleet_warm ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0");
   }
 
   releaseClaim(key: string, taskId: string): void {

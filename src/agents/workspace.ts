@@ -10,8 +10,8 @@ import type { TaskSpec } from "../schema.ts";
 
 export interface WarmSnapshots {
   findWarm(key: string): Promise<string | null>;
-  /** Records a warm snapshot; returns the ids of older ones it displaced, to drop. */
-  putWarm(key: string, snapshotId: string): Promise<string[]>;
+  /** Records a warm snapshot of `bytes`; returns the ids of older ones it displaced, to drop. */
+  putWarm(key: string, snapshotId: string, bytes: number): Promise<string[]>;
 }
 
 export interface WorkspaceContext {
@@ -51,13 +51,14 @@ export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit:
     const { commit } = await sandbox.checkout(spec.cloneUrl, { dir: repoDir, branch: spec.branch });
     ctx.record("run.cloned", { commit });
     await setUpCheckout(ctx, repoDir);
+    const bytes = await sizeOf(sandbox, repoDir);
     const snapshot = await sandbox.snapshot(repoDir).catch((error: unknown) => {
       // A snapshot only saves the other runs time: without one they clone and set up themselves.
       ctx.record("run.snapshot_failed", { message: error instanceof Error ? error.message : String(error) });
       return null;
     });
     if (snapshot && key && commit === head) {
-      for (const displaced of await ctx.warm.putWarm(key, snapshot)) await ctx.dropSnapshot(displaced);
+      for (const displaced of await ctx.warm.putWarm(key, snapshot, bytes)) await ctx.dropSnapshot(displaced);
     }
     if (mine) made(snapshot);
     return { commit, source: "clone" };
@@ -122,9 +123,16 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
     if (restored.includes(dir)) continue;
     const present = await sandbox.exec('test -d "$SORTIE_DIR"', { env: { SORTIE_DIR: `${repoDir}/${dir}` } });
     if (present.exitCode !== 0) continue;
+    const bytes = await sizeOf(sandbox, `${repoDir}/${dir}`);
     const snapshot = await sandbox.snapshot(`${repoDir}/${dir}`).catch(() => null);
-    if (snapshot) for (const displaced of await ctx.warm.putWarm(depsKey(dir), snapshot)) await ctx.dropSnapshot(displaced);
+    if (snapshot) for (const displaced of await ctx.warm.putWarm(depsKey(dir), snapshot, bytes)) await ctx.dropSnapshot(displaced);
   }
+}
+
+/** How many bytes a directory holds (for the warm snapshots' size cap); 0 if unknown. */
+async function sizeOf(sandbox: Sandbox, dir: string): Promise<number> {
+  const result = await sandbox.exec('du -sb "$SORTIE_DIR" | cut -f1', { env: { SORTIE_DIR: dir } });
+  return Number(result.stdout.trim()) || 0;
 }
 
 /** The commit the branch (or the default branch) points at, asked of the remote without cloning; null if unknown. */

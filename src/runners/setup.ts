@@ -69,7 +69,11 @@ export async function runSetup(
       for (const stream of ["stdout", "stderr"] as const) for (const line of splitters[stream].flush()) take(stream, line);
       if (output.exitCode !== 0) throw new SetupError(`setup exited ${output.exitCode}: ${tail.join("\n").slice(-1000)}`);
       // What setup made (node_modules, build output) is not the agent's change: keep it out of the diff.
-      await sandbox.exec('cd "$SORTIE_REPO" && git ls-files --others --exclude-standard --directory | sed "s|^|/|" >> "$(git rev-parse --git-path info/exclude)"', { env: { SORTIE_REPO: options.repoDir } });
+      // Worktrees share one exclude file: a path already listed is not listed again.
+      await sandbox.exec(
+        'cd "$SORTIE_REPO" && exclude="$(git rev-parse --git-path info/exclude)" && mkdir -p "$(dirname "$exclude")" && touch "$exclude" && git ls-files --others --exclude-standard --directory | sed "s|^|/|" | while read -r p; do grep -qxF "$p" "$exclude" || printf "%s\\n" "$p" >> "$exclude"; done',
+        { env: { SORTIE_REPO: options.repoDir } },
+      );
       return true;
     }
     for (const line of splitters[output.kind].push(output.data)) take(output.kind, line);

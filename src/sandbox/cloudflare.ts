@@ -237,8 +237,9 @@ class CloudflareSandbox implements Sandbox {
         await this.restore(await indexed.text(), dir);
         return dir;
       } catch (error) {
-        // A cache is an optimisation: a lost one is rebuilt by this run's install.
+        // A cache is an optimisation: a lost (or expired) one is rebuilt by this run's install and saved again.
         console.warn(JSON.stringify({ event: "sandbox.cache_restore_failed", key, message: error instanceof Error ? error.message : String(error) }));
+        await this.backups.bucket.delete(cacheIndexKey(key));
       }
     }
     await this.exec('mkdir -p "$SORTIE_CACHE"', { env: { SORTIE_CACHE: dir } });

@@ -392,6 +392,22 @@ describe("snapshots and caches in R2 (createBackup / restoreBackup)", () => {
   });
 });
 
+describe("an expired dependency cache", () => {
+  it("is forgotten when its backup cannot be restored, so this run's cache is saved in its place", async () => {
+    const sdk = new RecordingSandboxSdk({});
+    const port = new CloudflareSandboxPort(() => sdk, { bucket: env.BACKUP_BUCKET, snapshotTtlSeconds: 3600 });
+    const key = `acme--widgets-${Math.random().toString(36).slice(2, 10)}`;
+    await env.BACKUP_BUCKET.put(`sortie/caches/${key}.json`, JSON.stringify({ id: "bk-expired", dir: `/var/tmp/sortie-cache/${key}` }));
+    const sandbox = await port.open("task-x");
+    const dir = await sandbox.cacheDir(key);
+    expect(dir).toBe(`/var/tmp/sortie-cache/${key}`);
+    expect(await env.BACKUP_BUCKET.head(`sortie/caches/${key}.json`)).toBeNull();
+    await sandbox.saveCache(key, dir!);
+    expect(sdk.calls.filter((call) => call.method === "createBackup")).toHaveLength(1);
+    expect(JSON.parse(await (await env.BACKUP_BUCKET.get(`sortie/caches/${key}.json`))!.text()).id).not.toBe("bk-expired");
+  });
+});
+
 describe("confinement", () => {
   it("runs a confined command as its user through setpriv, the command itself in a variable", async () => {
     const { sandbox, sdk } = await open();

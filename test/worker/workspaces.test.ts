@@ -3,6 +3,7 @@
  * warm snapshots reused by later tasks, and the dependency cache.
  */
 import { env } from "cloudflare:workers";
+import { fleetOf } from "../../src/agents/fleet.ts";
 import { describe, expect, it } from "vitest";
 import { createTask, liveSandboxes, readEvents, scripted, waitForStatus } from "./helpers.ts";
 
@@ -106,5 +107,23 @@ describe("setup once, fork N", () => {
     const fresh = await readEvents(third.id);
     expect(fresh.some((e) => e.type === "run.dependencies_restored")).toBe(false);
     expect(fresh.filter((e) => e.type === "log" && e.data.phase === "setup").map((e) => e.data.text)).not.toContain("cache hit");
+  });
+});
+
+describe("the warm snapshots' caps", () => {
+  it("drop the oldest when their total size passes WARM_SNAPSHOT_MAX_BYTES, never the one just kept", async () => {
+    const fleet = await fleetOf(env);
+    const gib = 2 ** 30;
+    expect(await fleet.putWarm("cap:a", "snap-cap-a", 4 * gib)).toEqual([]);
+    expect(await fleet.putWarm("cap:b", "snap-cap-b", 4 * gib)).toEqual([]);
+    // 12 GiB would pass the 10 GiB default: the oldest goes.
+    expect(await fleet.putWarm("cap:c", "snap-cap-c", 4 * gib)).toEqual(["snap-cap-a"]);
+    expect(await fleet.findWarm("cap:a")).toBeNull();
+    expect(await fleet.findWarm("cap:c")).toBe("snap-cap-c");
+    // One larger than the whole cap is still kept (it is the newest); everything older goes, the earlier tests' snapshots too.
+    const dropped = await fleet.putWarm("cap:d", "snap-cap-d", 11 * gib);
+    expect(dropped).toEqual(expect.arrayContaining(["snap-cap-b", "snap-cap-c"]));
+    expect(dropped).not.toContain("snap-cap-d");
+    expect(await fleet.findWarm("cap:d")).toBe("snap-cap-d");
   });
 });
