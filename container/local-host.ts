@@ -198,13 +198,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const own = body.path ? insideSandbox(sandbox, body.path) : null;
       if (!own || !own.startsWith(path.join(sandbox.root, "cache") + path.sep)) return send(res, 400, { error: { code: "bad_path", message: "path must be a cache directory of this sandbox" } });
       if (existsSync(shared) || !existsSync(own)) return send(res, 200, { saved: false });
-      const staging = `${shared}.${process.pid}-${Date.now().toString(36)}`;
-      await copyTree(own, staging);
+      // Setup is over: the directory moves into the shared store whole (one rename), nothing is copied.
       try {
-        await fs.rename(staging, shared);
+        await fs.rename(own, shared);
       } catch {
         // Another sandbox saved the same key first: its cache stands.
-        await fs.rm(staging, { recursive: true, force: true });
         return send(res, 200, { saved: false });
       }
       return send(res, 200, { saved: true });

@@ -142,16 +142,21 @@ export class Fleet extends Agent<Cloudflare.Env> {
 
   /**
    * Keeps `snapshot` (of `bytes`) as the warm one for `key`; returns the
-   * snapshots it displaced: replaced, expired, past the cap of
+   * snapshots it displaced: replaced (the same key, or an older member of its
+   * `family`: the same repository, branch and setup at another commit), expired, past the cap of
    * WARM_SNAPSHOT_MAX entries, or oldest first while all of them together
    * weigh more than WARM_SNAPSHOT_MAX_BYTES.
    */
-  putWarm(key: string, snapshot: string, bytes = 0): string[] {
+  putWarm(key: string, snapshot: string, bytes = 0, family: string | null = null): string[] {
     const { warmSnapshotTtlMinutes, warmSnapshotMax, warmSnapshotMaxBytes } = readConfig(this.env);
     const sql = this.sql_;
     this.warmTable();
-    const replaced = sql.exec<{ snapshot: string }>("SELECT snapshot FROM fleet_warm WHERE key = ?", key).toArray().map((r) => r.snapshot);
-    sql.exec("INSERT OR REPLACE INTO fleet_warm (key, snapshot, at, bytes) VALUES (?, ?, ?, ?)", key, snapshot, Date.now(), Math.max(0, Math.round(bytes)));
+    // The same key, or (with a family: the repo, branch and setup) an older commit or lockfile of it: outdated now.
+    const replaced = sql
+      .exec<{ key: string; snapshot: string }>("SELECT key, snapshot FROM fleet_warm WHERE key = ? OR (family IS NOT NULL AND family = ?)", key, family)
+      .toArray();
+    for (const row of replaced) sql.exec("DELETE FROM fleet_warm WHERE key = ?", row.key);
+    sql.exec("INSERT INTO fleet_warm (key, snapshot, at, bytes, family) VALUES (?, ?, ?, ?, ?)", key, snapshot, Date.now(), Math.max(0, Math.round(bytes)), family);
     const expired = Date.now() - warmSnapshotTtlMinutes * 60_000;
     const stale: { key: string; snapshot: string }[] = [];
     let total = 0;
@@ -165,15 +170,16 @@ export class Fleet extends Agent<Cloudflare.Env> {
       } else stale.push(row);
     }
     for (const row of stale) sql.exec("DELETE FROM fleet_warm WHERE key = ?", row.key);
-    return [...replaced, ...stale.map((r) => r.snapshot)].filter((id) => id !== snapshot);
+    return [...replaced.map((r) => r.snapshot), ...stale.map((r) => r.snapshot)].filter((id) => id !== snapshot);
   }
 
   private warmTable(): void {
     const sql = this.sql_;
-    sql.exec("CREATE TABLE IF NOT EXISTS fleet_warm (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL, at INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0)");
-    // A table from before sizes were kept gains the column.
+    sql.exec("CREATE TABLE IF NOT EXISTS fleet_warm (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL, at INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0, family TEXT)");
+    // A table from before sizes and families were kept gains the columns.
     const columns = sql.exec<{ name: string }>("PRAGMA table_info(fleet_warm)").toArray().map((c) => c.name);
     if (!columns.includes("bytes")) sql.exec("ALTER TABLE fleet_warm ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0");
+    if (!columns.includes("family")) sql.exec("ALTER TABLE fleet_warm ADD COLUMN family TEXT");
   }
 
   releaseClaim(key: string, taskId: string): void {

@@ -202,7 +202,7 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
         sandbox,
         spec,
         repoDir: `${sandbox.workdir}/repo`,
-        warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id, bytes) => fleet.putWarm(key, id, bytes) },
+        warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id, bytes, family) => fleet.putWarm(key, id, bytes, family) },
         shared: ctx.sharedWorkspace,
         signal,
         setPhase: (phase) => ctx.setPhase(index, phase),
@@ -257,7 +257,7 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
     {
       sandbox,
       spec,
-      warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id, bytes) => fleet.putWarm(key, id, bytes) },
+      warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id, bytes, family) => fleet.putWarm(key, id, bytes, family) },
       signal,
       setPhase: (phase) => ctx.setPhase(index, phase),
       record: (type, data) => ctx.record({ run: index, type, data }),

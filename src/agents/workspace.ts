@@ -10,8 +10,8 @@ import type { TaskSpec } from "../schema.ts";
 
 export interface WarmSnapshots {
   findWarm(key: string): Promise<string | null>;
-  /** Records a warm snapshot of `bytes`; returns the ids of older ones it displaced, to drop. */
-  putWarm(key: string, snapshotId: string, bytes: number): Promise<string[]>;
+  /** Records a warm snapshot of `bytes`; an older one of the same `family` is outdated by it. Returns the ids it displaced, to drop. */
+  putWarm(key: string, snapshotId: string, bytes: number, family: string): Promise<string[]>;
 }
 
 export interface WorkspaceContext {
@@ -32,7 +32,8 @@ export type WorkspaceSource = "clone" | "snapshot" | "warm";
 export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit: string; source: WorkspaceSource }> {
   const { sandbox, spec, repoDir } = ctx;
   const head = await remoteHead(sandbox, spec);
-  const key = head ? `${spec.repo}@${spec.branch ?? "HEAD"}@${head}#${shortHash(spec.setup ?? "")}` : null;
+  const family = `${spec.repo}@${spec.branch ?? "HEAD"}#${shortHash(spec.setup ?? "")}`;
+  const key = head ? `${family}@${head}` : null;
 
   if (key) {
     const warm = await ctx.warm.findWarm(key);
@@ -58,7 +59,7 @@ export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit:
       return null;
     });
     if (snapshot && key && commit === head) {
-      for (const displaced of await ctx.warm.putWarm(key, snapshot, bytes)) await ctx.dropSnapshot(displaced);
+      for (const displaced of await ctx.warm.putWarm(key, snapshot, bytes, family)) await ctx.dropSnapshot(displaced);
     }
     if (mine) made(snapshot);
     return { commit, source: "clone" };
@@ -88,7 +89,8 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
   const cacheKey = `${spec.repo.replace("/", "--")}-${lockHash}`;
   const cache = await sandbox.cacheDir(cacheKey);
   // What a setup installs depends on its command too: another task's setup never hands its node_modules to this one.
-  const depsKey = (dir: string) => `deps:${spec.repo}#${lockHash}#${shortHash(spec.setup ?? "")}:${dir}`;
+  const depsFamily = (dir: string) => `deps:${spec.repo}#${shortHash(spec.setup ?? "")}:${dir}`;
+  const depsKey = (dir: string) => `${depsFamily(dir)}@${lockHash}`;
   const restored: string[] = [];
   if (lockHash !== "none") {
     for (const dir of DEPENDENCY_DIRS) {
@@ -125,7 +127,7 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
     if (present.exitCode !== 0) continue;
     const bytes = await sizeOf(sandbox, `${repoDir}/${dir}`);
     const snapshot = await sandbox.snapshot(`${repoDir}/${dir}`).catch(() => null);
-    if (snapshot) for (const displaced of await ctx.warm.putWarm(depsKey(dir), snapshot, bytes)) await ctx.dropSnapshot(displaced);
+    if (snapshot) for (const displaced of await ctx.warm.putWarm(depsKey(dir), snapshot, bytes, depsFamily(dir))) await ctx.dropSnapshot(displaced);
   }
 }
 

@@ -95,7 +95,7 @@ export interface Sandbox {
   restore(snapshotId: string, dir: string): Promise<void>;
   /** A directory for package-manager caches that outlives the sandbox, shared by runs with the same `key`; null if none. */
   cacheDir(key: string): Promise<string | null>;
-  /** Keeps what a run's setup put in the cache for the runs after it (a no-op where the directory itself outlives the sandbox). */
+  /** Keeps what a run's setup put in the cache for the runs after it; the directory may move away, so it is not used after. */
   saveCache(key: string, dir: string): Promise<void>;
   /**
    * Lets git in this sandbox authenticate to `repoUrl`'s host with `token`

@@ -111,6 +111,15 @@ describe("setup once, fork N", () => {
 });
 
 describe("the warm snapshots' caps", () => {
+  it("drop a repository's snapshot when one of a newer commit (or lockfile) replaces it, and keep other branches'", async () => {
+    const fleet = await fleetOf(env);
+    await fleet.putWarm("acme/x@main#s@c1", "snap-c1", 1, "acme/x@main#s");
+    await fleet.putWarm("acme/x@dev#s@c1", "snap-dev", 1, "acme/x@dev#s");
+    expect(await fleet.putWarm("acme/x@main#s@c2", "snap-c2", 1, "acme/x@main#s")).toEqual(["snap-c1"]);
+    expect(await fleet.findWarm("acme/x@main#s@c1")).toBeNull();
+    expect(await fleet.findWarm("acme/x@dev#s@c1")).toBe("snap-dev");
+  });
+
   it("drop the oldest when their total size passes WARM_SNAPSHOT_MAX_BYTES, never the one just kept", async () => {
     const fleet = await fleetOf(env);
     const gib = 2 ** 30;
