@@ -26,6 +26,16 @@ export async function run({ values, positionals: [repo, prompt], client }) {
   const body = { repo, prompt: prompt === "-" ? await readStdin() : prompt };
   if (values.runs !== undefined) body.runs = integer(values.runs, "-n", 1);
   if (values.model !== undefined) body.model = values.model;
+  const agents = values.agent ?? [];
+  if (agents.length === 1) body.agent = agents[0];
+  if (agents.length > 1) {
+    // One agent per run: as many runs as agents, unless -n asks for more (the rest use the first).
+    body.runs = Math.max(body.runs ?? 1, agents.length);
+    body.agent = agents[0];
+    body.variants = agents.map((agent) => ({ agent }));
+  }
+  if (values.isolation !== undefined) body.isolation = values.isolation;
+  if (values.setup !== undefined) body.setup = values.setup;
   if (values.branch !== undefined) body.branch = values.branch;
   if (values.timeout !== undefined) body.timeoutMinutes = minutes(values.timeout);
   if (values.judge) body.judge = true;

@@ -63,7 +63,7 @@ function linesOf(event, c, width) {
     case "run.workspace_kept":
       return [c.dim(`· workspace kept for follow-ups until ${new Date(d.until).toLocaleTimeString()}`)];
     case "agent.init":
-      return [c.dim(`· claude code${d.model ? ` · ${d.model}` : ""}${d.sessionId ? ` · session ${d.sessionId}` : ""}`)];
+      return [c.dim(`· ${d.agent ?? "claude code"}${d.model ? ` · ${d.model}` : ""}${d.sessionId ? ` · session ${d.sessionId}` : ""}`)];
     case "agent.text":
       return String(d.text ?? "").trimEnd().split("\n");
     case "agent.tool_call":

@@ -26,12 +26,17 @@ const GLOBAL_OPTIONS = {
 const COMMANDS = {
   run: {
     args: ["repo", "prompt"],
-    usage: 'run <repo> "<prompt>" [-n N] [--model M] [--branch B] [--timeout MIN] [--judge] [--pr] [--follow]',
+    usage: 'run <repo> "<prompt>" [-n N] [--agent A] [--isolation L] [--model M] [--branch B] [--setup CMD] [--timeout MIN] [--judge] [--pr] [--follow]',
     summary: "start a task: one or more agents at work on <repo>",
-    options: { runs: { type: "string", short: "n" }, model: { type: "string" }, branch: { type: "string" }, timeout: { type: "string" }, judge: { type: "boolean" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
+    options: { runs: { type: "string", short: "n" }, agent: { type: "string", multiple: true }, isolation: { type: "string" }, model: { type: "string" }, branch: { type: "string" }, setup: { type: "string" }, timeout: { type: "string" }, judge: { type: "boolean" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
     details: `<repo> is owner/name or https://github.com/owner/name; a <prompt> of - is read from stdin.
   -n, --runs N      N parallel attempts, each in its own sandbox
-  --model M         the Claude model for the agents
+  --agent A         the agent CLI: claude-code (default), codex, opencode or gemini;
+                    given more than once, run i uses the i-th (race them: --agent claude-code --agent codex)
+  --isolation L     sandbox (default), workspace (a worktree in a warm shared sandbox: fastest start),
+                    analysis (read-only, model API only, answers instead of a diff), or auto (inferred from the prompt)
+  --model M         the model for the agents
+  --setup CMD       run CMD after the clone, before the agent (default: the repo's .sortie/setup.sh)
   --branch B        the branch to start from (default: the repo's default branch)
   --timeout MIN     the task's wall-clock limit in minutes
   --judge           when every run has ended, a reviewer ranks their diffs and picks a winner

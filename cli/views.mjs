@@ -48,6 +48,7 @@ export function taskDetails(task, c) {
   const took = task.startedAt ? formatDuration((task.endedAt ?? Date.now()) - task.startedAt) : "not started";
   out.push(c.dim(`created ${formatAge(task.createdAt)} ago · ${task.endedAt ? "took" : "running for"} ${took}${task.model ? ` · model ${task.model}` : ""} · ${task.source} by ${task.createdBy}`));
   out.push(...String(task.prompt).trimEnd().split("\n").slice(0, 6).map((line) => `  ${c.dim("│")} ${line}`));
+  if (task.isolation) out.push(c.dim(`isolation ${task.isolation.level}: ${task.isolation.reason}${task.isolation.inferred ? " (inferred)" : ""}`));
   if (task.error) out.push(c.red(`error: ${task.error.message} (${task.error.code})`));
   for (const run of task.runs) {
     const fields = [
@@ -57,6 +58,8 @@ export function taskDetails(task, c) {
       run.numTurns !== null && run.numTurns !== undefined ? `${run.numTurns} turns` : null,
       run.inputTokens || run.outputTokens ? `${run.inputTokens ?? 0} in / ${run.outputTokens ?? 0} out tokens` : null,
       formatDiff(run.diff),
+      run.agent && run.agent !== "claude-code" ? run.agent : null,
+      run.isolation && run.isolation !== "sandbox" ? `isolation ${run.isolation}` : null,
       run.model ? `model ${run.model}` : null,
       run.queuePosition ? `queue position ${run.queuePosition}` : null,
       run.pendingMessages ? `${run.pendingMessages} message${run.pendingMessages === 1 ? "" : "s"} waiting` : null,

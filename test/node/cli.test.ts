@@ -103,6 +103,19 @@ describe("the sortie CLI", () => {
     expect(result.stdout).not.toContain("\x1b["); // not a terminal: no colours, no status line
   });
 
+  it("run races agent CLIs with --agent twice, at the isolation --isolation names, and show says so", async () => {
+    const created = await sortie(["run", "acme/widgets", scripted([{ text: "Looked." }]), "--agent", "claude-code", "--agent", "opencode", "--isolation", "workspace", "--json"]);
+    expect(created.code, created.stderr).toBe(0);
+    const task = JSON.parse(created.stdout) as { id: string; runs: { agent: string; isolation: string }[]; isolation: { level: string } };
+    expect(task.runs.map((run) => [run.agent, run.isolation])).toEqual([["claude-code", "workspace"], ["opencode", "workspace"]]);
+    const followed = await sortie(["logs", "-f", task.id]);
+    expect(followed.code, followed.stdout + followed.stderr).toBe(0);
+    expect(followed.stdout).toContain("opencode");
+    const shown = await sortie(["show", task.id]);
+    expect(shown.stdout).toContain("isolation workspace: declared by the task");
+    expect(shown.stdout).toMatch(/run 1 .*opencode · isolation workspace/);
+  });
+
   it("logs -f waits for the end; logs renders the events; logs --json gives them as NDJSON", async () => {
     const followed = await sortie(["logs", "-f", notes.id]);
     expect(followed.code, followed.stderr).toBe(0);
