@@ -39,6 +39,14 @@ describe("starting a task", () => {
     expect(error("acme/widgets --pr --draft ship it")).toContain("one of");
   });
 
+  it("reads --agent=NAME and --isolation=LEVEL, and names the choices when one is wrong", () => {
+    expect(command("acme/widgets --agent=codex x2 --isolation=workspace fix it")).toMatchObject({ runs: 2, agent: "codex", isolation: "workspace", prompt: "fix it" });
+    expect(command("acme/widgets --isolation=auto explain the build")).toMatchObject({ isolation: "auto", prompt: "explain the build" });
+    expect(error("acme/widgets --agent=aider go")).toContain("`claude-code`, `codex`, `opencode`, `gemini`");
+    expect(error("acme/widgets --isolation=vm go")).toContain("`analysis`, `workspace`, `sandbox`, `auto`");
+    expect(error("acme/widgets --agent=codex --agent=gemini go")).toContain("once");
+  });
+
   it("refuses an unknown option rather than taking it as the prompt", () => {
     expect(error("acme/widgets --dratf ship it")).toContain("unknown option `--dratf`");
   });

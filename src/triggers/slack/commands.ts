@@ -54,6 +54,8 @@ async function startTask(env: Cloudflare.Env, command: Extract<SlackCommand, { k
     ...(command.branch ? { branch: command.branch } : {}),
     ...(command.runs > 1 ? { runs: command.runs } : {}),
     ...(command.output ? { output: command.output } : {}),
+    ...(command.agent ? { agent: command.agent } : {}),
+    ...(command.isolation ? { isolation: command.isolation } : {}),
   });
   if (!body.success) return ephemeral(`:warning: ${escapeMrkdwn(body.error.issues.map((issue) => issue.message).join("; "))}`);
   let spec: TaskSpec;

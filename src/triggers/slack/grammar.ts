@@ -7,12 +7,15 @@
  * // { ok: true, command: { kind: "run", repo: "acme/widgets", branch: "main", runs: 3, output: "draft-pr", prompt: "add a NOTES.md" } }
  */
 import { LIMITS } from "../../config.ts";
+import { AGENT_NAMES, ISOLATION_LEVELS, type AgentName } from "../../schema.ts";
 
 /** What a finished task should become beyond its diff. */
 export type SlackOutput = "pr" | "draft-pr";
 
+export type SlackIsolation = (typeof ISOLATION_LEVELS)[number] | "auto";
+
 export type SlackCommand =
-  | { kind: "run"; repo: string; branch: string | null; runs: number; output: SlackOutput | null; prompt: string }
+  | { kind: "run"; repo: string; branch: string | null; runs: number; output: SlackOutput | null; agent?: AgentName; isolation?: SlackIsolation; prompt: string }
   | { kind: "status"; id: string }
   | { kind: "cancel"; id: string }
   | { kind: "help" };
@@ -21,7 +24,8 @@ export type ParsedSlackCommand = { ok: true; command: SlackCommand } | { ok: fal
 
 export const SLACK_USAGE = [
   "*Usage*",
-  "`/sortie owner/repo[@branch] [xN] [--pr|--draft] <prompt>`: start a task (N parallel runs, 1 to 8)",
+  "`/sortie owner/repo[@branch] [xN] [--pr|--draft] [--agent=NAME] [--isolation=LEVEL] <prompt>`: start a task (N parallel runs, 1 to 8)",
+  `Agents: ${AGENT_NAMES.join(", ")}. Isolation: ${[...ISOLATION_LEVELS, "auto"].join(", ")}.`,
   "`/sortie status <task id>`: where a task stands",
   "`/sortie cancel <task id>`: stop a task",
   "`/sortie help`: this message",
@@ -56,6 +60,8 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
 
   let runs: number | null = null;
   let output: SlackOutput | null = null;
+  let agent: AgentName | undefined;
+  let isolation: SlackIsolation | undefined;
   for (;;) {
     const word = words.peek();
     if (word === null) break;
@@ -73,7 +79,23 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
     }
     if (word.startsWith("--")) {
       const flag = word.toLowerCase();
-      if (flag !== "--pr" && flag !== "--draft") return fail(`unknown option \`${word}\`; the options are \`xN\`, \`--pr\` and \`--draft\``);
+      const valued = /^--(agent|isolation)=(.*)$/.exec(flag);
+      if (valued) {
+        const [, name, value] = valued;
+        if (name === "agent") {
+          if (agent !== undefined) return fail("give `--agent` once");
+          if (!(AGENT_NAMES as readonly string[]).includes(value!)) return fail(`\`${word}\`: the agents are ${AGENT_NAMES.map((a) => `\`${a}\``).join(", ")}`);
+          agent = value as AgentName;
+        } else {
+          if (isolation !== undefined) return fail("give `--isolation` once");
+          const levels: readonly string[] = [...ISOLATION_LEVELS, "auto"];
+          if (!levels.includes(value!)) return fail(`\`${word}\`: the levels are ${levels.map((l) => `\`${l}\``).join(", ")}`);
+          isolation = value as SlackIsolation;
+        }
+        words.next();
+        continue;
+      }
+      if (flag !== "--pr" && flag !== "--draft") return fail(`unknown option \`${word}\`; the options are \`xN\`, \`--pr\`, \`--draft\`, \`--agent=NAME\` and \`--isolation=LEVEL\``);
       if (output !== null) return fail("choose one of `--pr` and `--draft`");
       output = flag === "--pr" ? "pr" : "draft-pr";
       words.next();
@@ -84,7 +106,7 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
 
   const prompt = words.rest();
   if (prompt === "") return fail(`what should the agent do in \`${repo[1]}\`? Put the prompt after the repository`);
-  return { ok: true, command: { kind: "run", repo: repo[1]!, branch: branch ?? null, runs: runs ?? 1, output, prompt } };
+  return { ok: true, command: { kind: "run", repo: repo[1]!, branch: branch ?? null, runs: runs ?? 1, output, ...(agent ? { agent } : {}), ...(isolation ? { isolation } : {}), prompt } };
 }
 
 /**
