@@ -70,6 +70,17 @@ export class DirectoryLayers {
     return "overlay";
   }
 
+  /** Whether `target` is one of the overlay mounts made here. */
+  isLayered(target: string): boolean {
+    return this.mounts.some((mount) => mount.target === target);
+  }
+
+  /** Takes `target` down (unmounting it if it is a layer) and deletes it. */
+  async remove(target: string): Promise<void> {
+    await this.unmount((mount) => mount.target === target);
+    await fs.rm(target, { recursive: true, force: true });
+  }
+
   /** Unmounts everything `owner` mounted (its sandbox is going), and deletes originals that waited for it. */
   async release(owner: string): Promise<void> {
     await this.unmount((mount) => mount.owner === owner);

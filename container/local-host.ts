@@ -183,7 +183,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         return send(res, 200, { killed: true });
       }
     }
-    const cache = /^\/caches\/([A-Za-z0-9._-]{1,128})(\/save)?$/.exec(rest);
+    const cache = /^\/caches\/([A-Za-z0-9._-]{1,128})(\/finish)?$/.exec(rest);
     if (cache && req.method === "POST") {
       // Each call gets a directory of its own (runs sharing a sandbox never share one), layered over the
       // repository's saved cache; the first to finish with a key keeps its cache for later runs.
@@ -194,18 +194,24 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         else await fs.mkdir(own, { recursive: true });
         return send(res, 200, { path: own });
       }
-      const body = JSON.parse((await readBody(req)) || "{}") as { path?: string };
+      const body = JSON.parse((await readBody(req)) || "{}") as { path?: string; keep?: boolean };
       const own = body.path ? insideSandbox(sandbox, body.path) : null;
       if (!own || !own.startsWith(path.join(sandbox.root, "cache") + path.sep)) return send(res, 400, { error: { code: "bad_path", message: "path must be a cache directory of this sandbox" } });
-      if (existsSync(shared) || !existsSync(own)) return send(res, 200, { saved: false });
-      // Setup is over: the directory moves into the shared store whole (one rename), nothing is copied.
-      try {
-        await fs.rename(own, shared);
-      } catch {
-        // Another sandbox saved the same key first: its cache stands.
-        return send(res, 200, { saved: false });
+      if (body.keep && !existsSync(shared) && existsSync(own) && !layers.isLayered(own)) {
+        // Setup is over: the directory moves into the shared store whole, and is copied only across filesystems.
+        const moved = await fs.rename(own, shared).then(() => true, async (error: NodeJS.ErrnoException) => {
+          if (error.code !== "EXDEV") return false; // another sandbox saved the key first: its cache stands
+          const staging = `${shared}.${process.pid}-${Date.now().toString(36)}`;
+          await copyTree(own, staging);
+          return fs.rename(staging, shared).then(() => true, async () => (await fs.rm(staging, { recursive: true, force: true }), false));
+        });
+        if (moved) {
+          await fs.rm(own, { recursive: true, force: true });
+          return send(res, 200, { saved: true });
+        }
       }
-      return send(res, 200, { saved: true });
+      await layers.remove(own);
+      return send(res, 200, { saved: false });
     }
     if (rest === "/snapshots" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as { path: string };

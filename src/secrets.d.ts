@@ -16,6 +16,9 @@ declare namespace Cloudflare {
     R2_ACCESS_KEY_ID?: string;
     R2_SECRET_ACCESS_KEY?: string;
     CLOUDFLARE_ACCOUNT_ID?: string;
+    CLOUDFLARE_R2_ACCOUNT_ID?: string;
+    /** The R2 endpoint backups use, when not the account's default (e.g. https://<account>.eu.r2.cloudflarestorage.com). */
+    BACKUP_BUCKET_ENDPOINT?: string;
     /** Model API keys for the other agent CLIs (Codex, Gemini); Claude Code and OpenCode use ANTHROPIC_API_KEY. */
     OPENAI_API_KEY?: string;
     GEMINI_API_KEY?: string;

@@ -179,6 +179,32 @@ export async function handOverWorktree(sandbox: Sandbox, placement: Placement): 
   if (result.exitCode !== 0) throw new WorktreeError(`could not hand the worktree over: ${result.stderr.trim().slice(0, 500)}`);
 }
 
+/**
+ * Takes a file the run's user wrote (the patch) into root's hands: every
+ * process of that user is ended first, so none can swap the file for a link
+ * to something only root may read while root copies it; a link or anything
+ * but a plain file is refused. Returns the copy's path.
+ */
+export async function collectFromUser(sandbox: Sandbox, placement: Placement, file: string): Promise<string> {
+  const uid = placement.confine?.uid;
+  if (!uid) return file;
+  const into = `${sandbox.workdir}/collected/${file.split("/").slice(-2).join("-")}`;
+  const result = await sandbox.exec(
+    [
+      "set -eu",
+      'pkill -KILL -U "$SORTIE_UID" || true',
+      'for _ in $(seq 1 50); do pgrep -U "$SORTIE_UID" > /dev/null || break; sleep 0.1; done',
+      'if pgrep -U "$SORTIE_UID" > /dev/null; then echo "processes of user $SORTIE_UID survive" >&2; exit 1; fi',
+      'if [ -L "$SORTIE_FROM" ] || [ ! -f "$SORTIE_FROM" ]; then echo "$SORTIE_FROM is not a plain file" >&2; exit 1; fi',
+      'mkdir -p "$(dirname "$SORTIE_TO")" && chmod 0700 "$(dirname "$SORTIE_TO")"',
+      'cp --no-dereference -- "$SORTIE_FROM" "$SORTIE_TO"',
+    ].join("\n"),
+    { env: { SORTIE_UID: String(uid), SORTIE_FROM: file, SORTIE_TO: into }, timeoutMs: 5 * 60_000 },
+  );
+  if (result.exitCode !== 0) throw new WorktreeError(`could not collect ${file}: ${result.stderr.trim().slice(0, 500)}`);
+  return into;
+}
+
 /** Removes the run's worktree, home and scratch from the shared sandbox; the base clone stays warm. */
 export async function removeWorktree(sandbox: Sandbox, taskId: string, slot: number): Promise<void> {
   const result = await sandbox.exec(
@@ -192,7 +218,7 @@ export async function removeWorktree(sandbox: Sandbox, taskId: string, slot: num
       'if [ -n "$uid" ] && [ "$uid" -ge 1000 ]; then pkill -KILL -U "$uid" || true; fi',
       // A dependency directory restored copy-on-write is a mount inside the tree.
       `awk -v t="$PWD/trees/$SORTIE_TREE" 'index($2, t) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done`,
-      'rm -rf "trees/$SORTIE_TREE" "homes/$SORTIE_TREE" "homes/$SORTIE_TREE-objects" "scratch/$SORTIE_TREE"',
+      'rm -rf "trees/$SORTIE_TREE" "homes/$SORTIE_TREE" "homes/$SORTIE_TREE-objects" "scratch/$SORTIE_TREE" "collected/$SORTIE_TREE-sortie.diff"',
       "if [ -d base/.git ]; then git -C base worktree prune; fi",
     ].join("\n"),
     { env: { SORTIE_WORKDIR: sandbox.workdir, SORTIE_TREE: treeName(taskId, slot) }, timeoutMs: 5 * 60_000 },

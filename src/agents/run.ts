@@ -18,7 +18,7 @@ import { fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT } from "./judge.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
-import { addWorktree, changesIn, handOverWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
+import { addWorktree, changesIn, collectFromUser, handOverWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
 import { prepareWorkspace, setUpCheckout } from "./workspace.ts";
 
 /** One turn of the agent: a prompt, or a follow-up continuing `resumeSessionId`. */
@@ -130,7 +130,9 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     } else {
       const asOwner = placement.level === "workspace" ? (placement.confine ?? undefined) : undefined;
       const taken = await takeDiff(sandbox, placement.repoDir, base, `${placement.scratchDir}/sortie.diff`, placement.gitEnv, asOwner);
-      const bytes = await ctx.diffs().write(index, await sandbox.readFile(taken.path));
+      // Root reads the patch only once no process of the run's user is left to swap it for a link.
+      const patch = asOwner ? await collectFromUser(sandbox, placement, taken.path) : taken.path;
+      const bytes = await ctx.diffs().write(index, await sandbox.readFile(patch));
       const diff = { ...taken.stats, bytes };
       const secretFiles = secretFilesIn(ctx.diffs().text(index, Number.POSITIVE_INFINITY));
       ctx.patchRun(index, { diff, ...(secretFiles.length ? { secretFiles } : {}) });

@@ -4,7 +4,7 @@
  * other runs restore that snapshot instead of repeating the work; later tasks
  * on the same repository, branch and base commit restore a warm snapshot.
  */
-import { cacheEnv, lockfileHash, runSetup } from "../runners/setup.ts";
+import { cacheEnv, findSetup, lockfileHash, runSetup } from "../runners/setup.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import type { TaskSpec } from "../schema.ts";
 
@@ -85,11 +85,13 @@ export type SetupContext = Pick<WorkspaceContext, "sandbox" | "spec" | "warm" | 
  */
 export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise<void> {
   const { sandbox, spec } = ctx;
+  const command = await findSetup(sandbox, repoDir, spec.setup);
+  if (!command) return;
   const lockHash = await lockfileHash(sandbox, repoDir);
   const cacheKey = `${spec.repo.replace("/", "--")}-${lockHash}`;
   const cache = await sandbox.cacheDir(cacheKey);
   // What a setup installs depends on its command too: another task's setup never hands its node_modules to this one.
-  const depsFamily = (dir: string) => `deps:${spec.repo}#${shortHash(spec.setup ?? "")}:${dir}`;
+  const depsFamily = (dir: string) => `deps:${spec.repo}@${spec.branch ?? "HEAD"}#${shortHash(spec.setup ?? "")}:${dir}`;
   const depsKey = (dir: string) => `${depsFamily(dir)}@${lockHash}`;
   const restored: string[] = [];
   if (lockHash !== "none") {
@@ -106,20 +108,24 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
   }
   if (restored.length) ctx.record("run.dependencies_restored", { dirs: restored, lockfile: lockHash });
   const started = Date.now();
-  const ran = await runSetup(
-    sandbox,
-    { repoDir, command: spec.setup, env: cache ? cacheEnv(cache) : {}, signal: ctx.signal },
-    (stream, text) => ctx.record("log", { stream, text, phase: "setup" }),
-    () => ctx.setPhase("setup"),
-  );
-  if (!ran) return;
-  ctx.record("run.setup", { durationMs: Date.now() - started, cache: cache !== null, dependencies: restored });
-  if (cache) {
-    await sandbox.saveCache(cacheKey, cache).catch((error: unknown) => {
-      // The cache only saves later runs time.
-      ctx.record("run.cache_not_saved", { message: error instanceof Error ? error.message : String(error) });
-    });
+  let succeeded = false;
+  try {
+    await runSetup(
+      sandbox,
+      { repoDir, command, env: cache ? cacheEnv(cache) : {}, signal: ctx.signal },
+      (stream, text) => ctx.record("log", { stream, text, phase: "setup" }),
+      () => ctx.setPhase("setup"),
+    );
+    succeeded = true;
+  } finally {
+    // Kept for later runs after a setup that succeeded; a failed setup's half-filled cache goes.
+    if (cache) {
+      await sandbox.finishCache(cacheKey, cache, succeeded).catch((error: unknown) => {
+        ctx.record("run.cache_not_saved", { message: error instanceof Error ? error.message : String(error) });
+      });
+    }
   }
+  ctx.record("run.setup", { durationMs: Date.now() - started, cache: cache !== null, dependencies: restored });
   if (lockHash === "none") return;
   for (const dir of DEPENDENCY_DIRS) {
     if (restored.includes(dir)) continue;

@@ -42,18 +42,21 @@ export function cacheEnv(dir: string): Record<string, string> {
  * Runs the setup command if there is one; returns false when there is none.
  * A non-zero exit throws SetupError with the last lines it printed.
  */
+/** The setup command to run: the task's own, else the repository's `.sortie/setup.sh`, else none. */
+export async function findSetup(sandbox: Sandbox, repoDir: string, command: string | null): Promise<string | null> {
+  if (command) return command;
+  const found = await sandbox.exec('test -f "$SORTIE_REPO/.sortie/setup.sh"', { env: { SORTIE_REPO: repoDir } });
+  return found.exitCode === 0 ? "bash .sortie/setup.sh" : null;
+}
+
 export async function runSetup(
   sandbox: Sandbox,
   options: { repoDir: string; command: string | null; env: Record<string, string>; signal?: AbortSignal },
   onLine: (stream: "stdout" | "stderr", text: string) => void,
   onStart: () => void = () => {},
 ): Promise<boolean> {
-  let command = options.command;
-  if (!command) {
-    const found = await sandbox.exec('test -f "$SORTIE_REPO/.sortie/setup.sh"', { env: { SORTIE_REPO: options.repoDir } });
-    if (found.exitCode !== 0) return false;
-    command = "bash .sortie/setup.sh";
-  }
+  const command = await findSetup(sandbox, options.repoDir, options.command);
+  if (!command) return false;
   onStart();
   // The command travels in a variable, like every other user input.
   const { processId } = await sandbox.startProcess('bash -c "$SORTIE_SETUP"', { cwd: options.repoDir, env: { ...options.env, SORTIE_SETUP: command } });

@@ -226,7 +226,7 @@ class CloudflareSandbox implements Sandbox {
 
   /**
    * The dependency cache for `key`: restored from its R2 backup when an
-   * earlier run saved one, else an empty directory that `saveCache` backs up.
+   * earlier run saved one, else an empty directory that `finishCache` backs up.
    */
   async cacheDir(key: string): Promise<string | null> {
     if (!this.backups) return null;
@@ -239,7 +239,7 @@ class CloudflareSandbox implements Sandbox {
       } catch (error) {
         // A cache is an optimisation: a lost (or expired) one is rebuilt by this run's install and saved again.
         console.warn(JSON.stringify({ event: "sandbox.cache_restore_failed", key, message: error instanceof Error ? error.message : String(error) }));
-        await this.backups.bucket.delete(cacheIndexKey(key));
+        await this.backups.bucket.delete(cacheIndexKey(key)).catch(() => undefined);
       }
     }
     await this.exec('mkdir -p "$SORTIE_CACHE"', { env: { SORTIE_CACHE: dir } });
@@ -247,8 +247,13 @@ class CloudflareSandbox implements Sandbox {
   }
 
   /** Backs the cache up once per key: the first run with a lockfile hash fills it, later ones reuse it. */
-  async saveCache(key: string, dir: string): Promise<void> {
-    if (!this.backups || (await this.backups.bucket.head(cacheIndexKey(key)))) return;
+  async finishCache(key: string, dir: string, keep: boolean): Promise<void> {
+    if (!this.backups) return;
+    if (!keep) {
+      await this.exec('rm -rf "$SORTIE_CACHE"', { env: { SORTIE_CACHE: dir } });
+      return;
+    }
+    if (await this.backups.bucket.head(cacheIndexKey(key))) return;
     const handle = await this.call("createBackup", () => this.sdk.createBackup({ dir, name: `sortie cache ${key}`, ttl: this.backups!.snapshotTtlSeconds }));
     await this.backups.bucket.put(cacheIndexKey(key), JSON.stringify({ id: handle.id, dir: handle.dir, ...(handle.localBucket ? { localBucket: true } : {}) }));
   }

@@ -33,7 +33,7 @@ const GIT_SMART_HTTP = /\/(?:info\/refs|git-upload-pack|git-receive-pack)$/;
 
 /** The vars a policy is read from. */
 export type EgressEnv = Pick<Cloudflare.Env, "ANTHROPIC_BASE_URL" | "GIT_BASE_URL" | "SANDBOX_EGRESS_ALLOW"> &
-  Partial<Pick<Cloudflare.Env, "OPENAI_BASE_URL" | "GEMINI_BASE_URL" | "CLOUDFLARE_ACCOUNT_ID">>;
+  Partial<Pick<Cloudflare.Env, "OPENAI_BASE_URL" | "GEMINI_BASE_URL" | "CLOUDFLARE_ACCOUNT_ID" | "CLOUDFLARE_R2_ACCOUNT_ID" | "BACKUP_BUCKET_ENDPOINT">>;
 
 export interface EgressPolicy {
   /** The Messages API host, the only one that gets the model key; null when ANTHROPIC_BASE_URL is unreadable. */
@@ -63,8 +63,12 @@ export type EgressDecision = { allow: true; request: Request } | { allow: false;
 export function egressPolicyFor(env: EgressEnv): EgressPolicy {
   const listed = (env.SANDBOX_EGRESS_ALLOW ?? "").split(",").map(normalizeHost).filter(Boolean);
   // The sandbox SDK moves backups (snapshots, caches) between the container and R2 with presigned URLs.
-  const account = env.CLOUDFLARE_ACCOUNT_ID?.trim().toLowerCase();
-  const backups = account && /^[a-f0-9]{32}$/.test(account) ? [`${account}.r2.cloudflarestorage.com`, `${account}.eu.r2.cloudflarestorage.com`] : [];
+  // The SDK's order: CLOUDFLARE_R2_ACCOUNT_ID, then CLOUDFLARE_ACCOUNT_ID; BACKUP_BUCKET_ENDPOINT names the host outright.
+  const account = (env.CLOUDFLARE_R2_ACCOUNT_ID || env.CLOUDFLARE_ACCOUNT_ID)?.trim().toLowerCase();
+  const backups = [
+    ...(account && /^[a-f0-9]{32}$/.test(account) ? [`${account}.r2.cloudflarestorage.com`, `${account}.eu.r2.cloudflarestorage.com`] : []),
+    ...(env.BACKUP_BUCKET_ENDPOINT ? [hostOf(env.BACKUP_BUCKET_ENDPOINT)].filter((host): host is string => host !== null) : []),
+  ];
   return {
     modelHost: hostOf(env.ANTHROPIC_BASE_URL || ANTHROPIC_API),
     openaiHost: hostOf(env.OPENAI_BASE_URL || OPENAI_API),

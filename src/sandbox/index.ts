@@ -10,7 +10,7 @@ export type { Sandbox, SandboxPort, ProcessOutput } from "./port.ts";
 export function sandboxPortFor(env: Cloudflare.Env, config: SortieConfig): SandboxPort {
   if (config.sandboxBackend === "local") return new LocalSandboxPort(env.LOCAL_SANDBOX_URL, env.LOCAL_SANDBOX_TOKEN ?? "");
   // Backups need the bucket and the R2 credentials the SDK signs upload URLs with.
-  const backups = env.BACKUP_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY && env.CLOUDFLARE_ACCOUNT_ID
+  const backups = env.BACKUP_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY && (env.CLOUDFLARE_R2_ACCOUNT_ID || env.CLOUDFLARE_ACCOUNT_ID)
     ? { bucket: env.BACKUP_BUCKET, snapshotTtlSeconds: Math.max(config.warmSnapshotTtlMinutes, 60) * 60 }
     : null;
   return new CloudflareSandboxPort((id) => getSandbox(env.Sandbox as never, id), backups);

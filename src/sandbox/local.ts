@@ -169,8 +169,8 @@ class LocalSandbox implements Sandbox {
     return (await this.client.json<{ path: string }>("POST", `/caches/${encodeURIComponent(key)}`)).path;
   }
 
-  async saveCache(key: string, dir: string): Promise<void> {
-    await this.client.json("POST", `/caches/${encodeURIComponent(key)}/save`, { path: dir });
+  async finishCache(key: string, dir: string, keep: boolean): Promise<void> {
+    await this.client.json("POST", `/caches/${encodeURIComponent(key)}/finish`, { path: dir, keep });
   }
 
   /** The token goes to git as configuration in the command's environment: never in argv, a URL or a file. */

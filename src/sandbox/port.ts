@@ -95,8 +95,12 @@ export interface Sandbox {
   restore(snapshotId: string, dir: string): Promise<void>;
   /** A directory for package-manager caches that outlives the sandbox, shared by runs with the same `key`; null if none. */
   cacheDir(key: string): Promise<string | null>;
-  /** Keeps what a run's setup put in the cache for the runs after it; the directory may move away, so it is not used after. */
-  saveCache(key: string, dir: string): Promise<void>;
+  /**
+   * Ends the use of a cache directory: with `keep`, what setup put there is
+   * kept for the runs after it (once per key); without, it is thrown away.
+   * Either way the directory may go, so it is not used after.
+   */
+  finishCache(key: string, dir: string, keep: boolean): Promise<void>;
   /**
    * Lets git in this sandbox authenticate to `repoUrl`'s host with `token`
    * until the grant is revoked. Spread `env` into the git command's

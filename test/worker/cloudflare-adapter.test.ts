@@ -382,13 +382,27 @@ describe("snapshots and caches in R2 (createBackup / restoreBackup)", () => {
     const dir = await first.cacheDir(key);
     expect(dir).toBe(`/var/tmp/sortie-cache/${key}`);
     expect(sdk.calls.some((call) => call.method === "restoreBackup")).toBe(false);
-    await first.saveCache(key, dir!);
-    await first.saveCache(key, dir!);
+    await first.finishCache(key, dir!, true);
+    await first.finishCache(key, dir!, true);
     expect(sdk.calls.filter((call) => call.method === "createBackup")).toHaveLength(1);
 
     const second = await port.open("task-b");
     expect(await second.cacheDir(key)).toBe(dir);
     expect(sdk.calls.filter((call) => call.method === "restoreBackup").map((call) => (call.args[0] as { dir: string }).dir)).toEqual([dir]);
+  });
+});
+
+describe("a failed setup's cache", () => {
+  it("is thrown away, never backed up", async () => {
+    const sdk = new RecordingSandboxSdk({});
+    const port = new CloudflareSandboxPort(() => sdk, { bucket: env.BACKUP_BUCKET, snapshotTtlSeconds: 3600 });
+    const key = `acme--widgets-${Math.random().toString(36).slice(2, 10)}`;
+    const sandbox = await port.open("task-y");
+    const dir = await sandbox.cacheDir(key);
+    await sandbox.finishCache(key, dir!, false);
+    expect(sdk.calls.some((call) => call.method === "createBackup")).toBe(false);
+    expect(sdk.calls.some((call) => call.method === "exec" && String(call.args[0]).startsWith("rm -rf"))).toBe(true);
+    expect(await env.BACKUP_BUCKET.head(`sortie/caches/${key}.json`)).toBeNull();
   });
 });
 
@@ -402,7 +416,7 @@ describe("an expired dependency cache", () => {
     const dir = await sandbox.cacheDir(key);
     expect(dir).toBe(`/var/tmp/sortie-cache/${key}`);
     expect(await env.BACKUP_BUCKET.head(`sortie/caches/${key}.json`)).toBeNull();
-    await sandbox.saveCache(key, dir!);
+    await sandbox.finishCache(key, dir!, true);
     expect(sdk.calls.filter((call) => call.method === "createBackup")).toHaveLength(1);
     expect(JSON.parse(await (await env.BACKUP_BUCKET.get(`sortie/caches/${key}.json`))!.text()).id).not.toBe("bk-expired");
   });

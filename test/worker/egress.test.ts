@@ -333,5 +333,7 @@ describe("backups", () => {
     expect(decideEgress(fromContainer(`https://${account}.r2.cloudflarestorage.com/sortie-backups/backups/x/data.sqsh?X-Amz-Signature=s`), policy, {}).allow).toBe(true);
     expect(decideEgress(fromContainer("https://ffffffffffffffffffffffffffffffff.r2.cloudflarestorage.com/x"), policy, {}).allow).toBe(false);
     expect(decideEgress(fromContainer(`https://${account}.r2.cloudflarestorage.com/x`), POLICY, {}).allow).toBe(false);
+    const endpoint = egressPolicyFor({ ...DEFAULTS, BACKUP_BUCKET_ENDPOINT: `https://${account}.eu.r2.cloudflarestorage.com` });
+    expect(decideEgress(fromContainer(`https://${account}.eu.r2.cloudflarestorage.com/b/x`), endpoint, {}).allow).toBe(true);
   });
 });

@@ -134,4 +134,31 @@ describe("workspace runs", () => {
     await expect.poll(running, { timeout: 15_000 }).toBe(0);
     expect((await readEvents(created.id)).some((e) => e.type === "sandbox.worktree_removed")).toBe(true);
   });
+
+  it("a process the agent leaves behind cannot turn its patch into a link to a file only root reads", async () => {
+    // Waits for Sortie to write the patch, then swaps it for a link to the host's /etc/shadow.
+    const swap = [
+      "const fs = require('fs'); const path = require('path');",
+      "const patch = path.resolve(process.cwd(), '../../scratch', path.basename(process.cwd()), 'sortie.diff');",
+      "const deadline = Date.now() + 20000;",
+      "const tick = () => { try { if (fs.statSync(patch).size > 0) { fs.rmSync(patch); fs.symlinkSync('/etc/shadow', patch); return; } } catch {} if (Date.now() < deadline) setTimeout(tick, 5); };",
+      "tick();",
+    ].join(" ");
+    const created = await createTask({
+      isolation: "workspace",
+      prompt: scripted([
+        { tool: "Write", input: { file_path: "swap.cjs", content: `${swap}\n` } },
+        { tool: "Bash", input: { command: "nohup node swap.cjs > /dev/null 2>&1 &" } },
+        { text: "left something running" },
+      ]),
+    });
+    const task = await waitForStatus(created.id, ["succeeded", "failed"]);
+    if (task.status === "succeeded") {
+      const diff = await (await api(`/api/tasks/${created.id}/runs/0/diff`)).text();
+      expect(diff).toContain("+++ b/swap.cjs");
+      expect(diff).not.toMatch(/^root:/m);
+    } else {
+      expect(task.runs[0]!.error?.message ?? "").not.toMatch(/root:/);
+    }
+  });
 });
