@@ -126,7 +126,8 @@ git -C base fetch -q --depth=1 origin "$SORTIE_REF"
 commit=$(git -C base rev-parse FETCH_HEAD)
 rm -rf "trees/$SORTIE_TREE" "homes/$SORTIE_TREE" "homes/$SORTIE_TREE-objects" "scratch/$SORTIE_TREE"
 git -C base worktree prune
-git -C base worktree add -q --detach "$PWD/trees/$SORTIE_TREE" "$commit"
+# Without a checkout: the files come from a template of this commit, or from \`populateWorktree\`.
+git -C base worktree add -q --detach --no-checkout "$PWD/trees/$SORTIE_TREE" "$commit"
 used=$(stat -c %u trees/*/ 2>/dev/null | sort -u)
 # Each sandbox's users start at SORTIE_UID_BASE (the local host gives every sandbox its own range).
 uid_base=\${SORTIE_UID_BASE:-20000}
@@ -160,6 +161,30 @@ export async function addWorktree(sandbox: Sandbox, spec: TaskSpec, slot: number
     throw new WorktreeError(`could not add a worktree for ${spec.repo}: ${(result.stderr || result.stdout).trim().slice(-1000)}`);
   }
   return { commit, uid };
+}
+
+/** Checks the worktree's files out (no template of its commit was there to restore). */
+export async function populateWorktree(sandbox: Sandbox, placement: Placement): Promise<void> {
+  const result = await sandbox.exec('git -C "$SORTIE_TREE" reset -q --hard', { env: { SORTIE_TREE: placement.repoDir }, timeoutMs: 10 * 60_000 });
+  if (result.exitCode !== 0) throw new WorktreeError(`could not check the worktree out: ${result.stderr.trim().slice(0, 500)}`);
+}
+
+/**
+ * Fills a new worktree from a template: a snapshot of an earlier worktree
+ * of the same commit and setup, taken right after its setup, restored
+ * copy-on-write. The template's `.git` file names the earlier worktree, so
+ * this one's is put back, and its index is built from HEAD.
+ */
+export async function adoptTemplate(sandbox: Sandbox, placement: Placement, template: string): Promise<void> {
+  const read = await sandbox.exec('cat "$SORTIE_TREE/.git"', { env: { SORTIE_TREE: placement.repoDir } });
+  const gitFile = read.stdout.trim();
+  if (read.exitCode !== 0 || !gitFile.startsWith("gitdir: ")) throw new WorktreeError(`worktree ${placement.repoDir} has no .git file`);
+  await sandbox.restore(template, placement.repoDir);
+  const result = await sandbox.exec('printf \'%s\\n\' "$SORTIE_GITFILE" > "$SORTIE_TREE/.git" && git -C "$SORTIE_TREE" reset -q', {
+    env: { SORTIE_TREE: placement.repoDir, SORTIE_GITFILE: gitFile },
+    timeoutMs: 10 * 60_000,
+  });
+  if (result.exitCode !== 0) throw new WorktreeError(`could not adopt the template: ${result.stderr.trim().slice(0, 500)}`);
 }
 
 /** After setup (which ran as root), hands the worktree, its git metadata and its object store to the run's user. */

@@ -6,6 +6,7 @@
  * the task's budget.
  */
 import { LIMITS, type SortieConfig } from "../config.ts";
+import { messageOf } from "../errors.ts";
 import { takeDiff } from "../publish/diff.ts";
 import { secretFilesIn } from "../publish/secret-files.ts";
 import { runAgentTurn, type AgentEvent, type AgentTurnResult } from "../runners/agent.ts";
@@ -18,8 +19,8 @@ import { fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT } from "./judge.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
-import { addWorktree, changesIn, collectFromUser, handOverWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
-import { prepareWorkspace, setUpCheckout } from "./workspace.ts";
+import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
+import { prepareWorkspace, setUpCheckout, sizeOf, warmFamilyOf } from "./workspace.ts";
 
 /** One turn of the agent: a prompt, or a follow-up continuing `resumeSessionId`. */
 export interface AgentTurn {
@@ -244,8 +245,10 @@ const worktreeUserKey = (slot: number) => `sortie:worktree-uid:${slot}`;
 
 /**
  * A workspace run: a worktree of the shared sandbox's base clone at the
- * branch's head, set up (with the dependency cache) as root, then handed to
- * the run's own user.
+ * branch's head. Its files come from the template of that commit and setup
+ * when an earlier workspace run left one (no setup then); otherwise they are
+ * checked out and set up (with the dependency cache) as root, and kept as
+ * the template for the next. Then the worktree goes to the run's own user.
  */
 async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, sandbox: Sandbox, signal: AbortSignal): Promise<void> {
   ctx.setPhase(index, "cloning");
@@ -255,11 +258,28 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
   ctx.record({ run: index, type: "run.worktree", data: { commit, sandbox: sandbox.id, uid } });
   const fleet = await fleetOf(ctx.env);
   const port = ctx.port();
-  await setUpCheckout(
+  // Templates live in the shared sandbox they were taken in: the key names it.
+  const family = `template:${sandbox.id}:${warmFamilyOf(spec)}`;
+  const key = `${family}@${commit}`;
+  const template = await fleet.findWarm(key);
+  if (template) {
+    try {
+      await adoptTemplate(sandbox, placement, template);
+      await handOverWorktree(sandbox, placement);
+      ctx.record({ run: index, type: "run.restored", data: { commit, source: "template" } });
+      ctx.patchRun(index, { baseCommit: commit, workspace: "warm" });
+      return;
+    } catch (error) {
+      ctx.record({ run: index, type: "run.snapshot_missed", data: { snapshot: template, message: messageOf(error) } });
+    }
+  }
+  await populateWorktree(sandbox, placement);
+  const warm = { findWarm: (k: string) => fleet.findWarm(k), putWarm: (k: string, id: string, bytes: number, f: string) => fleet.putWarm(k, id, bytes, f) };
+  const ran = await setUpCheckout(
     {
       sandbox,
       spec,
-      warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id, bytes, family) => fleet.putWarm(key, id, bytes, family) },
+      warm,
       signal,
       setPhase: (phase) => ctx.setPhase(index, phase),
       record: (type, data) => ctx.record({ run: index, type, data }),
@@ -267,6 +287,14 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
     },
     placement.repoDir,
   );
+  // A template only saves time where setup took some.
+  if (ran && !signal.aborted) {
+    const taken = await sandbox.snapshot(placement.repoDir).catch((error: unknown) => {
+      ctx.record({ run: index, type: "run.snapshot_failed", data: { message: messageOf(error) } });
+      return null;
+    });
+    if (taken) for (const displaced of await fleet.putWarm(key, taken, await sizeOf(sandbox, placement.repoDir), family)) await port.dropSnapshot(displaced);
+  }
   await handOverWorktree(sandbox, placement);
   ctx.patchRun(index, { baseCommit: commit, workspace: "worktree" });
 }

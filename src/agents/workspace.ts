@@ -29,10 +29,15 @@ export interface WorkspaceContext {
 
 export type WorkspaceSource = "clone" | "snapshot" | "warm";
 
+/** What a warm snapshot is of, but for the commit: the repository, the branch and the setup. */
+export function warmFamilyOf(spec: TaskSpec): string {
+  return `${spec.repo}@${spec.branch ?? "HEAD"}#${shortHash(spec.setup ?? "")}`;
+}
+
 export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit: string; source: WorkspaceSource }> {
   const { sandbox, spec, repoDir } = ctx;
   const head = await remoteHead(sandbox, spec);
-  const family = `${spec.repo}@${spec.branch ?? "HEAD"}#${shortHash(spec.setup ?? "")}`;
+  const family = warmFamilyOf(spec);
   const key = head ? `${family}@${head}` : null;
 
   if (key) {
@@ -81,12 +86,13 @@ export type SetupContext = Pick<WorkspaceContext, "sandbox" | "spec" | "warm" | 
  * of cacheEnv), and the dependency directories (node_modules, .venv) the
  * last setup with the same lockfile left, restored copy-on-write, so an
  * `npm install` finds its work done. After a successful setup both are kept
- * for the next run; a new lockfile starts empty.
+ * for the next run; a new lockfile starts empty. Returns whether there was
+ * a setup to run.
  */
-export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise<void> {
+export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise<boolean> {
   const { sandbox, spec } = ctx;
   const command = await findSetup(sandbox, repoDir, spec.setup);
-  if (!command) return;
+  if (!command) return false;
   const lockHash = await lockfileHash(sandbox, repoDir);
   const cacheKey = `${spec.repo.replace("/", "--")}-${lockHash}`;
   const cache = await sandbox.cacheDir(cacheKey);
@@ -126,7 +132,7 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
     }
   }
   ctx.record("run.setup", { durationMs: Date.now() - started, cache: cache !== null, dependencies: restored });
-  if (lockHash === "none") return;
+  if (lockHash === "none") return true;
   for (const dir of DEPENDENCY_DIRS) {
     if (restored.includes(dir)) continue;
     const present = await sandbox.exec('test -d "$SORTIE_DIR"', { env: { SORTIE_DIR: `${repoDir}/${dir}` } });
@@ -135,10 +141,11 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
     const snapshot = await sandbox.snapshot(`${repoDir}/${dir}`).catch(() => null);
     if (snapshot) for (const displaced of await ctx.warm.putWarm(depsKey(dir), snapshot, bytes, depsFamily(dir))) await ctx.dropSnapshot(displaced);
   }
+  return true;
 }
 
 /** How many bytes a directory holds (for the warm snapshots' size cap); 0 if unknown. */
-async function sizeOf(sandbox: Sandbox, dir: string): Promise<number> {
+export async function sizeOf(sandbox: Sandbox, dir: string): Promise<number> {
   const result = await sandbox.exec('du -sb "$SORTIE_DIR" | cut -f1', { env: { SORTIE_DIR: dir } });
   return Number(result.stdout.trim()) || 0;
 }

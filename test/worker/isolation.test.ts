@@ -117,6 +117,31 @@ describe("workspace runs", () => {
     expect(b.some((e) => e.type === "run.cloned")).toBe(false);
   });
 
+  it("a later task on the same commit starts from the first one's template: no checkout, no setup", async () => {
+    const check = { tool: "Bash", input: { command: "cat node_modules/.built && id -u" } };
+    const write = { tool: "Write", input: { file_path: "TEMPLATE.md", content: "mine\n" } };
+    const first = await createTask({ repo: "acme/bootstrap", isolation: "workspace", prompt: scripted([check, write, { text: "one" }]) });
+    const one = await waitForStatus(first.id, ["succeeded", "failed"]);
+    expect(one.status, JSON.stringify(one.runs[0]!.error)).toBe("succeeded");
+    expect(one.runs[0]!.workspace).toBe("worktree");
+    const second = await createTask({ repo: "acme/bootstrap", isolation: "workspace", prompt: scripted([check, write, { text: "two" }]) });
+    const two = await waitForStatus(second.id, ["succeeded", "failed"]);
+    expect(two.status, JSON.stringify(two.runs[0]!.error)).toBe("succeeded");
+    expect(two.runs[0]!.workspace).toBe("warm");
+    const [a, b] = await Promise.all([readEvents(first.id), readEvents(second.id)]);
+    expect(a.some((e) => e.type === "run.setup")).toBe(true);
+    expect(b.some((e) => e.type === "run.setup")).toBe(false);
+    expect(b.find((e) => e.type === "run.restored")?.data.source).toBe("template");
+    // The same prepared files, each worktree its own user's, and a diff of this run's change only.
+    const output = (events: typeof a) => String(events.find((e) => e.type === "agent.tool_result" && String(e.data.text).startsWith("built"))?.data.text).split("\n");
+    expect(output(b)[0]).toBe(output(a)[0]);
+    expect(output(b)[1]).toMatch(/^\d+$/);
+    const diff = await (await api(`/api/tasks/${second.id}/runs/0/diff`)).text();
+    expect(diff).toContain("+++ b/TEMPLATE.md");
+    expect(diff).not.toContain("node_modules");
+    expect(two.runs[0]!.diff?.files).toBe(1);
+  });
+
   it("a cancelled run's agent is stopped, not left running in the shared sandbox", async () => {
     const created = await createTask({
       isolation: "workspace",
