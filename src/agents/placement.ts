@@ -173,18 +173,26 @@ export async function populateWorktree(sandbox: Sandbox, placement: Placement): 
  * Fills a new worktree from a template: a snapshot of an earlier worktree
  * of the same commit and setup, taken right after its setup, restored
  * copy-on-write. The template's `.git` file names the earlier worktree, so
- * this one's is put back, and its index is built from HEAD.
+ * this one's is put back, and its index is built from HEAD. False when the
+ * template is gone.
  */
-export async function adoptTemplate(sandbox: Sandbox, placement: Placement, template: string): Promise<void> {
+export async function adoptTemplate(sandbox: Sandbox, placement: Placement, template: string): Promise<boolean> {
   const read = await sandbox.exec('cat "$SORTIE_TREE/.git"', { env: { SORTIE_TREE: placement.repoDir } });
   const gitFile = read.stdout.trim();
   if (read.exitCode !== 0 || !gitFile.startsWith("gitdir: ")) throw new WorktreeError(`worktree ${placement.repoDir} has no .git file`);
-  await sandbox.restore(template, placement.repoDir);
+  try {
+    await sandbox.restore(template, placement.repoDir);
+  } catch {
+    // Gone (dropped, expired): nothing was restored, so the worktree is checked out as usual.
+    return false;
+  }
+  // From here the tree holds the template, whose .git names another worktree: a failure must not fall back to git commands there.
   const result = await sandbox.exec('printf \'%s\\n\' "$SORTIE_GITFILE" > "$SORTIE_TREE/.git" && git -C "$SORTIE_TREE" reset -q', {
     env: { SORTIE_TREE: placement.repoDir, SORTIE_GITFILE: gitFile },
     timeoutMs: 10 * 60_000,
   });
   if (result.exitCode !== 0) throw new WorktreeError(`could not adopt the template: ${result.stderr.trim().slice(0, 500)}`);
+  return true;
 }
 
 /** After setup (which ran as root), hands the worktree, its git metadata and its object store to the run's user. */

@@ -263,15 +263,13 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
   const key = `${family}@${commit}`;
   const template = await fleet.findWarm(key);
   if (template) {
-    try {
-      await adoptTemplate(sandbox, placement, template);
+    if (await adoptTemplate(sandbox, placement, template)) {
       await handOverWorktree(sandbox, placement);
       ctx.record({ run: index, type: "run.restored", data: { commit, source: "template" } });
       ctx.patchRun(index, { baseCommit: commit, workspace: "warm" });
       return;
-    } catch (error) {
-      ctx.record({ run: index, type: "run.snapshot_missed", data: { snapshot: template, message: messageOf(error) } });
     }
+    ctx.record({ run: index, type: "run.snapshot_missed", data: { snapshot: template, message: "the template is gone" } });
   }
   await populateWorktree(sandbox, placement);
   const warm = { findWarm: (k: string) => fleet.findWarm(k), putWarm: (k: string, id: string, bytes: number, f: string) => fleet.putWarm(k, id, bytes, f) };
