@@ -125,6 +125,15 @@ git -C base remote get-url origin > /dev/null 2>&1 || { rm -rf base; git init -q
 git -C base fetch -q --depth=1 origin "$SORTIE_REF"
 commit=$(git -C base rev-parse FETCH_HEAD)
 rm -rf "trees/$SORTIE_TREE" "homes/$SORTIE_TREE" "homes/$SORTIE_TREE-objects" "scratch/$SORTIE_TREE"
+# Trees nobody took away (a removal that failed) go once idle for longer than a kept workspace may live.
+for stale in $(find trees -mindepth 1 -maxdepth 1 -type d -mmin +1500 2>/dev/null); do
+  owner=$(stat -c %u "$stale")
+  if [ "$owner" -ge 1000 ] && ! pgrep -U "$owner" > /dev/null; then
+    awk -v t="$PWD/$stale" 'index($2, t) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+    name=$(basename "$stale")
+    rm -rf "$stale" "homes/$name" "homes/$name-objects" "scratch/$name" "collected/$name-sortie.diff"
+  fi
+done
 git -C base worktree prune
 # Without a checkout: the files come from a template of this commit, or from \`populateWorktree\`.
 git -C base worktree add -q --detach --no-checkout "$PWD/trees/$SORTIE_TREE" "$commit"

@@ -63,7 +63,8 @@ export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit:
       ctx.record("run.snapshot_failed", { message: error instanceof Error ? error.message : String(error) });
       return null;
     });
-    if (snapshot && key && commit === head) {
+    // Setup takes a while: a branch that moved meanwhile has a newer snapshot coming, which this one must not replace.
+    if (snapshot && key && commit === head && (await remoteHead(sandbox, spec)) === head) {
       for (const displaced of await ctx.warm.putWarm(key, snapshot, bytes, family)) await ctx.dropSnapshot(displaced);
     }
     if (mine) made(snapshot);

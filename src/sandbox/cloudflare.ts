@@ -230,7 +230,8 @@ class CloudflareSandbox implements Sandbox {
    */
   async cacheDir(key: string): Promise<string | null> {
     if (!this.backups) return null;
-    const dir = `${CACHE_ROOT}/${key}`;
+    // A directory per call: runs sharing a sandbox (the workspace level) never share one.
+    const dir = `${CACHE_ROOT}/${key}-${crypto.randomUUID().slice(0, 8)}`;
     const indexed = await this.backups.bucket.get(cacheIndexKey(key));
     if (indexed) {
       try {

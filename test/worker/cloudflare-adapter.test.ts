@@ -380,15 +380,16 @@ describe("snapshots and caches in R2 (createBackup / restoreBackup)", () => {
     const key = `acme--widgets-${Math.random().toString(36).slice(2, 10)}`;
     const first = await port.open("task-a");
     const dir = await first.cacheDir(key);
-    expect(dir).toBe(`/var/tmp/sortie-cache/${key}`);
+    expect(dir).toMatch(new RegExp(`^/var/tmp/sortie-cache/${key}-[0-9a-f]{8}$`));
     expect(sdk.calls.some((call) => call.method === "restoreBackup")).toBe(false);
     await first.finishCache(key, dir!, true);
     await first.finishCache(key, dir!, true);
     expect(sdk.calls.filter((call) => call.method === "createBackup")).toHaveLength(1);
 
     const second = await port.open("task-b");
-    expect(await second.cacheDir(key)).toBe(dir);
-    expect(sdk.calls.filter((call) => call.method === "restoreBackup").map((call) => (call.args[0] as { dir: string }).dir)).toEqual([dir]);
+    const again = await second.cacheDir(key);
+    expect(again).not.toBe(dir);
+    expect(sdk.calls.filter((call) => call.method === "restoreBackup").map((call) => (call.args[0] as { dir: string }).dir)).toEqual([again]);
   });
 });
 
@@ -414,7 +415,7 @@ describe("an expired dependency cache", () => {
     await env.BACKUP_BUCKET.put(`sortie/caches/${key}.json`, JSON.stringify({ id: "bk-expired", dir: `/var/tmp/sortie-cache/${key}` }));
     const sandbox = await port.open("task-x");
     const dir = await sandbox.cacheDir(key);
-    expect(dir).toBe(`/var/tmp/sortie-cache/${key}`);
+    expect(dir).toMatch(new RegExp(`^/var/tmp/sortie-cache/${key}-`));
     expect(await env.BACKUP_BUCKET.head(`sortie/caches/${key}.json`)).toBeNull();
     await sandbox.finishCache(key, dir!, true);
     expect(sdk.calls.filter((call) => call.method === "createBackup")).toHaveLength(1);
