@@ -36,6 +36,7 @@ export async function run({ values, positionals: [repo, prompt], client }) {
   }
   if (values.isolation !== undefined) body.isolation = values.isolation;
   if (values.setup !== undefined) body.setup = values.setup;
+  if (values.egress?.length) body.egress = values.egress;
   if (values.branch !== undefined) body.branch = values.branch;
   if (values.timeout !== undefined) body.timeoutMinutes = minutes(values.timeout);
   if (values.judge) body.judge = true;

@@ -26,9 +26,9 @@ const GLOBAL_OPTIONS = {
 const COMMANDS = {
   run: {
     args: ["repo", "prompt"],
-    usage: 'run <repo> "<prompt>" [-n N] [--agent A] [--isolation L] [--model M] [--branch B] [--setup CMD] [--timeout MIN] [--judge] [--pr] [--follow]',
+    usage: 'run <repo> "<prompt>" [-n N] [--agent A] [--isolation L] [--model M] [--branch B] [--setup CMD] [--egress HOST]… [--timeout MIN] [--judge] [--pr] [--follow]',
     summary: "start a task: one or more agents at work on <repo>",
-    options: { runs: { type: "string", short: "n" }, agent: { type: "string", multiple: true }, isolation: { type: "string" }, model: { type: "string" }, branch: { type: "string" }, setup: { type: "string" }, timeout: { type: "string" }, judge: { type: "boolean" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
+    options: { runs: { type: "string", short: "n" }, agent: { type: "string", multiple: true }, isolation: { type: "string" }, model: { type: "string" }, branch: { type: "string" }, setup: { type: "string" }, egress: { type: "string", multiple: true }, timeout: { type: "string" }, judge: { type: "boolean" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
     details: `<repo> is owner/name or https://github.com/owner/name; a <prompt> of - is read from stdin.
   -n, --runs N      N parallel attempts, each in its own sandbox
   --agent A         the agent CLI: claude-code (default), codex, opencode or gemini;
@@ -37,6 +37,7 @@ const COMMANDS = {
                     analysis (read-only, model API only, answers instead of a diff), or auto (inferred from the prompt)
   --model M         the model for the agents
   --setup CMD       run CMD after the clone, before the agent (default: the repo's .sortie/setup.sh)
+  --egress HOST     let the task's sandboxes reach HOST too (api.example.com, *.example.com); repeatable
   --branch B        the branch to start from (default: the repo's default branch)
   --timeout MIN     the task's wall-clock limit in minutes
   --judge           when every run has ended, a reviewer ranks their diffs and picks a winner

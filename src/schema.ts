@@ -63,6 +63,11 @@ export const CreateTaskBody = z
     agent: AgentName.optional(),
     /** The isolation level, or `auto` to infer it from the prompt (default `sandbox`). */
     isolation: z.enum([...ISOLATION_LEVELS, "auto"]).optional(),
+    /** Hosts this task's sandboxes may reach besides the deployment's allowlist: `api.example.com` or `*.example.com`. */
+    egress: z
+      .array(z.string().regex(/^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "egress hosts are names such as api.example.com or *.example.com"))
+      .max(20)
+      .optional(),
     timeoutMinutes: z.number().min(0.01).optional(),
     /** A setup command run after the clone, before the agent (else the repository's .sortie/setup.sh, if any). */
     setup: z.string().min(1).max(10_000).optional(),
@@ -244,6 +249,8 @@ export interface TaskSpec {
   model: string | null;
   agent: AgentName;
   isolation: Isolation;
+  /** Extra hosts the task's sandboxes may reach (cloudflare backend). */
+  egress: string[];
   maxTurns: number;
   timeoutMinutes: number;
   source: TaskState["source"];

@@ -39,6 +39,13 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
       422,
     );
   }
+  if (body.egress?.length && isolation.level !== "sandbox") {
+    throw new SortieError(
+      "isolation_conflict",
+      `extra egress hosts need a sandbox of the task's own; the ${isolation.level} level ${isolation.level === "analysis" ? "reaches the model API only" : "shares its sandbox with other tasks"}`,
+      422,
+    );
+  }
   return {
     id,
     repo: repo.slug,
@@ -48,6 +55,7 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     model: body.model ?? null,
     agent: body.agent ?? "claude-code",
     isolation,
+    egress: body.egress ?? [],
     maxTurns: body.maxTurns ?? config.defaultMaxTurns,
     timeoutMinutes,
     source: request.source,

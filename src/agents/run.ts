@@ -199,6 +199,8 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
       }
       sandbox = await ctx.openSandbox(index);
       if (signal.aborted) return undefined;
+      // Before anything in the sandbox reaches out: the hosts this task asked for, on top of the deployment's.
+      if (spec.egress?.length) await sandbox.allowEgress(spec.egress);
       const fleet = await fleetOf(ctx.env);
       const port = ctx.port();
       const { commit, source } = await prepareWorkspace({

@@ -15,7 +15,7 @@ import {
   type StreamOffsets,
 } from "./port.ts";
 import { CloneError } from "./checkout.ts";
-import { AGENT_API_KEY_PLACEHOLDER, GEMINI_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER, OPENAI_API_KEY_PLACEHOLDER } from "./egress.ts";
+import { AGENT_API_KEY_PLACEHOLDER, GEMINI_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER, OPENAI_API_KEY_PLACEHOLDER, TASK_EGRESS_HANDLER } from "./egress.ts";
 
 /**
  * The part of the `@cloudflare/sandbox` SDK this adapter uses. Naming it keeps
@@ -33,7 +33,7 @@ export interface SandboxSdkClient {
   /** From @cloudflare/containers: route one host's egress to a handler in `SortieSandbox.outboundHandlers`. */
   setOutboundByHost(hostname: string, methodName: string, params: { token: string }): Promise<void>;
   /** From @cloudflare/containers: route all of the container's egress to one handler in `SortieSandbox.outboundHandlers`. */
-  setOutboundHandler(methodName: string): Promise<void>;
+  setOutboundHandler(methodName: string, params?: { allow: string[] }): Promise<void>;
   removeOutboundByHost(hostname: string): Promise<void>;
   /** Archives `dir` (squashfs) into the BACKUP_BUCKET R2 binding; the handle restores it in any sandbox. */
   createBackup(options: { dir: string; name?: string; ttl?: number }): Promise<BackupHandle>;
@@ -257,6 +257,12 @@ class CloudflareSandbox implements Sandbox {
     if (await this.backups.bucket.head(cacheIndexKey(key))) return;
     const handle = await this.call("createBackup", () => this.sdk.createBackup({ dir, name: `sortie cache ${key}`, ttl: this.backups!.snapshotTtlSeconds }));
     await this.backups.bucket.put(cacheIndexKey(key), JSON.stringify({ id: handle.id, dir: handle.dir, ...(handle.localBucket ? { localBucket: true } : {}) }));
+  }
+
+  /** Switches the container's catch-all egress to the task's handler: the deployment's policy plus `hosts`. */
+  async allowEgress(hosts: string[]): Promise<void> {
+    if (hosts.length === 0) return;
+    await this.call("setOutboundHandler", () => this.sdk.setOutboundHandler(TASK_EGRESS_HANDLER, { allow: hosts }));
   }
 
   /**

@@ -17,6 +17,9 @@ export const DEFAULT_EGRESS_ALLOW = ["registry.npmjs.org", "pypi.org", "files.py
 /** The name `SortieSandbox.outboundHandlers` registers `gitPushEgress` under. */
 export const GIT_PUSH_HANDLER = "gitPush";
 
+/** The name `SortieSandbox.outboundHandlers` registers `taskEgress` under: a task that asked for more hosts. */
+export const TASK_EGRESS_HANDLER = "taskEgress";
+
 /** The name `SortieSandbox.outboundHandlers` registers `modelOnlyEgress` under: an analysis run's whole network. */
 export const MODEL_ONLY_HANDLER = "modelOnly";
 
@@ -148,6 +151,12 @@ function modelSecrets(env: Cloudflare.Env): EgressSecrets {
 /** An analysis sandbox's catch-all: the model API with its key, nothing else (no registries, no git host). */
 export const modelOnlyEgress: OutboundHandler<Cloudflare.Env> = (request, env) =>
   sendEgress(request, { ...egressPolicyFor(env), gitHost: null, allow: [] }, modelSecrets(env));
+
+/** A task's sandbox with extra hosts of its own (`egress` on the task): the deployment's policy, those hosts added. */
+export const taskEgress: OutboundHandler<Cloudflare.Env, { allow: string[] }> = (request, env, ctx) => {
+  const policy = egressPolicyFor(env);
+  return sendEgress(request, { ...policy, allow: [...policy.allow, ...ctx.params.allow.map(normalizeHost)] }, modelSecrets(env));
+};
 
 /** The git host while a publisher holds a grant: the same policy, and the grant's token on git's endpoints. */
 export const gitPushEgress: OutboundHandler<Cloudflare.Env, { token: string }> = (request, env, ctx) =>

@@ -173,6 +173,9 @@ class LocalSandbox implements Sandbox {
     await this.client.json("POST", `/caches/${encodeURIComponent(key)}/finish`, { path: dir, keep });
   }
 
+  /** Nothing to open: the local backend does not filter egress (see the README). */
+  async allowEgress(): Promise<void> {}
+
   /** The token goes to git as configuration in the command's environment: never in argv, a URL or a file. */
   async grantGitAccess(_repoUrl: string, token: string): Promise<GitAccess> {
     return {

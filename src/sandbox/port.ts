@@ -108,6 +108,12 @@ export interface Sandbox {
    * so the token never enters the sandbox.
    */
   grantGitAccess(repoUrl: string, token: string): Promise<GitAccess>;
+  /**
+   * Lets this sandbox reach `hosts` too (exact names, or `*.suffix`), on top
+   * of the deployment's allowlist. A backend that does not filter egress
+   * (local) has nothing to open.
+   */
+  allowEgress(hosts: string[]): Promise<void>;
 }
 
 /** A push token lent to one sandbox's git; `revoke` takes it back. */

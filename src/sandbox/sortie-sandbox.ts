@@ -8,7 +8,7 @@
  * through which the runtime hands those requests over.
  */
 import { Sandbox } from "@cloudflare/sandbox";
-import { GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER, gitPushEgress, modelOnlyEgress, sandboxEgress } from "./egress.ts";
+import { GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER, TASK_EGRESS_HANDLER, gitPushEgress, modelOnlyEgress, sandboxEgress, taskEgress } from "./egress.ts";
 
 export class SortieSandbox extends Sandbox<Cloudflare.Env> {
   override enableInternet = false;
@@ -18,4 +18,4 @@ export class SortieSandbox extends Sandbox<Cloudflare.Env> {
 // Assigned, not declared as static fields: the setters file the handlers in the
 // registry ContainerProxy reads, in every isolate that loads this module.
 SortieSandbox.outbound = sandboxEgress;
-SortieSandbox.outboundHandlers = { [GIT_PUSH_HANDLER]: gitPushEgress, [MODEL_ONLY_HANDLER]: modelOnlyEgress };
+SortieSandbox.outboundHandlers = { [GIT_PUSH_HANDLER]: gitPushEgress, [MODEL_ONLY_HANDLER]: modelOnlyEgress, [TASK_EGRESS_HANDLER]: taskEgress };

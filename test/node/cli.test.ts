@@ -104,6 +104,9 @@ describe("the sortie CLI", () => {
   });
 
   it("run races agent CLIs with --agent twice, at the isolation --isolation names, and show says so", async () => {
+    const refused = await sortie(["run", "acme/widgets", "x", "--isolation", "workspace", "--egress", "api.stripe.com"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("isolation_conflict");
     const created = await sortie(["run", "acme/widgets", scripted([{ text: "Looked." }]), "--agent", "claude-code", "--agent", "opencode", "--isolation", "workspace", "--json"]);
     expect(created.code, created.stderr).toBe(0);
     const task = JSON.parse(created.stdout) as { id: string; runs: { agent: string; isolation: string }[]; isolation: { level: string } };

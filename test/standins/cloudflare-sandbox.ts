@@ -142,8 +142,8 @@ export class RecordingSandboxSdk implements SandboxSdkClient {
     this.record("removeOutboundByHost", [hostname]);
   }
 
-  async setOutboundHandler(methodName: string): Promise<void> {
-    this.record("setOutboundHandler", [methodName]);
+  async setOutboundHandler(methodName: string, params?: { allow: string[] }): Promise<void> {
+    this.record("setOutboundHandler", params === undefined ? [methodName] : [methodName, params]);
   }
 
   /** Backups as the SDK makes them: an id and the directory, kept here so a restore of an unknown id fails like the SDK's. */

@@ -23,6 +23,9 @@ describe("bad input gets a clear JSON error and creates nothing", () => {
     ["a bad branch name", { body: JSON.stringify({ repo: "acme/widgets", prompt: "x", branch: "a..b" }) }, 400, "invalid_body"],
     ["a timeout above the limit", { body: JSON.stringify({ repo: "acme/widgets", prompt: "x", timeoutMinutes: 10_000 }) }, 422, "limit_exceeded"],
     ["an oversized body", { body: JSON.stringify({ repo: "acme/widgets", prompt: "x".repeat(70_000) }) }, 413, "body_too_large"],
+    ["an egress host that is a URL", { body: JSON.stringify({ repo: "acme/widgets", prompt: "x", egress: ["https://api.stripe.com"] }) }, 400, "invalid_body"],
+    ["egress hosts for an analysis task", { body: JSON.stringify({ repo: "acme/widgets", prompt: "x", isolation: "analysis", egress: ["api.stripe.com"] }) }, 422, "isolation_conflict"],
+    ["egress hosts for a workspace task", { body: JSON.stringify({ repo: "acme/widgets", prompt: "x", isolation: "workspace", egress: ["api.stripe.com"] }) }, 422, "isolation_conflict"],
   ];
   for (const [name, init, status, code] of cases) {
     it(`refuses ${name} with ${status} ${code}`, async () => {

@@ -11,6 +11,8 @@ import {
   AGENT_API_KEY_PLACEHOLDER,
   GIT_PUSH_HANDLER,
   MODEL_ONLY_HANDLER,
+  TASK_EGRESS_HANDLER,
+  taskEgress,
   modelOnlyEgress,
   decideEgress,
   egressPolicyFor,
@@ -335,5 +337,39 @@ describe("backups", () => {
     expect(decideEgress(fromContainer(`https://${account}.r2.cloudflarestorage.com/x`), POLICY, {}).allow).toBe(false);
     const endpoint = egressPolicyFor({ ...DEFAULTS, BACKUP_BUCKET_ENDPOINT: `https://${account}.eu.r2.cloudflarestorage.com` });
     expect(decideEgress(fromContainer(`https://${account}.eu.r2.cloudflarestorage.com/b/x`), endpoint, {}).allow).toBe(true);
+  });
+});
+
+describe("a task's own egress hosts", () => {
+  const ctx = { containerId: "c-2", className: "SortieSandbox", params: { allow: ["api.stripe.com", "*.example.org"] } };
+  const env = { ...DEFAULTS, ANTHROPIC_API_KEY: REAL_KEY } as unknown as Cloudflare.Env;
+
+  it("reach the hosts the task named, unchanged, and nothing else new", async () => {
+    const fetched: string[] = [];
+    const original = globalThis.fetch;
+    globalThis.fetch = (async (input: RequestInfo | URL) => {
+      const request = input instanceof Request ? input : new Request(input);
+      fetched.push(`${request.url} ${request.headers.get("x-api-key")}`);
+      return new Response("ok");
+    }) as typeof fetch;
+    try {
+      expect((await taskEgress(fromContainer("https://api.stripe.com/v1/charges"), env, ctx)).status).toBe(200);
+      expect((await taskEgress(fromContainer("https://files.example.org/a.tgz"), env, ctx)).status).toBe(200);
+      expect((await taskEgress(fromContainer("https://evil.example.com/"), env, ctx)).status).toBe(403);
+    } finally {
+      globalThis.fetch = original;
+    }
+    // The placeholder stays a placeholder: only the model host gets the real key.
+    expect(fetched).toEqual([`https://api.stripe.com/v1/charges ${AGENT_API_KEY_PLACEHOLDER}`, `https://files.example.org/a.tgz ${AGENT_API_KEY_PLACEHOLDER}`]);
+  });
+
+  it("are switched on per sandbox by the adapter, under the name the sandbox class registers", async () => {
+    const sdk = new RecordingSandboxSdk({});
+    const sandbox = await new CloudflareSandboxPort(() => sdk).open("task-egress-0");
+    await sandbox.allowEgress([]);
+    expect(sdk.calls.some((call) => call.method === "setOutboundHandler")).toBe(false);
+    await sandbox.allowEgress(["api.stripe.com"]);
+    expect(sdk.calls.find((call) => call.method === "setOutboundHandler")!.args).toEqual([TASK_EGRESS_HANDLER, { allow: ["api.stripe.com"] }]);
+    expect(SortieSandbox.outboundHandlers?.[TASK_EGRESS_HANDLER]).toBe(taskEgress);
   });
 });

@@ -64,6 +64,14 @@ describe("analysis runs", () => {
   });
 });
 
+describe("a task's own egress hosts", () => {
+  it("are accepted for a sandbox of the task's own and the run goes ahead", async () => {
+    const created = await createTask({ egress: ["api.stripe.com", "*.example.org"], prompt: scripted([{ text: "fine" }]) });
+    const task = await waitForStatus(created.id, ["succeeded", "failed"]);
+    expect(task.status, JSON.stringify(task.runs[0]!.error)).toBe("succeeded");
+  });
+});
+
 describe("workspace runs", () => {
   // Each run prints its own README's first line, then tries the other run's worktree and the worktree list.
   const peek = {
