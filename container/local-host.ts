@@ -11,16 +11,16 @@
  * this network. The README says what that means.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, rmSync } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { timingSafeEqual, createHash } from "node:crypto";
-import net from "node:net";
 import { asConfinedUser, type Confinement } from "../src/sandbox/port.ts";
 import { DirectoryLayers, copyTree } from "./layers.ts";
+import { openNetworkJail } from "./network-jail.ts";
 
 interface ProcessBody {
   command: string;
@@ -35,8 +35,7 @@ const HOST_NETWORK_ENV = Object.fromEntries(
     .flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
 );
 
-/** Inside a jail, where an agent whose model API is not on loopback finds its CONNECT proxy. */
-const JAIL_PROXY_PORT = 3128;
+
 
 type Output = { kind: "stdout" | "stderr"; data: string } | { kind: "exit"; exitCode: number };
 
@@ -65,20 +64,7 @@ export interface LocalHostOptions {
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
-const BRIDGE = path.join(path.dirname(fileURLToPath(import.meta.url)), "model-bridge.mjs");
 
-/**
- * Run inside a fresh network namespace (only loopback, brought up here): the
- * model bridge listens where the agent expects the model API, then the
- * confined command runs. Exit 97 says the jail itself could not be built.
- */
-const JAIL_SCRIPT = [
-  "ip link set lo up || exit 97",
-  'node "$SORTIE_BRIDGE" "$SORTIE_BRIDGE_SOCKET" $SORTIE_BRIDGE_PORTS > "$SORTIE_BRIDGE_LOG" 2>&1 &',
-  'for _ in $(seq 1 200); do grep -q ready "$SORTIE_BRIDGE_LOG" 2>/dev/null && break; sleep 0.05; done',
-  'grep -q ready "$SORTIE_BRIDGE_LOG" || { echo "sortie: the model bridge did not start: $(cat "$SORTIE_BRIDGE_LOG")" >&2; exit 97; }',
-  'exec bash -c "$SORTIE_JAILED"',
-].join("\n");
 const EXEC_OUTPUT_CAP = 32 * 1024 * 1024;
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Binaries the container image has on PATH: this package's (claude, node 22) first. */
@@ -303,80 +289,14 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (!body.confine.modelOnly) {
       return { child: spawn("bash", ["-c", confined.command], { cwd, env: environment(sandbox, confined.env) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] }) };
     }
-    const jail = openModelBridge(sandbox, body.confine.modelOnly.origins);
-    const env = environment(sandbox, {
-      ...confined.env,
-      ...jail.env,
-      SORTIE_BRIDGE: BRIDGE,
-      SORTIE_JAILED: confined.command,
-    });
-    const child = spawn("unshare", ["--net", "--", "bash", "-c", JAIL_SCRIPT], { cwd, env: env as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const jail = openNetworkJail(path.join(sandbox.root, "jail"), body.confine.modelOnly.origins, confined.command);
+    const child = spawn(jail.command[0]!, jail.command.slice(1), { cwd, env: environment(sandbox, { ...confined.env, ...jail.env }) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     return {
       child,
       // The bridge outlives the agent in its namespace: end the whole group with it.
       release: () => {
         jail.close();
         if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
-      },
-    };
-  }
-
-  /**
-   * The outside half of a network jail: a Unix socket the bridge in the
-   * namespace connects to, which reaches the allowed model origins only.
-   */
-  function openModelBridge(sandbox: HostedSandbox, origins: string[]) {
-    const allowed = new Set<string>();
-    const ports: string[] = [];
-    let proxied = false;
-    for (const origin of origins) {
-      const url = new URL(origin);
-      const port = url.port || (url.protocol === "https:" ? "443" : "80");
-      allowed.add(`${url.hostname}:${port}`);
-      if (url.hostname === "127.0.0.1" || url.hostname === "localhost") {
-        allowed.add(`127.0.0.1:${port}`);
-        ports.push(port);
-      } else proxied = true;
-    }
-    if (proxied) ports.push(`proxy:${JAIL_PROXY_PORT}`);
-    const dir = path.join(sandbox.root, "jail");
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const socket = path.join(dir, `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}.sock`);
-    const server = net.createServer((inside) => {
-      let head = "";
-      const onData = (chunk: Buffer) => {
-        head += chunk.toString("latin1");
-        const newline = head.indexOf("\n");
-        if (newline < 0) return;
-        inside.off("data", onData);
-        const target = head.slice(0, newline).replace(/^localhost:/, "127.0.0.1:");
-        const match = /^(.+):(\d+)$/.exec(target);
-        if (!match || !allowed.has(target)) {
-          inside.destroy();
-          return;
-        }
-        const outside = net.connect(Number(match[2]), match[1]!);
-        const rest = Buffer.from(head.slice(newline + 1), "latin1");
-        if (rest.length) outside.write(rest);
-        inside.pipe(outside).pipe(inside);
-        const close = () => { inside.destroy(); outside.destroy(); };
-        inside.on("error", close);
-        outside.on("error", close);
-      };
-      inside.on("data", onData);
-    });
-    server.listen(socket);
-    return {
-      env: {
-        SORTIE_BRIDGE_SOCKET: socket,
-        SORTIE_BRIDGE_PORTS: ports.join(" "),
-        SORTIE_BRIDGE_LOG: `${socket}.log`,
-        ...(proxied ? { HTTPS_PROXY: `http://127.0.0.1:${JAIL_PROXY_PORT}`, https_proxy: `http://127.0.0.1:${JAIL_PROXY_PORT}` } : {}),
-      },
-      close: () => {
-        server.close();
-        rmSync(socket, { force: true });
-        rmSync(`${socket}.log`, { force: true });
       },
     };
   }
