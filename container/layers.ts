@@ -88,8 +88,16 @@ export class DirectoryLayers {
 
   /** Deletes an original now, or once no mount uses it. */
   async drop(lower: string): Promise<void> {
+    await this.forgetGone();
     if (this.mounts.some((mount) => mount.lower === lower)) this.doomed.add(lower);
     else await fs.rm(lower, { recursive: true, force: true });
+  }
+
+  /** Forgets mounts a sandbox's own commands took down (a removed worktree unmounts what lies inside it). */
+  private async forgetGone(): Promise<void> {
+    if (!this.mounts.length) return;
+    const mounted = new Set((await fs.readFile("/proc/self/mounts", "utf8")).split("\n").map((line) => line.split(" ")[1]));
+    for (const mount of this.mounts.filter((m) => !mounted.has(m.target))) this.mounts.splice(this.mounts.indexOf(mount), 1);
   }
 
   private async unmount(which: (mount: Mount) => boolean): Promise<void> {

@@ -307,3 +307,22 @@ describe("restored snapshots and caches", () => {
     }
   });
 });
+
+describe("a snapshot whose mount a sandbox took down itself", () => {
+  it("is deleted when dropped, not kept for a mount that is gone", async () => {
+    const sandbox = await port.open(newId());
+    try {
+      expect((await sandbox.exec("mkdir -p repo && echo x > repo/f")).exitCode).toBe(0);
+      const snapshot = await sandbox.snapshot(`${sandbox.workdir}/repo`);
+      await sandbox.restore(snapshot!, `${sandbox.workdir}/tree`);
+      // What removing a worktree does: unmount from inside the sandbox.
+      const unmounted = await sandbox.exec('umount -l "$PWD/tree" 2>/dev/null || true; rm -rf tree');
+      expect(unmounted.exitCode).toBe(0);
+      await port.dropSnapshot(snapshot!);
+      const root = path.dirname(path.dirname(sandbox.workdir));
+      expect(fs.existsSync(path.join(`${root}-snapshots`, snapshot!))).toBe(false);
+    } finally {
+      await sandbox.destroy();
+    }
+  });
+});
