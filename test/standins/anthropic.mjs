@@ -13,6 +13,7 @@
 // Without a script, "add a NAME.ext" writes that file (for demos); anything
 // else gets a short text answer.
 import http from "node:http";
+import { readJson, sendJson as sendJsonWith } from "./http.mjs";
 import { scriptOf } from "./script.mjs";
 
 /**
@@ -159,18 +160,6 @@ function streamMessage(res, model, blocks, stopReason) {
 
 function sendJson(res, status, value) {
   // Clients that honour retry-after-ms (OpenCode) retry a scripted failure at once instead of backing off for a minute.
-  const retry = status >= 500 || status === 429 ? { "retry-after-ms": "50" } : {};
-  res.writeHead(status, { "content-type": "application/json", ...retry }).end(JSON.stringify(value));
+  sendJsonWith(res, status, value, status >= 500 || status === 429 ? { "retry-after-ms": "50" } : {});
 }
 
-async function readJson(req) {
-  const chunks = [];
-  for await (const chunk of req) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString("utf8");
-  if (!text) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}

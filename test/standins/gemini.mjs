@@ -23,6 +23,7 @@
 // other generateContent calls (summaries, compression) get short text;
 // countTokens gets a fixed count.
 import http from "node:http";
+import { readJson, sendJson } from "./http.mjs";
 import { SCRIPT_MARK, JUDGE_SCRIPT_MARK, scriptOf } from "./script.mjs";
 
 /** @typedef {import("./script.mjs").Step} Step */
@@ -250,18 +251,4 @@ function sendError(res, status, message) {
   sendJson(res, status, { error: { code: status, message, status: names[status] ?? "UNKNOWN" } });
 }
 
-function sendJson(res, status, value) {
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value));
-}
 
-async function readJson(req) {
-  const chunks = [];
-  for await (const chunk of req) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString("utf8");
-  if (!text) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}

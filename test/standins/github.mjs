@@ -19,6 +19,7 @@
 // credential in the error when asked, to prove Sortie's errors never repeat it.
 import crypto from "node:crypto";
 import http from "node:http";
+import { readJson } from "./http.mjs";
 
 const PERMISSION_LEVELS = new Set(["read", "write"]);
 const KNOWN_PERMISSIONS = new Set(["contents", "pull_requests", "issues", "metadata", "checks", "workflows"]);
@@ -219,14 +220,3 @@ function verifyAppJwt(token, options) {
   return { ok: true };
 }
 
-async function readJson(req) {
-  const chunks = [];
-  for await (const chunk of req) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString("utf8");
-  if (!text) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}

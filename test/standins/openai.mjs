@@ -34,8 +34,8 @@
 // is resent on every request), answered with server-sent events. Tool results
 // come back as `function_call_output` / `custom_tool_call_output` input items.
 import http from "node:http";
+import { readJson, sendJson } from "./http.mjs";
 import { scriptOf } from "./script.mjs";
-import zlib from "node:zlib";
 
 /** @typedef {import("./script.mjs").Step} Step */
 
@@ -309,28 +309,8 @@ function sendFailure(res, status, message) {
   sendJson(res, status, apiError(`${message} (HTTP ${status})`, type, code));
 }
 
-function sendJson(res, status, value) {
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value));
-}
 
 function randomId() {
   return Math.random().toString(36).slice(2, 10);
 }
 
-/** Reads a JSON body; Codex may compress requests (zstd needs Node >= 22.15, else the body is ignored). */
-async function readJson(req) {
-  const chunks = [];
-  for await (const chunk of req) chunks.push(chunk);
-  let raw = Buffer.concat(chunks);
-  try {
-    const encoding = String(req.headers["content-encoding"] ?? "").toLowerCase();
-    if (encoding === "gzip") raw = zlib.gunzipSync(raw);
-    else if (encoding === "deflate") raw = zlib.inflateSync(raw);
-    else if (encoding === "br") raw = zlib.brotliDecompressSync(raw);
-    else if (encoding === "zstd") raw = /** @type {any} */ (zlib).zstdDecompressSync(raw);
-    const text = raw.toString("utf8");
-    return text ? JSON.parse(text) : undefined;
-  } catch {
-    return undefined;
-  }
-}
