@@ -13,7 +13,7 @@
 // Without a script, "add a NAME.ext" writes that file (for demos); anything
 // else gets a short text answer.
 import http from "node:http";
-import { readJson, sendJson as sendJsonWith } from "./http.mjs";
+import { readJson, sendJson as sendJsonWith, listenOnLoopback } from "./http.mjs";
 import { scriptOf } from "./script.mjs";
 
 /**
@@ -54,11 +54,10 @@ export async function startAnthropicStandin(options = {}) {
     if (body.stream) streamMessage(res, body.model, reply.blocks, reply.stopReason);
     else sendJson(res, 200, messageObject(body.model, reply.blocks, reply.stopReason));
   });
-  await new Promise((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
-  const address = /** @type {import("node:net").AddressInfo} */ (server.address());
+  const listening = await listenOnLoopback(server, options);
   return {
-    url: `http://127.0.0.1:${address.port}`,
-    port: address.port,
+    url: listening.url,
+    port: listening.port,
     /** Every /v1/messages body received, in order. */
     requests,
     /** The first user prompt of each agent conversation the stand-in has seen. */
@@ -67,7 +66,7 @@ export async function startAnthropicStandin(options = {}) {
       options.failures = { status, count };
       failuresLeft = count;
     },
-    close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(() => resolve(undefined)); }),
+    close: listening.close,
   };
 }
 

@@ -1,5 +1,7 @@
 /** Types for the scripted Gemini API stand-in (gemini.mjs), so TypeScript tests can start it. */
 
+import type { ModelStandin, ModelStandinOptions } from "./http.d.mts";
+
 /** One scripted model turn: text, a tool call (native Gemini CLI tool name and args), a delay, or an HTTP failure. */
 export interface StandinStep {
   text?: string;
@@ -33,23 +35,9 @@ export interface GeminiStandinRequest {
   at: number;
 }
 
-export interface GeminiStandin {
-  url: string;
-  port: number;
-  /** Every model call received, in order. */
-  requests: GeminiStandinRequest[];
-  /** The first user prompt of each agent conversation the stand-in has seen (retries repeat it). */
-  prompts(): string[];
-  /** Makes the next `count` model calls answer with `status`. */
-  failNext(status: number, count: number): void;
-  close(): Promise<void>;
-}
+export type GeminiStandin = ModelStandin<GeminiStandinRequest>;
 
-export function startGeminiStandin(options?: {
-  port?: number;
-  host?: string;
-  failures?: { status: number; count: number };
-}): Promise<GeminiStandin>;
+export function startGeminiStandin(options?: ModelStandinOptions): Promise<GeminiStandin>;
 
 /** The text the user typed: the last untagged text part before the model's first answer. */
 export function userPromptOf(body: GeminiRequestBody): string;

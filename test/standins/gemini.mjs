@@ -23,7 +23,7 @@
 // other generateContent calls (summaries, compression) get short text;
 // countTokens gets a fixed count.
 import http from "node:http";
-import { readJson, sendJson } from "./http.mjs";
+import { readJson, sendJson, listenOnLoopback } from "./http.mjs";
 import { SCRIPT_MARK, JUDGE_SCRIPT_MARK, scriptOf } from "./script.mjs";
 
 /** @typedef {import("./script.mjs").Step} Step */
@@ -92,11 +92,10 @@ export async function startGeminiStandin(options = {}) {
     if (method === "streamGenerateContent") streamResponse(res, model, reply.parts);
     else sendJson(res, 200, responseObject(model, reply.parts, "STOP"));
   });
-  await new Promise((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
-  const address = /** @type {import("node:net").AddressInfo} */ (server.address());
+  const listening = await listenOnLoopback(server, options);
   return {
-    url: `http://127.0.0.1:${address.port}`,
-    port: address.port,
+    url: listening.url,
+    port: listening.port,
     /** Every model call received (agent turns, side calls, countTokens), in order. */
     requests,
     /** The first user prompt of each agent conversation the stand-in has seen. */
@@ -105,7 +104,7 @@ export async function startGeminiStandin(options = {}) {
       options.failures = { status, count };
       failuresLeft = count;
     },
-    close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(() => resolve(undefined)); }),
+    close: listening.close,
   };
 }
 

@@ -25,3 +25,20 @@ export async function readJson(req) {
 export function sendJson(res, status, value, headers = {}) {
   res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(value));
 }
+
+/**
+ * Starts `server` on loopback (a free port unless `options.port`); returns
+ * where it listens and how to stop it, open connections included.
+ * @param {import("node:http").Server} server
+ * @param {{ port?: number, host?: string }} [options]
+ */
+export async function listenOnLoopback(server, options = {}) {
+  await new Promise((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve(undefined)));
+  const { port } = /** @type {import("node:net").AddressInfo} */ (server.address());
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    /** @returns {Promise<void>} */
+    close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(() => resolve(undefined)); }),
+  };
+}

@@ -1,5 +1,7 @@
 /** Types for the scripted Responses API stand-in (openai.mjs), so TypeScript tests can start it and point Codex at it. */
 
+import type { ModelStandin, ModelStandinOptions } from "./http.d.mts";
+
 /** One scripted model turn: text, a tool call (optionally with text and a reasoning summary), a delay, or an HTTP failure. */
 export interface OpenAIStandinStep {
   text?: string;
@@ -41,26 +43,12 @@ export interface OpenAIStandinRequest {
   [key: string]: unknown;
 }
 
-export interface OpenAIStandin {
-  /** http://127.0.0.1:PORT */
-  url: string;
+export interface OpenAIStandin extends ModelStandin<OpenAIStandinRequest> {
   /** `${url}/v1`: what Codex takes as `model_providers.<id>.base_url`. */
   baseUrl: string;
-  port: number;
-  /** Every /v1/responses body received, in order (retries included). */
-  requests: OpenAIStandinRequest[];
-  /** The prompt of each agent turn the stand-in has seen (a resumed session's new prompt counts as a turn). */
-  prompts(): string[];
-  /** Makes the next `count` response calls answer with `status`. */
-  failNext(status: number, count: number): void;
-  close(): Promise<void>;
 }
 
-export function startOpenAIStandin(options?: {
-  port?: number;
-  host?: string;
-  failures?: { status: number; count: number };
-}): Promise<OpenAIStandin>;
+export function startOpenAIStandin(options?: ModelStandinOptions): Promise<OpenAIStandin>;
 
 /** The text the user typed for a request's current turn (Codex adds a trailing newline to a prompt read from stdin). */
 export function userPromptOf(body: OpenAIStandinRequest): string;

@@ -34,7 +34,7 @@
 // is resent on every request), answered with server-sent events. Tool results
 // come back as `function_call_output` / `custom_tool_call_output` input items.
 import http from "node:http";
-import { readJson, sendJson } from "./http.mjs";
+import { readJson, sendJson, listenOnLoopback } from "./http.mjs";
 import { scriptOf } from "./script.mjs";
 
 /** @typedef {import("./script.mjs").Step} Step */
@@ -98,14 +98,12 @@ export async function startOpenAIStandin(options = {}) {
     if (body.stream === false) sendJson(res, 200, { ...response, status: "completed" });
     else streamResponse(res, response);
   });
-  await new Promise((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
-  const address = /** @type {import("node:net").AddressInfo} */ (server.address());
-  const url = `http://127.0.0.1:${address.port}`;
+  const listening = await listenOnLoopback(server, options);
   return {
-    url,
+    url: listening.url,
     /** What to give Codex as `model_providers.<id>.base_url`. */
-    baseUrl: `${url}/v1`,
-    port: address.port,
+    baseUrl: `${listening.url}/v1`,
+    port: listening.port,
     /** Every /v1/responses body received, in order. */
     requests,
     /** The prompt of each agent turn the stand-in has seen (a resumed session's new prompt counts as a turn). */
@@ -114,7 +112,7 @@ export async function startOpenAIStandin(options = {}) {
       options.failures = { status, count };
       failuresLeft = count;
     },
-    close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(() => resolve(undefined)); }),
+    close: listening.close,
   };
 }
 
