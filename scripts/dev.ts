@@ -7,6 +7,7 @@
  *   npm run dev                  # uses .dev.vars (created on first run)
  *   npm run dev -- --demo        # also a scripted stand-in model and a fixture repo acme/widgets
  *   npm run dev -- --persist-to DIR   # keep local state somewhere else
+ *   npm run dev -- --dev-vars FILE    # read settings from FILE instead of .dev.vars
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -15,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startLocalSandboxHost } from "../container/local-host.ts";
+import { collectSettings, devConfig, integrationReport } from "./dev-settings.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
@@ -27,24 +29,16 @@ const port = process.env.PORT ?? "8787";
 const persistTo = option("--persist-to") ?? path.join(root, ".wrangler", "state");
 const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
 
-const devVars = path.join(root, ".dev.vars");
+const devVars = path.resolve(option("--dev-vars") ?? path.join(root, ".dev.vars"));
 if (!fs.existsSync(devVars) && !process.env.SORTIE_ADMIN_TOKEN) {
   const token = randomBytes(24).toString("base64url");
   const example = fs.readFileSync(path.join(root, ".dev.vars.example"), "utf8");
   fs.writeFileSync(devVars, example.replace(/^SORTIE_ADMIN_TOKEN=.*$/m, `SORTIE_ADMIN_TOKEN=${token}`), { mode: 0o600 });
-  console.log(`created .dev.vars with a new admin token:\n  export SORTIE_ADMIN_TOKEN=${token}`);
+  console.log(`created ${path.relative(root, devVars)} with a new admin token:\n  export SORTIE_ADMIN_TOKEN=${token}`);
 }
 
+/** Values the dev script sets itself; they reach wrangler through its environment, never its command line. */
 const vars: Record<string, string> = { SANDBOX_BACKEND: "local" };
-// Settings taken from the environment as well as .dev.vars (the environment wins), for scripts and benchmarks.
-const FORWARDED = [
-  "SORTIE_ADMIN_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GIT_BASE_URL", "MAX_SANDBOXES", "MAX_SANDBOXES_PER_CREATOR",
-  "RETRY_BASE_MS", "TASK_RATE_LIMIT_PER_MINUTE", "FOLLOWUP_WINDOW_MINUTES", "DEFAULT_TIMEOUT_MINUTES", "MAX_TIMEOUT_MINUTES", "DEFAULT_MAX_TURNS", "MAX_BODY_BYTES",
-  "OPENAI_API_KEY", "OPENAI_BASE_URL", "GEMINI_API_KEY", "GEMINI_BASE_URL", "WARM_SNAPSHOT_TTL_MINUTES", "WARM_SNAPSHOT_MAX", "WARM_SNAPSHOT_MAX_BYTES",
-];
-for (const key of FORWARDED) {
-  if (process.env[key]) vars[key] = process.env[key]!;
-}
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
 if (flag("--demo")) {
@@ -53,7 +47,9 @@ if (flag("--demo")) {
   const model = await startAnthropicStandin();
   cleanups.push(() => model.close());
   vars.ANTHROPIC_BASE_URL = model.url;
-  vars.ANTHROPIC_API_KEY ??= "sk-ant-demo-not-a-real-key";
+  if (!process.env.ANTHROPIC_API_KEY && !collectSettings({ root, file: devVars, env: {}, computed: {} }).values.has("ANTHROPIC_API_KEY")) {
+    vars.ANTHROPIC_API_KEY = "sk-ant-demo-not-a-real-key";
+  }
   vars.GIT_BASE_URL = createFixtureRepos(fs.mkdtempSync(path.join(os.tmpdir(), "sortie-demo-git-")), ["acme/widgets", "acme/gadgets"]);
   console.log(`demo: stand-in model at ${model.url}, fixture repos acme/widgets and acme/gadgets at ${vars.GIT_BASE_URL}`);
 }
@@ -78,11 +74,18 @@ if (viewer.status !== 0) {
   process.exit(1);
 }
 
-const varArgs = Object.entries(vars).flatMap(([key, value]) => ["--var", `${key}:${value}`]);
-const dev = spawn(wrangler, ["dev", "--port", port, "--ip", "127.0.0.1", "--persist-to", persistTo, "--show-interactive-dev-session=false", ...varArgs], {
-  cwd: root,
-  stdio: ["ignore", "pipe", "inherit"],
-});
+const settings = collectSettings({ root, file: devVars, env: process.env, computed: vars });
+console.log(["configuration (values never shown):", ...integrationReport(settings).map((line) => `  ${line}`)].join("\n"));
+// wrangler dev runs on a copy of wrangler.jsonc whose secrets.required names every setting this start has (scripts/dev-settings.ts).
+const configDir = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-dev-config-"));
+const configPath = path.join(configDir, "wrangler.json");
+fs.writeFileSync(configPath, JSON.stringify(devConfig(root, settings), null, 2), { mode: 0o600 });
+cleanups.push(() => fs.rmSync(configDir, { recursive: true, force: true }));
+const dev = spawn(
+  wrangler,
+  ["dev", "--config", configPath, ...(fs.existsSync(devVars) ? ["--env-file", devVars] : []), "--port", port, "--ip", "127.0.0.1", "--persist-to", persistTo, "--show-interactive-dev-session=false"],
+  { cwd: root, stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...vars } },
+);
 dev.stdout!.on("data", (chunk: Buffer) => {
   const text = chunk.toString();
   process.stdout.write(text);

@@ -31,6 +31,18 @@ export interface SortieConfig {
   githubTriggerAssociations: string[];
 }
 
+/**
+ * The plain vars of wrangler.jsonc (a test keeps the two lists equal). Every
+ * other string binding is a secret: redaction scrubs its value wherever it appears.
+ */
+export const PLAIN_VARS: ReadonlySet<string> = new Set([
+  "SANDBOX_BACKEND", "GIT_BASE_URL", "SANDBOX_EGRESS_ALLOW", "DEFAULT_TIMEOUT_MINUTES", "MAX_TIMEOUT_MINUTES", "DEFAULT_MAX_TURNS",
+  "MAX_BODY_BYTES", "MAX_SANDBOXES", "MAX_SANDBOXES_PER_CREATOR", "RETRY_BASE_MS", "DEFAULT_MAX_COST_USD", "TASK_RATE_LIMIT_PER_MINUTE",
+  "WARM_SNAPSHOT_TTL_MINUTES", "WARM_SNAPSHOT_MAX", "WARM_SNAPSHOT_MAX_BYTES", "BACKUP_BUCKET_NAME", "FOLLOWUP_WINDOW_MINUTES",
+  "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "GEMINI_BASE_URL", "LOCAL_SANDBOX_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS",
+  "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS",
+]);
+
 /** Hard ceilings that no configuration raises. */
 export const LIMITS = {
   maxPromptChars: 100_000,

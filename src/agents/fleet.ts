@@ -11,6 +11,7 @@
 import { Agent, getAgentByName } from "agents";
 import { readConfig } from "../config.ts";
 import { messageOf } from "../errors.ts";
+import { writeLog } from "../log.ts";
 
 /** How long a claim lives without renewal. The owning task agent renews it every LEASE_RENEW_SECONDS. */
 export const LEASE_SECONDS = 90;
@@ -217,7 +218,7 @@ export class Fleet extends Agent<Cloudflare.Env> {
       if (!accepted) this.release(taskId, run);
     } catch (error) {
       // The task agent could not be reached (restarting, say): the run waits in the queue again and the sweeper retries.
-      console.error(JSON.stringify({ event: "fleet.grant_failed", taskId, run, message: messageOf(error) }));
+      writeLog("error", { event: "fleet.grant_failed", taskId, run, message: messageOf(error) }, this.env);
       this.sql_.exec("UPDATE fleet_slots SET state = 'queued', granted_at = NULL WHERE task_id = ? AND run = ?", taskId, run);
     }
   }
@@ -237,7 +238,7 @@ export class Fleet extends Agent<Cloudflare.Env> {
         const agent = await getAgentByName(this.env.TaskAgent, slot.task_id);
         if (!(await agent.holdsSlot(slot.run))) this.release(slot.task_id, slot.run);
       } catch (error) {
-        console.error(JSON.stringify({ event: "fleet.sweep_failed", taskId: slot.task_id, message: messageOf(error) }));
+        writeLog("error", { event: "fleet.sweep_failed", taskId: slot.task_id, message: messageOf(error) }, this.env);
       }
     }
     const { maxTimeoutMinutes } = readConfig(this.env);

@@ -3,6 +3,7 @@
  * runs, and the webhook and Slack channel told how it ended.
  */
 import { messageOf } from "../errors.ts";
+import { deploymentRedactor } from "../redact.ts";
 import { postOrUpdate, taskLinks, type SlackTarget } from "../publish/slack.ts";
 import type { EventInput, TaskSpec, TaskState } from "../schema.ts";
 
@@ -72,7 +73,7 @@ export class TaskNotifier {
       runs: task.runs.map((r) => ({ index: r.index, status: r.status, diff: r.diff, error: r.error })),
     };
     try {
-      const response = await fetch(spec.notify.webhook, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+      const response = await fetch(spec.notify.webhook, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(deploymentRedactor(this.ctx.env)(body)), signal: AbortSignal.timeout(10_000) });
       this.ctx.record({ run: null, type: response.ok ? "notify.sent" : "notify.failed", data: { status: response.status } });
     } catch (error) {
       this.ctx.record({ run: null, type: "notify.failed", data: { message: messageOf(error) } });

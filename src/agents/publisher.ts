@@ -42,7 +42,7 @@ export interface PublicationContext {
   setTask(task: TaskState): void;
   spec(): TaskSpec;
   record(input: EventInput): void;
-  redact(data: Record<string, unknown>): Record<string, unknown>;
+  redact<T>(value: T): T;
   /** Redacts `secret` from everything recorded from now on. */
   addSecret(secret: string): void;
   openSandbox(slot: number, shared?: string): Promise<Sandbox>;
@@ -112,7 +112,7 @@ export async function drivePublish(ctx: PublicationContext): Promise<void> {
     });
     await endPublication(ctx, { status: "succeeded", ...made, error: null });
   } catch (error) {
-    await endPublication(ctx, { status: "failed", error: { code: error instanceof SortieError ? error.code : "publish_failed", message: ctx.redact({ m: messageOf(error) }).m as string } });
+    await endPublication(ctx, { status: "failed", error: { code: error instanceof SortieError ? error.code : "publish_failed", message: ctx.redact(messageOf(error)) } });
   } finally {
     await ctx.destroySandbox(PUBLISH_SLOT, sandbox);
   }

@@ -6,6 +6,7 @@
  */
 import { Agent, getAgentByName } from "agents";
 import { messageOf } from "../errors.ts";
+import { writeLog } from "../log.ts";
 import { isTerminal, type CreateTaskBody } from "../schema.ts";
 import { launchTask, planTask } from "./launch.ts";
 
@@ -60,7 +61,7 @@ export class ScheduleAgent extends Agent<Cloudflare.Env> {
 
   private async skip(id: string, now: number, reason: string): Promise<{ skipped: string }> {
     await this.env.DB.prepare("UPDATE schedules SET last_tick_at = ?, ticks = ticks + 1, skipped = skipped + 1 WHERE id = ?").bind(now, id).run();
-    console.log(JSON.stringify({ event: "schedule.tick_skipped", schedule: id, reason }));
+    writeLog("log", { event: "schedule.tick_skipped", schedule: id, reason });
     return { skipped: reason };
   }
 }

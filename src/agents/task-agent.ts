@@ -6,6 +6,7 @@
  */
 import { Agent, type Connection, type ConnectionContext } from "agents";
 import { readConfig, type SortieConfig } from "../config.ts";
+import { deploymentRedactor } from "../redact.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
 import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
@@ -18,7 +19,6 @@ import { LEASE_RENEW_SECONDS, fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
-import { redactor } from "./redact.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
 import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
@@ -39,6 +39,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private readonly live = new Map<number, AbortController>();
   /** Secrets minted during this instance's life (push tokens), redacted like the configured ones. */
   private readonly extraSecrets = new Set<string>();
+  private scrub?: <T>(value: T) => T;
 
   private get events(): EventLog {
     this.eventLog ??= new EventLog(this.ctx.storage.sql);
@@ -83,7 +84,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       record: (input) => this.record(input),
       log: (input) => this.events.append({ ...input, data: this.redact(input.data) }),
       redact: (data) => this.redact(data),
-      addSecret: (secret) => this.extraSecrets.add(secret),
+      addSecret: (secret) => {
+        this.extraSecrets.add(secret);
+        this.scrub = undefined;
+      },
       openSandbox: (slot, shared) => this.slots.open(slot, shared),
       destroySandbox: (slot, open) => this.slots.destroy(slot, open),
       abort: (slot) => this.live.get(slot)?.abort(),
@@ -105,7 +109,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   async create(spec: TaskSpec): Promise<TaskState> {
     if (this.state) return this.state;
     // What the task shows (API, D1, Slack, pull requests) has secrets pasted into the prompt redacted; the agent gets it whole.
-    const task = newTask(spec, this.redact({ prompt: spec.prompt }).prompt as string);
+    const task = newTask(spec, this.redact(spec.prompt));
     // The index row first: if D1 refuses, nothing of the task exists anywhere.
     await insertTask(this.env.DB, task);
     this.ctx.storage.kv.put(SPEC_KEY, spec);
@@ -521,8 +525,15 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
-  private redact(data: Record<string, unknown>): Record<string, unknown> {
-    return redactor([this.env.ANTHROPIC_API_KEY, this.env.SORTIE_ADMIN_TOKEN, this.env.LOCAL_SANDBOX_TOKEN, this.env.GITHUB_TOKEN, this.env.SLACK_BOT_TOKEN, ...this.extraSecrets])(data);
+  /** Every secret the deployment holds (src/redact.ts) and the tokens minted here, scrubbed deep inside `value`. */
+  private redact<T>(value: T): T {
+    this.scrub ??= deploymentRedactor(this.env, this.extraSecrets);
+    return this.scrub(value);
+  }
+
+  /** What the task shows (API, D1, Slack, notifications, viewers) never carries a secret: state is scrubbed as it is set. */
+  override setState(state: TaskState | null): void {
+    super.setState(state && this.redact(state));
   }
 
   private runOf(index: number): RunView {

@@ -5,6 +5,8 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { readConfig } from "../config.ts";
 import { SortieError, errorBody } from "../errors.ts";
+import { writeLog } from "../log.ts";
+import { scrubText, secretValues } from "../redact.ts";
 import { githubRoutes } from "../triggers/github/routes.ts";
 import { slackRoutes } from "../triggers/slack/routes.ts";
 import type { AuthVariables } from "./auth.ts";
@@ -40,12 +42,12 @@ export function buildApp() {
   app.notFound((c) => c.json(errorBody("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
   app.onError((error, c) => {
     if (error instanceof SortieError) {
-      return c.json(errorBody(error.code, error.message), error.status, error.headers);
+      return c.json(errorBody(error.code, scrubText(error.message, secretValues(c.env))), error.status, error.headers);
     }
     if (error instanceof HTTPException) {
       return c.json(errorBody(`http_${error.status}`, error.message || "request refused"), error.status);
     }
-    console.error(JSON.stringify({ event: "api.error", path: c.req.path, message: error.message, requestId: c.var.requestId }));
+    writeLog("error", { event: "api.error", path: c.req.path, message: error.message, requestId: c.var.requestId }, c.env);
     return c.json(errorBody("internal", "internal error; the request id is in the x-request-id header"), 500);
   });
   return app;

@@ -8,6 +8,7 @@ import { createAppAuth } from "@octokit/auth-app";
 import { Octokit } from "@octokit/rest";
 import { readConfig } from "../config.ts";
 import { SortieError, messageOf } from "../errors.ts";
+import { scrubText, secretValues } from "../redact.ts";
 import { resolveRepo } from "../repo.ts";
 import type { TaskState } from "../schema.ts";
 import { toPkcs8Pem } from "./pem.ts";
@@ -99,8 +100,8 @@ export async function openPullRequest(env: Cloudflare.Env, token: string, reques
       repo: name,
       head: request.head,
       base: request.base,
-      title: request.title,
-      body: request.body,
+      title: scrubText(request.title, secretValues(env)),
+      body: scrubText(request.body, secretValues(env)),
       draft: request.draft ?? false,
     }),
   );
@@ -118,29 +119,9 @@ export async function defaultBranch(env: Cloudflare.Env, token: string, repo: st
 export async function commentOnIssue(env: Cloudflare.Env, token: string, comment: { repo: string; number: number; body: string }): Promise<{ id: number; url: string }> {
   const { owner, name } = splitRepo(comment.repo);
   const { data } = await github(`commenting on ${owner}/${name}#${comment.number}`, [token], () =>
-    client(env, token).rest.issues.createComment({ owner, repo: name, issue_number: comment.number, body: comment.body }),
+    client(env, token).rest.issues.createComment({ owner, repo: name, issue_number: comment.number, body: scrubText(comment.body, secretValues(env)) }),
   );
   return { id: data.id, url: data.html_url };
-}
-
-const TOKEN_SHAPES = [
-  /\bgh[pousr]_[A-Za-z0-9_]{16,}/g,
-  /\bgithub_pat_[A-Za-z0-9_]{16,}/g,
-  /\bv1\.[0-9a-f]{40}\b/g,
-  // An app JWT: a header and claims that both start as base64url JSON ("{" → "eyJ").
-  /\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g,
-  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
-];
-
-/**
- * Replaces anything shaped like a GitHub credential (`ghp_`, `gho_`, `ghu_`,
- * `ghs_`, `ghr_`, `github_pat_`, old `v1.<hex>` installation tokens, app JWTs,
- * PEM private keys) with `[REDACTED]`.
- *
- * @example redactGitHubTokens("push failed for ghs_abc…") // "push failed for [REDACTED]"
- */
-export function redactGitHubTokens(text: string): string {
-  return TOKEN_SHAPES.reduce((out, shape) => out.replace(shape, "[REDACTED]"), text);
 }
 
 /** The issue a task was started from, when its key is `github:<task.repo>#N` (Sortie's GitHub trigger sets it so). */
@@ -178,7 +159,7 @@ export function pullRequestText(task: TaskState, run: number, links: { viewer: s
   parts.push(`${facts.join(" · ")}\n\n[Watch the run in Sortie's viewer](${links.viewer})`);
   const issue = linkedIssue(task);
   if (issue !== null) parts.push(`Fixes #${issue}`);
-  return { title: redactGitHubTokens(title), body: redactGitHubTokens(parts.join("\n\n")) };
+  return { title: scrubText(title), body: scrubText(parts.join("\n\n")) };
 }
 
 function client(env: Cloudflare.Env, token: string): Octokit {
@@ -192,8 +173,7 @@ async function github<T>(what: string, secrets: string[], call: () => Promise<T>
   } catch (error) {
     const status = statusOf(error);
     let message = messageOf(error);
-    for (const secret of secrets) if (secret) message = message.split(secret).join("[REDACTED]");
-    message = cut(redactGitHubTokens(message), 500);
+    message = cut(scrubText(message, secrets.filter(Boolean)), 500);
     const code = status === 401 || status === 403 ? "github_auth_failed" : status === 404 ? "github_not_found" : status === 422 ? "github_refused" : "github_api_error";
     const ours = status === 404 ? 404 : status === 422 ? 422 : 502;
     // The original error is not kept as the cause: its request and response may carry the credential.

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { SortieError, messageOf } from "../errors.ts";
 import { isTerminal, type RunView, type TaskState, type TaskStatus } from "../schema.ts";
+import { deploymentRedactor } from "../redact.ts";
 
 /** Button action ids, matched by `POST /slack/interactions`. */
 export const SLACK_ACTIONS = { cancel: "sortie_cancel", winner: "sortie_winner", openPr: "sortie_open_pr" } as const;
@@ -137,7 +138,7 @@ export async function postOrUpdate(env: Cloudflare.Env, target: SlackTarget, tas
     return { ...target, channel: posted.channel ?? target.channel, ts: posted.ts };
   }
   if (target.responseUrl) {
-    await respondToSlack(target.responseUrl, { ...message, response_type: "in_channel", replace_original: true });
+    await respondToSlack(env, target.responseUrl, { ...message, response_type: "in_channel", replace_original: true });
     return target;
   }
   throw new SortieError("slack_not_configured", "SLACK_BOT_TOKEN is not set and the target has no response_url, so the task's message cannot be posted", 503);
@@ -145,10 +146,12 @@ export async function postOrUpdate(env: Cloudflare.Env, target: SlackTarget, tas
 
 /** A reply through an interaction's or a command's `response_url` (no token needed). */
 export async function respondToSlack(
+  env: Cloudflare.Env,
   responseUrl: string,
   message: Partial<SlackMessage> & { text: string; response_type?: "ephemeral" | "in_channel"; replace_original?: boolean },
 ): Promise<void> {
-  const response = await fetch(responseUrl, { method: "POST", headers: { "content-type": "application/json; charset=utf-8" }, body: JSON.stringify(message) });
+  const body = JSON.stringify(deploymentRedactor(env)(message));
+  const response = await fetch(responseUrl, { method: "POST", headers: { "content-type": "application/json; charset=utf-8" }, body });
   if (!response.ok) {
     throw new SortieError("slack_response_failed", `Slack refused the response_url post: ${response.status} ${cut(await response.text(), 200)}`, 502);
   }
@@ -166,7 +169,7 @@ async function callSlackApi(env: Cloudflare.Env, method: string, body: Record<st
     response = await fetch(`${base}/${method}`, {
       method: "POST",
       headers: { authorization: `Bearer ${env.SLACK_BOT_TOKEN}`, "content-type": "application/json; charset=utf-8" },
-      body: JSON.stringify(body),
+      body: JSON.stringify(deploymentRedactor(env)(body)),
     });
   } catch (error) {
     throw new SortieError("slack_api_error", `${method} could not reach Slack: ${messageOf(error)}`, 502, { cause: error });

@@ -16,6 +16,7 @@ import {
 } from "./port.ts";
 import { CloneError } from "./checkout.ts";
 import { AGENT_API_KEY_PLACEHOLDER, GEMINI_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER, OPENAI_API_KEY_PLACEHOLDER, TASK_EGRESS_HANDLER } from "./egress.ts";
+import { writeLog } from "../log.ts";
 
 /**
  * The part of the `@cloudflare/sandbox` SDK this adapter uses. Naming it keeps
@@ -239,7 +240,7 @@ class CloudflareSandbox implements Sandbox {
         return dir;
       } catch (error) {
         // A cache is an optimisation: a lost (or expired) one is rebuilt by this run's install and saved again.
-        console.warn(JSON.stringify({ event: "sandbox.cache_restore_failed", key, message: error instanceof Error ? error.message : String(error) }));
+        writeLog("warn", { event: "sandbox.cache_restore_failed", key, message: error instanceof Error ? error.message : String(error) });
         await this.backups.bucket.delete(cacheIndexKey(key)).catch(() => undefined);
       }
     }

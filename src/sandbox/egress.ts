@@ -7,6 +7,7 @@
  * anything else is refused. The container itself only ever holds a placeholder.
  */
 import type { OutboundHandler } from "@cloudflare/containers";
+import { writeLog } from "../log.ts";
 
 /** The key the agent sees: enough for Claude Code to send `x-api-key`, worthless if it leaks. */
 export const AGENT_API_KEY_PLACEHOLDER = "sk-ant-placeholder-sortie";
@@ -128,7 +129,7 @@ export function decideEgress(request: Request, policy: EgressPolicy, secrets: Eg
 export async function sendEgress(request: Request, policy: EgressPolicy, secrets: EgressSecrets, fetcher: typeof fetch = fetch): Promise<Response> {
   const decision = decideEgress(request, policy, secrets);
   if (!decision.allow) {
-    console.warn(JSON.stringify({ event: "sandbox.egress_refused", status: decision.status, reason: decision.reason }));
+    writeLog("warn", { event: "sandbox.egress_refused", status: decision.status, reason: decision.reason });
     return new Response(`sortie egress: ${decision.reason}\n`, { status: decision.status, headers: { "content-type": "text/plain", "x-sortie-egress": "refused" } });
   }
   try {

@@ -1,5 +1,6 @@
 /** The append-only audit trail in D1: who created, cancelled, picked, messaged; from which trigger. */
 import { SortieError } from "../errors.ts";
+import { redactor } from "../redact.ts";
 
 export interface AuditEntry {
   actor: string;
@@ -17,7 +18,7 @@ export function sourceOf(actor: string): string {
 export async function appendAudit(db: D1Database, entry: AuditEntry, now = Date.now()): Promise<void> {
   await db
     .prepare("INSERT INTO audit_log (at, actor, source, action, task_id, detail) VALUES (?, ?, ?, ?, ?, ?)")
-    .bind(now, entry.actor, sourceOf(entry.actor), entry.action, entry.taskId, JSON.stringify(entry.detail ?? {}))
+    .bind(now, entry.actor, sourceOf(entry.actor), entry.action, entry.taskId, JSON.stringify(redactor([])(entry.detail ?? {})))
     .run();
 }
 

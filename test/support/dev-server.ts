@@ -9,6 +9,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { knownKeys } from "../../scripts/dev-settings.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -32,13 +33,31 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startDevServer(extraEnv: Record<string, string> = {}): Promise<DevServer> {
+/**
+ * Starts the dev server. Settings go in through the environment (`extraEnv`),
+ * or, with `devVars`, only through that file (`--dev-vars FILE`, the README's
+ * .dev.vars): then nothing Sortie reads is left in the environment and the
+ * admin token is the file's.
+ */
+export async function startDevServer(extraEnv: Record<string, string> = {}, options: { devVars?: string } = {}): Promise<DevServer> {
   const port = await freePort();
-  const token = `e2e-${Math.random().toString(36).slice(2)}`;
   const persist = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-e2e-state-"));
-  const child: ChildProcess = spawn(process.execPath, ["scripts/dev.ts", "--demo", "--persist-to", persist], {
+  const args = ["scripts/dev.ts", "--demo", "--persist-to", persist];
+  const env = { ...process.env };
+  let token: string;
+  if (options.devVars) {
+    const fileToken = /^SORTIE_ADMIN_TOKEN=(.+)$/m.exec(fs.readFileSync(options.devVars, "utf8"))?.[1];
+    if (!fileToken) throw new Error(`${options.devVars} sets no SORTIE_ADMIN_TOKEN`);
+    token = fileToken.trim().replace(/^"(.*)"$/, "$1");
+    for (const key of knownKeys(root)) delete env[key as keyof typeof env];
+    args.push("--dev-vars", options.devVars);
+  } else {
+    token = `e2e-${Math.random().toString(36).slice(2)}`;
+    env.SORTIE_ADMIN_TOKEN = token;
+  }
+  const child: ChildProcess = spawn(process.execPath, args, {
     cwd: root,
-    env: { ...process.env, PORT: String(port), SORTIE_ADMIN_TOKEN: token, ...extraEnv },
+    env: { ...env, PORT: String(port), ...extraEnv },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });

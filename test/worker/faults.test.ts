@@ -63,44 +63,6 @@ describe("faults", () => {
   });
 });
 
-describe("redaction", () => {
-  const planted = {
-    anthropic: "sk-ant-api03-PLANTEDplantedPLANTED0123456789",
-    github: "ghp_PLANTEDplantedPLANTED0123456789abcd",
-    githubApp: "ghs_PLANTEDplantedPLANTED0123456789abcd",
-    githubFine: "github_pat_11PLANTED0123456789_abcdefghij",
-    slack: "xoxb-1234567890-PLANTEDplanted",
-    bearer: "PLANTEDbearerTOKENvalue0123456789",
-  };
-
-  it("no token-shaped string, nor the configured key, comes back out of any endpoint or the WebSocket", async () => {
-    const command = `echo ${Object.values(planted).slice(0, 5).join(" ")} "Authorization: Bearer ${planted.bearer}"; echo "key=$ANTHROPIC_API_KEY"`;
-    const created = await createTask({ prompt: scripted([{ tool: "Bash", input: { command } }, { text: `my key is ${planted.anthropic}` }]) });
-    await waitForStatus(created.id, ["succeeded", "failed"]);
-    const outputs = [
-      await (await api(`/api/tasks/${created.id}/events`)).text(),
-      await (await api(`/api/tasks/${created.id}`)).text(),
-      await (await api("/api/tasks")).text(),
-      JSON.stringify(await env.DB.prepare("SELECT * FROM tasks WHERE id = ?").bind(created.id).first()),
-      JSON.stringify((await env.DB.prepare("SELECT * FROM runs WHERE task_id = ?").bind(created.id).all()).results),
-    ];
-    const { exports } = await import("cloudflare:workers");
-    const socket = (await exports.default.fetch(new Request(`https://sortie.test/api/tasks/${created.id}/ws`, { headers: { upgrade: "websocket", authorization: "Bearer test-admin-token" } }))).webSocket!;
-    const frames: string[] = [];
-    socket.accept();
-    socket.addEventListener("message", (m) => frames.push(m.data as string));
-    const events = await readEvents(created.id);
-    const deadline = Date.now() + 5000;
-    while (frames.filter((f) => f.includes('"type":"event"')).length < events.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    socket.close();
-    outputs.push(frames.join("\n"));
-    const everything = outputs.join("\n");
-    expect(everything).toContain("[REDACTED]");
-    for (const [kind, token] of Object.entries(planted)) expect(everything, kind).not.toContain(token);
-    expect(everything).not.toContain(env.ANTHROPIC_API_KEY);
-  });
-});
-
 describe("the D1 index failing", () => {
   it("a failed index write is retried: the listing catches up with the task's real state", async () => {
     const { runInDurableObject } = await import("cloudflare:test");

@@ -9,7 +9,8 @@ import { env, exports } from "cloudflare:workers";
 import { afterAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { buildApp } from "../../src/api/app.ts";
 import { SortieError } from "../../src/errors.ts";
-import { commentOnIssue, defaultBranch, mintCommentToken, mintPushToken, openPullRequest, pullRequestText, redactGitHubTokens } from "../../src/publish/github.ts";
+import { commentOnIssue, defaultBranch, mintCommentToken, mintPushToken, openPullRequest, pullRequestText } from "../../src/publish/github.ts";
+import { scrubText } from "../../src/redact.ts";
 import { toPkcs8Pem } from "../../src/publish/pem.ts";
 import type { TaskState } from "../../src/schema.ts";
 import type { GitHubCall, GitHubFault } from "../standins/github.d.mts";
@@ -312,7 +313,7 @@ describe("tokens", () => {
     expect((commentError as Error).message).not.toContain(pat);
   });
 
-  it("redactGitHubTokens removes every token shape GitHub issues", () => {
+  it("redaction removes every token shape GitHub issues", () => {
     const samples = [
       "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
       "gho_16C7e42F292c6912E7710c838347Ae178B4a",
@@ -323,11 +324,11 @@ describe("tokens", () => {
       "v1.1f699f1069f60xxx1f699f1069f60xxx1f699f10".replace(/x/g, "a"),
     ];
     for (const sample of samples) {
-      expect(redactGitHubTokens(`push to https://x-access-token:${sample}@github.com/acme/widgets failed`)).toBe(
+      expect(scrubText(`push to https://x-access-token:${sample}@github.com/acme/widgets failed`)).toBe(
         "push to https://x-access-token:[REDACTED]@github.com/acme/widgets failed",
       );
     }
-    expect(redactGitHubTokens("a ghost_story and v1.2.3 stay")).toBe("a ghost_story and v1.2.3 stay");
+    expect(scrubText("a ghost_story and v1.2.3 stay")).toBe("a ghost_story and v1.2.3 stay");
   });
 });
 

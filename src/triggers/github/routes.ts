@@ -11,6 +11,7 @@ import { launchTask, planTask } from "../../agents/launch.ts";
 import { validate } from "../../api/body.ts";
 import { LIMITS, readConfig } from "../../config.ts";
 import { SortieError, messageOf } from "../../errors.ts";
+import { writeLog } from "../../log.ts";
 import { commentOnIssue, mintCommentToken } from "../../publish/github.ts";
 import { CreateTaskBody, type TaskState } from "../../schema.ts";
 import { forgetIdempotencyKey, reserveIdempotencyKey } from "../../store/idempotency.ts";
@@ -37,7 +38,7 @@ githubRoutes.post(
     const body = await c.req.text();
     const verdict = await verifyGitHubSignature(secret, body, c.req.header("x-hub-signature-256"));
     if (!verdict.ok) {
-      console.warn(JSON.stringify({ event: "github.signature_invalid", reason: verdict.reason, delivery: c.req.header("x-github-delivery") ?? null }));
+      writeLog("warn", { event: "github.signature_invalid", reason: verdict.reason, delivery: c.req.header("x-github-delivery") ?? null });
       const message = verdict.reason === "missing_signature" ? "X-Hub-Signature-256 is required" : "X-Hub-Signature-256 does not match the body";
       throw new SortieError(`github_${verdict.reason}`, message, 401);
     }
@@ -51,7 +52,7 @@ githubRoutes.post(
       throw new SortieError("invalid_github_payload", "the delivery is not JSON; set the webhook's content type to application/json");
     }
     const intent = intentOf(event, payload, readConfig(c.env).githubTriggerAssociations);
-    console.log(JSON.stringify({ event: "github.delivery", github: event, delivery, outcome: intent.kind === "task" ? "task" : intent.reason }));
+    writeLog("log", { event: "github.delivery", github: event, delivery, outcome: intent.kind === "task" ? "task" : intent.reason });
     if (intent.kind === "ignored") return c.json({ ignored: intent.reason }, 202);
     if (!delivery) throw new SortieError("missing_github_delivery", "X-GitHub-Delivery is required, so a redelivery cannot start a second task");
 
@@ -77,7 +78,7 @@ githubRoutes.post(
     const reply = `Sortie is on it: task \`${task.id}\` is ${task.status}. [Watch it live](${viewer}).`;
     c.executionCtx.waitUntil(
       replyOnIssue(c.env, intent.repo, intent.number, reply).catch((error: unknown) => {
-        console.error(JSON.stringify({ event: "github.reply_failed", task: task.id, repo: intent.repo, number: intent.number, message: messageOf(error) }));
+        writeLog("error", { event: "github.reply_failed", task: task.id, repo: intent.repo, number: intent.number, message: messageOf(error) }, c.env);
       }),
     );
     return c.json({ task: task.id, key, viewer }, 202);

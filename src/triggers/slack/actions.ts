@@ -8,6 +8,7 @@ import { escapeMrkdwn, postOrUpdate, respondToSlack, SLACK_ACTIONS, taskBlocks, 
 import type { TaskState } from "../../schema.ts";
 import { findTask } from "./commands.ts";
 import { slackActor, type BlockActions } from "./payloads.ts";
+import { writeLog } from "../../log.ts";
 
 type Outcome = { task: TaskState } | { refused: { message: string } } | { note: string };
 
@@ -41,7 +42,7 @@ async function perform(env: Cloudflare.Env, actionId: string, value: string, act
     }
     default:
       // A button of another app feature (or a link button): nothing to do, the 200 was the answer.
-      console.log(JSON.stringify({ event: "slack.action_ignored", actionId }));
+      writeLog("log", { event: "slack.action_ignored", actionId });
       return null;
   }
 }
@@ -57,10 +58,10 @@ async function report(env: Cloudflare.Env, payload: BlockActions, origin: string
     if (channel && container?.message_ts && !container.is_ephemeral) {
       await postOrUpdate(env, { channel, ts: container.message_ts, responseUrl }, task, links);
     } else if (responseUrl) {
-      await respondToSlack(responseUrl, { replace_original: true, text: taskText(task), blocks: taskBlocks(task, links) });
+      await respondToSlack(env, responseUrl, { replace_original: true, text: taskText(task), blocks: taskBlocks(task, links) });
     }
     return;
   }
   const text = "note" in outcome ? outcome.note : `:warning: ${escapeMrkdwn(outcome.refused.message)}`;
-  if (responseUrl) await respondToSlack(responseUrl, { response_type: "ephemeral", replace_original: false, text });
+  if (responseUrl) await respondToSlack(env, responseUrl, { response_type: "ephemeral", replace_original: false, text });
 }

@@ -78,7 +78,7 @@ async function startTask(env: Cloudflare.Env, command: Extract<SlackCommand, { k
       task = await launchTask(env, spec);
     } catch (error) {
       await forgetIdempotencyKey(env.DB, DELIVERY_CREATOR, deliveryKey, spec.id);
-      await respondToSlack(payload.response_url, { response_type: "ephemeral", text: `:x: Task \`${spec.id}\` could not start: ${escapeMrkdwn(messageOf(error))}` });
+      await respondToSlack(env, payload.response_url, { response_type: "ephemeral", text: `:x: Task \`${spec.id}\` could not start: ${escapeMrkdwn(messageOf(error))}` });
       throw error;
     }
     const posted = await postOrUpdate(env, target, task, taskLinks(context.origin, task.id));
@@ -110,11 +110,11 @@ async function cancelTask(env: Cloudflare.Env, id: string, payload: SlashCommand
     const agent = await getAgentByName(env.TaskAgent, id);
     const outcome = await agent.cancel(slackActor(payload.team_id, payload.user_id));
     if ("refused" in outcome) {
-      await respondToSlack(payload.response_url, { response_type: "ephemeral", text: `:warning: ${escapeMrkdwn(outcome.refused.message)}` });
+      await respondToSlack(env, payload.response_url, { response_type: "ephemeral", text: `:warning: ${escapeMrkdwn(outcome.refused.message)}` });
       return;
     }
     const cancelled = outcome.task;
-    await respondToSlack(payload.response_url, {
+    await respondToSlack(env, payload.response_url, {
       response_type: "ephemeral",
       text: `Cancelled task ${cancelled.id}.`,
       blocks: taskBlocks(cancelled, taskLinks(context.origin, cancelled.id)),

@@ -9,6 +9,7 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { limitBody, validate } from "../../api/body.ts";
 import { SortieError, messageOf } from "../../errors.ts";
+import { writeLog } from "../../log.ts";
 import { respondToSlack } from "../../publish/slack.ts";
 import { handleBlockActions } from "./actions.ts";
 import { answerCommand, ephemeral } from "./commands.ts";
@@ -26,7 +27,7 @@ slackRoutes.use("*", requireSlackSignature());
 
 slackRoutes.post("/commands", async (c) => {
   const payload = validate(SlashCommand, Object.fromEntries(new URLSearchParams(c.var.slackBody)), "slack_command");
-  console.log(JSON.stringify({ event: "slack.command", team: payload.team_id, user: payload.user_id, retry: c.req.header("x-slack-retry-num") ?? null }));
+  writeLog("log", { event: "slack.command", team: payload.team_id, user: payload.user_id, retry: c.req.header("x-slack-retry-num") ?? null });
   if (!slackAllows(c.env.SLACK_ALLOWED_USERS, payload.team_id, payload.user_id)) {
     return c.json(ephemeral(refusal(payload.user_id)));
   }
@@ -49,7 +50,7 @@ slackRoutes.post("/interactions", async (c) => {
   const defer = deferrer(c);
   if (!slackAllows(c.env.SLACK_ALLOWED_USERS, team, payload.user.id)) {
     const responseUrl = payload.response_url;
-    if (responseUrl) defer("slack.refusal", () => respondToSlack(responseUrl, { response_type: "ephemeral", replace_original: false, text: refusal(payload.user.id) }));
+    if (responseUrl) defer("slack.refusal", () => respondToSlack(c.env, responseUrl, { response_type: "ephemeral", replace_original: false, text: refusal(payload.user.id) }));
     return c.body(null, 200);
   }
   defer("slack.actions", () => handleBlockActions(c.env, payload, new URL(c.req.url).origin));
@@ -79,7 +80,7 @@ function requireSlackSignature(): MiddlewareHandler<SlackEnv> {
     const body = new TextDecoder().decode(await c.req.arrayBuffer());
     const verdict = await verifySlackRequest(secret, c.req.raw.headers, body);
     if (!verdict.ok) {
-      console.warn(JSON.stringify({ event: "slack.signature_invalid", reason: verdict.reason, path: c.req.path }));
+      writeLog("warn", { event: "slack.signature_invalid", reason: verdict.reason, path: c.req.path });
       const messages = {
         missing_headers: "X-Slack-Signature and X-Slack-Request-Timestamp are required",
         stale_timestamp: "X-Slack-Request-Timestamp is more than five minutes from now",
@@ -97,7 +98,7 @@ function deferrer(c: Context<SlackEnv>) {
   return (name: string, work: () => Promise<void>) => {
     c.executionCtx.waitUntil(
       work().catch((error: unknown) => {
-        console.error(JSON.stringify({ event: `${name}_failed`, message: messageOf(error) }));
+        writeLog("error", { event: `${name}_failed`, message: messageOf(error) }, c.env);
       }),
     );
   };
