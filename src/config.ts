@@ -29,6 +29,8 @@ export interface SortieConfig {
   githubApiUrl: string;
   /** `author_association` values whose `/sortie …` issue comments start a task. */
   githubTriggerAssociations: string[];
+  /** Names and directories a reviewer's peer view leaves out on top of the built-in list (src/sandbox/peer-view.ts). */
+  reviewPeerExcludes: string[];
 }
 
 /**
@@ -40,7 +42,7 @@ export const PLAIN_VARS: ReadonlySet<string> = new Set([
   "MAX_BODY_BYTES", "MAX_SANDBOXES", "MAX_SANDBOXES_PER_CREATOR", "RETRY_BASE_MS", "DEFAULT_MAX_COST_USD", "TASK_RATE_LIMIT_PER_MINUTE",
   "WARM_SNAPSHOT_TTL_MINUTES", "WARM_SNAPSHOT_MAX", "WARM_SNAPSHOT_MAX_BYTES", "BACKUP_BUCKET_NAME", "FOLLOWUP_WINDOW_MINUTES",
   "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "GEMINI_BASE_URL", "LOCAL_SANDBOX_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS",
-  "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS",
+  "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS", "REVIEW_PEER_EXCLUDE",
 ]);
 
 /** Hard ceilings that no configuration raises. */
@@ -86,6 +88,7 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     followUpWindowMinutes: nonNegative(env.FOLLOWUP_WINDOW_MINUTES, 15),
     githubApiUrl: (env.GITHUB_API_URL || "https://api.github.com").replace(/\/+$/, ""),
     githubTriggerAssociations: list(env.GITHUB_TRIGGER_ASSOCIATIONS, ["OWNER", "MEMBER", "COLLABORATOR"]).map((value) => value.toUpperCase()),
+    reviewPeerExcludes: list(env.REVIEW_PEER_EXCLUDE, []),
   };
 }
 

@@ -45,6 +45,46 @@ export const RunVariant = z
   .strict();
 export type RunVariant = z.infer<typeof RunVariant>;
 
+/** Defaults and ceilings of a review lane (rounds of reviewer then coder). */
+export const REVIEW_ROUNDS = { default: 2, min: 1, max: 5 } as const;
+
+/** `review` of a task: a read-only peer reviews each run's change, and its findings go back to the coder. */
+export const ReviewRequest = z
+  .object({
+    agent: AgentName.optional(),
+    model: z.string().regex(/^[A-Za-z0-9._:[\]-]{1,100}$/, "model must be a model id").optional(),
+    rounds: z.int().min(REVIEW_ROUNDS.min, `review.rounds must be at least ${REVIEW_ROUNDS.min}`).max(REVIEW_ROUNDS.max, `review.rounds may be at most ${REVIEW_ROUNDS.max}`).optional(),
+  })
+  .strict();
+export type ReviewRequest = z.infer<typeof ReviewRequest>;
+
+/** The verdict a reviewer writes to $SORTIE_REVIEW_FILE. */
+export const ReviewFinding = z
+  .object({
+    path: z.string().min(1).max(1000),
+    line: z.int().min(1).optional(),
+    body: z.string().min(1).max(10_000),
+    severity: z.enum(["blocker", "major", "minor"]).optional(),
+  })
+  .strict();
+export type ReviewFinding = z.infer<typeof ReviewFinding>;
+export const ReviewVerdict = z.object({ verdict: z.enum(["approve", "changes"]), findings: z.array(ReviewFinding).max(100) }).strict();
+export type ReviewVerdict = z.infer<typeof ReviewVerdict>;
+
+export const REVIEW_STATUSES = ["running", "approved", "changes_requested", "needs_attention", "failed"] as const;
+export const ReviewRound = z.object({
+  verdict: z.enum(["approve", "changes"]).nullable(),
+  findings: z.array(ReviewFinding),
+  reviewer: z.object({ agent: AgentName, model: z.string().nullable() }),
+  startedAt: z.number(),
+  endedAt: z.number().nullable(),
+  costUsd: z.number().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable().optional(),
+});
+export type ReviewRound = z.infer<typeof ReviewRound>;
+export const ReviewView = z.object({ status: z.enum(REVIEW_STATUSES), rounds: z.array(ReviewRound), reason: z.string().nullable().optional() });
+export type ReviewView = z.infer<typeof ReviewView>;
+
 /** The body of `POST /api/tasks`. Unknown fields are refused, so a typo is an error, not a silent default. */
 export const CreateTaskBody = z
   .object({
@@ -77,6 +117,8 @@ export const CreateTaskBody = z
     variants: z.array(RunVariant).max(LIMITS.maxRuns).optional(),
     /** When every run has ended, a reviewer in a fresh sandbox ranks the diffs. */
     judge: z.boolean().optional(),
+    /** A read-only peer reviews each run's change; its findings go back to the coder for at most `rounds` rounds. */
+    review: ReviewRequest.optional(),
     /** A canonical name for the work (`github:acme/widgets#123`): one live task per key. */
     key: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, "key must be printable ASCII without spaces").optional(),
     /** Take the key from the task holding it (which is cancelled). */
@@ -180,6 +222,8 @@ export const RunView = z.object({
   workspaceUntil: z.number().nullable(),
   /** 1-based place in the fleet queue while the run waits for a sandbox. */
   queuePosition: z.int().nullable().optional(),
+  /** The review lane of the run's change, when the task asked for one. */
+  review: ReviewView.nullable().optional(),
 });
 export type RunView = z.infer<typeof RunView>;
 
@@ -257,6 +301,8 @@ export interface TaskSpec {
   createdBy: string;
   runs: RunVariant[];
   judge: boolean;
+  /** The review lane every run's change goes through; null for none. */
+  review: { agent: AgentName | null; model: string | null; rounds: number } | null;
   key: string | null;
   maxCostUsd: number;
   keepWorkspaceMinutes: number;

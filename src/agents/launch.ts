@@ -9,7 +9,7 @@ import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { newTaskId } from "../ids.ts";
 import { resolveRepo } from "../repo.ts";
-import type { CreateTaskBody, TaskSpec, TaskState } from "../schema.ts";
+import { REVIEW_ROUNDS, type CreateTaskBody, type TaskSpec, type TaskState } from "../schema.ts";
 import { fleetOf } from "./fleet.ts";
 import { chooseIsolation } from "./isolation.ts";
 
@@ -32,10 +32,10 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
   }
   const runs = body.runs ?? 1;
   const isolation = chooseIsolation(body.isolation, body.prompt);
-  if (isolation.level === "analysis" && (body.judge || (body.output && body.output !== "diff"))) {
+  if (isolation.level === "analysis" && (body.judge || body.review || (body.output && body.output !== "diff"))) {
     throw new SortieError(
       "isolation_conflict",
-      `an analysis task answers without changing the repository, so it has nothing to ${body.judge ? "judge" : "publish"} (isolation ${isolation.inferred ? "inferred" : "declared"}: ${isolation.reason})`,
+      `an analysis task answers without changing the repository, so it has nothing to ${body.judge ? "judge" : body.review ? "review" : "publish"} (isolation ${isolation.inferred ? "inferred" : "declared"}: ${isolation.reason})`,
       422,
     );
   }
@@ -62,6 +62,7 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     createdBy: request.createdBy,
     runs: Array.from({ length: runs }, (_, i) => body.variants?.[i] ?? {}),
     judge: body.judge ?? false,
+    review: body.review ? { agent: body.review.agent ?? null, model: body.review.model ?? null, rounds: body.review.rounds ?? REVIEW_ROUNDS.default } : null,
     key: body.key ?? null,
     maxCostUsd: body.maxCostUsd ?? config.defaultMaxCostUsd,
     keepWorkspaceMinutes: body.keepWorkspaceMinutes ?? config.followUpWindowMinutes,

@@ -12,11 +12,13 @@ import { secretFilesIn } from "../publish/secret-files.ts";
 import { runAgentTurn, type AgentEvent, type AgentTurnResult } from "../runners/agent.ts";
 import { adapterFor, modelCredentials } from "../runners/index.ts";
 import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
+import { peerViewExcludes } from "../sandbox/peer-view.ts";
 import type { Confinement, Sandbox, SandboxPort } from "../sandbox/port.ts";
 import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT } from "./judge.ts";
+import { configuredAgents, isReviewSlot, reviewChange, reviewSlot, runOfSlot, type ReviewLaneContext } from "./review.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
@@ -35,6 +37,8 @@ export interface AgentTurn {
   readOnly?: boolean;
   /** The agent process's user and network, and the git environment of its checkout. */
   placement?: Pick<Placement, "confine" | "gitEnv">;
+  /** Sortie's own variables for the agent (`SORTIE_PEER_DIR`, `SORTIE_REVIEW_FILE`…): paths, never secrets. */
+  env?: Record<string, string>;
 }
 
 /** What a run borrows from its task agent. */
@@ -129,18 +133,27 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
         return;
       }
     } else {
-      const asOwner = placement.level === "workspace" ? (placement.confine ?? undefined) : undefined;
-      const taken = await takeDiff(sandbox, placement.repoDir, base, `${placement.scratchDir}/sortie.diff`, placement.gitEnv, asOwner);
-      // Root reads the patch only once no process of the run's user is left to swap it for a link.
-      const patch = asOwner ? await collectFromUser(sandbox, placement, taken.path) : taken.path;
-      const bytes = await ctx.diffs().write(index, await sandbox.readFile(patch));
-      const diff = { ...taken.stats, bytes };
-      const secretFiles = secretFilesIn(ctx.diffs().text(index, Number.POSITIVE_INFINITY));
-      ctx.patchRun(index, { diff, ...(secretFiles.length ? { secretFiles } : {}) });
-      ctx.record({ run: index, type: "run.diff", data: { ...diff, ...(secretFiles.length ? { secretFiles } : {}) } });
+      const open = sandbox;
+      const diff = () => captureDiff(ctx, index, open, placement, base);
+      const first = await diff();
+      const succeeded = turn.final.subtype !== "error_max_turns" && !turn.final.isError && turn.exitCode === 0;
+      if (spec.review && succeeded && first.stats.files > 0) {
+        const followUp = async (message: string) => {
+          ctx.setPhase(index, "agent");
+          const result = await runTurn(ctx, index, open, turnOf(message, ctx.runOf(index).sessionId), signal);
+          ctx.patchRun(index, { sessionId: result.sessionId ?? ctx.runOf(index).sessionId });
+          ctx.setPhase(index, "diffing");
+          return result;
+        };
+        const last = await reviewChange(reviewLane(ctx, index, spec, open, placement, { agent: agentName, model: run.model ?? spec.model, followUp, diff }, signal), first);
+        if (last) turn = last;
+        if (signal.aborted || ctx.runOf(index).status !== "running") return;
+      }
     }
     keep = spec.keepWorkspaceMinutes > 0;
-    if (turn.final.subtype === "error_max_turns") {
+    if (!turn.final) {
+      outcome = ["failed", { code: "agent_no_result", message: `${agentName} exited ${turn.exitCode} without a result` }];
+    } else if (turn.final.subtype === "error_max_turns") {
       outcome = ["failed", { code: "budget", message: `the run used its ${spec.maxTurns} turns` }];
     } else if (turn.final.isError || turn.exitCode !== 0) {
       outcome = ["failed", { code: "agent_failed", message: turn.final.text || `${agentName} ended ${turn.final.subtype} (exit ${turn.exitCode})` }];
@@ -163,6 +176,46 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       if (outcome) await ctx.finishRun(index, ...outcome);
     }
   }
+}
+
+/** Takes the run's diff (as the run's user at the workspace level), stores it and records it; returns its text for a reviewer. */
+async function captureDiff(ctx: RunContext, index: number, sandbox: Sandbox, placement: Placement, base: string) {
+  const asOwner = placement.level === "workspace" ? (placement.confine ?? undefined) : undefined;
+  const taken = await takeDiff(sandbox, placement.repoDir, base, `${placement.scratchDir}/sortie.diff`, placement.gitEnv, asOwner);
+  // Root reads the patch only once no process of the run's user is left to swap it for a link.
+  const patch = asOwner ? await collectFromUser(sandbox, placement, taken.path) : taken.path;
+  const bytes = await ctx.diffs().write(index, await sandbox.readFile(patch));
+  const diff = { ...taken.stats, bytes };
+  const text = ctx.diffs().text(index, Number.POSITIVE_INFINITY);
+  const secretFiles = secretFilesIn(text);
+  ctx.patchRun(index, { diff, ...(secretFiles.length ? { secretFiles } : { secretFiles: undefined }) });
+  ctx.record({ run: index, type: "run.diff", data: { ...diff, ...(secretFiles.length ? { secretFiles } : {}) } });
+  return { text, stats: taken.stats };
+}
+
+/** The narrow view of the run a review lane gets: the coder's sandbox and session, a reviewer slot, and the run's record. */
+function reviewLane(ctx: RunContext, index: number, spec: TaskSpec, sandbox: Sandbox, placement: Placement, coder: Omit<ReviewLaneContext["coder"], "sandbox" | "placement">, signal: AbortSignal): ReviewLaneContext {
+  const slot = reviewSlot(index);
+  return {
+    spec,
+    coder: { ...coder, sandbox, placement },
+    configured: configuredAgents(ctx.env),
+    excludes: peerViewExcludes(ctx.config().reviewPeerExcludes),
+    openReviewer: () => ctx.openSandbox(slot),
+    destroyReviewer: (open) => ctx.destroySandbox(slot, open),
+    reviewerTurn: async (open, turn) => {
+      const result = await runTurn(ctx, slot, open, turn, signal);
+      // What the reviewer spends is the run's.
+      const cost = result.final?.costUsd ?? 0;
+      if (cost) ctx.patchRun(index, { costUsd: ctx.runOf(index).costUsd + cost });
+      return result;
+    },
+    update: (review, event) => {
+      ctx.patchRun(index, { review });
+      ctx.record({ run: index, type: event.type, data: event.data });
+    },
+    signal,
+  };
 }
 
 function takePending(ctx: RunContext, index: number): PendingMessage | null {
@@ -312,7 +365,7 @@ export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: A
   return runAgentTurn(
     sandbox,
     adapter,
-    { ...turn, credentials: { ...credentials, ...(placed?.gitEnv ?? {}) } },
+    { ...turn, credentials: { ...credentials, ...(placed?.gitEnv ?? {}), ...(turn.env ?? {}) } },
     {
       signal,
       onEvent: (event) => onAgentEvent(ctx, slot, event),
@@ -328,8 +381,10 @@ export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: A
 }
 
 function onAgentEvent(ctx: RunContext, slot: number, event: AgentEvent): void {
-  ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: slot === JUDGE_SLOT ? `judge.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
-  if (slot === JUDGE_SLOT) return;
+  // The judge's and a reviewer's agent events are theirs: `judge.*` and `review.*`, not the run's `agent.*`.
+  const lane = slot === JUDGE_SLOT ? "judge" : isReviewSlot(slot) ? "review" : null;
+  ctx.record({ run: runOfSlot(slot), type: lane ? `${lane}.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
+  if (lane) return;
   const run = ctx.runOf(slot);
   // A CLI that names its session only at the start (Codex, Gemini) is resumable from then on.
   if (event.type === "agent.init" && typeof event.data.sessionId === "string" && run.sessionId !== event.data.sessionId) ctx.patchRun(slot, { sessionId: event.data.sessionId });

@@ -10,7 +10,11 @@ import { fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT } from "./judge.ts";
 import { isSharedSandbox, removeWorktree } from "./placement.ts";
 import { PUBLISH_SLOT } from "./publisher.ts";
+import { REVIEW_SLOT_BASE, isReviewSlot } from "./review.ts";
 import { grantKey, sandboxKey } from "./task-state.ts";
+
+/** The `run` of a slot's sandbox events: a reviewer's are its run's, the judge's the task's. */
+const eventRunOf = (slot: number): number | null => (isReviewSlot(slot) ? slot - REVIEW_SLOT_BASE : slot === JUDGE_SLOT ? null : slot);
 
 /** What the slots borrow from their task agent. */
 export interface SlotContext {
@@ -63,9 +67,9 @@ export class TaskSlots {
       else await this.ctx.port().destroy(id);
       this.handles.delete(slot);
       this.ctx.kv.delete(sandboxKey(slot));
-      this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: isSharedSandbox(id) ? "sandbox.worktree_removed" : "sandbox.destroyed", data: { sandbox: id } });
+      this.ctx.record({ run: eventRunOf(slot), type: isSharedSandbox(id) ? "sandbox.worktree_removed" : "sandbox.destroyed", data: { sandbox: id } });
     } catch (error) {
-      this.ctx.record({ run: slot === JUDGE_SLOT ? null : slot, type: "sandbox.destroy_failed", data: { sandbox: id, message: messageOf(error) } });
+      this.ctx.record({ run: eventRunOf(slot), type: "sandbox.destroy_failed", data: { sandbox: id, message: messageOf(error) } });
       // A leftover worktree holds no container of its own: the slot is free, and the next run there clears the tree.
       if (isSharedSandbox(id)) {
         this.handles.delete(slot);

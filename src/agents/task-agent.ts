@@ -19,6 +19,7 @@ import { LEASE_RENEW_SECONDS, fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
+import { reviewSlot } from "./review.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
 import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
@@ -312,6 +313,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     if (!task) return;
     for (const run of task.runs) {
       if (this.live.has(run.index)) continue;
+      // A reviewer is driven by its run: with the run not driven here, its sandbox has no one left.
+      await this.slots.destroy(reviewSlot(run.index));
       if (isTerminal(run.status)) await this.cleanUpSlot(run.index, { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
       else if (run.status === "running") await this.recover(run);
       // A queued run is (again) in the fleet's queue; enqueueing twice changes nothing.
@@ -418,7 +421,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       await this.finishRun(index, status, error);
     }
     // Destroyed now, not when the aborted drivers unwind: a clone in progress is not abortable.
-    await Promise.all(stopping.map((slot) => this.slots.destroy(slot)));
+    await Promise.all([...stopping, ...stopping.filter((slot) => slot < JUDGE_SLOT).map(reviewSlot)].map((slot) => this.slots.destroy(slot)));
     await Promise.all(stopping.map((slot) => this.cleanUpSlot(slot)));
     await this.finishTaskIfDone();
   }

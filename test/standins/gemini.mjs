@@ -137,7 +137,7 @@ const failuresSeen = new Map();
 function decideReply(body) {
   const { prompt, turn } = scriptPosition(body);
   const cwd = workingDirectoryOf(body);
-  const steps = scriptOf(prompt, (file, content) => ({ tool: "write_file", input: { file_path: file, content } }));
+  const steps = scriptOf(prompt, (file, content) => ({ tool: "write_file", input: { file_path: file, content } }), (command) => ({ tool: "run_shell_command", input: { command } }));
   const step = steps[turn];
   if (!step) return { parts: [{ text: "Done." }] };
   if (step.status) {

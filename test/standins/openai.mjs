@@ -181,7 +181,7 @@ function decideReply(body) {
   if (isCompaction(body)) return { items: [messageItem("Summary: the stand-in conversation so far (compacted).")] };
   if (!isAgentTurn(body)) return { items: [messageItem("Sortie task")] };
   const prompt = userPromptOf(body);
-  const steps = scriptOf(prompt, (file, content) => ({ tool: "apply_patch", input: { patch: addFilePatch(file, content) } }));
+  const steps = scriptOf(prompt, (file, content) => ({ tool: "apply_patch", input: { patch: addFilePatch(file, content) } }), (cmd) => ({ tool: "exec_command", input: { cmd } }));
   const turn = turnIndexOf(body);
   const step = steps[turn];
   if (!step) return { items: [messageItem("Done.")] };

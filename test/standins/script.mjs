@@ -9,15 +9,29 @@
 export const SCRIPT_MARK = "#!standin ";
 export const JUDGE_SCRIPT_MARK = "#!standin-judge ";
 export const JUDGE_MARKER = "[sortie judge]";
+export const REVIEW_SCRIPT_MARK = "#!standin-review ";
+export const REVIEW_MARKER = "[sortie review]";
 
 /**
  * The steps `prompt` scripts. `write(file, content)` is the CLI's step that
- * creates a file, for the unscripted demo.
+ * creates a file, for the unscripted demo; `shell(command)` its step that runs
+ * a command (a reviewer writes its verdict with it). A reviewing turn plays
+ * round N's steps of the task's `#!standin-review [[round 1 steps], [round 2 steps]…]`
+ * line, or approves.
  * @param {string} prompt
  * @param {(file: string, content: string) => Step} write
+ * @param {(command: string) => Step} [shell]
  * @returns {Step[]}
  */
-export function scriptOf(prompt, write) {
+export function scriptOf(prompt, write, shell = (command) => ({ tool: "Bash", input: { command } })) {
+  if (prompt.includes(REVIEW_MARKER)) {
+    const round = Number(/review round (\d+)/.exec(prompt)?.[1] ?? 1);
+    const scripted = prompt.split("\n").find((l) => l.startsWith(REVIEW_SCRIPT_MARK));
+    const rounds = scripted ? JSON.parse(scripted.slice(REVIEW_SCRIPT_MARK.length)) : [];
+    const steps = rounds[round - 1];
+    if (Array.isArray(steps)) return steps;
+    return [{ text: "Reviewing.", ...shell(`printf '%s' '{"verdict":"approve","findings":[]}' > "$SORTIE_REVIEW_FILE"`) }, { text: "Approved." }];
+  }
   if (prompt.includes(JUDGE_MARKER)) {
     const judged = prompt.split("\n").find((l) => l.startsWith(JUDGE_SCRIPT_MARK));
     if (judged) return JSON.parse(judged.slice(JUDGE_SCRIPT_MARK.length));

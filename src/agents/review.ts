@@ -1,0 +1,247 @@
+/**
+ * A review lane: when a run's agent turn ends with a change, a reviewer reads
+ * it through a peer view (a filtered, read-only copy of the coder's checkout)
+ * in a sandbox of its own at the `analysis` level, and writes a verdict. Its
+ * findings go back to the coder as a follow-up in the coder's own session, and
+ * the next round reviews the new diff. A loop that stops converging (a finding
+ * repeated unchanged, a round that changed nothing) escalates instead of
+ * spending the remaining rounds. Write authority never leaves the coder.
+ */
+import { messageOf } from "../errors.ts";
+import type { AgentTurnResult } from "../runners/agent.ts";
+import { installPeerView, packPeerView } from "../sandbox/peer-view.ts";
+import type { Sandbox } from "../sandbox/port.ts";
+import { ReviewVerdict, type AgentName, type ReviewFinding, type ReviewRound, type ReviewView, type TaskSpec } from "../schema.ts";
+import { ANALYSIS_UID, type Placement } from "./placement.ts";
+import type { AgentTurn } from "./run.ts";
+
+/** A marker the reviewer's prompt carries, so tools and stand-ins can tell a reviewing turn from a coding one. */
+export const REVIEW_MARKER = "[sortie review]";
+/** Run i's reviewer works in slot REVIEW_SLOT_BASE + i (runs are 0–7, the judge 1000, the publisher 2000). */
+export const REVIEW_SLOT_BASE = 3000;
+export const reviewSlot = (run: number) => REVIEW_SLOT_BASE + run;
+export const isReviewSlot = (slot: number) => slot >= REVIEW_SLOT_BASE && slot < REVIEW_SLOT_BASE + 100;
+/** The run a slot's events belong to: a run's own, its reviewer's, or none (judge, publisher). */
+export const runOfSlot = (slot: number): number | null => (slot < 1000 ? slot : isReviewSlot(slot) ? slot - REVIEW_SLOT_BASE : null);
+
+/** Largest part of the diff a reviewer is given. */
+const REVIEW_DIFF_CHARS = 400_000;
+const REVIEWER_MAX_TURNS = 40;
+
+/** Where a reviewer's files are in its sandbox. */
+export function reviewerPaths(workdir: string) {
+  const outDir = `${workdir}/review`;
+  return { peerDir: `${workdir}/peer`, outDir, verdictFile: `${outDir}/verdict.json`, diffFile: `${workdir}/changes.diff`, home: `${workdir}/agent-home` };
+}
+
+/** The CLIs a deployment can run: those whose model key is set. */
+export function configuredAgents(env: { ANTHROPIC_API_KEY?: string; OPENAI_API_KEY?: string; GEMINI_API_KEY?: string }): AgentName[] {
+  const agents: AgentName[] = [];
+  if (env.ANTHROPIC_API_KEY) agents.push("claude-code", "opencode");
+  if (env.OPENAI_API_KEY) agents.push("codex");
+  if (env.GEMINI_API_KEY) agents.push("gemini");
+  return agents;
+}
+
+const VENDOR: Record<AgentName, string> = { "claude-code": "anthropic", opencode: "anthropic", codex: "openai", gemini: "google" };
+
+/**
+ * The reviewer's CLI and model: the task's `review.agent`/`review.model`
+ * when given; else, of the CLIs configured, one of another vendor than the
+ * coder's, else another CLI, else the coder's own. The coder's model goes
+ * with the coder's CLI only.
+ */
+export function chooseReviewer(review: NonNullable<TaskSpec["review"]>, coder: { agent: AgentName; model: string | null }, configured: AgentName[]): { agent: AgentName; model: string | null } {
+  if (review.agent) return { agent: review.agent, model: review.model ?? (review.agent === coder.agent ? coder.model : null) };
+  const otherVendor = configured.find((agent) => VENDOR[agent] !== VENDOR[coder.agent]);
+  const otherCli = configured.find((agent) => agent !== coder.agent);
+  const agent = otherVendor ?? otherCli ?? coder.agent;
+  return { agent, model: review.model ?? (agent === coder.agent ? coder.model : null) };
+}
+
+/** The reviewer's instructions: the task verbatim, where the change and the peer view are, and the verdict's format. */
+export function reviewPrompt(taskPrompt: string, round: number, rounds: number, paths: ReturnType<typeof reviewerPaths>, stats: { files: number; additions: number; deletions: number }): string {
+  return [
+    `${REVIEW_MARKER} You are reviewing a change another coding agent made for the task below (review round ${round} of at most ${rounds}).`,
+    `The change is the diff at ${paths.diffFile} (${stats.files} files, +${stats.additions} -${stats.deletions}).`,
+    `A read-only copy of the coder's workspace after the change is at $SORTIE_PEER_DIR (${paths.peerDir}); secrets, links and dependency directories are left out.`,
+    "You may read anything there and run the repository's linters and tests in your own sandbox; you cannot change the coder's files.",
+    "Report only real problems with this change: bugs, missing parts of the task, broken tests. Do not re-report what an earlier round's fix resolved.",
+    `Write your verdict as JSON to the file at $SORTIE_REVIEW_FILE (${paths.verdictFile}), nothing else:`,
+    '{"verdict": "approve" | "changes", "findings": [{"path": "<repository-relative path>", "line": <line in the new file, optional>, "body": "<what is wrong and what to do>", "severity": "blocker" | "major" | "minor"}]}',
+    "Use \"approve\" with no findings when the change does the task well.",
+    "",
+    "The task the coder was given:",
+    "<task>",
+    taskPrompt,
+    "</task>",
+  ].join("\n");
+}
+
+/** The follow-up the coder gets: each finding's body verbatim, with its path and line. */
+export function findingsMessage(round: number, findings: ReviewFinding[]): string {
+  const lines = findings.map((f, i) => `${i + 1}. ${f.path}${f.line ? `:${f.line}` : ""}${f.severity ? ` [${f.severity}]` : ""}\n${f.body}`);
+  return [`A reviewer read your change (review round ${round}) and asks for changes. Address each finding in this workspace:`, "", ...lines].join("\n");
+}
+
+/** Reads a verdict file's text: the verdict, or what is wrong with it, in words the reviewer can act on. */
+export function parseReviewVerdict(text: string | null): { verdict: ReviewVerdict } | { error: string } {
+  if (text === null || text.trim() === "") return { error: "no verdict file was written at $SORTIE_REVIEW_FILE" };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return { error: `the verdict file is not JSON: ${messageOf(error)}` };
+  }
+  const parsed = ReviewVerdict.safeParse(json);
+  if (!parsed.success) return { error: `the verdict file does not match the format: ${parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}` };
+  if (parsed.data.verdict === "changes" && parsed.data.findings.length === 0) return { error: 'a "changes" verdict needs at least one finding' };
+  return { verdict: parsed.data };
+}
+
+const normalise = (text: string) => text.trim().replace(/\s+/g, " ");
+
+/** Findings of `next` that `previous` already made: the same body on the same path (whatever the line). */
+export function repeatedFindings(previous: ReviewFinding[], next: ReviewFinding[]): ReviewFinding[] {
+  const seen = new Set(previous.map((f) => `${f.path}\u0000${normalise(f.body)}`));
+  return next.filter((f) => seen.has(`${f.path}\u0000${normalise(f.body)}`));
+}
+
+/** What a review lane borrows from the run it reviews. */
+export interface ReviewLaneContext {
+  spec: TaskSpec;
+  coder: {
+    agent: AgentName;
+    model: string | null;
+    sandbox: Sandbox;
+    placement: Placement;
+    /** Delivers a follow-up in the coder's session and returns its turn. */
+    followUp(message: string): Promise<AgentTurnResult>;
+    /** Takes the coder's diff again; returns its text and stats. */
+    diff(): Promise<{ text: string; stats: { files: number; additions: number; deletions: number } }>;
+  };
+  configured: AgentName[];
+  excludes: readonly string[];
+  openReviewer(): Promise<Sandbox>;
+  destroyReviewer(sandbox: Sandbox): Promise<void>;
+  reviewerTurn(sandbox: Sandbox, turn: AgentTurn): Promise<AgentTurnResult>;
+  /** The lane's state changed: the run view shows it, an event records it. */
+  update(review: ReviewView, event: { type: string; data: Record<string, unknown> }): void;
+  signal: AbortSignal;
+}
+
+/**
+ * Runs the lane on the coder's current change (`diff`). Returns the coder's
+ * last turn when findings were delivered (its result is the run's now), else null.
+ */
+export async function reviewChange(ctx: ReviewLaneContext, first: { text: string; stats: { files: number; additions: number; deletions: number } }): Promise<AgentTurnResult | null> {
+  const review = ctx.spec.review!;
+  const reviewer = chooseReviewer(review, { agent: ctx.coder.agent, model: ctx.coder.model }, ctx.configured);
+  const rounds: ReviewRound[] = [];
+  let state: ReviewView = { status: "running", rounds, reason: null };
+  const set = (next: ReviewView, type: string, data: Record<string, unknown>) => {
+    state = next;
+    ctx.update(next, { type, data });
+  };
+  set(state, "review.status", { status: "running", reviewer, rounds: review.rounds });
+  let current = first;
+  let lastTurn: AgentTurnResult | null = null;
+  for (let round = 1; round <= review.rounds; round++) {
+    if (ctx.signal.aborted) return lastTurn;
+    const startedAt = Date.now();
+    const outcome = await reviewRound(ctx, round, reviewer, current);
+    const entry: ReviewRound = { verdict: outcome.verdict?.verdict ?? null, findings: outcome.verdict?.findings ?? [], reviewer, startedAt, endedAt: Date.now(), costUsd: outcome.costUsd, error: outcome.error };
+    rounds.push(entry);
+    const roundData = { round, verdict: entry.verdict, findings: entry.findings, reviewer, costUsd: outcome.costUsd, ...(outcome.error ? { error: outcome.error } : {}) };
+    if (ctx.signal.aborted) return lastTurn;
+    if (!outcome.verdict) {
+      set({ status: "failed", rounds, reason: outcome.error?.message ?? null }, "review.round", { ...roundData, status: "failed" });
+      return lastTurn;
+    }
+    if (outcome.verdict.verdict === "approve") {
+      set({ status: "approved", rounds, reason: null }, "review.round", { ...roundData, status: "approved" });
+      return lastTurn;
+    }
+    const previous = rounds.at(-2);
+    const repeated = previous ? repeatedFindings(previous.findings, entry.findings) : [];
+    if (repeated.length > 0) {
+      const reason = `a finding came back unchanged: ${repeated[0]!.path}: ${normalise(repeated[0]!.body).slice(0, 200)}`;
+      set({ status: "needs_attention", rounds, reason }, "review.round", { ...roundData, status: "needs_attention", reason });
+      return lastTurn;
+    }
+    if (round === review.rounds) {
+      set({ status: "changes_requested", rounds, reason: `the ${review.rounds} review rounds are spent` }, "review.round", { ...roundData, status: "changes_requested" });
+      return lastTurn;
+    }
+    set({ status: "running", rounds, reason: null }, "review.round", { ...roundData, status: "running" });
+    const message = findingsMessage(round, entry.findings);
+    ctx.update(state, { type: "review.feedback", data: { round, findings: entry.findings.length, text: message } });
+    lastTurn = await ctx.coder.followUp(message);
+    if (ctx.signal.aborted) return lastTurn;
+    if (!lastTurn.final || lastTurn.final.isError) {
+      set({ status: "failed", rounds, reason: "the coder's turn on the findings did not succeed" }, "review.status", { status: "failed", reason: "coder_turn_failed" });
+      return lastTurn;
+    }
+    const next = await ctx.coder.diff();
+    if (next.text === current.text) {
+      const reason = "the coder's turn on the findings did not change the diff";
+      set({ status: "needs_attention", rounds, reason }, "review.status", { status: "needs_attention", reason });
+      return lastTurn;
+    }
+    current = next;
+  }
+  return lastTurn;
+}
+
+interface RoundOutcome {
+  verdict: ReviewVerdict | null;
+  costUsd: number;
+  error: { code: string; message: string } | null;
+}
+
+/** One round: a fresh reviewer sandbox with the peer view and the diff, the reviewer's turn, its verdict (one retry if invalid). */
+async function reviewRound(ctx: ReviewLaneContext, round: number, reviewer: { agent: AgentName; model: string | null }, change: { text: string; stats: { files: number; additions: number; deletions: number } }): Promise<RoundOutcome> {
+  let sandbox: Sandbox | undefined;
+  let costUsd = 0;
+  try {
+    const peer = await packPeerView(ctx.coder.sandbox, ctx.coder.placement.repoDir, ctx.coder.placement.scratchDir, ctx.excludes, ctx.coder.placement.gitEnv);
+    sandbox = await ctx.openReviewer();
+    const paths = reviewerPaths(sandbox.workdir);
+    await installPeerView(sandbox, peer.archive, { peerDir: paths.peerDir, outDir: paths.outDir, uid: ANALYSIS_UID });
+    await sandbox.writeFile(paths.diffFile, change.text.slice(0, REVIEW_DIFF_CHARS));
+    const confine = { uid: ANALYSIS_UID, home: paths.home };
+    const env = { SORTIE_PEER_DIR: paths.peerDir, SORTIE_REVIEW_FILE: paths.verdictFile };
+    const turnOf = (prompt: string, resumeSessionId: string | null): AgentTurn => ({
+      prompt,
+      cwd: paths.peerDir,
+      model: reviewer.model,
+      maxTurns: REVIEWER_MAX_TURNS,
+      resumeSessionId,
+      agent: reviewer.agent,
+      readOnly: true,
+      placement: { confine, gitEnv: {} },
+      env,
+    });
+    let turn = await ctx.reviewerTurn(sandbox, turnOf(reviewPrompt(ctx.spec.prompt, round, ctx.spec.review!.rounds, paths, change.stats), null));
+    costUsd += turn.final?.costUsd ?? 0;
+    let read = parseReviewVerdict(await readAsReviewer(sandbox, paths.verdictFile, confine));
+    if ("error" in read && turn.sessionId && !ctx.signal.aborted) {
+      // One more chance, in the reviewer's own session, with what was wrong.
+      turn = await ctx.reviewerTurn(sandbox, turnOf(`Your verdict could not be used: ${read.error}. Write it again to $SORTIE_REVIEW_FILE in the format given.`, turn.sessionId));
+      costUsd += turn.final?.costUsd ?? 0;
+      read = parseReviewVerdict(await readAsReviewer(sandbox, paths.verdictFile, confine));
+    }
+    if ("error" in read) return { verdict: null, costUsd, error: { code: "invalid_verdict", message: read.error } };
+    return { verdict: read.verdict, costUsd, error: null };
+  } catch (error) {
+    return { verdict: null, costUsd, error: { code: "review_failed", message: messageOf(error) } };
+  } finally {
+    if (sandbox) await ctx.destroyReviewer(sandbox);
+  }
+}
+
+/** The verdict file, read as the reviewer's own user: a link it planted there reaches nothing it could not read itself. */
+async function readAsReviewer(sandbox: Sandbox, file: string, confine: { uid: number; home: string }): Promise<string | null> {
+  const result = await sandbox.exec('head -c 1048576 -- "$SORTIE_REVIEW_FILE"', { env: { SORTIE_REVIEW_FILE: file }, confine });
+  return result.exitCode === 0 ? result.stdout : null;
+}
