@@ -5,7 +5,7 @@
  */
 import type { AgentTurnResult } from "../runners/agent.ts";
 import type { Sandbox } from "../sandbox/port.ts";
-import { isTerminal, type EventInput, type JudgeView, type TaskState, type TaskStatus } from "../schema.ts";
+import { isTerminal, type EventInput, type JudgeView, type ReviewView, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
 import type { AgentTurn } from "./run.ts";
@@ -24,6 +24,8 @@ export interface Candidate {
   files: number;
   additions: number;
   deletions: number;
+  /** What the run's reviewer concluded, when the task has review lanes. */
+  review?: string;
 }
 
 export interface Verdict {
@@ -35,7 +37,7 @@ export interface Verdict {
 /** The reviewer's instructions: read the diffs from files, answer with one JSON object. */
 export function judgePrompt(taskPrompt: string, candidates: Candidate[]): string {
   const list = candidates
-    .map((c) => `- run ${c.run}: ${c.file} (${c.files} files, +${c.additions} -${c.deletions})`)
+    .map((c) => `- run ${c.run}: ${c.file} (${c.files} files, +${c.additions} -${c.deletions})${c.review ? `\n  its reviewer: ${c.review}` : ""}`)
     .join("\n");
   return [
     `${JUDGE_MARKER} You are reviewing ${candidates.length} candidate changes made by independent coding agents for the same task.`,
@@ -51,6 +53,13 @@ export function judgePrompt(taskPrompt: string, candidates: Candidate[]): string
     taskPrompt,
     "</task>",
   ].join("\n");
+}
+
+/** A run's review in a line or a few for the judge: its status, rounds, and the last round's findings. */
+export function reviewSummary(review: ReviewView): string {
+  const last = review.rounds.at(-1);
+  const findings = last?.findings.map((f) => `${f.path}${f.line ? `:${f.line}` : ""}: ${f.body.replace(/\s+/g, " ").slice(0, 300)}`) ?? [];
+  return `${review.status.replace("_", " ")} after ${review.rounds.length} round${review.rounds.length === 1 ? "" : "s"}${findings.length ? `; last findings: ${findings.join(" | ")}` : ""}`;
 }
 
 /** Reads the verdict from the reviewer's final text; null if it names no valid candidate. */
@@ -120,7 +129,7 @@ export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promis
       if (run.status !== "succeeded" || !run.diff) continue;
       const file = `run-${run.index}.diff`;
       await sandbox.writeFile(`${dir}/${file}`, ctx.diffs().text(run.index, JUDGE_DIFF_CHARS));
-      candidates.push({ run: run.index, file, files: run.diff.files, additions: run.diff.additions, deletions: run.diff.deletions });
+      candidates.push({ run: run.index, file, files: run.diff.files, additions: run.diff.additions, deletions: run.diff.deletions, ...(run.review ? { review: reviewSummary(run.review) } : {}) });
     }
     const turn = await ctx.runTurn(JUDGE_SLOT, sandbox, { prompt: judgePrompt(task.prompt, candidates), cwd: dir, model: task.model, maxTurns: 20 }, signal);
     if (signal.aborted) return;

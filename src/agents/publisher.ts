@@ -6,7 +6,7 @@
  */
 import { SortieError, messageOf } from "../errors.ts";
 import { pushBranch } from "../publish/branch.ts";
-import { defaultBranch, mintPushToken, openPullRequest, pullRequestText } from "../publish/github.ts";
+import { defaultBranch, mintPushToken, openPullRequest, pullRequestText, reviewPullRequest } from "../publish/github.ts";
 import { secretFilesIn } from "../publish/secret-files.ts";
 import { taskLinks } from "../publish/slack.ts";
 import type { Sandbox } from "../sandbox/port.ts";
@@ -164,5 +164,34 @@ export async function publishRun(ctx: PublishContext): Promise<Pick<Publication,
     draft: publication.output === "draft-pr",
   });
   ctx.onStep("pull_request", pullRequest);
+  await postReviewFindings(ctx, minted.token, pullRequest.number);
   return { commit, pullRequest };
+}
+
+/**
+ * A reviewed run's last round of findings goes on its pull request as one
+ * review, each finding with a line as a comment on that line; the rest, or
+ * all of them if GitHub will not place a line, in the review's body. Posting
+ * them is best effort: the pull request stands either way.
+ */
+async function postReviewFindings(ctx: PublishContext, token: string, number: number): Promise<void> {
+  const review = ctx.task.runs[ctx.publication.run]?.review;
+  const last = review?.rounds.at(-1);
+  if (!review || !last || last.findings.length === 0) return;
+  const header = `Sortie's reviewer (${last.reviewer.agent}${last.reviewer.model ? `, ${last.reviewer.model}` : ""}) left ${last.findings.length} finding${last.findings.length === 1 ? "" : "s"} in round ${review.rounds.length} (review ${review.status.replace("_", " ")}).`;
+  const listed = (findings: typeof last.findings) => findings.map((f) => `- \`${f.path}${f.line ? `:${f.line}` : ""}\`${f.severity ? ` (${f.severity})` : ""}: ${f.body}`).join("\n");
+  const onLines = last.findings.filter((f) => f.line !== undefined).map((f) => ({ path: f.path, line: f.line!, body: f.severity ? `**${f.severity}**: ${f.body}` : f.body }));
+  const unplaced = last.findings.filter((f) => f.line === undefined);
+  const repo = ctx.spec.repo;
+  try {
+    const posted = await reviewPullRequest(ctx.env, token, { repo, number, body: unplaced.length ? `${header}\n\n${listed(unplaced)}` : header, comments: onLines });
+    ctx.onStep("review_posted", { review: posted.id, comments: onLines.length, inBody: unplaced.length });
+  } catch (error) {
+    try {
+      const posted = await reviewPullRequest(ctx.env, token, { repo, number, body: `${header}\n\n${listed(last.findings)}`, comments: [] });
+      ctx.onStep("review_posted", { review: posted.id, comments: 0, inBody: last.findings.length, linesRefused: messageOf(error) });
+    } catch (again) {
+      ctx.onStep("review_failed", { message: messageOf(again) });
+    }
+  }
 }

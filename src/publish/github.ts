@@ -131,6 +131,35 @@ export function linkedIssue(task: Pick<TaskState, "key" | "repo">): number | nul
   return Number(match[2]);
 }
 
+/** One comment of a review, on a line of the pull request's new file. */
+export interface ReviewComment {
+  path: string;
+  line: number;
+  body: string;
+}
+
+/**
+ * Posts a review (event COMMENT: it neither approves nor blocks) with
+ * `comments` on their lines of the pull request's diff.
+ *
+ * @example await reviewPullRequest(env, token, { repo, number: 7, body: "Sortie's reviewer said:", comments })
+ */
+export async function reviewPullRequest(env: Cloudflare.Env, token: string, review: { repo: string; number: number; body: string; comments: ReviewComment[] }): Promise<{ id: number }> {
+  const { owner, name } = splitRepo(review.repo);
+  const secrets = secretValues(env);
+  const { data } = await github(`reviewing ${owner}/${name}#${review.number}`, [token], () =>
+    client(env, token).rest.pulls.createReview({
+      owner,
+      repo: name,
+      pull_number: review.number,
+      event: "COMMENT",
+      body: scrubText(review.body, secrets),
+      comments: review.comments.map((c) => ({ path: c.path, line: c.line, side: "RIGHT" as const, body: scrubText(c.body, secrets) })),
+    }),
+  );
+  return { id: data.id };
+}
+
 const TITLE_CHARS = 72;
 const PROMPT_CHARS = 3000;
 const SUMMARY_CHARS = 20_000;

@@ -153,6 +153,16 @@ export async function startGitHubStandin(options) {
           base: { ref: body.base },
         });
       }
+      const review = /^\/pulls\/(\d+)\/reviews$/.exec(rest);
+      if (review && method === "POST") {
+        if (!can(grant, personal, "pull_requests")) return refuse(403, "Resource not accessible by integration");
+        if (!(pulls.get(slug)?.has(Number(review[1])) ?? false)) return answer(404, { message: "Not Found" });
+        const comments = Array.isArray(body?.comments) ? body.comments : [];
+        // GitHub refuses a line comment outside the diff; the stand-in refuses one on line 0 or without a path.
+        if (comments.some((c) => typeof c?.path !== "string" || !(c.line >= 1))) return refuse(422, "pull_request_review_thread.line must be part of the diff");
+        const id = nextCommentId++;
+        return answer(200, { id, state: body?.event === "COMMENT" ? "COMMENTED" : "PENDING", body: body?.body ?? "" });
+      }
       const comment = /^\/issues\/(\d+)\/comments$/.exec(rest);
       if (comment && method === "POST") {
         const number = Number(comment[1]);

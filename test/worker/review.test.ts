@@ -122,6 +122,38 @@ describe("review lanes", { timeout: 240_000 }, () => {
     expect(events.filter((e) => e.type === "review.result")).toHaveLength(2);
   });
 
+  it("publishing a reviewed run posts the last round's findings on the pull request as comments on their lines", async () => {
+    await fetch(`${env.GITHUB_API_URL}/__calls`, { method: "DELETE" });
+    const { task } = await reviewedTask({
+      output: "pr",
+      review: { agent: "claude-code", rounds: 1 },
+      prompt: lanePrompt(
+        [write("app.js", "const a = 1;\nconst b = 2;\n"), { text: "Wrote app.js." }],
+        [[verdict({ verdict: "changes", findings: [{ path: "app.js", line: 2, body: "b is never used.", severity: "minor" }, { path: "README.md", body: "Document app.js." }] }), { text: "Two findings." }]],
+      ),
+    });
+    expect(task.runs[0]!.review?.status).toBe("changes_requested");
+    const deadline = Date.now() + 30_000;
+    let published = task;
+    while (!["succeeded", "failed"].includes(published.publication?.status ?? "") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      published = (await (await api(`/api/tasks/${task.id}`)).json()) as TaskView;
+    }
+    expect(published.publication?.status, JSON.stringify(published.publication)).toBe("succeeded");
+    const calls = ((await (await fetch(`${env.GITHUB_API_URL}/__calls`)).json()) as { calls: { method: string; path: string; body?: Record<string, unknown> }[] }).calls;
+    const number = published.publication!.pullRequest!.number;
+    const review = calls.find((c) => c.method === "POST" && c.path === `/repos/acme/widgets/pulls/${number}/reviews`);
+    expect(review?.body).toMatchObject({ event: "COMMENT", comments: [{ path: "app.js", line: 2, side: "RIGHT", body: "**minor**: b is never used." }] });
+    expect(String(review?.body?.body)).toContain("`README.md`: Document app.js.");
+  });
+
+  it("the judge is told each candidate's review", async () => {
+    const { judgePrompt, reviewSummary } = await import("../../src/agents/judge.ts");
+    const summary = reviewSummary({ status: "needs_attention", reason: null, rounds: [{ verdict: "changes", findings: [{ path: "a.ts", line: 2, body: "Missing test." }], reviewer: { agent: "gemini", model: null }, startedAt: 0, endedAt: 1 }] });
+    expect(summary).toBe("needs attention after 1 round; last findings: a.ts:2: Missing test.");
+    expect(judgePrompt("task", [{ run: 0, file: "run-0.diff", files: 1, additions: 1, deletions: 0, review: summary }])).toContain(`its reviewer: ${summary}`);
+  });
+
   it("review takes 1 to 5 rounds; an analysis task has nothing to review", async () => {
     for (const review of [{ rounds: 0 }, { rounds: 6 }, { agent: "nope" }, { extra: true }]) {
       const response = await api("/api/tasks", { method: "POST", body: JSON.stringify({ repo: "acme/widgets", prompt: "x", review }) });
