@@ -40,6 +40,7 @@ export async function run({ values, positionals: [repo, prompt], client }) {
   if (values.branch !== undefined) body.branch = values.branch;
   if (values.timeout !== undefined) body.timeoutMinutes = minutes(values.timeout);
   if (values.judge) body.judge = true;
+  if (values.review !== undefined) body.review = values.review === "" ? {} : { rounds: integer(values.review, "--review", 1) };
   if (values.pr) body.output = "pr";
   let task;
   try {

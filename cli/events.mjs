@@ -20,7 +20,8 @@ export function eventRenderer({ c, multiRun, width }) {
     const cwd = cwds.get(event.type.replace(/\.[a-z_]+$/, ".init") + event.run);
     if (cwd && /\.tool_(call|result)$/.test(event.type)) event = { ...event, data: relativeTo(cwd, event.data) };
     const judging = event.type.startsWith("judge.");
-    const prefix = judging ? `${c.magenta("[judge]")} ` : multiRun && event.run !== null ? `${c[RUN_COLORS[event.run % RUN_COLORS.length]](`[${event.run}]`)} ` : "";
+    const reviewing = event.type.startsWith("review.");
+    const prefix = judging ? `${c.magenta("[judge]")} ` : reviewing ? `${c.magenta(`[review${event.run !== null && multiRun ? ` ${event.run}` : ""}]`)} ` : multiRun && event.run !== null ? `${c[RUN_COLORS[event.run % RUN_COLORS.length]](`[${event.run}]`)} ` : "";
     const room = Math.max(20, width - [...prefix.replace(/\x1b\[\d+m/g, "")].length);
     const lines = linesOf(event, c, room);
     return lines.map((line) => `${prefix}${line}`);
@@ -34,7 +35,7 @@ function relativeTo(cwd, data) {
 
 function linesOf(event, c, width) {
   const d = event.data ?? {};
-  const kind = event.type.replace(/^judge\.(?=text|tool_call|tool_result|init|retry|result|system|other|usage)/, "agent.");
+  const kind = event.type.replace(/^(?:judge|review)\.(?=text|tool_call|tool_result|init|retry|result|system|other|usage|reasoning)/, "agent.");
   const failure = (label) => c.red(`${label}${d.error ? `: ${d.error.message ?? d.error} (${d.error.code ?? "error"})` : ""}`);
   switch (kind) {
     case "task.status":
@@ -92,6 +93,15 @@ function linesOf(event, c, width) {
       return [failure(`judge ${d.status}`)];
     case "task.winner":
       return [c.green(`winner: run ${d.run}${d.by ? ` (picked by ${d.by})` : ""}`)];
+    case "review.status":
+      return d.status === "running" ? [c.dim(`· reviewing with ${d.reviewer?.agent ?? "?"}, at most ${d.rounds ?? "?"} rounds`)] : [c.yellow(`review ${String(d.status).replace("_", " ")}${d.reason ? `: ${d.reason}` : ""}`)];
+    case "review.round": {
+      const head = `round ${d.round}: ${d.verdict ?? "no verdict"}${d.status && d.status !== "running" ? ` · review ${String(d.status).replace("_", " ")}` : ""}`;
+      const findings = (d.findings ?? []).map((f) => c.dim(`  ${f.path}${f.line ? `:${f.line}` : ""}${f.severity ? ` [${f.severity}]` : ""} ${f.body}`));
+      return [d.verdict === "approve" ? c.green(head) : d.error ? failure(head) : c.yellow(head), ...findings];
+    }
+    case "review.feedback":
+      return [c.dim(`· ${d.findings} finding${d.findings === 1 ? "" : "s"} handed to the coder`)];
     case "sandbox.destroyed":
       return [c.dim("· sandbox destroyed")];
     case "sandbox.destroy_failed":

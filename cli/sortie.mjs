@@ -26,9 +26,9 @@ const GLOBAL_OPTIONS = {
 const COMMANDS = {
   run: {
     args: ["repo", "prompt"],
-    usage: 'run <repo> "<prompt>" [-n N] [--agent A] [--isolation L] [--model M] [--branch B] [--setup CMD] [--egress HOST]… [--timeout MIN] [--judge] [--pr] [--follow]',
+    usage: 'run <repo> "<prompt>" [-n N] [--agent A] [--isolation L] [--model M] [--branch B] [--setup CMD] [--egress HOST]… [--timeout MIN] [--judge] [--review[=ROUNDS]] [--pr] [--follow]',
     summary: "start a task: one or more agents at work on <repo>",
-    options: { runs: { type: "string", short: "n" }, agent: { type: "string", multiple: true }, isolation: { type: "string" }, model: { type: "string" }, branch: { type: "string" }, setup: { type: "string" }, egress: { type: "string", multiple: true }, timeout: { type: "string" }, judge: { type: "boolean" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
+    options: { runs: { type: "string", short: "n" }, agent: { type: "string", multiple: true }, isolation: { type: "string" }, model: { type: "string" }, branch: { type: "string" }, setup: { type: "string" }, egress: { type: "string", multiple: true }, timeout: { type: "string" }, judge: { type: "boolean" }, review: { type: "string" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
     details: `<repo> is owner/name or https://github.com/owner/name; a <prompt> of - is read from stdin.
   -n, --runs N      N parallel attempts, each in its own sandbox
   --agent A         the agent CLI: claude-code (default), codex, opencode or gemini;
@@ -41,6 +41,8 @@ const COMMANDS = {
   --branch B        the branch to start from (default: the repo's default branch)
   --timeout MIN     the task's wall-clock limit in minutes
   --judge           when every run has ended, a reviewer ranks their diffs and picks a winner
+  --review[=ROUNDS] a read-only reviewer checks each run's change; its findings go back to the coder
+                    for up to ROUNDS rounds (1 to 5, default 2)
   --pr              open a pull request with the result
   -f, --follow      stream the task until it ends; exit 0 only if it succeeded
   --json            the created task (with --follow: the ended task) as JSON`,
@@ -146,7 +148,9 @@ async function main(argv) {
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true });
+    // `--review` alone means the default rounds: parseArgs wants a value for a string option.
+    const args = command.options.review ? rest.map((arg) => (arg === "--review" ? "--review=" : arg)) : rest;
+    parsed = parseArgs({ args, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true });
   } catch (error) {
     throw usageError(`${error.message.replace(/\. To specify a positional argument.*$/s, "")}\nusage: sortie ${command.usage}`);
   }

@@ -60,6 +60,7 @@ export function taskDetails(task, c) {
       formatDiff(run.diff),
       run.agent && run.agent !== "claude-code" ? run.agent : null,
       run.isolation && run.isolation !== "sandbox" ? `isolation ${run.isolation}` : null,
+      run.review ? `review ${run.review.status.replace("_", " ")} (${run.review.rounds.length} round${run.review.rounds.length === 1 ? "" : "s"})` : null,
       run.model ? `model ${run.model}` : null,
       run.queuePosition ? `queue position ${run.queuePosition}` : null,
       run.pendingMessages ? `${run.pendingMessages} message${run.pendingMessages === 1 ? "" : "s"} waiting` : null,

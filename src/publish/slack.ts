@@ -194,6 +194,7 @@ function runLine(run: RunView, winner: boolean): string {
   if (run.diff) parts.push(`${run.diff.files} ${run.diff.files === 1 ? "file" : "files"} +${run.diff.additions} −${run.diff.deletions}`);
   if (run.costUsd > 0) parts.push(dollars(run.costUsd));
   if (run.durationMs !== null) parts.push(duration(run.durationMs));
+  if (run.review) parts.push(`review ${run.review.status.replace("_", " ")} (${run.review.rounds.length} ${run.review.rounds.length === 1 ? "round" : "rounds"})`);
   let line = parts.join(" · ");
   if (run.error) line += `\n_${escapeMrkdwn(cut(run.error.message, DETAIL_CHARS))}_`;
   return line;

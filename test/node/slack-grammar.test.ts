@@ -47,6 +47,15 @@ describe("starting a task", () => {
     expect(error("acme/widgets --agent=codex --agent=gemini go")).toContain("once");
   });
 
+  it("reads --review and --review=ROUNDS (1 to 5)", () => {
+    expect(command("acme/widgets --review fix it")).toMatchObject({ review: 2, prompt: "fix it" });
+    expect(command("acme/widgets x2 --review=4 fix it")).toMatchObject({ runs: 2, review: 4, prompt: "fix it" });
+    expect(command("acme/widgets fix --review")).toMatchObject({ prompt: "fix --review" });
+    expect(error("acme/widgets --review=6 go")).toContain("1 to 5");
+    expect(error("acme/widgets --review=x go")).toContain("1 to 5");
+    expect(error("acme/widgets --review --review=3 go")).toContain("once");
+  });
+
   it("refuses an unknown option rather than taking it as the prompt", () => {
     expect(error("acme/widgets --dratf ship it")).toContain("unknown option `--dratf`");
   });

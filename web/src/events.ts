@@ -15,15 +15,15 @@ const str = (data: Data, key: string): string => (typeof data[key] === "string" 
 const num = (data: Data, key: string): number | null => (typeof data[key] === "number" ? (data[key] as number) : null);
 
 export function renderEvent(event: TaskEvent): HTMLLIElement {
-  // Judge events mirror the agent's (`judge.text`, `judge.tool_call`, …) and draw the same way.
-  const kind = event.type.replace(/^judge\./, "agent.");
+  // Judge and reviewer events mirror the agent's (`judge.text`, `review.tool_call`, …) and draw the same way.
+  const kind = event.type.replace(/^judge\./, "agent.").replace(/^review\.(?=text|tool_call|tool_result|init|retry|result|system|other|usage|reasoning)/, "agent.");
   const item = h("li", { class: `event event-${kind.replace(".", "-")}`, "data-testid": "event", "data-seq": event.seq, "data-type": event.type, title: `#${event.seq} ${new Date(event.ts).toLocaleTimeString()}` });
   item.append(...body(kind, event));
   return item;
 }
 
 function body(kind: string, { type, data }: TaskEvent): (Node | string)[] {
-  const judge = type.startsWith("judge.") ? h("span", { class: "tag" }, "judge") : "";
+  const judge = type.startsWith("judge.") ? h("span", { class: "tag" }, "judge") : type.startsWith("review.") ? h("span", { class: "tag" }, "review") : "";
   switch (kind) {
     case "agent.text":
       return [judge, h("div", { class: "text" }, str(data, "text")), truncated(data)];
@@ -113,6 +113,14 @@ function lineFor(type: string, data: Data): string | null {
       return `judge queued for runs ${Array.isArray(data.candidates) ? data.candidates.join(", ") : "?"}`;
     case "task.winner":
       return `winner: run ${num(data, "run") ?? "?"} (picked by ${str(data, "by")})`;
+    case "review.status":
+      return `review ${str(data, "status").replace("_", " ")}${str(data, "reason") ? `: ${str(data, "reason")}` : ""}`;
+    case "review.round": {
+      const findings = Array.isArray(data.findings) ? data.findings.length : 0;
+      return `review round ${num(data, "round") ?? "?"}: ${str(data, "verdict") || "no verdict"}, ${findings} finding${findings === 1 ? "" : "s"}${error}`;
+    }
+    case "review.feedback":
+      return `${num(data, "findings") ?? "?"} findings handed to the coder`;
     default:
       return null;
   }

@@ -20,6 +20,7 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
   const elapsed = timer(null, null, "run-elapsed");
   const facts = h("div", { class: "run-facts muted small", "data-testid": "run-facts" });
   const isolation = h("span", { class: "isolation-badge", "data-testid": "run-isolation", hidden: true });
+  const review = h("p", { class: "review-status", "data-testid": "run-review", hidden: true });
   const agent = h("span", { class: "agent-badge", "data-testid": "run-agent" });
   const variant = h("div", { class: "muted small", hidden: true });
   const error = h("p", { class: "error small", "data-testid": "run-error", hidden: true });
@@ -30,18 +31,22 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
   const element = h(
     "section",
     { class: "run", "data-testid": "run-column", "data-run": index },
-    h("header", { class: "run-head" }, h("div", { class: "run-title" }, h("h2", {}, `Run ${index}`), status, agent, isolation, phase, winnerBadge, h("span", { class: "spacer" }), elapsed, pick), variant, facts, error),
+    h("header", { class: "run-head" }, h("div", { class: "run-title" }, h("h2", {}, `Run ${index}`), status, agent, isolation, phase, winnerBadge, h("span", { class: "spacer" }), elapsed, pick), variant, facts, review, error),
     events,
     diff,
   );
   let diffState: "none" | "loading" | "drawn" = "none";
+  // What the drawn diff shows: a new diff (a reviewed coder's fix) or a new review round draws it again.
+  let drawnKey = "";
+  const keyOf = (run: RunView) => `${run.diff?.bytes ?? 0}:${run.diff?.additions ?? 0}:${run.review?.rounds.length ?? 0}:${run.review?.status ?? ""}`;
 
-  const loadDiff = async () => {
+  const loadDiff = async (run: RunView) => {
     diffState = "loading";
+    drawnKey = keyOf(run);
     diff.hidden = false;
-    diff.replaceChildren(h("p", { class: "muted" }, "Loading the diff…"));
+    if (!diff.querySelector(".diff-body")) diff.replaceChildren(h("p", { class: "muted" }, "Loading the diff…"));
     try {
-      await drawDiff(diff, taskId, index);
+      await drawDiff(diff, taskId, index, run.review?.rounds.at(-1)?.findings ?? []);
       diffState = "drawn";
     } catch (failure) {
       // The next state change tries again.
@@ -87,7 +92,10 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
       winnerBadge.textContent = won ? `★ winner (${task.winner!.by})` : "";
       pick.disabled = won || run.status !== "succeeded" || !run.diff;
       pick.title = pick.disabled && !won ? "only a succeeded run with a diff can win" : "";
-      if (run.diff && diffState === "none") void loadDiff();
+      review.hidden = !run.review;
+      review.textContent = run.review ? `review ${run.review.status.replace("_", " ")} · ${run.review.rounds.length} round${run.review.rounds.length === 1 ? "" : "s"}${run.review.reason ? ` · ${run.review.reason}` : ""}` : "";
+      review.dataset.status = run.review?.status ?? "";
+      if (run.diff && (diffState === "none" || (diffState === "drawn" && keyOf(run) !== drawnKey))) void loadDiff(run);
     },
   };
 }

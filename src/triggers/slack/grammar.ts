@@ -7,7 +7,7 @@
  * // { ok: true, command: { kind: "run", repo: "acme/widgets", branch: "main", runs: 3, output: "draft-pr", prompt: "add a NOTES.md" } }
  */
 import { LIMITS } from "../../config.ts";
-import { AGENT_NAMES, ISOLATION_LEVELS, type AgentName } from "../../schema.ts";
+import { AGENT_NAMES, ISOLATION_LEVELS, REVIEW_ROUNDS, type AgentName } from "../../schema.ts";
 
 /** What a finished task should become beyond its diff. */
 export type SlackOutput = "pr" | "draft-pr";
@@ -15,7 +15,7 @@ export type SlackOutput = "pr" | "draft-pr";
 export type SlackIsolation = (typeof ISOLATION_LEVELS)[number] | "auto";
 
 export type SlackCommand =
-  | { kind: "run"; repo: string; branch: string | null; runs: number; output: SlackOutput | null; agent?: AgentName; isolation?: SlackIsolation; prompt: string }
+  | { kind: "run"; repo: string; branch: string | null; runs: number; output: SlackOutput | null; agent?: AgentName; isolation?: SlackIsolation; review?: number; prompt: string }
   | { kind: "status"; id: string }
   | { kind: "cancel"; id: string }
   | { kind: "help" };
@@ -24,7 +24,7 @@ export type ParsedSlackCommand = { ok: true; command: SlackCommand } | { ok: fal
 
 export const SLACK_USAGE = [
   "*Usage*",
-  "`/sortie owner/repo[@branch] [xN] [--pr|--draft] [--agent=NAME] [--isolation=LEVEL] <prompt>`: start a task (N parallel runs, 1 to 8)",
+  "`/sortie owner/repo[@branch] [xN] [--pr|--draft] [--agent=NAME] [--isolation=LEVEL] [--review[=ROUNDS]] <prompt>`: start a task (N parallel runs, 1 to 8; `--review`: a reviewer checks each run's change, 1 to 5 rounds)",
   `Agents: ${AGENT_NAMES.join(", ")}. Isolation: ${[...ISOLATION_LEVELS, "auto"].join(", ")}.`,
   "`/sortie status <task id>`: where a task stands",
   "`/sortie cancel <task id>`: stop a task",
@@ -62,6 +62,7 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
   let output: SlackOutput | null = null;
   let agent: AgentName | undefined;
   let isolation: SlackIsolation | undefined;
+  let review: number | undefined;
   for (;;) {
     const word = words.peek();
     if (word === null) break;
@@ -79,6 +80,14 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
     }
     if (word.startsWith("--")) {
       const flag = word.toLowerCase();
+      const reviewed = /^--review(?:=(.*))?$/.exec(flag);
+      if (reviewed) {
+        if (review !== undefined) return fail("give `--review` once");
+        review = reviewed[1] === undefined ? REVIEW_ROUNDS.default : Number(reviewed[1]);
+        if (!Number.isInteger(review) || review < REVIEW_ROUNDS.min || review > REVIEW_ROUNDS.max) return fail(`\`${word}\`: review rounds must be ${REVIEW_ROUNDS.min} to ${REVIEW_ROUNDS.max}`);
+        words.next();
+        continue;
+      }
       const valued = /^--(agent|isolation)=(.*)$/.exec(flag);
       if (valued) {
         const [, name, value] = valued;
@@ -95,7 +104,7 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
         words.next();
         continue;
       }
-      if (flag !== "--pr" && flag !== "--draft") return fail(`unknown option \`${word}\`; the options are \`xN\`, \`--pr\`, \`--draft\`, \`--agent=NAME\` and \`--isolation=LEVEL\``);
+      if (flag !== "--pr" && flag !== "--draft") return fail(`unknown option \`${word}\`; the options are \`xN\`, \`--pr\`, \`--draft\`, \`--agent=NAME\`, \`--isolation=LEVEL\` and \`--review[=ROUNDS]\``);
       if (output !== null) return fail("choose one of `--pr` and `--draft`");
       output = flag === "--pr" ? "pr" : "draft-pr";
       words.next();
@@ -106,7 +115,7 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
 
   const prompt = words.rest();
   if (prompt === "") return fail(`what should the agent do in \`${repo[1]}\`? Put the prompt after the repository`);
-  return { ok: true, command: { kind: "run", repo: repo[1]!, branch: branch ?? null, runs: runs ?? 1, output, ...(agent ? { agent } : {}), ...(isolation ? { isolation } : {}), prompt } };
+  return { ok: true, command: { kind: "run", repo: repo[1]!, branch: branch ?? null, runs: runs ?? 1, output, ...(agent ? { agent } : {}), ...(isolation ? { isolation } : {}), ...(review ? { review } : {}), prompt } };
 }
 
 /**
