@@ -6,7 +6,7 @@
  * load, latency and throughput run on a second dev server whose sandboxes
  * find the stand-in agent CLI (bench/standin-claude/claude) before Claude Code.
  *
- *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces
+ *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces, review
  *   npm run bench -- parallel burst    # only those
  */
 import fs from "node:fs";
@@ -24,6 +24,7 @@ import { findWorkerd } from "./memory.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchParallel } from "./parallel.ts";
 import { THROUGHPUT_VIEWERS, benchThroughput } from "./throughput.ts";
+import { benchReview } from "./review.ts";
 import { benchWorkspaces } from "./workspaces.ts";
 import { describeMachine, figureRows, machine, table, type Figure } from "./report.ts";
 import type { BenchResult } from "./result.ts";
@@ -31,7 +32,7 @@ import type { BenchResult } from "./result.ts";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS = path.join(here, "results.json");
 const TIME_LIMIT_MS = 15 * 60_000;
-const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces"] as const;
+const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces", "review"] as const;
 type BenchName = (typeof ALL)[number];
 
 const TITLES: Record<BenchName, string> = {
@@ -43,6 +44,7 @@ const TITLES: Record<BenchName, string> = {
   latency: "Latency: agent line printed → viewer, 2,000 lines/s (stand-in agent CLI)",
   throughput: `Throughput: one task's events to ${THROUGHPUT_VIEWERS} viewers, printed as fast as possible (stand-in agent CLI)`,
   workspaces: "Workspaces: setup once and fork 8, a warm second task, the dependency cache (npm ci + tsc setup)",
+  review: "Review lanes: a review round's own overhead on a 5,000-file repository",
 };
 
 /**
@@ -59,6 +61,7 @@ const SERVER_OF: Record<Exclude<BenchName, "bundle">, ServerKind> = {
   latency: "standin-cli",
   throughput: "standin-cli",
   workspaces: "demo",
+  review: "demo",
 };
 // The rate limit on task creation (60 a minute by default) is lifted: burst and load measure the fleet, not the limiter.
 const FLEET_ENV = { MAX_SANDBOXES: String(BURST_CAP), MAX_SANDBOXES_PER_CREATOR: String(BURST_CAP), TASK_RATE_LIMIT_PER_MINUTE: "100000" };
@@ -182,6 +185,7 @@ async function runOne(name: BenchName): Promise<BenchResult> {
     : name === "load" ? await benchLoad(api, { workerd, persistTo: dev.persistTo })
     : name === "latency" ? await benchLatency(api, workerd)
     : name === "workspaces" ? await benchWorkspaces(api, dev.gitBaseUrl)
+    : name === "review" ? await benchReview(api, dev.gitBaseUrl)
     : await benchThroughput(api, workerd);
   const reloads = workerReloads() - reloadsBefore;
   if (reloads > 0) {
@@ -212,8 +216,11 @@ try {
     } catch (error) {
       failed = true;
       results[name] = { error: error instanceof Error ? (error.stack ?? error.message) : String(error), measuredAt: new Date().toISOString() };
-      const message = error instanceof Error ? error.message : String(error);
+      // A fetch failure says why only in its cause (refused, reset, timed out).
+      const cause = error instanceof Error && error.cause ? ` (${error.cause instanceof Error ? error.cause.message : String(error.cause)})` : "";
+      const message = error instanceof Error ? `${error.message}${cause}` : String(error);
       console.error(`${name} failed: ${message === lastError ? "as above" : message}`);
+      if (process.env.BENCH_DEBUG && server) console.error(server.output().split("\n").filter((line) => !line.includes("Environment Variable")).slice(-60).join("\n"));
       lastError = message;
     }
     console.log(`(${((Date.now() - t0) / 1000).toFixed(1)} s)`);

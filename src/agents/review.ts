@@ -127,6 +127,8 @@ export interface ReviewLaneContext {
   reviewerTurn(sandbox: Sandbox, turn: AgentTurn): Promise<AgentTurnResult>;
   /** The lane's state changed: the run view shows it, an event records it. */
   update(review: ReviewView, event: { type: string; data: Record<string, unknown> }): void;
+  /** Records an event of the lane that changes nothing in its state. */
+  note(type: string, data: Record<string, unknown>): void;
   signal: AbortSignal;
 }
 
@@ -203,12 +205,15 @@ interface RoundOutcome {
 async function reviewRound(ctx: ReviewLaneContext, round: number, reviewer: { agent: AgentName; model: string | null }, change: { text: string; stats: { files: number; additions: number; deletions: number } }): Promise<RoundOutcome> {
   let sandbox: Sandbox | undefined;
   let costUsd = 0;
+  const began = Date.now();
   try {
     const peer = await packPeerView(ctx.coder.sandbox, ctx.coder.placement.repoDir, ctx.coder.placement.scratchDir, ctx.excludes, ctx.coder.placement.gitEnv);
     sandbox = await ctx.openReviewer();
     const paths = reviewerPaths(sandbox.workdir);
     await installPeerView(sandbox, peer.archive, { peerDir: paths.peerDir, outDir: paths.outDir, uid: ANALYSIS_UID });
     await sandbox.writeFile(paths.diffFile, change.text.slice(0, REVIEW_DIFF_CHARS));
+    // The round's own cost in time, before the model is asked anything: the benchmark's figure.
+    ctx.note("review.reviewer_started", { round, files: peer.files, peerViewBytes: peer.archive.length, preparedMs: Date.now() - began, sandbox: sandbox.id });
     const confine = { uid: ANALYSIS_UID, home: paths.home };
     const env = { SORTIE_PEER_DIR: paths.peerDir, SORTIE_REVIEW_FILE: paths.verdictFile };
     const turnOf = (prompt: string, resumeSessionId: string | null): AgentTurn => ({

@@ -214,6 +214,7 @@ function reviewLane(ctx: RunContext, index: number, spec: TaskSpec, sandbox: San
       ctx.patchRun(index, { review });
       ctx.record({ run: index, type: event.type, data: event.data });
     },
+    note: (type, data) => ctx.record({ run: index, type, data }),
     signal,
   };
 }

@@ -40,7 +40,7 @@ export class PeerViewError extends Error {
  * became a directory since adds nothing.
  */
 export async function packPeerView(sandbox: Sandbox, repoDir: string, scratchDir: string, excludes: readonly string[], gitEnv: Record<string, string> = {}): Promise<{ archive: string; files: number }> {
-  const archive = `${scratchDir}/peer-view.tar`;
+  const archive = `${scratchDir}/peer-view.tar.gz`;
   const script = [
     "set -euo pipefail",
     'cd "$SORTIE_REPO"',
@@ -54,7 +54,8 @@ export async function packPeerView(sandbox: Sandbox, repoDir: string, scratchDir
     "  esac",
     'done <<< "$SORTIE_EXCLUDES"',
     'find . -mindepth 1 \\( -false "${prune[@]}" \\) -prune -o -type f -print0 > "$SORTIE_ARCHIVE.list"',
-    'tar --null --no-recursion -T "$SORTIE_ARCHIVE.list" -cf "$SORTIE_ARCHIVE"',
+    // Source compresses well and the archive crosses two sandbox boundaries: the fastest gzip level is enough.
+    'tar --null --no-recursion -T "$SORTIE_ARCHIVE.list" -cf - | gzip -1 > "$SORTIE_ARCHIVE"',
     'base64 -w0 "$SORTIE_ARCHIVE" > "$SORTIE_ARCHIVE.b64"',
     'tr -cd "\\0" < "$SORTIE_ARCHIVE.list" | wc -c',
     'stat -c %s "$SORTIE_ARCHIVE.b64"',
@@ -80,11 +81,11 @@ export async function installPeerView(sandbox: Sandbox, archive: string, dirs: {
     "set -euo pipefail",
     'rm -rf "$SORTIE_PEER" "$SORTIE_OUT"',
     'install -d -m 0755 -o 0 -g 0 "$SORTIE_PEER"',
-    'base64 -d "$SORTIE_ENCODED" | tar -x --no-same-owner --no-same-permissions -C "$SORTIE_PEER" -f -',
+    // Extracted by root without the archive's owners (so root's) and through the umask (so not group or world writable).
+    'base64 -d "$SORTIE_ENCODED" | gzip -dc | tar -x --no-same-owner --no-same-permissions -C "$SORTIE_PEER" -f -',
     'rm -f "$SORTIE_ENCODED"',
     'find "$SORTIE_PEER" -type l -delete',
-    'chown -R 0:0 "$SORTIE_PEER"',
-    'chmod -R a+rX,go-w "$SORTIE_PEER"',
+    'chmod -R a+rX,go-w,ug-s "$SORTIE_PEER"',
     'install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$SORTIE_OUT"',
   ].join("\n");
   const result = await sandbox.exec(script, { env: { SORTIE_PEER: dirs.peerDir, SORTIE_OUT: dirs.outDir, SORTIE_ENCODED: encoded, SORTIE_UID: String(dirs.uid) }, timeoutMs: 5 * 60_000 });
