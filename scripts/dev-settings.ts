@@ -5,10 +5,10 @@
  * out without), and with `secrets` set, wrangler dev loads only those keys from
  * .dev.vars or the environment. So the dev script runs wrangler dev on a copy
  * of the configuration whose `secrets.required` names every setting this
- * start has (in .dev.vars or the environment), and points it at .dev.vars with
- * `--env-file`: wrangler itself parses the file, the environment wins over it,
- * and no value ever sits on a command line. wrangler.jsonc itself, `wrangler
- * types` and `wrangler deploy` are untouched.
+ * start has (in .dev.vars or the environment). The dev script parses the file
+ * once (`util.parseEnv`), the environment wins over it, and every value reaches
+ * wrangler through its environment, never a command line. wrangler.jsonc
+ * itself, `wrangler types` and `wrangler deploy` are untouched.
  */
 import fs from "node:fs";
 import path from "node:path";

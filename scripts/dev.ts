@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startLocalSandboxHost } from "../container/local-host.ts";
-import { collectSettings, devConfig, integrationReport } from "./dev-settings.ts";
+import { collectSettings, devConfig, integrationReport, knownKeys } from "./dev-settings.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
@@ -29,7 +29,9 @@ const port = process.env.PORT ?? "8787";
 const persistTo = option("--persist-to") ?? path.join(root, ".wrangler", "state");
 const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
 
-const devVars = path.resolve(option("--dev-vars") ?? path.join(root, ".dev.vars"));
+// Like wrangler: .dev.vars, else .env, in the project root (or the file --dev-vars names).
+const dotEnv = path.join(root, ".env");
+const devVars = path.resolve(option("--dev-vars") ?? (!fs.existsSync(path.join(root, ".dev.vars")) && fs.existsSync(dotEnv) ? dotEnv : path.join(root, ".dev.vars")));
 if (!fs.existsSync(devVars) && !process.env.SORTIE_ADMIN_TOKEN) {
   const token = randomBytes(24).toString("base64url");
   const example = fs.readFileSync(path.join(root, ".dev.vars.example"), "utf8");
@@ -75,6 +77,11 @@ if (viewer.status !== 0) {
 }
 
 const settings = collectSettings({ root, file: devVars, env: process.env, computed: vars });
+// Every setting reaches wrangler through its environment (which it reads whenever `secrets` is set), parsed once,
+// here: the report below and the Worker see the same values, and none is ever on a command line.
+const childEnv: Record<string, string | undefined> = { ...process.env };
+for (const key of knownKeys(root)) delete childEnv[key];
+for (const [key, { value }] of settings.values) childEnv[key] = value;
 console.log(["configuration (values never shown):", ...integrationReport(settings).map((line) => `  ${line}`)].join("\n"));
 // wrangler dev runs on a copy of wrangler.jsonc whose secrets.required names every setting this start has (scripts/dev-settings.ts).
 const configDir = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-dev-config-"));
@@ -83,8 +90,8 @@ fs.writeFileSync(configPath, JSON.stringify(devConfig(root, settings), null, 2),
 cleanups.push(() => fs.rmSync(configDir, { recursive: true, force: true }));
 const dev = spawn(
   wrangler,
-  ["dev", "--config", configPath, ...(fs.existsSync(devVars) ? ["--env-file", devVars] : []), "--port", port, "--ip", "127.0.0.1", "--persist-to", persistTo, "--show-interactive-dev-session=false"],
-  { cwd: root, stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...vars } },
+  ["dev", "--config", configPath, "--port", port, "--ip", "127.0.0.1", "--persist-to", persistTo, "--show-interactive-dev-session=false"],
+  { cwd: root, stdio: ["ignore", "pipe", "inherit"], env: childEnv as NodeJS.ProcessEnv },
 );
 dev.stdout!.on("data", (chunk: Buffer) => {
   const text = chunk.toString();

@@ -14,7 +14,8 @@ import { startDevServer, type DevServer } from "../support/dev-server.ts";
 
 const SETTINGS = {
   SORTIE_ADMIN_TOKEN: "file-admin-token-0123456789",
-  SLACK_SIGNING_SECRET: "file-slack-signing-secret-abc",
+  // A dollar sign stays a dollar sign: nothing expands it.
+  SLACK_SIGNING_SECRET: "file-slack-signing-$ecret-abc",
   GITHUB_WEBHOOK_SECRET: "file-github-webhook-secret-def",
   OPENAI_API_KEY: "file-openai-key-unshaped-ghi",
   MAX_BODY_BYTES: "2000",
