@@ -11,7 +11,7 @@ export const TaskStatus = z.enum(TASK_STATUSES);
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
 /** What a run is doing while `running`. */
-export const RunPhase = z.enum(["provisioning", "cloning", "setup", "agent", "diffing", "judging"]);
+export const RunPhase = z.enum(["provisioning", "cloning", "setup", "agent", "diffing", "judging", "reviewing"]);
 export type RunPhase = z.infer<typeof RunPhase>;
 
 export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(["succeeded", "failed", "cancelled", "timed_out"]);

@@ -9,10 +9,10 @@
  */
 import { messageOf } from "../errors.ts";
 import type { AgentTurnResult } from "../runners/agent.ts";
-import { installPeerView, packPeerView } from "../sandbox/peer-view.ts";
+import { installPeerView, packPeerView, type PeerSource } from "../sandbox/peer-view.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import { ReviewVerdict, type AgentName, type ReviewFinding, type ReviewRound, type ReviewView, type TaskSpec } from "../schema.ts";
-import { ANALYSIS_UID, type Placement } from "./placement.ts";
+import { ANALYSIS_UID } from "./placement.ts";
 import type { AgentTurn } from "./run.ts";
 
 /** A marker the reviewer's prompt carries, so tools and stand-ins can tell a reviewing turn from a coding one. */
@@ -47,12 +47,14 @@ const VENDOR: Record<AgentName, string> = { "claude-code": "anthropic", opencode
 
 /**
  * The reviewer's CLI and model: the task's `review.agent`/`review.model`
- * when given; else, of the CLIs configured, one of another vendor than the
+ * when given (a model alone stays with the coder's CLI, whose vendor it
+ * names); else, of the CLIs configured, one of another vendor than the
  * coder's, else another CLI, else the coder's own. The coder's model goes
  * with the coder's CLI only.
  */
 export function chooseReviewer(review: NonNullable<TaskSpec["review"]>, coder: { agent: AgentName; model: string | null }, configured: AgentName[]): { agent: AgentName; model: string | null } {
   if (review.agent) return { agent: review.agent, model: review.model ?? (review.agent === coder.agent ? coder.model : null) };
+  if (review.model) return { agent: coder.agent, model: review.model };
   const otherVendor = configured.find((agent) => VENDOR[agent] !== VENDOR[coder.agent]);
   const otherCli = configured.find((agent) => agent !== coder.agent);
   const agent = otherVendor ?? otherCli ?? coder.agent;
@@ -101,6 +103,11 @@ export function parseReviewVerdict(text: string | null): { verdict: ReviewVerdic
 
 const normalise = (text: string) => text.trim().replace(/\s+/g, " ");
 
+/** A turn that ended as a success: a result, no error, exit 0, turns not used up. */
+export function turnSucceeded(turn: AgentTurnResult): boolean {
+  return !!turn.final && !turn.final.isError && turn.exitCode === 0 && turn.final.subtype !== "error_max_turns";
+}
+
 /** Findings of `next` that `previous` already made: the same body on the same path (whatever the line). */
 export function repeatedFindings(previous: ReviewFinding[], next: ReviewFinding[]): ReviewFinding[] {
   const seen = new Set(previous.map((f) => `${f.path}\u0000${normalise(f.body)}`));
@@ -114,7 +121,8 @@ export interface ReviewLaneContext {
     agent: AgentName;
     model: string | null;
     sandbox: Sandbox;
-    placement: Placement;
+    /** The coder's checkout as a peer view's source: where it is, and who packs it. */
+    source: PeerSource;
     /** Delivers a follow-up in the coder's session and returns its turn. */
     followUp(message: string): Promise<AgentTurnResult>;
     /** Takes the coder's diff again; returns its text and stats. */
@@ -129,6 +137,8 @@ export interface ReviewLaneContext {
   update(review: ReviewView, event: { type: string; data: Record<string, unknown> }): void;
   /** Records an event of the lane that changes nothing in its state. */
   note(type: string, data: Record<string, unknown>): void;
+  /** Scrubs the deployment's secrets from what the reviewer wrote, before anyone (the coder first) reads it. */
+  redact<T>(value: T): T;
   signal: AbortSignal;
 }
 
@@ -137,12 +147,30 @@ export interface ReviewLaneContext {
  * last turn when findings were delivered (its result is the run's now), else null.
  */
 export async function reviewChange(ctx: ReviewLaneContext, first: { text: string; stats: { files: number; additions: number; deletions: number } }): Promise<AgentTurnResult | null> {
+  let ended: ReviewView | null = null;
+  try {
+    return await runLane(ctx, first, (review) => (ended = review));
+  } catch (error) {
+    if (ended && (ended as ReviewView).status === "running") ctx.update({ ...(ended as ReviewView), status: "failed", reason: messageOf(error) }, { type: "review.status", data: { status: "failed", reason: messageOf(error) } });
+    throw error;
+  } finally {
+    // A lane that ends without a verdict on its state (the run was stopped, a step failed) says so.
+    const last = ended as ReviewView | null;
+    if (last?.status === "running") {
+      const reason = ctx.signal.aborted ? "the run was stopped during the review" : "the review ended early";
+      ctx.update({ ...last, status: "failed", reason }, { type: "review.status", data: { status: "failed", reason } });
+    }
+  }
+}
+
+async function runLane(ctx: ReviewLaneContext, first: { text: string; stats: { files: number; additions: number; deletions: number } }, track: (review: ReviewView) => void): Promise<AgentTurnResult | null> {
   const review = ctx.spec.review!;
   const reviewer = chooseReviewer(review, { agent: ctx.coder.agent, model: ctx.coder.model }, ctx.configured);
   const rounds: ReviewRound[] = [];
   let state: ReviewView = { status: "running", rounds, reason: null };
   const set = (next: ReviewView, type: string, data: Record<string, unknown>) => {
     state = next;
+    track(next);
     ctx.update(next, { type, data });
   };
   set(state, "review.status", { status: "running", reviewer, rounds: review.rounds });
@@ -180,7 +208,7 @@ export async function reviewChange(ctx: ReviewLaneContext, first: { text: string
     ctx.update(state, { type: "review.feedback", data: { round, findings: entry.findings.length, text: message } });
     lastTurn = await ctx.coder.followUp(message);
     if (ctx.signal.aborted) return lastTurn;
-    if (!lastTurn.final || lastTurn.final.isError) {
+    if (!turnSucceeded(lastTurn)) {
       set({ status: "failed", rounds, reason: "the coder's turn on the findings did not succeed" }, "review.status", { status: "failed", reason: "coder_turn_failed" });
       return lastTurn;
     }
@@ -207,7 +235,7 @@ async function reviewRound(ctx: ReviewLaneContext, round: number, reviewer: { ag
   let costUsd = 0;
   const began = Date.now();
   try {
-    const peer = await packPeerView(ctx.coder.sandbox, ctx.coder.placement.repoDir, ctx.coder.placement.scratchDir, ctx.excludes, ctx.coder.placement.gitEnv);
+    const peer = await packPeerView(ctx.coder.sandbox, ctx.coder.source, ctx.excludes);
     sandbox = await ctx.openReviewer();
     const paths = reviewerPaths(sandbox.workdir);
     await installPeerView(sandbox, peer.archive, { peerDir: paths.peerDir, outDir: paths.outDir, uid: ANALYSIS_UID });
@@ -223,21 +251,25 @@ async function reviewRound(ctx: ReviewLaneContext, round: number, reviewer: { ag
       maxTurns: REVIEWER_MAX_TURNS,
       resumeSessionId,
       agent: reviewer.agent,
-      readOnly: true,
+      // The CLI may write (its verdict file); the walls are the OS's: its own user, a root-owned view, the model API as its only network.
+      readOnly: false,
+      modelOnly: true,
       placement: { confine, gitEnv: {} },
       env,
     });
     let turn = await ctx.reviewerTurn(sandbox, turnOf(reviewPrompt(ctx.spec.prompt, round, ctx.spec.review!.rounds, paths, change.stats), null));
     costUsd += turn.final?.costUsd ?? 0;
     let read = parseReviewVerdict(await readAsReviewer(sandbox, paths.verdictFile, confine));
-    if ("error" in read && turn.sessionId && !ctx.signal.aborted) {
-      // One more chance, in the reviewer's own session, with what was wrong.
-      turn = await ctx.reviewerTurn(sandbox, turnOf(`Your verdict could not be used: ${read.error}. Write it again to $SORTIE_REVIEW_FILE in the format given.`, turn.sessionId));
+    if ("error" in read && !ctx.signal.aborted) {
+      // One more chance, in the reviewer's own session when it has one, with what was wrong.
+      const retry = `Your verdict could not be used: ${read.error}. Write it again to $SORTIE_REVIEW_FILE in the format given.`;
+      const prompt = reviewPrompt(ctx.spec.prompt, round, ctx.spec.review!.rounds, paths, change.stats);
+      turn = await ctx.reviewerTurn(sandbox, turn.sessionId ? turnOf(retry, turn.sessionId) : turnOf(`${prompt}\n\n${retry}`, null));
       costUsd += turn.final?.costUsd ?? 0;
       read = parseReviewVerdict(await readAsReviewer(sandbox, paths.verdictFile, confine));
     }
     if ("error" in read) return { verdict: null, costUsd, error: { code: "invalid_verdict", message: read.error } };
-    return { verdict: read.verdict, costUsd, error: null };
+    return { verdict: ctx.redact(read.verdict), costUsd, error: null };
   } catch (error) {
     return { verdict: null, costUsd, error: { code: "review_failed", message: messageOf(error) } };
   } finally {

@@ -18,7 +18,7 @@ import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPh
 import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT } from "./judge.ts";
-import { configuredAgents, isReviewSlot, reviewChange, reviewSlot, runOfSlot, type ReviewLaneContext } from "./review.ts";
+import { configuredAgents, isReviewSlot, reviewChange, reviewSlot, runOfSlot, turnSucceeded, type ReviewLaneContext } from "./review.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
@@ -35,6 +35,8 @@ export interface AgentTurn {
   agent?: AgentName;
   /** Answer only: the CLI is told not to edit (analysis runs). */
   readOnly?: boolean;
+  /** The model API is the process's only network (implied by `readOnly`; a reviewer has it without being told not to write). */
+  modelOnly?: boolean;
   /** The agent process's user and network, and the git environment of its checkout. */
   placement?: Pick<Placement, "confine" | "gitEnv">;
   /** Sortie's own variables for the agent (`SORTIE_PEER_DIR`, `SORTIE_REVIEW_FILE`…): paths, never secrets. */
@@ -45,6 +47,8 @@ export interface AgentTurn {
 export interface RunContext {
   env: Cloudflare.Env;
   kv: SyncKvStorage;
+  /** Scrubs the deployment's secrets (src/redact.ts) from a value. */
+  redact<T>(value: T): T;
   diffs(): DiffStore;
   /** The task's workspace snapshot, shared by its runs (see workspace.ts). */
   sharedWorkspace: { snapshot?: Promise<string | null> };
@@ -136,8 +140,13 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       const open = sandbox;
       const diff = () => captureDiff(ctx, index, open, placement, base);
       const first = await diff();
-      const succeeded = turn.final.subtype !== "error_max_turns" && !turn.final.isError && turn.exitCode === 0;
-      if (spec.review && succeeded && first.stats.files > 0) {
+      const lane = ctx.runOf(index).review;
+      if (lane?.status === "running") {
+        // This run's lane was under way when the task agent restarted: its rounds cannot be resumed, the change stands.
+        const reason = "the task agent restarted during the review";
+        ctx.patchRun(index, { review: { ...lane, status: "failed", reason } });
+        ctx.record({ run: index, type: "review.status", data: { status: "failed", reason } });
+      } else if (spec.review && turnSucceeded(turn) && first.stats.files > 0) {
         const followUp = async (message: string) => {
           ctx.setPhase(index, "agent");
           const result = await runTurn(ctx, index, open, turnOf(message, ctx.runOf(index).sessionId), signal);
@@ -194,27 +203,40 @@ async function captureDiff(ctx: RunContext, index: number, sandbox: Sandbox, pla
 }
 
 /** The narrow view of the run a review lane gets: the coder's sandbox and session, a reviewer slot, and the run's record. */
-function reviewLane(ctx: RunContext, index: number, spec: TaskSpec, sandbox: Sandbox, placement: Placement, coder: Omit<ReviewLaneContext["coder"], "sandbox" | "placement">, signal: AbortSignal): ReviewLaneContext {
+function reviewLane(ctx: RunContext, index: number, spec: TaskSpec, sandbox: Sandbox, placement: Placement, coder: Omit<ReviewLaneContext["coder"], "sandbox" | "source">, signal: AbortSignal): ReviewLaneContext {
   const slot = reviewSlot(index);
+  // In a shared sandbox the coder's own user packs its files; root takes the archive only through collectFromUser.
+  const own = placement.level === "workspace" ? (placement.confine ?? undefined) : undefined;
+  const source = {
+    repoDir: placement.repoDir,
+    scratchDir: placement.scratchDir,
+    env: placement.gitEnv,
+    ...(own ? { confine: own } : {}),
+    collect: (file: string) => (own ? collectFromUser(sandbox, placement, file) : Promise.resolve(file)),
+  };
   return {
     spec,
-    coder: { ...coder, sandbox, placement },
+    coder: { ...coder, sandbox, source },
     configured: configuredAgents(ctx.env),
     excludes: peerViewExcludes(ctx.config().reviewPeerExcludes),
     openReviewer: () => ctx.openSandbox(slot),
     destroyReviewer: (open) => ctx.destroySandbox(slot, open),
     reviewerTurn: async (open, turn) => {
+      ctx.setPhase(index, "reviewing");
       const result = await runTurn(ctx, slot, open, turn, signal);
-      // What the reviewer spends is the run's.
-      const cost = result.final?.costUsd ?? 0;
+      ctx.setPhase(index, "diffing");
+      // What the reviewer spends is the run's: the CLI's figure, else Sortie's estimate from its usage.
+      const cost = result.final?.costUsd ?? ctx.turnEstimates.get(slot) ?? 0;
+      ctx.turnEstimates.delete(slot);
       if (cost) ctx.patchRun(index, { costUsd: ctx.runOf(index).costUsd + cost });
-      return result;
+      return result.final && result.final.costUsd === null ? { ...result, final: { ...result.final, costUsd: cost } } : result;
     },
     update: (review, event) => {
       ctx.patchRun(index, { review });
       ctx.record({ run: index, type: event.type, data: event.data });
     },
     note: (type, data) => ctx.record({ run: index, type, data }),
+    redact: (value) => ctx.redact(value),
     signal,
   };
 }
@@ -361,7 +383,7 @@ export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: A
   const credentials = ctx.port().credentialsForAgent(model.credentials);
   const placed = turn.placement;
   const confine: Confinement | undefined = placed?.confine
-    ? { ...placed.confine, ...(turn.readOnly ? { modelOnly: { origins: [model.origin] } } : {}) }
+    ? { ...placed.confine, ...(turn.readOnly || turn.modelOnly ? { modelOnly: { origins: [model.origin] } } : {}) }
     : undefined;
   return runAgentTurn(
     sandbox,
@@ -385,6 +407,7 @@ function onAgentEvent(ctx: RunContext, slot: number, event: AgentEvent): void {
   // The judge's and a reviewer's agent events are theirs: `judge.*` and `review.*`, not the run's `agent.*`.
   const lane = slot === JUDGE_SLOT ? "judge" : isReviewSlot(slot) ? "review" : null;
   ctx.record({ run: runOfSlot(slot), type: lane ? `${lane}.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
+  if (lane === "review" && event.type === "agent.usage") countReviewerUsage(ctx, slot, event.data);
   if (lane) return;
   const run = ctx.runOf(slot);
   // A CLI that names its session only at the start (Codex, Gemini) is resumable from then on.
@@ -409,6 +432,17 @@ function onAgentEvent(ctx: RunContext, slot: number, event: AgentEvent): void {
     if (typeof event.data.sessionId === "string") ctx.patchRun(slot, { sessionId: event.data.sessionId });
     ctx.kv.put(summaryKey(slot), String(event.data.text ?? ""));
   }
+}
+
+/** A reviewer's usage counts against its run's budget while the turn runs (a CLI that prices nothing included). */
+function countReviewerUsage(ctx: RunContext, slot: number, data: Record<string, unknown>): void {
+  const index = runOfSlot(slot)!;
+  const run = ctx.runOf(index);
+  const usage = { ...data, model: data.model ?? ctx.spec().model } as unknown as Usage;
+  const estimate = (ctx.turnEstimates.get(slot) ?? 0) + estimateCostUsd(usage);
+  ctx.turnEstimates.set(slot, estimate);
+  ctx.patchRun(index, { inputTokens: run.inputTokens + (Number(data.inputTokens) || 0), outputTokens: run.outputTokens + (Number(data.outputTokens) || 0) });
+  if (run.costUsd + estimate > ctx.task().maxCostUsd) void stopForBudget(ctx, index, run.costUsd + estimate);
 }
 
 /** The run's spending crossed the task's budget: stop its process and end it `failed`, reason `budget`. */

@@ -388,6 +388,17 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       this.startRun(run.index, progress);
       return;
     }
+    if (run.phase === "reviewing" && run.diff && run.review) {
+      // The coder's change is stored; only its review cannot go on. The run ends with its change, the review says why it stopped.
+      const reason = "the task agent restarted during the review";
+      this.patchRun(run.index, { review: { ...run.review, status: "failed", reason } });
+      this.record({ run: run.index, type: "review.status", data: { status: "failed", reason } });
+      await this.slots.destroy(reviewSlot(run.index));
+      await this.slots.destroy(run.index);
+      await this.finishRun(run.index, "succeeded", null);
+      await this.cleanUpSlot(run.index);
+      return;
+    }
     if ((run.phase === "provisioning" || run.phase === "cloning") && run.sessionId === null) {
       // Nothing of the agent's has happened yet: start the run over in a fresh sandbox.
       this.record({ run: run.index, type: "run.restart", data: { phase: run.phase } });
@@ -522,7 +533,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   /** Appends to the audit trail; a failure is logged as an event, the action itself stands. */
   private async audit(actor: string, action: string, detail: Record<string, unknown> = {}): Promise<void> {
     try {
-      await appendAudit(this.env.DB, { actor, action, taskId: this.state?.id ?? null, detail });
+      await appendAudit(this.env.DB, { actor, action, taskId: this.state?.id ?? null, detail: this.redact(detail) });
     } catch (error) {
       this.record({ run: null, type: "audit.error", data: { action, message: messageOf(error) } });
     }

@@ -5,7 +5,7 @@
  * the host), none of the files that hold credentials, and has no write path
  * back: the reviewer gets a copy, never a mount.
  */
-import type { Sandbox } from "./port.ts";
+import type { Confinement, Sandbox } from "./port.ts";
 
 /**
  * What a peer view never holds, as names (`*` matches within one name) or
@@ -16,10 +16,12 @@ export const PEER_VIEW_EXCLUDES: readonly string[] = [
   ".env*", ".envrc", ".npmrc", ".pypirc", ".netrc", ".git-credentials", ".pgpass", ".htpasswd", "credentials.json", "service-account*.json",
   "*.pem", "*.key",
   ".ssh/", ".aws/", ".docker/", ".claude/", ".codex/", ".gemini/", ".config/", ".cursor/", ".vscode/", ".idea/", "node_modules/", ".git/objects/",
+  // Dependency and build directories: large, and not the change under review.
+  ".venv/", "__pycache__/", ".next/",
 ];
 
-/** The largest peer view (the archive, base64) copied to a reviewer. */
-const MAX_PEER_VIEW_CHARS = 256 * 1024 * 1024;
+/** The largest peer view (the gzipped archive, base64) copied to a reviewer: it passes through the task agent's memory. */
+const MAX_PEER_VIEW_CHARS = 32 * 1024 * 1024;
 
 /** The built-in excludes plus a deployment's own (which can only add). */
 export function peerViewExcludes(extra: readonly string[]): string[] {
@@ -33,14 +35,27 @@ export class PeerViewError extends Error {
   }
 }
 
+/** Where the coder's checkout is, and who may read it: a workspace run's own user packs its own files. */
+export interface PeerSource {
+  repoDir: string;
+  /** A directory the packing user may write. */
+  scratchDir: string;
+  env?: Record<string, string>;
+  confine?: Confinement;
+  /** Takes a file the packing user wrote into root's hands (refusing links); the identity when root packed. */
+  collect(file: string): Promise<string>;
+}
+
 /**
- * Packs the regular files of `repoDir`, minus `excludes`, into a base64 tar
- * archive in `scratchDir` and returns its text. `find` does not follow links
- * and keeps only regular files; tar is told not to recurse, so a path that
- * became a directory since adds nothing.
+ * Packs the regular files of the coder's checkout, minus `excludes`, into a
+ * base64 gzipped tar archive and returns its text. `find` does not follow
+ * links and keeps only regular files; tar is told not to recurse, so a path
+ * that became a directory since adds nothing. In a shared sandbox the coder's
+ * own user packs (root never writes where the coder could plant a link) and
+ * the archive is collected from it.
  */
-export async function packPeerView(sandbox: Sandbox, repoDir: string, scratchDir: string, excludes: readonly string[], gitEnv: Record<string, string> = {}): Promise<{ archive: string; files: number }> {
-  const archive = `${scratchDir}/peer-view.tar.gz`;
+export async function packPeerView(sandbox: Sandbox, source: PeerSource, excludes: readonly string[]): Promise<{ archive: string; files: number }> {
+  const archive = `${source.scratchDir}/peer-view.tar.gz`;
   const script = [
     "set -euo pipefail",
     'cd "$SORTIE_REPO"',
@@ -60,12 +75,16 @@ export async function packPeerView(sandbox: Sandbox, repoDir: string, scratchDir
     'tr -cd "\\0" < "$SORTIE_ARCHIVE.list" | wc -c',
     'stat -c %s "$SORTIE_ARCHIVE.b64"',
   ].join("\n");
-  const packed = await sandbox.exec(script, { env: { ...gitEnv, SORTIE_REPO: repoDir, SORTIE_ARCHIVE: archive, SORTIE_EXCLUDES: excludes.join("\n") }, timeoutMs: 5 * 60_000 });
+  const env = { ...source.env, SORTIE_REPO: source.repoDir, SORTIE_ARCHIVE: archive, SORTIE_EXCLUDES: excludes.join("\n") };
+  const packed = await sandbox.exec(script, { env, timeoutMs: 5 * 60_000, ...(source.confine ? { confine: source.confine } : {}) });
   if (packed.exitCode !== 0) throw new PeerViewError(`could not pack the peer view: ${packed.stderr.trim().slice(0, 500)}`);
-  const [files, chars] = packed.stdout.trim().split("\n").map(Number);
-  if (!(Number(chars) <= MAX_PEER_VIEW_CHARS)) throw new PeerViewError(`the peer view is ${chars} bytes encoded, over the ${MAX_PEER_VIEW_CHARS} a reviewer is given`);
-  const text = await new Response(await sandbox.readFile(`${archive}.b64`)).text();
-  await sandbox.exec('rm -f "$SORTIE_ARCHIVE" "$SORTIE_ARCHIVE.list" "$SORTIE_ARCHIVE.b64"', { env: { SORTIE_ARCHIVE: archive } });
+  const [files, chars] = packed.stdout.trim().split("\n").slice(-2).map(Number);
+  if (!(Number(chars) <= MAX_PEER_VIEW_CHARS)) throw new PeerViewError(`the peer view is ${chars} bytes encoded, over the ${MAX_PEER_VIEW_CHARS} a reviewer is given; add large directories to REVIEW_PEER_EXCLUDE`);
+  const collected = await source.collect(`${archive}.b64`);
+  const text = await new Response(await sandbox.readFile(collected)).text();
+  await sandbox.exec('rm -f "$SORTIE_COLLECTED"', { env: { SORTIE_COLLECTED: collected } });
+  await sandbox.exec('rm -f "$SORTIE_ARCHIVE" "$SORTIE_ARCHIVE.list" "$SORTIE_ARCHIVE.b64"', { env: { SORTIE_ARCHIVE: archive }, ...(source.confine ? { confine: source.confine } : {}) });
+  if (text.length > MAX_PEER_VIEW_CHARS) throw new PeerViewError(`the peer view grew past ${MAX_PEER_VIEW_CHARS} bytes while it was read`);
   return { archive: text, files: Number(files) };
 }
 
@@ -84,7 +103,8 @@ export async function installPeerView(sandbox: Sandbox, archive: string, dirs: {
     // Extracted by root without the archive's owners (so root's) and through the umask (so not group or world writable).
     'base64 -d "$SORTIE_ENCODED" | gzip -dc | tar -x --no-same-owner --no-same-permissions -C "$SORTIE_PEER" -f -',
     'rm -f "$SORTIE_ENCODED"',
-    'find "$SORTIE_PEER" -type l -delete',
+    // Regular files and directories only: no link, FIFO or device node a coder could have swapped in survives.
+    'find "$SORTIE_PEER" -mindepth 1 ! -type f ! -type d -delete',
     'chmod -R a+rX,go-w,ug-s "$SORTIE_PEER"',
     'install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$SORTIE_OUT"',
   ].join("\n");

@@ -9,6 +9,9 @@ describe("choosing the reviewer", () => {
     expect(chooseReviewer({ ...review, agent: "codex", model: "gpt-5" }, { agent: "claude-code", model: "claude-x" }, [])).toEqual({ agent: "codex", model: "gpt-5" });
     expect(chooseReviewer({ ...review, agent: "claude-code" }, { agent: "claude-code", model: "claude-x" }, [])).toEqual({ agent: "claude-code", model: "claude-x" });
   });
+  it("a model alone stays with the coder's CLI, whose vendor it names", () => {
+    expect(chooseReviewer({ ...review, model: "claude-y" }, { agent: "claude-code", model: "claude-x" }, ["claude-code", "gemini"])).toEqual({ agent: "claude-code", model: "claude-y" });
+  });
   it("otherwise another vendor's CLI when one is configured, then another CLI, then the coder's own", () => {
     const all = configuredAgents({ ANTHROPIC_API_KEY: "k", GEMINI_API_KEY: "g" });
     expect(all).toEqual(["claude-code", "opencode", "gemini"]);

@@ -87,6 +87,36 @@ describe("review lanes", { timeout: 240_000 }, () => {
     for (const escaped of ["ENV-VISIBLE", "PEM-VISIBLE", "LINK-VISIBLE", "PEER-WRITABLE", "NET-OPEN"]) expect(output).not.toContain(escaped);
   });
 
+  it("another CLI reviews too: OpenCode writes its verdict file inside the same walls", async () => {
+    const { task, events } = await reviewedTask({
+      review: { agent: "opencode", rounds: 2 },
+      prompt: lanePrompt([write("app.js", "let x = 1;\n"), { text: "Done." }], [[approve, { text: "Approved." }]]),
+    });
+    expect(task.runs[0]!.review, JSON.stringify(task.runs[0]!.review)).toMatchObject({ status: "approved", rounds: [{ verdict: "approve", reviewer: { agent: "opencode", model: null } }] });
+    expect(events.some((e) => e.type === "review.tool_call")).toBe(true);
+  });
+
+  it("at the workspace level the coder's own user packs the peer view: a link it plants in its scratch reaches nothing of root's", async () => {
+    // The coder points the name the archive's file list will get at the shared sandbox's base clone HEAD, which is root's.
+    const plant = bash('ln -sf "$(cd ../.. && pwd)/base/.git/HEAD" "../../scratch/$(basename "$(pwd)")/peer-view.tar.gz.list"');
+    const { task } = await reviewedTask({
+      isolation: "workspace",
+      review: { agent: "claude-code", rounds: 1 },
+      prompt: lanePrompt([write("app.js", "const y = 2;\n"), plant, { text: "Done." }], [[approve]]),
+    });
+    expect(task.runs[0]!.status).toBe("succeeded");
+    // The pack ran as the coder's user, which may not write root's file: the review fails, the base clone is intact.
+    expect(task.runs[0]!.review?.status).toBe("failed");
+    expect(task.runs[0]!.review?.rounds[0]?.error?.message).toMatch(/could not pack the peer view/);
+    const probe = await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes`, { headers: { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` } });
+    const shared = ((await probe.json()) as { sandboxes: string[] }).sandboxes.find((id) => id.startsWith("ws-acme-widgets"));
+    expect(shared).toBeDefined();
+    const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
+    const { workdir } = (await (await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes/${shared}`, { method: "POST", headers })).json()) as { workdir: string };
+    const head = await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes/${shared}/exec`, { method: "POST", headers, body: JSON.stringify({ command: 'cat "$W/base/.git/HEAD"', env: { W: workdir } }) });
+    expect(((await head.json()) as { stdout: string }).stdout).toMatch(/^ref: refs\/heads\//);
+  });
+
   it("a finding repeated unchanged escalates to needs_attention after 2 rounds even with rounds: 4", async () => {
     const finding = "The function still lacks input validation.";
     const { task, events } = await reviewedTask({
