@@ -125,6 +125,14 @@ describe("what runs propose", () => {
     expect(task.learnings).toEqual({ proposed: 1, seen: 1 });
   });
 
+  it("records a failed run's learnings with succeeded: false", async () => {
+    const created = await createTask({ repo: "acme/bootstrap", maxTurns: 1, prompt: scripted([learn("- A failed run still learned this."), bash("true"), { text: "never reached" }], "run out of turns") });
+    const task = await waitForStatus(created.id, ["succeeded", "failed"]);
+    expect(task.runs[0]?.error?.code).toBe("budget");
+    const entry = (await memoryOf("acme/bootstrap", "proposed")).find((e) => e.text === "A failed run still learned this.");
+    expect(entry?.evidence).toEqual([{ task: created.id, run: 0, succeeded: false, winner: false }]);
+  });
+
   it("takes at most 20 learnings of at most 500 characters from a run and says what it ignored", async () => {
     const lines = Array.from({ length: 22 }, (_, i) => `- Fact number ${i + 1} about the layout.`);
     const created = await createTask({ repo: "acme/bootstrap", prompt: scripted([learn(`- ${"x".repeat(501)}`, ...lines, "not a fact, just prose"), { text: "Learned." }], "learn a lot") });
