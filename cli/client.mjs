@@ -23,6 +23,7 @@ export function createClient({ url, token }) {
 
   const json = async (method, pathname, body) => (await request(method, pathname, body)).json();
   const task = (id) => `/api/tasks/${encodeURIComponent(id)}`;
+  const memory = (repo) => `/api/repos/${repo.split("/").map(encodeURIComponent).join("/")}/memory`;
 
   return {
     url,
@@ -33,6 +34,10 @@ export function createClient({ url, token }) {
     cancel: (id) => json("POST", `${task(id)}/cancel`),
     say: (id, body) => json("POST", `${task(id)}/messages`, body),
     pickWinner: (id, run) => json("POST", `${task(id)}/winner`, { run }),
+    /** A repository's memory entries (`repo` is owner/name), optionally of one status. */
+    listMemory: (repo, status) => json("GET", `${memory(repo)}${queryString({ status })}`),
+    /** Approves or rejects one entry. */
+    decideMemory: (repo, id, decision) => json("POST", `${memory(repo)}/${encodeURIComponent(id)}/${decision}`),
     /** The run's diff as a byte stream, untouched, for `git apply`. */
     diff: async (id, run) => (await request("GET", `${task(id)}/runs/${run}/diff`)).body,
     /** The raw NDJSON event log after `after`. */

@@ -253,3 +253,37 @@ async function readStdin() {
   return text;
 }
 
+
+/** @param {Invocation} inv */
+export async function memory({ values, positionals: [repo, action, id], client }) {
+  if (action !== undefined) {
+    if (action !== "approve" && action !== "reject") throw usageError(`memory: the action is approve or reject, not "${action}"\nusage: sortie memory <repo> [approve|reject ID]`);
+    if (id === undefined) throw usageError(`memory: ${action} needs the entry's ID\nusage: sortie memory <repo> ${action} ID`);
+    const entry = await client.decideMemory(repo, id, action);
+    if (values.json) await printJson(entry);
+    else await write(`${c.bold(entry.id)}  ${memoryStatus(entry.status)}  ${entry.text}\n`);
+    return 0;
+  }
+  const page = await client.listMemory(repo, values.status);
+  if (values.json) {
+    await printJson(page);
+    return 0;
+  }
+  if (page.entries.length === 0) {
+    await write(c.dim(`no memory entries for ${repo}${values.status ? ` (${values.status})` : ""}\n`));
+    return 0;
+  }
+  for (const entry of page.entries) {
+    const wins = entry.evidence.filter((e) => e.winner).length;
+    const seen = entry.createdBy === "person" && entry.seen === 0 ? "by a person" : `seen ${entry.seen}×${wins ? `, ${wins} winning` : ""}`;
+    await write(`${c.bold(entry.id)}  ${memoryStatus(entry.status)}  ${c.dim(seen.padEnd(16))}  ${cut(entry.text, Math.max(40, width() - 50))}\n`);
+  }
+  const waiting = page.entries.filter((entry) => entry.status === "proposed").length;
+  if (waiting > 0) await write(c.dim(`${waiting} proposed: sortie memory ${repo} approve|reject ID\n`));
+  return 0;
+}
+
+function memoryStatus(status) {
+  const paint = status === "approved" ? c.green : status === "proposed" ? c.yellow : c.dim;
+  return paint(status.padEnd(10));
+}

@@ -106,6 +106,18 @@ Example: sortie diff <id> | git apply --index`,
     options: {},
     details: "  --json            the task as JSON",
   },
+  memory: {
+    args: ["repo"],
+    optional: ["action", "entry"],
+    usage: "memory <repo> [approve|reject ID] [--status S]",
+    summary: "a repository's memory: what runs proposed and people approved; approve or reject an entry",
+    options: { status: { type: "string" } },
+    details: `Without an action, lists the entries with their status, how many runs proposed them, and their id.
+  approve ID        approve a proposed entry: later runs of <repo> are given it
+  reject ID         reject it: it is never given, and proposing it again changes nothing
+  --status S        only proposed, approved, rejected, expired or superseded entries
+  --json            the API's answer: {"entries": [...]}, or the decided entry`,
+  },
 };
 
 function overview() {
@@ -159,9 +171,10 @@ async function main(argv) {
     process.stdout.write(commandHelp(name));
     return 0;
   }
-  if (positionals.length !== command.args.length) {
+  const most = command.args.length + (command.optional?.length ?? 0);
+  if (positionals.length < command.args.length || positionals.length > most) {
     const missing = command.args.slice(positionals.length).map((arg) => `<${arg}>`);
-    const problem = missing.length ? `missing ${missing.join(" ")}` : `too many arguments (${positionals.length} for ${command.args.length}; quote a prompt or message that has spaces)`;
+    const problem = missing.length ? `missing ${missing.join(" ")}` : `too many arguments (${positionals.length} for ${most}; quote a prompt or message that has spaces)`;
     throw usageError(`${name}: ${problem}\nusage: sortie ${command.usage}`);
   }
   const client = createClient(resolveConfig(values));

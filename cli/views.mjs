@@ -65,6 +65,7 @@ export function taskDetails(task, c) {
       run.queuePosition ? `queue position ${run.queuePosition}` : null,
       run.pendingMessages ? `${run.pendingMessages} message${run.pendingMessages === 1 ? "" : "s"} waiting` : null,
       run.workspaceUntil && run.workspaceUntil > Date.now() ? `workspace kept until ${new Date(run.workspaceUntil).toLocaleTimeString()}` : null,
+      run.memory?.length ? `given ${run.memory.length} memory ${run.memory.length === 1 ? "entry" : "entries"}` : null,
     ].filter(Boolean);
     const crown = task.winner?.run === run.index ? c.green(" ★ winner") : "";
     out.push(`${c.bold(`run ${run.index}`)}  ${fields.join(" · ")}${crown}`);
@@ -80,6 +81,9 @@ export function taskDetails(task, c) {
     if (j.error) out.push(c.red(`  error: ${j.error.message} (${j.error.code})`));
   }
   if (task.winner) out.push(`${c.bold("winner")}  run ${task.winner.run} (picked by ${task.winner.by})`);
+  if (task.learnings?.proposed || task.learnings?.seen) {
+    out.push(`${c.bold("learnings")}  ${task.learnings.proposed} new, ${task.learnings.seen} already known · sortie memory ${task.repo}`);
+  }
   if (task.publication) {
     const p = task.publication;
     const where = p.status === "succeeded" ? ` · ${publicationText(p)}` : "";

@@ -31,6 +31,10 @@ export interface SortieConfig {
   githubTriggerAssociations: string[];
   /** Names and directories a reviewer's peer view leaves out on top of the built-in list (src/sandbox/peer-view.ts). */
   reviewPeerExcludes: string[];
+  /** Days an approved memory entry may go undelivered before it becomes `expired`. */
+  memoryTtlDays: number;
+  /** Successful runs that must propose an entry independently for it to be approved without a person; null: never. */
+  memoryAutoApproveSeen: number | null;
 }
 
 /**
@@ -42,7 +46,7 @@ export const PLAIN_VARS: ReadonlySet<string> = new Set([
   "MAX_BODY_BYTES", "MAX_SANDBOXES", "MAX_SANDBOXES_PER_CREATOR", "RETRY_BASE_MS", "DEFAULT_MAX_COST_USD", "TASK_RATE_LIMIT_PER_MINUTE",
   "WARM_SNAPSHOT_TTL_MINUTES", "WARM_SNAPSHOT_MAX", "WARM_SNAPSHOT_MAX_BYTES", "BACKUP_BUCKET_NAME", "FOLLOWUP_WINDOW_MINUTES",
   "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "GEMINI_BASE_URL", "LOCAL_SANDBOX_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS",
-  "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS", "REVIEW_PEER_EXCLUDE",
+  "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS", "REVIEW_PEER_EXCLUDE", "MEMORY_TTL_DAYS", "MEMORY_AUTO_APPROVE_SEEN",
 ]);
 
 /** Hard ceilings that no configuration raises. */
@@ -61,6 +65,14 @@ export const LIMITS = {
   eventPage: 500,
   /** Largest GitHub webhook delivery read; issue and comment bodies are at most 65,536 characters each. */
   githubWebhookBytes: 1024 * 1024,
+  /** Learnings Sortie takes from one run's `$SORTIE_LEARNINGS_FILE`; the rest are ignored with an event. */
+  memoryLearningsPerRun: 20,
+  /** Longest repository-memory entry, proposed or written by a person. */
+  memoryEntryChars: 500,
+  /** Most approved entries one run is given (the most recently used first). */
+  memoryDelivered: 200,
+  /** Most of `$SORTIE_LEARNINGS_FILE` Sortie reads. */
+  memoryLearningsFileBytes: 64 * 1024,
 } as const;
 
 export function readConfig(env: Cloudflare.Env): SortieConfig {
@@ -89,6 +101,8 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     githubApiUrl: (env.GITHUB_API_URL || "https://api.github.com").replace(/\/+$/, ""),
     githubTriggerAssociations: list(env.GITHUB_TRIGGER_ASSOCIATIONS, ["OWNER", "MEMBER", "COLLABORATOR"]).map((value) => value.toUpperCase()),
     reviewPeerExcludes: list(env.REVIEW_PEER_EXCLUDE, []),
+    memoryTtlDays: positive(env.MEMORY_TTL_DAYS, 90),
+    memoryAutoApproveSeen: positive(env.MEMORY_AUTO_APPROVE_SEEN, 0) || null,
   };
 }
 

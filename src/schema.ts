@@ -224,6 +224,8 @@ export const RunView = z.object({
   queuePosition: z.int().nullable().optional(),
   /** The review lane of the run's change, when the task asked for one. */
   review: ReviewView.nullable().optional(),
+  /** The repository-memory entries the run was given in `$SORTIE_MEMORY_FILE` (ids; the `memory.delivered` event has their texts). */
+  memory: z.array(z.string()).optional(),
 });
 export type RunView = z.infer<typeof RunView>;
 
@@ -277,6 +279,8 @@ export const TaskState = z.object({
   winner: Winner.nullable(),
   output: z.enum(["diff", "branch", "draft-pr", "pr"]),
   publication: Publication.nullable(),
+  /** What the task's runs added to their repository's memory: new proposals, and known entries they proposed again. */
+  learnings: z.object({ proposed: z.int(), seen: z.int() }).optional(),
 });
 export type TaskState = z.infer<typeof TaskState>;
 
@@ -346,3 +350,42 @@ export const TaskSummary = z.object({
   error: ErrorInfo.nullable(),
 });
 export type TaskSummary = z.infer<typeof TaskSummary>;
+
+/** Where a repository-memory entry stands: proposed by runs, decided by a person, or retired. */
+export const MEMORY_STATUSES = ["proposed", "approved", "rejected", "expired", "superseded"] as const;
+export const MemoryStatus = z.enum(MEMORY_STATUSES);
+export type MemoryStatus = z.infer<typeof MemoryStatus>;
+
+/** A run that proposed an entry: whether it succeeded, and whether it was its task's winner. */
+export const MemoryEvidence = z.object({ task: z.string(), run: z.int(), succeeded: z.boolean(), winner: z.boolean() });
+export type MemoryEvidence = z.infer<typeof MemoryEvidence>;
+
+/** One fact about a repository, as `GET /api/repos/:owner/:name/memory` lists it. */
+export const MemoryEntry = z.object({
+  id: z.string(),
+  text: z.string(),
+  status: MemoryStatus,
+  evidence: z.array(MemoryEvidence),
+  /** How many runs proposed it. */
+  seen: z.int(),
+  createdAt: z.number(),
+  /** `person` for an entry a person wrote, `agent` for one runs proposed. */
+  createdBy: z.string(),
+  decidedBy: z.string().optional(),
+  decidedAt: z.number().optional(),
+  lastUsedAt: z.number().optional(),
+  /** The entry that replaced this one (status `superseded`). */
+  supersededBy: z.string().optional(),
+});
+export type MemoryEntry = z.infer<typeof MemoryEntry>;
+
+/** `POST /api/repos/:owner/:name/memory` and `…/memory/:id/supersede`: a person's entry. */
+export const MemoryTextBody = z
+  .object({ text: z.string().trim().min(1, "text must not be empty").max(LIMITS.memoryEntryChars, `text may be at most ${LIMITS.memoryEntryChars} characters`) })
+  .strict();
+
+/** Query of `GET /api/repos/:owner/:name/memory`; an empty `status=` lists every status. */
+export const ListMemoryQuery = z.object({ status: z.union([MemoryStatus, z.literal("").transform(() => undefined)]).optional() }).strict();
+
+/** The entries a run was given in `$SORTIE_MEMORY_FILE` (the `memory.delivered` event's data). */
+export const MemoryDelivery = z.object({ entries: z.array(z.object({ id: z.string(), text: z.string() })) });

@@ -3,7 +3,9 @@
  * diffs (never a run's sandbox, never a credential to push) and names the best.
  * It is queued once every run has ended, and works in a sandbox of its own.
  */
+import { messageOf } from "../errors.ts";
 import type { AgentTurnResult } from "../runners/agent.ts";
+import { markMemoryWinner } from "../store/memory.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import { isTerminal, type EventInput, type JudgeView, type ReviewView, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
@@ -154,6 +156,8 @@ export async function endJudge(ctx: JudgeContext, judge: JudgeView): Promise<voi
   if (!task.judge || isTerminal(task.judge.status)) return;
   const winner = judge.winner !== null && !task.winner ? { run: judge.winner, by: "judge", at: Date.now() } : task.winner;
   ctx.setTask({ ...task, judge, winner });
+  // The runs' learnings record which of them won.
+  if (winner) await markMemoryWinner(ctx.env.DB, task.id, winner.run).catch((error: unknown) => ctx.record({ run: null, type: "memory.error", data: { message: messageOf(error) } }));
   ctx.record({ run: null, type: "judge.status", data: { status: judge.status, winner: judge.winner, ranking: judge.ranking, reasons: judge.reasons, ...(judge.error ? { error: judge.error } : {}) } });
   await ctx.finishTaskIfDone();
 }

@@ -47,7 +47,7 @@ export class TaskNotifier {
     this.updates = this.updates.then(async () => {
       const current = this.ctx.kv.get<Following>(SLACK_KEY)!;
       try {
-        const target = await postOrUpdate(this.ctx.env, current.target, this.ctx.task(), taskLinks(current.origin, this.ctx.task().id));
+        const target = await postOrUpdate(this.ctx.env, current.target, this.ctx.task(), taskLinks(current.origin, this.ctx.task().id, this.ctx.task().repo));
         this.ctx.kv.put(SLACK_KEY, { ...current, target });
       } catch (error) {
         this.ctx.log({ run: null, type: "slack.error", data: { message: messageOf(error) } });
@@ -61,7 +61,7 @@ export class TaskNotifier {
     const task = this.ctx.task();
     if (spec.notify?.slackChannel) {
       try {
-        await postOrUpdate(this.ctx.env, { channel: spec.notify.slackChannel }, task, taskLinks(this.origin(), task.id));
+        await postOrUpdate(this.ctx.env, { channel: spec.notify.slackChannel }, task, taskLinks(this.origin(), task.id, task.repo));
         this.ctx.record({ run: null, type: "notify.sent", data: { slackChannel: spec.notify.slackChannel } });
       } catch (error) {
         this.ctx.record({ run: null, type: "notify.failed", data: { slackChannel: spec.notify.slackChannel, message: messageOf(error) } });

@@ -19,6 +19,7 @@ import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT } from "./judge.ts";
 import { configuredAgents, isReviewSlot, reviewChange, reviewSlot, runOfSlot, turnSucceeded, type ReviewLaneContext } from "./review.ts";
+import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, withLearnings, type RunMemory } from "./memory.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
@@ -41,6 +42,8 @@ export interface AgentTurn {
   placement?: Pick<Placement, "confine" | "gitEnv">;
   /** Sortie's own variables for the agent (`SORTIE_PEER_DIR`, `SORTIE_REVIEW_FILE`…): paths, never secrets. */
   env?: Record<string, string>;
+  /** The run's memory files (their variables) and what the preamble says about them. */
+  memory?: RunMemory;
 }
 
 /** What a run borrows from its task agent. */
@@ -57,11 +60,14 @@ export interface RunContext {
   config(): SortieConfig;
   port(): SandboxPort;
   task(): TaskState;
+  setTask(task: TaskState): void;
   spec(): TaskSpec;
   runOf(index: number): RunView;
   patchRun(index: number, patch: Partial<RunView>): void;
   setPhase(index: number, phase: RunPhase): void;
   record(input: EventInput): void;
+  /** The task agent's redactor, for what leaves the sandbox other than events (learnings). */
+  redact<T>(value: T): T;
   /** Opens the slot's sandbox: its own, or `shared` (a repository's workspace sandbox). */
   openSandbox(slot: number, shared?: string): Promise<Sandbox>;
   destroySandbox(slot: number, open?: Sandbox): Promise<void>;
@@ -83,6 +89,8 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
   let keep = false;
   // The outcome is recorded after the sandbox is dealt with, so a run that reads as ended has no sandbox left behind.
   let outcome: [TaskStatus, ErrorInfo | null] | null = null;
+  // What the agent left in $SORTIE_LEARNINGS_FILE, proposed once the run's outcome is known.
+  let learned = "";
   try {
     if (resume || followUp) {
       sandbox = await ctx.openSandbox(index);
@@ -93,6 +101,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       ctx.setPhase(index, "agent");
     }
     const placement = placementOf(ctx, index, sandbox);
+    const memory = resume || followUp ? memoryOfEarlierTurn(placement, run.memory?.length ?? 0) : await memoryForRun(ctx, index, sandbox, placement);
     const turnOf = (prompt: string, resumeSessionId: string | null): AgentTurn => ({
       prompt,
       cwd: placement.repoDir,
@@ -102,6 +111,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       agent: run.agent ?? spec.agent,
       readOnly: placement.level === "analysis",
       placement,
+      memory,
     });
     let turn: AgentTurnResult | null = null;
     if (!followUp) {
@@ -119,6 +129,13 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     }
     if (!turn) throw new Error("no turn ran");
     if (signal.aborted || ctx.runOf(index).status !== "running") return;
+    const open = sandbox;
+    const takeLearnings = () =>
+      readLearnings(open, placement).catch((error: unknown) => {
+        ctx.record({ run: index, type: "memory.error", data: { message: messageOf(error) } });
+        return "";
+      });
+    learned = await takeLearnings();
     const agentName = run.agent ?? spec.agent;
     if (!turn.final) {
       outcome = ["failed", { code: "agent_no_result", message: `${agentName} exited ${turn.exitCode} without a result` }];
@@ -137,7 +154,6 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
         return;
       }
     } else {
-      const open = sandbox;
       const diff = () => captureDiff(ctx, index, open, placement, base);
       const first = await diff();
       const lane = ctx.runOf(index).review;
@@ -156,6 +172,8 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
         };
         const last = await reviewChange(reviewLane(ctx, index, spec, open, placement, { agent: agentName, model: run.model ?? spec.model, followUp, diff }, signal), first);
         if (last) turn = last;
+        // The coder's turns after the review may have learned more.
+        learned = await takeLearnings();
         if (signal.aborted || ctx.runOf(index).status !== "running") return;
       }
     }
@@ -174,6 +192,11 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
   } finally {
     ctx.kv.delete(progressKey(index));
     const live = !signal.aborted && !isTerminal(ctx.runOf(index).status);
+    // Before the run reads as ended: a judge queued by the last run's end finds its evidence recorded.
+    if (live && outcome && learned) {
+      const proposals = await proposeLearnings(memoryContext(ctx), { repo: spec.repo, task: spec.id, run: index, succeeded: outcome[0] === "succeeded", text: learned });
+      if (proposals) ctx.setTask(withLearnings(ctx.task(), proposals));
+    }
     const lateMessages = outcome !== null && outcome[0] !== "cancelled" && ctx.runOf(index).pendingMessages > 0 && ctx.runOf(index).sessionId !== null;
     if (live && outcome && (keep || lateMessages)) {
       await ctx.finishRun(index, ...outcome);
@@ -239,6 +262,22 @@ function reviewLane(ctx: RunContext, index: number, spec: TaskSpec, sandbox: San
     redact: (value) => ctx.redact(value),
     signal,
   };
+}
+
+function memoryContext(ctx: RunContext) {
+  return { db: ctx.env.DB, config: () => ctx.config(), record: (input: EventInput) => ctx.record(input), redact: (text: string) => ctx.redact(text) };
+}
+
+/** The run's first turn: the repository's approved memory delivered; a failure to deliver is an event, and the run goes on without it. */
+async function memoryForRun(ctx: RunContext, index: number, sandbox: Sandbox, placement: Placement): Promise<RunMemory> {
+  try {
+    const { memory, delivered } = await deliverMemory(memoryContext(ctx), index, ctx.spec().repo, sandbox, placement);
+    if (delivered.length > 0) ctx.patchRun(index, { memory: delivered });
+    return memory;
+  } catch (error) {
+    ctx.record({ run: index, type: "memory.error", data: { message: messageOf(error) } });
+    return memoryOfEarlierTurn(placement, 0);
+  }
 }
 
 function takePending(ctx: RunContext, index: number): PendingMessage | null {
@@ -388,7 +427,7 @@ export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: A
   return runAgentTurn(
     sandbox,
     adapter,
-    { ...turn, credentials: { ...credentials, ...(placed?.gitEnv ?? {}), ...(turn.env ?? {}) } },
+    { ...turn, credentials: { ...credentials, ...(placed?.gitEnv ?? {}), ...(turn.env ?? {}), ...(turn.memory?.env ?? {}) }, ...(turn.memory ? { preamble: turn.memory.preamble } : {}) },
     {
       signal,
       onEvent: (event) => onAgentEvent(ctx, slot, event),

@@ -13,6 +13,7 @@ import { isTerminal, type ErrorInfo, type EventInput, type Publication, type Run
 import { insertTask, saveTask } from "../store/tasks.ts";
 import type { SlackTarget } from "../publish/slack.ts";
 import { appendAudit } from "../store/audit.ts";
+import { markMemoryWinner } from "../store/memory.ts";
 import { DiffStore } from "./diff-store.ts";
 import { EventLog } from "./event-log.ts";
 import { LEASE_RENEW_SECONDS, fleetOf } from "./fleet.ts";
@@ -236,6 +237,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
     this.setState({ ...task, winner: { run, by, at: Date.now() } });
     this.record({ run, type: "task.winner", data: { run, by } });
+    await markMemoryWinner(this.env.DB, task.id, run).catch((error: unknown) => this.record({ run: null, type: "memory.error", data: { message: messageOf(error) } }));
     await this.audit(by, "task.winner", { run });
     return { task: this.requireTask() };
   }

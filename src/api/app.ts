@@ -12,6 +12,7 @@ import { slackRoutes } from "../triggers/slack/routes.ts";
 import type { AuthVariables } from "./auth.ts";
 import { requireScope, signSessionToken } from "./auth.ts";
 import { limitBody } from "./body.ts";
+import { memoryRoutes } from "./memory.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { batchRoutes } from "./batches.ts";
 import { reportRoutes } from "./reports.ts";
@@ -35,6 +36,8 @@ export function buildApp() {
   app.route("/slack", slackRoutes);
   app.route("/github", githubRoutes);
   app.route("/api/schedules", scheduleRoutes);
+  // Before the admin-only reports, whose middleware covers every path under /api.
+  app.route("/api/repos", memoryRoutes);
   app.route("/api", reportRoutes);
   app.route("/api/tokens", tokenRoutes);
   app.post("/api/session", requireScope("admin"), async (c) => c.json(await signSessionToken(c.env.SORTIE_ADMIN_TOKEN, SESSION_TTL_SECONDS), 201));

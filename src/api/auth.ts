@@ -13,11 +13,13 @@ export type Caller = { name: string; scopes: readonly Scope[]; rateLimitPerMinut
 export type AuthVariables = { caller: Caller };
 
 const encoder = new TextEncoder();
-const EVERY_SCOPE: readonly Scope[] = ["tasks:read", "tasks:write", "admin"];
+const EVERY_SCOPE: readonly Scope[] = ["tasks:read", "tasks:write", "memory:read", "memory:write", "admin"];
+/** A viewer session: the tasks, and reviewing repository memory (the person signed in with the admin token). */
+const SESSION_SCOPES: readonly Scope[] = ["tasks:read", "tasks:write", "memory:read", "memory:write"];
 
 /**
  * Who is calling, from `Authorization: Bearer …`: the admin token (every
- * scope), a session token minted from it for the web viewer (tasks only), or
+ * scope), a session token minted from it for the web viewer (tasks and memory), or
  * a scoped API token from D1. Null when none of them matches.
  */
 export async function callerOf(env: Cloudflare.Env, bearer: string | null): Promise<Caller | null> {
@@ -25,7 +27,7 @@ export async function callerOf(env: Cloudflare.Env, bearer: string | null): Prom
   if (!admin) throw new SortieError("auth_not_configured", "SORTIE_ADMIN_TOKEN is not set, so the API refuses every request", 401);
   if (!bearer) return null;
   if (await sameSecret(bearer, admin)) return { name: "admin", scopes: EVERY_SCOPE, rateLimitPerMinute: null };
-  if (await verifySessionToken(admin, bearer)) return { name: "viewer", scopes: ["tasks:read", "tasks:write"], rateLimitPerMinute: null };
+  if (await verifySessionToken(admin, bearer)) return { name: "viewer", scopes: SESSION_SCOPES, rateLimitPerMinute: null };
   if (isApiToken(bearer)) {
     const token = await findToken(env.DB, bearer);
     if (token) return { name: `token:${token.name}`, scopes: token.scopes, rateLimitPerMinute: token.rateLimitPerMinute };
@@ -38,19 +40,23 @@ export function allows(caller: Caller, scope: Scope): boolean {
   return caller.scopes.includes("admin") || caller.scopes.includes(scope);
 }
 
+/** One scope, or any one of several. */
+type Needed = Scope | readonly Scope[];
+
 /**
- * Requires a caller with `scope` (a function of the request when reads and
- * writes share a route); sets `c.var.caller`. 401 for no or a bad token,
- * 403 for a token without the scope.
+ * Requires a caller with `scope` (any of a list; a function of the request
+ * when reads and writes share a route); sets `c.var.caller`. 401 for no or a
+ * bad token, 403 for a token without the scope.
  */
 export function requireScope(
-  scope: Scope | ((method: string) => Scope),
+  scope: Needed | ((method: string) => Needed),
 ): MiddlewareHandler<{ Bindings: Cloudflare.Env; Variables: AuthVariables }> {
   return async (c, next) => {
     const caller = await callerOf(c.env, bearerOf(c.req.header("authorization")));
     if (!caller) throw new SortieError("unauthorized", "a valid bearer token is required", 401, { headers: { "www-authenticate": 'Bearer realm="sortie"' } });
     const needed = typeof scope === "function" ? scope(c.req.method) : scope;
-    if (!allows(caller, needed)) throw new SortieError("forbidden", `this token lacks the ${needed} scope`, 403);
+    const anyOf: readonly Scope[] = typeof needed === "string" ? [needed] : needed;
+    if (!anyOf.some((one) => allows(caller, one))) throw new SortieError("forbidden", `this token lacks the ${anyOf.join(" or ")} scope`, 403);
     c.set("caller", caller);
     await next();
   };

@@ -9,7 +9,7 @@ import { jsonBody } from "./body.ts";
 const CreateTokenBody = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "name must be 1 to 64 letters, digits, dots, dashes or underscores"),
-    scopes: z.array(z.enum(SCOPES)).min(1).max(3),
+    scopes: z.array(z.enum(SCOPES)).min(1).max(SCOPES.length),
     expiresInDays: z.number().positive().max(366).optional(),
     rateLimitPerMinute: z.int().min(1).max(10_000).optional(),
   })

@@ -47,11 +47,13 @@ export type SlackTarget = z.infer<typeof SlackTarget>;
 export interface TaskLinks {
   /** The live viewer of this task. */
   viewer: string;
+  /** The viewer's page of the task's repository memory, where its runs' proposals are reviewed. */
+  memory?: string;
 }
 
 /** The links a task's message carries, from the Worker's public origin. */
-export function taskLinks(origin: string, taskId: string): TaskLinks {
-  return { viewer: `${origin}/tasks/${taskId}` };
+export function taskLinks(origin: string, taskId: string, repo?: string): TaskLinks {
+  return { viewer: `${origin}/tasks/${taskId}`, ...(repo ? { memory: `${origin}/repos/${repo}/memory` } : {}) };
 }
 
 const STATUS_EMOJI: Record<TaskStatus, string> = {
@@ -92,6 +94,12 @@ export function taskBlocks(task: TaskState, links: TaskLinks): SlackBlock[] {
   const verdict = judgeLine(task);
   if (verdict) blocks.push({ type: "context", elements: [mrkdwn(verdict)] });
   if (task.winner) blocks.push({ type: "context", elements: [mrkdwn(`:trophy: Winner: run ${task.winner.run}, picked by ${escapeMrkdwn(task.winner.by)}`)] });
+
+  const proposed = task.learnings?.proposed ?? 0;
+  if (isTerminal(task.status) && proposed > 0) {
+    const count = `${proposed} new ${proposed === 1 ? "learning" : "learnings"} proposed`;
+    blocks.push({ type: "context", elements: [mrkdwn(`:brain: ${links.memory ? `<${escapeUrl(links.memory)}|${count}>` : count} for \`${escapeMrkdwn(task.repo)}\`'s memory`)] });
+  }
 
   const totals = [`<${escapeUrl(links.viewer)}|Open the live viewer>`, `cost ${dollars(task.costUsd)}`, `by ${escapeMrkdwn(task.createdBy)}`];
   blocks.push({ type: "context", elements: [mrkdwn(totals.join(" · "))] });

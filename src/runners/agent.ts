@@ -40,6 +40,8 @@ export interface AgentTurnOptions {
   credentials: Record<string, string>;
   /** An `analysis` run: the CLI is told to read and answer, never to edit or run commands that could. */
   readOnly?: boolean;
+  /** What Sortie tells the agent besides the task (repository memory): a system prompt where the CLI takes one, else after the prompt. */
+  preamble?: string;
 }
 
 /** Reads one turn's stdout, line by line; `finish` is called once the process has exited. */
@@ -59,6 +61,8 @@ export interface AgentAdapter {
   /** Which of the orchestrator's model credentials this CLI reads (see credentialsFor). */
   readonly provider: ModelProvider;
   invocation(options: AgentTurnOptions): { command: string; env: Record<string, string> };
+  /** The CLI takes `preamble` as a system prompt of its own on every turn; otherwise it goes after the first turn's prompt. */
+  readonly takesPreamble?: boolean;
   /** A fresh parser for one turn: parsers may keep state between lines (open tool calls, usage). */
   parser(): StreamParser;
 }
@@ -98,7 +102,7 @@ export async function runAgentTurn(
 ): Promise<AgentTurnResult> {
   let processId = attach?.processId;
   if (!processId) {
-    const { command, env } = adapter.invocation(options);
+    const { command, env } = adapter.invocation(withPreamble(adapter, options));
     ({ processId } = await sandbox.startProcess(command, { cwd: options.cwd, env, ...(confine ? { confine } : {}) }));
     context.onProcessStarted(processId);
   }
@@ -144,6 +148,13 @@ export async function runAgentTurn(
     if (lines.length > 0) context.onOutputConsumed({ stdout: received.stdout - stdout.pending, stderr: received.stderr - stderr.pending });
   }
   return { exitCode, final, sessionId };
+}
+
+/** A CLI without a system prompt of its own reads the preamble after the task, once: a resumed session already has it. */
+function withPreamble(adapter: AgentAdapter, options: AgentTurnOptions): AgentTurnOptions {
+  if (!options.preamble || adapter.takesPreamble) return options;
+  const { preamble, ...rest } = options;
+  return options.resumeSessionId ? rest : { ...rest, prompt: `${options.prompt}\n\n---\n${preamble}` };
 }
 
 /**

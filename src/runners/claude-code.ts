@@ -38,6 +38,11 @@ export function claudeCodeInvocation(options: AgentTurnOptions): { command: stri
     // An analysis run answers; the checkout is read-only for it anyway, so a refused edit is the CLI's first line of defence, not the last.
     args.push('--disallowedTools "Edit,Write,MultiEdit,NotebookEdit"');
   }
+  if (options.preamble) {
+    // A system prompt of Sortie's own, so the user's prompt reaches the model as they wrote it.
+    args.push('--append-system-prompt "$SORTIE_PREAMBLE"');
+    env.SORTIE_PREAMBLE = options.preamble;
+  }
   if (options.resumeSessionId) {
     // --resume continues the same conversation, so a follow-up sees what the agent already did.
     args.push('--resume "$SORTIE_RESUME"');
@@ -52,6 +57,7 @@ export const claudeCode: AgentAdapter = {
   install: { package: "@anthropic-ai/claude-code", version: "2.1.330" },
   provider: "anthropic",
   invocation: claudeCodeInvocation,
+  takesPreamble: true,
   parser: (): StreamParser => ({ line: parseClaudeStreamLine }),
 };
 

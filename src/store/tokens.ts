@@ -1,7 +1,7 @@
 /** Scoped API tokens in D1: stored as hashes, checked in constant time, revocable. */
 import { SortieError } from "../errors.ts";
 
-export const SCOPES = ["tasks:read", "tasks:write", "admin"] as const;
+export const SCOPES = ["tasks:read", "tasks:write", "memory:read", "memory:write", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface ApiToken {

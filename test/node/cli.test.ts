@@ -288,6 +288,36 @@ describe("the sortie CLI", () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toContain("usage: sortie <command> [options]");
   });
+
+  it("memory lists what a run proposed, and approve and reject decide on it", async () => {
+    const learn = { tool: "Bash", input: { command: `printf '%s\\n' '- The CLI test learned this.' '- And this it rejects.' >> "$SORTIE_LEARNINGS_FILE"` } };
+    const followed = await sortie(["run", "acme/widgets", scripted([learn, { text: "Learned." }]), "--follow"]);
+    expect(followed.code, followed.stderr).toBe(0);
+    const id = /^([a-z0-9]{19}) /.exec(followed.stdout)![1]!;
+    expect((await sortie(["show", id])).stdout).toMatch(/^learnings {2}2 new, 0 already known · sortie memory acme\/widgets$/m);
+    const listed = await sortie(["memory", "acme/widgets", "--status", "proposed"]);
+    expect(listed.code, listed.stderr).toBe(0);
+    const line = (text: string) => listed.stdout.split("\n").find((l) => l.includes(text)) ?? "";
+    expect(line("The CLI test learned this.")).toMatch(/^m[a-z0-9]{15} {2}proposed +seen 1×/);
+    const keep = /^(m[a-z0-9]{15})/.exec(line("The CLI test learned this."))![1]!;
+    const drop = /^(m[a-z0-9]{15})/.exec(line("And this it rejects."))![1]!;
+
+    const approved = await sortie(["memory", "acme/widgets", "approve", keep, "--json"]);
+    expect(approved.code, approved.stderr).toBe(0);
+    expect(JSON.parse(approved.stdout)).toMatchObject({ id: keep, status: "approved" });
+    const rejected = await sortie(["memory", "acme/widgets", "reject", drop]);
+    expect(rejected.code, rejected.stderr).toBe(0);
+    expect(rejected.stdout).toContain("rejected");
+    const all = JSON.parse((await sortie(["memory", "acme/widgets", "--json"])).stdout) as { entries: { id: string; status: string }[] };
+    expect(all.entries.filter((e) => e.id === keep || e.id === drop).map((e) => e.status).sort()).toEqual(["approved", "rejected"]);
+
+    const unknown = await sortie(["memory", "acme/widgets", "approve", "m000000000000000"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("(not_found)");
+    const noId = await sortie(["memory", "acme/widgets", "approve"]);
+    expect(noId.code).toBe(2);
+    expect(noId.stderr).toContain("needs the entry's ID");
+  });
 });
 
 /**

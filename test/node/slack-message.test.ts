@@ -138,3 +138,14 @@ describe("taskBlocks", () => {
     expect(taskText(task({ status: "timed_out" }))).toBe(`Sortie task ${ID} timed out: acme/widgets: add a NOTES.md`);
   });
 });
+
+describe("learnings in the finish message", () => {
+  it("says how many new learnings the task proposed, with a link to review them, once it ended", () => {
+    const withMemory = taskLinks("https://sortie.example", ID, "acme/widgets");
+    const ended = texts(taskBlocks(task({ learnings: { proposed: 2, seen: 1 } }), withMemory)).join("\n");
+    expect(ended).toContain("<https://sortie.example/repos/acme/widgets/memory|2 new learnings proposed>");
+    expect(texts(taskBlocks(task({ learnings: { proposed: 1, seen: 0 } }), withMemory)).join("\n")).toContain("|1 new learning proposed>");
+    expect(texts(taskBlocks(task({ status: "running", learnings: { proposed: 2, seen: 0 } }), withMemory)).join("\n")).not.toContain("learnings proposed");
+    expect(texts(taskBlocks(task({ learnings: { proposed: 0, seen: 3 } }), withMemory)).join("\n")).not.toContain("proposed");
+  });
+});

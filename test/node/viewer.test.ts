@@ -164,4 +164,36 @@ describe("the web viewer", () => {
     await page.locator(`[data-testid=task-row][data-task-id="${id}"]`).waitFor();
     await page.close();
   });
+
+  it("reviews a repository's memory (evidence, approve, edit) and shows on a task page which entries its run was given", async () => {
+    const learn = { tool: "Bash", input: { command: `printf '%s\\n' '- The viewer test approves this.' '- The viewer test edits this.' >> "$SORTIE_LEARNINGS_FILE"` } };
+    const learner = await createTask([learn, { text: "Learned." }], "learn for the viewer");
+    await expect.poll(() => taskStatus(learner), { timeout: 60_000 }).toBe("succeeded");
+
+    const { page } = await signedInPage();
+    await page.goto(`${server.url}/repos/acme/widgets/memory`);
+    const entry = (text: string) => page.locator("[data-testid=memory-entry]", { has: page.getByTestId("memory-text").filter({ hasText: text }) });
+    await entry("The viewer test approves this.").waitFor();
+    expect(await entry("The viewer test approves this.").getAttribute("data-status")).toBe("proposed");
+    expect(await entry("The viewer test approves this.").getByTestId("memory-evidence").textContent()).toContain(`task ${learner} run 0 · succeeded`);
+
+    await entry("The viewer test approves this.").getByTestId("memory-approve").click();
+    await expect.poll(() => entry("The viewer test approves this.").getAttribute("data-status")).toBe("approved");
+    await entry("The viewer test edits this.").getByTestId("memory-edit").click();
+    await entry("The viewer test edits this.").getByTestId("memory-edit-text").fill("The viewer test edited this.");
+    await entry("The viewer test edits this.").getByTestId("memory-save").click();
+    await expect.poll(() => entry("The viewer test edited this.").getAttribute("data-status")).toBe("approved");
+    expect(await entry("The viewer test edits this.").getAttribute("data-status")).toBe("superseded");
+
+    const reader = await createTask([{ tool: "Bash", input: { command: 'cat "$SORTIE_MEMORY_FILE" > given.md' } }, { text: "Read it." }], "read the memory");
+    await page.goto(`${server.url}/tasks/${reader}`);
+    const given = page.locator("[data-testid=run-events] [data-testid=memory-delivered]");
+    await given.waitFor({ timeout: 60_000 });
+    const texts = await given.locator("li").allTextContents();
+    expect(texts).toContain("The viewer test approves this.");
+    expect(texts).toContain("The viewer test edited this.");
+    expect(texts).not.toContain("The viewer test edits this.");
+    await expect.poll(() => page.getByTestId("run-facts").first().textContent(), { timeout: 60_000 }).toMatch(/given \d+ memory entr/);
+    await page.close();
+  });
 });

@@ -49,7 +49,7 @@ beforeAll(async () => {
 });
 
 async function counts() {
-  const tables = ["tasks", "schedules", "api_tokens", "idempotency_keys"];
+  const tables = ["tasks", "schedules", "api_tokens", "idempotency_keys", "memory_entries"];
   const rows = await Promise.all(tables.map((table) => env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table}`).first<{ n: number }>()));
   return rows.map((row) => row!.n);
 }
@@ -69,6 +69,11 @@ describe("fuzzing the public endpoints", () => {
       ["POST", "/slack/commands"],
       ["POST", "/slack/interactions"],
       ["POST", "/github/webhook"],
+      // A valid body would create an entry here, so the repository or the id is always wrong: only the body varies.
+      ["POST", "/api/repos/ac!me/widgets/memory"],
+      ["POST", "/api/repos/acme/widgets/memory/m000000000000000/supersede"],
+      ["POST", "/api/repos/acme/widgets/memory/m000000000000000/approve"],
+      ["POST", "/api/repos/acme/nothing/memory/publish"],
     ] as const;
     const before = await counts();
     const seen = new Map<number, number>();
@@ -89,7 +94,7 @@ describe("fuzzing the public endpoints", () => {
 
   it("answers random query strings and ids with 4xx only", async () => {
     const next = random(7);
-    const paths = ["/api/tasks?", `/api/tasks/${finished}/events?`, "/api/audit?", "/api/usage?", `/api/tasks/${finished}/runs/`, "/api/schedules/", "/api/tasks/"];
+    const paths = ["/api/tasks?", `/api/tasks/${finished}/events?`, "/api/audit?", "/api/usage?", `/api/tasks/${finished}/runs/`, "/api/schedules/", "/api/tasks/", "/api/repos/acme/widgets/memory?", "/api/repos/acme/widgets/memory/"];
     for (let i = 0; i < 140; i++) {
       const base = paths[i % paths.length]!;
       // Percent-encoded bytes, including sequences that are not UTF-8 at all.

@@ -52,6 +52,17 @@ function body(kind: string, { type, data }: TaskEvent): (Node | string)[] {
     }
     case "log":
       return [h("span", { class: "tag" }, str(data, "stream") || "log"), ansiBlock(str(data, "text"))];
+    case "memory.delivered":
+    case "memory.proposed": {
+      const delivered = type === "memory.delivered";
+      const entries = (delivered ? data.entries : [...(Array.isArray(data.proposed) ? data.proposed : []), ...(Array.isArray(data.seen) ? data.seen : [])]) as { id?: unknown; text?: unknown }[];
+      const count = Array.isArray(entries) ? entries.length : 0;
+      const summary = delivered
+        ? `given ${count} memory ${count === 1 ? "entry" : "entries"}`
+        : `learned: ${Array.isArray(data.proposed) ? data.proposed.length : 0} new, ${Array.isArray(data.seen) ? data.seen.length : 0} already known`;
+      const list = h("ul", { class: "memory-given small", "data-testid": delivered ? "memory-delivered" : "memory-learned" }, ...(Array.isArray(entries) ? entries : []).map((entry) => h("li", { "data-id": String(entry.id ?? "") }, String(entry.text ?? ""))));
+      return [h("details", { class: "memory-event", open: delivered }, h("summary", {}, h("span", { class: "tag" }, "memory"), " ", summary), list)];
+    }
     case "agent.result": {
       const cost = num(data, "costUsd");
       const ms = num(data, "durationMs");
@@ -121,6 +132,10 @@ function lineFor(type: string, data: Data): string | null {
     }
     case "review.feedback":
       return `${num(data, "findings") ?? "?"} findings handed to the coder`;
+    case "memory.ignored":
+      return `memory: ignored ${num(data, "beyondLimit") ?? 0} learnings past the first ${num(data, "limit") ?? "?"} and ${num(data, "tooLong") ?? 0} longer than ${num(data, "maxChars") ?? "?"} characters`;
+    case "memory.error":
+      return `memory: ${str(data, "message")}`;
     default:
       return null;
   }

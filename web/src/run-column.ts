@@ -80,6 +80,7 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
         run.attempts.length ? `${run.attempts.length} retr${run.attempts.length === 1 ? "y" : "ies"}` : null,
         run.baseCommit ? `base ${run.baseCommit.slice(0, 8)}` : null,
         run.workspace ? `from ${run.workspace}` : null,
+        run.memory?.length ? `given ${run.memory.length} memory ${run.memory.length === 1 ? "entry" : "entries"}` : null,
       ];
       facts.textContent = parts.filter(Boolean).join(" · ");
       variant.hidden = !run.model && !run.promptSuffix;

@@ -59,6 +59,7 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
         fact("source", `${task.source} · ${task.createdBy}`),
         fact("created", formatTime(task.createdAt)),
         fact("winner", winner),
+        fact("memory", h("a", { href: `/repos/${task.repo}/memory`, "data-testid": "task-memory-link" }, "repository memory")),
       ),
       taskError,
       h("div", { class: "actions" }, cancel, openPr),

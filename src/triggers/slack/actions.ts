@@ -51,7 +51,7 @@ async function report(env: Cloudflare.Env, payload: BlockActions, origin: string
   const responseUrl = payload.response_url;
   if ("task" in outcome) {
     const task = outcome.task;
-    const links = taskLinks(origin, task.id);
+    const links = taskLinks(origin, task.id, task.repo);
     const container = payload.container;
     const channel = container?.channel_id ?? payload.channel?.id;
     // A public message is updated in place; an ephemeral one (a `status` reply) can only be replaced through its response_url.

@@ -82,7 +82,7 @@ async function startTask(env: Cloudflare.Env, command: Extract<SlackCommand, { k
       await respondToSlack(env, payload.response_url, { response_type: "ephemeral", text: `:x: Task \`${spec.id}\` could not start: ${escapeMrkdwn(messageOf(error))}` });
       throw error;
     }
-    const posted = await postOrUpdate(env, target, task, taskLinks(context.origin, task.id));
+    const posted = await postOrUpdate(env, target, task, taskLinks(context.origin, task.id, task.repo));
     // From here the task agent keeps the message current as the task moves.
     await (await getAgentByName(env.TaskAgent, task.id)).followInSlack(posted, context.origin);
   });
@@ -101,7 +101,7 @@ async function startTask(env: Cloudflare.Env, command: Extract<SlackCommand, { k
 async function showStatus(env: Cloudflare.Env, id: string, context: CommandContext): Promise<SlackReply> {
   const task = await findTask(env, id);
   if (!task) return ephemeral(`:warning: No task \`${escapeMrkdwn(id)}\`.`);
-  return { response_type: "ephemeral", text: taskText(task), blocks: taskBlocks(task, taskLinks(context.origin, task.id)) };
+  return { response_type: "ephemeral", text: taskText(task), blocks: taskBlocks(task, taskLinks(context.origin, task.id, task.repo)) };
 }
 
 async function cancelTask(env: Cloudflare.Env, id: string, payload: SlashCommand, context: CommandContext): Promise<SlackReply> {
