@@ -31,6 +31,8 @@ export interface SortieConfig {
   githubTriggerAssociations: string[];
   /** Names and directories a reviewer's peer view leaves out on top of the built-in list (src/sandbox/peer-view.ts). */
   reviewPeerExcludes: string[];
+  /** Fix runs Sortie makes on one of its pull requests, across every trigger. */
+  prFixMaxAttempts: number;
 }
 
 /**
@@ -42,7 +44,7 @@ export const PLAIN_VARS: ReadonlySet<string> = new Set([
   "MAX_BODY_BYTES", "MAX_SANDBOXES", "MAX_SANDBOXES_PER_CREATOR", "RETRY_BASE_MS", "DEFAULT_MAX_COST_USD", "TASK_RATE_LIMIT_PER_MINUTE",
   "WARM_SNAPSHOT_TTL_MINUTES", "WARM_SNAPSHOT_MAX", "WARM_SNAPSHOT_MAX_BYTES", "BACKUP_BUCKET_NAME", "FOLLOWUP_WINDOW_MINUTES",
   "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "GEMINI_BASE_URL", "LOCAL_SANDBOX_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS",
-  "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS", "REVIEW_PEER_EXCLUDE",
+  "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS", "REVIEW_PEER_EXCLUDE", "PR_FIX_MAX_ATTEMPTS",
 ]);
 
 /** Hard ceilings that no configuration raises. */
@@ -61,6 +63,9 @@ export const LIMITS = {
   eventPage: 500,
   /** Largest GitHub webhook delivery read; issue and comment bodies are at most 65,536 characters each. */
   githubWebhookBytes: 1024 * 1024,
+  /** The merge-conflict poll of a tended pull request: its first delay, doubled while nothing changes, up to the last. */
+  pullPollFirstSeconds: 60,
+  pullPollMaxSeconds: 60 * 60,
 } as const;
 
 export function readConfig(env: Cloudflare.Env): SortieConfig {
@@ -89,6 +94,7 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     githubApiUrl: (env.GITHUB_API_URL || "https://api.github.com").replace(/\/+$/, ""),
     githubTriggerAssociations: list(env.GITHUB_TRIGGER_ASSOCIATIONS, ["OWNER", "MEMBER", "COLLABORATOR"]).map((value) => value.toUpperCase()),
     reviewPeerExcludes: list(env.REVIEW_PEER_EXCLUDE, []),
+    prFixMaxAttempts: Math.floor(positive(env.PR_FIX_MAX_ATTEMPTS, 3)),
   };
 }
 

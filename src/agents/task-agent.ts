@@ -20,6 +20,7 @@ import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } 
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
 import { reviewSlot } from "./review.ts";
+import { fixEnded, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
 import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
@@ -258,6 +259,19 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return { task: this.requireTask() };
   }
 
+  /** A decision about the pull request this task opened (src/agents/tending.ts): an event, and its follow-ups kept current. */
+  noteTending(note: TendingNote): void {
+    this.record({ run: null, type: `tending.${note.decision}`, data: note.data });
+    const task = this.state;
+    if (!note.followUp || !task?.publication) return;
+    const earlier = task.publication.followUps ?? [];
+    const known = earlier.find((f) => f.task === note.followUp!.task);
+    const followUps = known
+      ? earlier.map((f) => (f === known ? { ...f, status: note.followUp!.status, commit: note.followUp!.commit } : f))
+      : [...earlier, note.followUp];
+    this.setState({ ...task, publication: { ...task.publication, followUps } });
+  }
+
   /** Hands the task a Slack message to keep current (posted by the Slack trigger). */
   followInSlack(target: SlackTarget, origin: string): void {
     this.notifier.follow(target, origin);
@@ -467,6 +481,13 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     if (ended.status === "succeeded" && ended.output !== "diff" && !ended.publication) {
       const outcome = await this.publish(undefined, ended.output, "sortie");
       if ("refused" in outcome) this.record({ run: null, type: "publish.skipped", data: { ...outcome.refused } });
+    }
+    const fix = this.requireSpec().tending;
+    if (fix && !this.requireTask().publication) {
+      const reason = this.requireTask().status === "succeeded" ? "the run changed nothing" : (this.requireTask().error?.message ?? this.requireTask().status);
+      await fixEnded(this.env, fix, task.id, { status: this.requireTask().status === "succeeded" ? "no_change" : "failed", commit: null, message: reason }).catch((error: unknown) =>
+        this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }),
+      );
     }
     if (task.key) {
       const fleet = await fleetOf(this.env);
