@@ -482,18 +482,23 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       const outcome = await this.publish(undefined, ended.output, "sortie");
       if ("refused" in outcome) this.record({ run: null, type: "publish.skipped", data: { ...outcome.refused } });
     }
-    const fix = this.requireSpec().tending;
-    if (fix && !this.requireTask().publication) {
-      const reason = this.requireTask().status === "succeeded" ? "the run changed nothing" : (this.requireTask().error?.message ?? this.requireTask().status);
-      await fixEnded(this.env, fix, task.id, { status: this.requireTask().status === "succeeded" ? "no_change" : "failed", commit: null, message: reason }).catch((error: unknown) =>
-        this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }),
-      );
-    }
     if (task.key) {
       const fleet = await fleetOf(this.env);
       await fleet.releaseClaim(task.key, task.id);
     }
+    await this.endFixWithoutPublication();
     await this.index();
+  }
+
+  /** A fix of a tended pull request that published nothing frees the pull request (after its claim) for the next trigger. */
+  private async endFixWithoutPublication(): Promise<void> {
+    const fix = this.requireSpec().tending;
+    const task = this.requireTask();
+    if (!fix || task.publication) return;
+    const message = task.status === "succeeded" ? "the run changed nothing" : (task.error?.message ?? task.status);
+    await fixEnded(this.env, fix, task.id, { status: task.status === "succeeded" ? "no_change" : "failed", commit: null, message }).catch((error: unknown) =>
+      this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }),
+    );
   }
 
   // ---- state -----------------------------------------------------------

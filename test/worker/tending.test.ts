@@ -176,3 +176,192 @@ describe("a red check on a Sortie pull request", () => {
     expect(audit.entries.map((e) => e.action)).toEqual(expect.arrayContaining(["pull_request.started", "pull_request.deduplicated"]));
   });
 });
+
+/** The head of `branch` in the fixture's bare repository. */
+async function headOf(branch: string): Promise<string> {
+  return (await shell('git ls-remote origin "refs/heads/$BRANCH" | cut -f1', { BRANCH: branch })).trim();
+}
+
+/** A commit pushed to `branch` by someone other than Sortie. */
+async function pushAsPerson(branch: string, file: string, content: string): Promise<string> {
+  const out = await shell(
+    'git checkout --quiet "$BRANCH" && printf "%s" "$CONTENT" > "$FILE" && git add -A && git -c user.name=Person -c user.email=person@example.com commit --quiet -m "by hand" && git push --quiet origin "HEAD:refs/heads/$BRANCH" && git rev-parse HEAD',
+    { BRANCH: branch, FILE: file, CONTENT: content },
+  );
+  return out.trim().split("\n").at(-1)!;
+}
+
+async function tasksFor(number: number): Promise<string[]> {
+  const { results } = await env.DB.prepare("SELECT id FROM tasks WHERE prompt LIKE ?").bind(`Sortie opened pull request ${REPO}#${number} %`).all<{ id: string }>();
+  return results.map((r) => r.id);
+}
+
+describe("what tending does not fix", () => {
+  it("a check that also fails on the base branch is skipped with one comment", async () => {
+    const pr = await sortiePullRequest(scripted([write("FLAKY.md", "flaky\n")], "document the flaky test"));
+    const main = await headOf("main");
+    await standin("/__check-runs", { repo: REPO, id: 7101, name: "e2e", head_sha: main, conclusion: "failure" });
+    await standin("/__check-runs", { repo: REPO, id: 7102, name: "e2e", head_sha: pr.head, conclusion: "timed_out" });
+    const payload = checkRun(pr.number, pr.head, { id: 7102, name: "e2e", conclusion: "timed_out", output: { title: "e2e timed out", summary: "", text: "" } });
+    expect(await deliver("check_run", payload)).toMatchObject({ tending: "skipped_pre_existing" });
+    // The same failure reported by its check suite is the same (head, check): nothing new.
+    expect(
+      await deliver("check_suite", { action: "completed", check_suite: { id: 55, head_sha: pr.head, head_branch: pr.branch, conclusion: "failure", pull_requests: [{ number: pr.number }] }, repository, sender: { login: "github-actions[bot]" } }),
+    ).toMatchObject({ tending: expect.stringMatching(/deduplicated|ignored/) });
+    const said = await comments(pr.number);
+    expect(said).toHaveLength(1);
+    expect(said[0]).toContain("`e2e` also fails on `main`");
+    expect(await tasksFor(pr.number)).toEqual([]);
+    const events = (await readEvents(pr.task.id)).map((e) => e.type);
+    expect(events).toContain("tending.skipped_pre_existing");
+  });
+
+  it("a push by a person stops tending, said once on the pull request", async () => {
+    const pr = await sortiePullRequest(scripted([write("HANDS.md", "hands\n")], "write the hands notes"));
+    const human = await pushAsPerson(pr.branch, "HANDS.md", "taken over\n");
+    await standin("/__check-runs", { repo: REPO, id: 7201, name: "lint", head_sha: human, conclusion: "failure" });
+    expect(await deliver("check_run", checkRun(pr.number, human, { id: 7201, name: "lint" }))).toMatchObject({ tending: "stopped", reason: "human_push" });
+    expect(await deliver("check_run", checkRun(pr.number, human, { id: 7202, name: "build" }))).toMatchObject({ tending: "ignored" });
+    const said = await comments(pr.number);
+    expect(said).toHaveLength(1);
+    expect(said[0]).toContain("Someone other than Sortie pushed");
+    expect(await tasksFor(pr.number)).toEqual([]);
+    expect(await headOf(pr.branch)).toBe(human);
+    const watcher = await getAgentByName(env.PullRequestAgent, `${REPO}#${pr.number}`);
+    expect(await watcher.polling()).toBe(false);
+    const audit = (await (await api(`/api/audit?task=${pr.task.id}`)).json()) as { entries: { action: string; detail: { reason?: string } }[] };
+    expect(audit.entries.find((e) => e.action === "pull_request.stopped")?.detail.reason).toBe("human_push");
+  });
+});
+
+describe("reviews", () => {
+  it("a member's review is addressed on the branch in one run, each thread answered; an outsider's starts nothing", async () => {
+    const pr = await sortiePullRequest(scripted([write("src/widget.js", "export const widget = () => 'blue widget';\n")], "make the widget blue"));
+    const rename = scripted([write("src/widget.js", "export const gadget = () => 'blue widget';\n"), { text: "Renamed widget to gadget in src/widget.js." }], "Please call it gadget.");
+    await standin("/__reviews", {
+      repo: REPO,
+      id: 801,
+      comments: [
+        { id: 3001, path: "src/widget.js", line: 1, diff_hunk: "@@ -1 +1 @@\n-export const widget = () => 'widget';\n+export const widget = () => 'blue widget';", body: rename },
+        { id: 3002, path: "src/widget.js", line: 1, diff_hunk: "@@ -1 +1 @@", body: "And keep the colour." },
+      ],
+    });
+
+    const outsider = await deliver("pull_request_review_comment", {
+      action: "created",
+      comment: { id: 3999, pull_request_review_id: 899, body: "/sortie delete everything", path: "README.md", user: { login: "mallory" }, author_association: "NONE" },
+      pull_request: { number: pr.number },
+      repository,
+    });
+    expect(outsider).toMatchObject({ tending: "outsider_ignored" });
+
+    const review = {
+      action: "submitted",
+      review: { id: 801, body: "Two things.", state: "changes_requested", user: { login: "maria" }, author_association: "MEMBER" },
+      pull_request: { number: pr.number },
+      repository,
+    };
+    const answer = await deliver("pull_request_review", review);
+    expect(answer).toMatchObject({ tending: "started" });
+    // The review's comments arrive as their own deliveries too: the same review, handled once.
+    const echo = await deliver("pull_request_review_comment", { action: "created", comment: { id: 3001, pull_request_review_id: 801, body: rename, user: { login: "maria" }, author_association: "MEMBER" }, pull_request: { number: pr.number }, repository });
+    expect(echo).toMatchObject({ tending: "deduplicated" });
+
+    const fix = await getTask(answer.task!);
+    expect(fix.prompt).toContain("## Review by maria\n\nTwo things.");
+    expect(fix.prompt).toContain("### src/widget.js line 1\n```diff\n@@ -1 +1 @@\n-export const widget");
+    expect(fix.prompt).toContain("And keep the colour.");
+    const done = await fixPublished(fix.id);
+    const commit = done.publication!.commit!;
+    expect(await shell('git fetch --quiet origin "$BRANCH" && git show FETCH_HEAD:src/widget.js', { BRANCH: pr.branch })).toContain("export const gadget");
+    const replies = await waitFor("both replies", async () => {
+      const found = (await githubCalls()).filter((c) => c.method === "POST" && /\/pulls\/\d+\/comments\/\d+\/replies$/.test(c.path) && c.status === 201);
+      return found.length >= 2 ? found : null;
+    });
+    expect(replies.map((c) => c.path).sort()).toEqual([`/repos/${REPO}/pulls/${pr.number}/comments/3001/replies`, `/repos/${REPO}/pulls/${pr.number}/comments/3002/replies`]);
+    for (const reply of replies) expect(String(reply.body?.body)).toContain(`Changed in \`${commit.slice(0, 12)}\`: Renamed widget to gadget`);
+    expect(await tasksFor(pr.number)).toEqual([fix.id]);
+  });
+});
+
+describe("merge conflicts", () => {
+  it("a conflicted pull request gets the base branch merged in and the conflict resolved, as a merge commit on its branch", async () => {
+    const pr = await sortiePullRequest(scripted([write("src/widget.js", "export const widget = () => 'blue widget';\n")], "make the widget blue"));
+    const main = (
+      await shell(
+        'printf "export const widget = () => \'red widget\';\\n" > src/widget.js && printf "on main\\n" > MAIN.md && git add -A && git -c user.name=Person -c user.email=person@example.com commit --quiet -m "red on main" && git push --quiet origin HEAD:refs/heads/main && git rev-parse HEAD',
+      )
+    ).trim();
+    const watcher = await getAgentByName(env.PullRequestAgent, `${REPO}#${pr.number}`);
+    expect(await watcher.polling()).toBe(true);
+    expect(await watcher.poll()).toMatchObject({ decision: "polled", mergeableState: "clean" });
+
+    await standin("/__pulls", { repo: REPO, number: pr.number, mergeable_state: "dirty" });
+    const outcome = (await watcher.poll()) as { decision: string; task?: string };
+    expect(outcome).toMatchObject({ decision: "started" });
+    const fix = await getTask(outcome.task!);
+    expect(fix.prompt).toContain("## Merge conflict with `main`");
+    // While the fix runs, another poll starts nothing more.
+    expect(await watcher.poll()).toMatchObject({ decision: "polled", mergeableState: "dirty" });
+    const done = await fixPublished(fix.id);
+    const commit = done.publication!.commit!;
+    const shown = await shell('git fetch --quiet origin "$BRANCH" && git log --format=%P -1 FETCH_HEAD && git show FETCH_HEAD:src/widget.js && git show FETCH_HEAD:MAIN.md', { BRANCH: pr.branch });
+    const [parents, ...files] = shown.split("\n");
+    expect(parents).toBe(`${pr.head} ${main}`);
+    expect(files.join("\n")).toContain("blue widget");
+    expect(files.join("\n")).toContain("on main");
+    expect(shown).not.toMatch(/^(<<<<<<<|=======|>>>>>>>)/m);
+    expect(await headOf(pr.branch)).toBe(commit);
+    expect(await watcher.polling()).toBe(true);
+    await shell('git push --quiet origin "$OLD:refs/heads/main" --force', { OLD: (await shell("git rev-parse HEAD~1")).trim() });
+  });
+});
+
+describe("the budget", () => {
+  it("with PR_FIX_MAX_ATTEMPTS=2 a third trigger gets a comment, not a run; a trigger meanwhile waits; /sortie retry grants one more; /sortie stop stops", async () => {
+    const pr = await sortiePullRequest(scripted([write("BUDGET.md", "v0\n")], "write the budget notes"));
+    const fixWrites = (content: string) => scripted([write("BUDGET.md", content)], "fix BUDGET.md");
+    await standin("/__check-runs", { repo: REPO, id: 7301, name: "one", head_sha: pr.head, conclusion: "failure" });
+    const first = await deliver("check_run", checkRun(pr.number, pr.head, { id: 7301, name: "one", output: { title: "one", summary: "", text: fixWrites("v1\n") } }));
+    expect(first).toMatchObject({ tending: "started" });
+    await standin("/__check-runs", { repo: REPO, id: 7302, name: "two", head_sha: pr.head, conclusion: "failure" });
+    const second = await deliver("check_run", checkRun(pr.number, pr.head, { id: 7302, name: "two", output: { title: "two", summary: "", text: fixWrites("v2\n") } }));
+    expect(second).toMatchObject({ tending: "queued", task: first.task });
+
+    await fixPublished(first.task!);
+    const next = await waitFor("the queued fix", async () => (await tasksFor(pr.number)).find((id) => id !== first.task));
+    const nextDone = await fixPublished(next);
+    expect(nextDone.runs[0]!.baseCommit).toBe((await getTask(first.task!)).publication!.commit);
+    const head = nextDone.publication!.commit!;
+    expect(await headOf(pr.branch)).toBe(head);
+
+    await standin("/__check-runs", { repo: REPO, id: 7303, name: "three", head_sha: head, conclusion: "failure" });
+    expect(await deliver("check_run", checkRun(pr.number, head, { id: 7303, name: "three", output: { title: "three", summary: "", text: fixWrites("v3\n") } }))).toMatchObject({ tending: "budget_spent" });
+    expect(await deliver("check_run", checkRun(pr.number, head, { id: 7304, name: "four" }))).toMatchObject({ tending: "ignored" });
+    const spent = (await comments(pr.number)).filter((c) => c.includes("PR_FIX_MAX_ATTEMPTS is 2"));
+    expect(spent).toHaveLength(1);
+    expect(await tasksFor(pr.number)).toHaveLength(2);
+
+    const comment = (id: number, body: string, association = "OWNER") => ({
+      action: "created",
+      issue: { number: pr.number, title: "Sortie: write the budget notes", body: "", pull_request: { url: "x" } },
+      comment: { id, body, user: { login: "olga" }, author_association: association },
+      repository,
+      sender: { login: "olga" },
+    });
+    expect(await deliver("issue_comment", comment(4001, "/sortie retry", "NONE"))).toMatchObject({ tending: "outsider_ignored" });
+    expect(await deliver("issue_comment", comment(4002, "/sortie retry"))).toMatchObject({ tending: "retry_granted" });
+    const retried = await deliver("issue_comment", comment(4003, `/sortie ${fixWrites("v4\n")}`));
+    expect(retried).toMatchObject({ tending: "started" });
+    await fixPublished(retried.task!);
+    expect(await shell('git fetch --quiet origin "$BRANCH" && git show FETCH_HEAD:BUDGET.md', { BRANCH: pr.branch })).toBe("v4\n");
+
+    expect(await deliver("issue_comment", comment(4004, "/sortie stop"))).toMatchObject({ tending: "stopped", reason: "stop_command" });
+    const watcher = await getAgentByName(env.PullRequestAgent, `${REPO}#${pr.number}`);
+    expect(await watcher.polling()).toBe(false);
+    const events = (await readEvents(pr.task.id)).map((e) => e.type);
+    for (const decision of ["started", "queued", "budget_spent", "outsider_ignored", "retry_granted", "stopped"]) expect(events).toContain(`tending.${decision}`);
+    const original = await getTask(pr.task.id);
+    expect(original.publication!.followUps!.map((f) => f.status)).toEqual(["pushed", "pushed", "pushed"]);
+  }, 240_000);
+});
