@@ -63,8 +63,8 @@ export const LIMITS = {
   eventPage: 500,
   /** Largest GitHub webhook delivery read; issue and comment bodies are at most 65,536 characters each. */
   githubWebhookBytes: 1024 * 1024,
-  /** The merge-conflict poll of a tended pull request: its first delay, doubled while nothing changes, up to the last. */
-  pullPollFirstSeconds: 60,
+  /** The merge-conflict poll of a tended pull request: its first delay (five minutes), doubled while nothing changes, up to the last (an hour). */
+  pullPollFirstSeconds: 5 * 60,
   pullPollMaxSeconds: 60 * 60,
 } as const;
 

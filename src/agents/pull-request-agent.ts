@@ -2,7 +2,7 @@
  * PullRequestAgent: one Durable Object per tended pull request, named
  * `owner/name#N`, that polls its `mergeable_state`, because GitHub sends no
  * event when a pull request becomes conflicted. Its own alarm (an agents SDK
- * schedule) backs off from a minute to an hour while nothing changes and
+ * schedule) backs off from five minutes to an hour while nothing changes and
  * stops for good when tending stops; `dirty` asks for a fix run that merges
  * the base branch in and resolves the conflicts. A Durable Object of its own
  * rather than the ScheduleAgent: that one is a cron that creates tasks, this
@@ -69,7 +69,7 @@ export class PullRequestAgent extends Agent<Cloudflare.Env> {
     return { decision: "polled", mergeableState };
   }
 
-  /** The next poll: twice the last delay, from a minute up to an hour. */
+  /** The next poll: twice the last delay, from five minutes up to an hour. */
   private async scheduleNext(repo: string, number: number, lastDelay: number): Promise<void> {
     const delay = Math.min(Math.max(lastDelay * 2, LIMITS.pullPollFirstSeconds), LIMITS.pullPollMaxSeconds);
     await setPollDelay(this.env.DB, repo, number, delay);

@@ -201,13 +201,20 @@ describe("what tending does not fix", () => {
     const pr = await sortiePullRequest(scripted([write("FLAKY.md", "flaky\n")], "document the flaky test"));
     const main = await headOf("main");
     await standin("/__check-runs", { repo: REPO, id: 7101, name: "e2e", head_sha: main, conclusion: "failure" });
-    await standin("/__check-runs", { repo: REPO, id: 7102, name: "e2e", head_sha: pr.head, conclusion: "timed_out" });
+    const suite = 5500 + pr.number;
+    await standin("/__check-runs", { repo: REPO, id: 7102, name: "e2e", head_sha: pr.head, conclusion: "timed_out", check_suite_id: suite });
     const payload = checkRun(pr.number, pr.head, { id: 7102, name: "e2e", conclusion: "timed_out", output: { title: "e2e timed out", summary: "", text: "" } });
     expect(await deliver("check_run", payload)).toMatchObject({ tending: "skipped_pre_existing" });
-    // The same failure reported by its check suite is the same (head, check): nothing new.
+    // The same failure reported by its check suite and its workflow run is the same (head, check): nothing new.
+    const sender = { login: "github-actions[bot]" };
     expect(
-      await deliver("check_suite", { action: "completed", check_suite: { id: 55, head_sha: pr.head, head_branch: pr.branch, conclusion: "failure", pull_requests: [{ number: pr.number }] }, repository, sender: { login: "github-actions[bot]" } }),
-    ).toMatchObject({ tending: expect.stringMatching(/deduplicated|ignored/) });
+      await deliver("check_suite", { action: "completed", check_suite: { id: suite, head_sha: pr.head, head_branch: pr.branch, conclusion: "failure", pull_requests: [{ number: pr.number }] }, repository, sender }),
+    ).toMatchObject({ tending: "deduplicated" });
+    expect(
+      await deliver("workflow_run", { action: "completed", workflow_run: { id: 1, name: "CI", head_sha: pr.head, head_branch: pr.branch, conclusion: "failure", check_suite_id: suite, pull_requests: [] }, repository, sender }),
+    ).toMatchObject({ tending: "deduplicated" });
+    // A success asks for nothing.
+    expect(await deliver("check_run", checkRun(pr.number, pr.head, { id: 7103, name: "unit", conclusion: "success" }))).toMatchObject({ tending: "ignored" });
     const said = await comments(pr.number);
     expect(said).toHaveLength(1);
     expect(said[0]).toContain("`e2e` also fails on `main`");
@@ -231,6 +238,21 @@ describe("what tending does not fix", () => {
     expect(await watcher.polling()).toBe(false);
     const audit = (await (await api(`/api/audit?task=${pr.task.id}`)).json()) as { entries: { action: string; detail: { reason?: string } }[] };
     expect(audit.entries.find((e) => e.action === "pull_request.stopped")?.detail.reason).toBe("human_push");
+  });
+});
+
+describe("when tending ends", () => {
+  it("a closed or merged pull request is no longer tended, and its poll stops", async () => {
+    const pr = await sortiePullRequest(scripted([write("CLOSE.md", "close\n")], "write the closing notes"));
+    const watcher = await getAgentByName(env.PullRequestAgent, `${REPO}#${pr.number}`);
+    await standin("/__pulls", { repo: REPO, number: pr.number, state: "closed", merged: true });
+    expect(await watcher.poll()).toMatchObject({ decision: "stopped", reason: "merged" });
+    expect(await watcher.polling()).toBe(false);
+    expect(await deliver("pull_request", { action: "closed", pull_request: { number: pr.number, merged: true }, repository })).toMatchObject({ tending: "stopped" });
+    await standin("/__check-runs", { repo: REPO, id: 7401, name: "lint", head_sha: pr.head, conclusion: "failure" });
+    expect(await deliver("check_run", checkRun(pr.number, pr.head, { id: 7401, name: "lint" }))).toMatchObject({ tending: "ignored" });
+    expect(await comments(pr.number)).toEqual([]);
+    expect(await tasksFor(pr.number)).toEqual([]);
   });
 });
 

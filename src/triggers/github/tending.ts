@@ -104,7 +104,7 @@ async function onCheckEvent(env: Cloudflare.Env, event: string, payload: unknown
     await recordDecision(env, pull, actor, "skipped_pre_existing", { head: report.headSha, checks: preExisting, base: pull.base });
     await commentOnPull(env, pull, `${names} also ${preExisting.length === 1 ? "fails" : "fail"} on \`${pull.base}\`, so this pull request did not break ${preExisting.length === 1 ? "it" : "them"}: Sortie is not spending a fix attempt on ${preExisting.length === 1 ? "it" : "them"}.`);
   }
-  if (ours2.length === 0) return { tending: "skipped_pre_existing", reason: `${preExisting.join(", ")} also fail on ${pull.base}` };
+  if (ours2.length === 0) return { tending: "skipped_pre_existing", reason: `${preExisting.join(", ")} also ${preExisting.length === 1 ? "fails" : "fail"} on ${pull.base}` };
   return answer(await requestFix(env, pull, { kind: "check", by: report.sender, headSha: report.headSha, checks: ours2 }, actor));
 }
 
