@@ -21,11 +21,10 @@ const TARGET_KEY = "sortie:pull";
 export class PullRequestAgent extends Agent<Cloudflare.Env> {
   static override options = { sendIdentityOnConnect: false };
 
-  /** Starts polling `repo#number`. Calling it again changes nothing. */
+  /** Starts polling `repo#number` (again, after tending resumed); while a poll is scheduled it changes nothing. */
   async watch(repo: string, number: number): Promise<void> {
-    if (this.ctx.storage.kv.get(TARGET_KEY)) return;
     this.ctx.storage.kv.put(TARGET_KEY, { repo, number });
-    await this.schedule(LIMITS.pullPollFirstSeconds, "poll");
+    if (!(await this.polling())) await this.schedule(LIMITS.pullPollFirstSeconds, "poll");
   }
 
   /** Stops polling (tending has stopped). */
@@ -56,12 +55,15 @@ export class PullRequestAgent extends Agent<Cloudflare.Env> {
       const ours = await stillOurs(this.env, pull);
       if ("outcome" in ours) return ours.outcome;
       mergeableState = ours.now.mergeableState;
-      if (mergeableState === "dirty" && !pull.fixTaskId && (await claimTendingKey(this.env.DB, pull.repo, pull.number, `conflict:${pull.headSha}`))) {
-        const outcome = await requestFix(this.env, pull, { kind: "conflict", by: "sortie", base: ours.now.baseRef }, "sortie");
-        await this.scheduleNext(pull.repo, pull.number, 0);
-        return outcome;
+      // While a fix runs the head is about to move: the poll after it judges the new head.
+      if (mergeableState === "dirty" && !pull.fixTaskId) {
+        if (await claimTendingKey(this.env.DB, pull.repo, pull.number, `conflict:${pull.headSha}`)) {
+          const outcome = await requestFix(this.env, pull, { kind: "conflict", by: "sortie", base: ours.now.baseRef }, "sortie");
+          await this.scheduleNext(pull.repo, pull.number, 0);
+          return outcome;
+        }
+        await recordDecision(this.env, pull, "sortie", "deduplicated", { trigger: "conflict", head: pull.headSha });
       }
-      if (mergeableState === "dirty") await recordDecision(this.env, pull, "sortie", "deduplicated", { trigger: "conflict", head: pull.headSha });
     } catch (error) {
       writeLog("error", { event: "tending.poll_failed", repo: pull.repo, number: pull.number, message: messageOf(error) }, this.env);
     }

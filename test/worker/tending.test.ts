@@ -41,7 +41,7 @@ async function signature(body: string): Promise<string> {
 let deliveries = 0;
 
 /** A signed delivery; the same `id` twice is a redelivery. */
-async function deliver(event: string, payload: unknown, id = `tending-${Date.now()}-${++deliveries}`): Promise<{ tending: string; reason: string; task?: string }> {
+async function deliver(event: string, payload: unknown, id = `tending-${Date.now()}-${++deliveries}`): Promise<{ tending?: string; reason?: string; task?: string; ignored?: string }> {
   const body = JSON.stringify(payload);
   const response = await exports.default.fetch(
     new Request("https://sortie.test/github/webhook", {
@@ -214,7 +214,7 @@ describe("what tending does not fix", () => {
       await deliver("workflow_run", { action: "completed", workflow_run: { id: 1, name: "CI", head_sha: pr.head, head_branch: pr.branch, conclusion: "failure", check_suite_id: suite, pull_requests: [] }, repository, sender }),
     ).toMatchObject({ tending: "deduplicated" });
     // A success asks for nothing.
-    expect(await deliver("check_run", checkRun(pr.number, pr.head, { id: 7103, name: "unit", conclusion: "success" }))).toMatchObject({ tending: "ignored" });
+    expect(await deliver("check_run", checkRun(pr.number, pr.head, { id: 7103, name: "unit", conclusion: "success" }))).toMatchObject({ ignored: expect.any(String) });
     const said = await comments(pr.number);
     expect(said).toHaveLength(1);
     expect(said[0]).toContain("`e2e` also fails on `main`");
@@ -228,7 +228,7 @@ describe("what tending does not fix", () => {
     const human = await pushAsPerson(pr.branch, "HANDS.md", "taken over\n");
     await standin("/__check-runs", { repo: REPO, id: 7201, name: "lint", head_sha: human, conclusion: "failure" });
     expect(await deliver("check_run", checkRun(pr.number, human, { id: 7201, name: "lint" }))).toMatchObject({ tending: "stopped", reason: "human_push" });
-    expect(await deliver("check_run", checkRun(pr.number, human, { id: 7202, name: "build" }))).toMatchObject({ tending: "ignored" });
+    expect(await deliver("check_run", checkRun(pr.number, human, { id: 7202, name: "build" }))).toMatchObject({ ignored: expect.any(String) });
     const said = await comments(pr.number);
     expect(said).toHaveLength(1);
     expect(said[0]).toContain("Someone other than Sortie pushed");
@@ -250,9 +250,34 @@ describe("when tending ends", () => {
     expect(await watcher.polling()).toBe(false);
     expect(await deliver("pull_request", { action: "closed", pull_request: { number: pr.number, merged: true }, repository })).toMatchObject({ tending: "stopped" });
     await standin("/__check-runs", { repo: REPO, id: 7401, name: "lint", head_sha: pr.head, conclusion: "failure" });
-    expect(await deliver("check_run", checkRun(pr.number, pr.head, { id: 7401, name: "lint" }))).toMatchObject({ tending: "ignored" });
+    expect(await deliver("check_run", checkRun(pr.number, pr.head, { id: 7401, name: "lint" }))).toMatchObject({ ignored: expect.any(String) });
     expect(await comments(pr.number)).toEqual([]);
     expect(await tasksFor(pr.number)).toEqual([]);
+  });
+});
+
+describe("a fix that changes nothing", () => {
+  it("says so on the pull request, and the pull request is free for the next trigger", async () => {
+    const pr = await sortiePullRequest(scripted([write("NOOP.md", "noop\n")], "write the noop notes"));
+    const request = {
+      action: "created",
+      issue: { number: pr.number, title: "Sortie: write the noop notes", body: "", pull_request: { url: "x" } },
+      comment: { id: 4101, body: `/sortie ${scripted([{ text: "Nothing needs to change." }], "check the notes")}`, user: { login: "olga" }, author_association: "COLLABORATOR" },
+      repository,
+      sender: { login: "olga" },
+    };
+    const answer = await deliver("issue_comment", request);
+    expect(answer).toMatchObject({ tending: "started" });
+    expect(await deliver("issue_comment", request)).toMatchObject({ tending: "deduplicated" });
+    await waitForStatus(answer.task!, ["succeeded"]);
+    const said = await waitFor("the no-change comment", async () => (await comments(pr.number)).find((c) => c.includes("ended without a commit")));
+    expect(said).toContain("(no_change)");
+    expect(said).toContain(`/tasks/${answer.task}`);
+    expect(await headOf(pr.branch)).toBe(pr.head);
+    const original = await getTask(pr.task.id);
+    expect(original.publication!.followUps).toEqual([expect.objectContaining({ task: answer.task, trigger: "command", status: "no_change", commit: null })]);
+    const row = await env.DB.prepare("SELECT fix_task_id, attempts FROM tended_pulls WHERE repo = ? AND number = ?").bind(REPO, pr.number).first();
+    expect(row).toEqual({ fix_task_id: null, attempts: 1 });
   });
 });
 
@@ -359,7 +384,7 @@ describe("the budget", () => {
 
     await standin("/__check-runs", { repo: REPO, id: 7303, name: "three", head_sha: head, conclusion: "failure" });
     expect(await deliver("check_run", checkRun(pr.number, head, { id: 7303, name: "three", output: { title: "three", summary: "", text: fixWrites("v3\n") } }))).toMatchObject({ tending: "budget_spent" });
-    expect(await deliver("check_run", checkRun(pr.number, head, { id: 7304, name: "four" }))).toMatchObject({ tending: "ignored" });
+    expect(await deliver("check_run", checkRun(pr.number, head, { id: 7304, name: "four" }))).toMatchObject({ ignored: expect.any(String) });
     const spent = (await comments(pr.number)).filter((c) => c.includes("PR_FIX_MAX_ATTEMPTS is 2"));
     expect(spent).toHaveLength(1);
     expect(await tasksFor(pr.number)).toHaveLength(2);
@@ -373,13 +398,14 @@ describe("the budget", () => {
     });
     expect(await deliver("issue_comment", comment(4001, "/sortie retry", "NONE"))).toMatchObject({ tending: "outsider_ignored" });
     expect(await deliver("issue_comment", comment(4002, "/sortie retry"))).toMatchObject({ tending: "retry_granted" });
+    const watcher = await getAgentByName(env.PullRequestAgent, `${REPO}#${pr.number}`);
+    expect(await watcher.polling()).toBe(true);
     const retried = await deliver("issue_comment", comment(4003, `/sortie ${fixWrites("v4\n")}`));
     expect(retried).toMatchObject({ tending: "started" });
     await fixPublished(retried.task!);
     expect(await shell('git fetch --quiet origin "$BRANCH" && git show FETCH_HEAD:BUDGET.md', { BRANCH: pr.branch })).toBe("v4\n");
 
     expect(await deliver("issue_comment", comment(4004, "/sortie stop"))).toMatchObject({ tending: "stopped", reason: "stop_command" });
-    const watcher = await getAgentByName(env.PullRequestAgent, `${REPO}#${pr.number}`);
     expect(await watcher.polling()).toBe(false);
     const events = (await readEvents(pr.task.id)).map((e) => e.type);
     for (const decision of ["started", "queued", "budget_spent", "outsider_ignored", "retry_granted", "stopped"]) expect(events).toContain(`tending.${decision}`);

@@ -55,7 +55,8 @@ githubRoutes.post(
     // A pull request Sortie opened is tended: its checks, reviews and `/sortie` comments are fixes on its branch.
     const tending = await tendingAnswer(c.env, event, payload);
     if (tending) {
-      writeLog("log", { event: "github.delivery", github: event, delivery, outcome: `tending.${tending.tending}`, reason: tending.reason });
+      const outcome = "ignored" in tending ? tending.ignored : `tending.${tending.tending}: ${tending.reason}`;
+      writeLog("log", { event: "github.delivery", github: event, delivery, outcome });
       return c.json(tending, 202);
     }
     const intent = intentOf(event, payload, readConfig(c.env).githubTriggerAssociations);

@@ -6,9 +6,10 @@
  * its closing. Each becomes a decision of src/agents/tending.ts; anything
  * about another pull request or issue falls through to the ordinary triggers.
  */
+import { getAgentByName } from "agents";
 import { validate } from "../../api/body.ts";
 import { readConfig } from "../../config.ts";
-import { recordDecision, requestFix, stillOurs, stop, commentOnPull, type TendingOutcome } from "../../agents/tending.ts";
+import { commentOnPull, recordDecision, requestFix, stillOurs, stop, watcherName, type TendingOutcome } from "../../agents/tending.ts";
 import { FAILING, checkAnnotations, checkConclusionOn, failedRunsOfSuite, mintTendingToken, reviewComments } from "../../publish/github-pulls.ts";
 import {
   claimTendingKey,
@@ -31,8 +32,8 @@ import {
 } from "./payloads.ts";
 import { WorkflowRunCompleted } from "./payloads.ts";
 
-/** What the webhook answers for a delivery about a tended pull request. */
-export type TendingAnswer = { tending: TendingOutcome["decision"] | "ignored"; reason: string; task?: string };
+/** What the webhook answers for a delivery about a tended pull request: a decision, or (as for every trigger) what it ignored. */
+export type TendingAnswer = { tending: TendingOutcome["decision"]; reason: string; task?: string } | { ignored: string };
 
 const CHECK_EVENTS = new Set(["check_run", "check_suite", "workflow_run"]);
 const REVIEW_STATES = new Set(["changes_requested", "commented"]);
@@ -199,6 +200,8 @@ async function onComment(env: Cloudflare.Env, payload: unknown): Promise<Tending
   if (/^retry\b/i.test(words)) {
     if (!(await grantAttempt(env.DB, pull.repo, pull.number, max))) return ignored(`Sortie stopped tending ${pull.repo}#${pull.number} (${pull.stopReason})`);
     await recordDecision(env, pull, actor, "retry_granted", {});
+    const watcher = await getAgentByName(env.PullRequestAgent, watcherName(pull.repo, pull.number));
+    await watcher.watch(pull.repo, pull.number);
     await commentOnPull(env, pull, `${comment.user.login} granted Sortie one more fix attempt on this pull request.`);
     return { tending: "retry_granted", reason: "one more fix attempt" };
   }
@@ -251,5 +254,5 @@ function answer(outcome: TendingOutcome): TendingAnswer {
 }
 
 function ignored(reason: string): TendingAnswer {
-  return { tending: "ignored", reason };
+  return { ignored: reason };
 }
