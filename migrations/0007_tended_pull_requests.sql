@@ -3,6 +3,7 @@
 CREATE TABLE tended_pulls (
   repo TEXT NOT NULL,
   number INTEGER NOT NULL,
+  url TEXT NOT NULL,
   branch TEXT NOT NULL,
   base TEXT NOT NULL,
   -- The task whose publication opened the pull request, its prompt (as shown) and creator.

@@ -35,6 +35,7 @@ export type FixTrigger =
 export interface FixRequest {
   repo: string;
   number: number;
+  url: string;
   branch: string;
   base: string;
   /** The branch head the fix starts from; the push is refused if the branch has moved since. */

@@ -74,7 +74,7 @@ export async function publishFix(ctx: PublishContext, fix: FixRequest): Promise<
     }
   }
   ctx.onStep("commented", { url: comment.url });
-  return { commit, pullRequest: { number: fix.number, url: `https://github.com/${fix.repo}/pull/${fix.number}` } };
+  return { commit, pullRequest: { number: fix.number, url: fix.url } };
 }
 
 function stripTicks(text: string): string {

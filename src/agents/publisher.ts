@@ -176,7 +176,7 @@ export async function publishRun(ctx: PublishContext): Promise<Pick<Publication,
   });
   ctx.onStep("pull_request", pullRequest);
   await postReviewFindings(ctx, minted.token, pullRequest.number);
-  await startTending(env, { repo: spec.repo, number: pullRequest.number, branch: publication.branch, base, taskId: task.id, prompt: task.prompt, createdBy: task.createdBy, origin: new URL(ctx.viewerUrl).origin, headSha: commit });
+  await startTending(env, { repo: spec.repo, number: pullRequest.number, url: pullRequest.url, branch: publication.branch, base, taskId: task.id, prompt: task.prompt, createdBy: task.createdBy, origin: new URL(ctx.viewerUrl).origin, headSha: commit });
   return { commit, pullRequest };
 }
 

@@ -495,8 +495,14 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     const fix = this.requireSpec().tending;
     const task = this.requireTask();
     if (!fix || task.publication) return;
-    const message = task.status === "succeeded" ? "the run changed nothing" : (task.error?.message ?? task.status);
-    await fixEnded(this.env, fix, task.id, { status: task.status === "succeeded" ? "no_change" : "failed", commit: null, message }).catch((error: unknown) =>
+    const secretFiles = task.runs.flatMap((run) => run.secretFiles ?? []);
+    const result =
+      task.status !== "succeeded"
+        ? { status: "failed" as const, message: task.error?.message ?? task.status }
+        : secretFiles.length
+          ? { status: "failed" as const, message: `the change adds files that look like secrets (${secretFiles.join(", ")})` }
+          : { status: "no_change" as const, message: "the run changed nothing" };
+    await fixEnded(this.env, fix, task.id, { ...result, commit: null }).catch((error: unknown) =>
       this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }),
     );
   }

@@ -176,7 +176,7 @@ async function launchFix(env: Cloudflare.Env, pull: TendedPull, triggers: FixTri
       "body",
     );
     const planned = planTask(env, { body, source: "github", createdBy: actor, origin: pull.origin }, id);
-    const fix: FixRequest = { repo: pull.repo, number: pull.number, branch: pull.branch, base: pull.base, head: pull.headSha, parentTask: pull.taskId, triggers };
+    const fix: FixRequest = { repo: pull.repo, number: pull.number, url: pull.url, branch: pull.branch, base: pull.base, head: pull.headSha, parentTask: pull.taskId, triggers };
     await launchTask(env, { ...planned, tending: fix });
   } catch (error) {
     await giveBackAttempt(env.DB, pull.repo, pull.number, id);

@@ -16,6 +16,8 @@ export type StopReason = "closed" | "merged" | "human_push" | "stop_command" | "
 export interface TendedPull {
   repo: string;
   number: number;
+  /** The pull request's web page. */
+  url: string;
   branch: string;
   base: string;
   taskId: string;
@@ -36,6 +38,7 @@ export interface TendedPull {
 interface Row {
   repo: string;
   number: number;
+  url: string;
   branch: string;
   base: string;
   task_id: string;
@@ -56,6 +59,7 @@ function toPull(row: Row): TendedPull {
   return {
     repo: row.repo,
     number: row.number,
+    url: row.url,
     branch: row.branch,
     base: row.base,
     taskId: row.task_id,
@@ -76,15 +80,15 @@ function toPull(row: Row): TendedPull {
 /** Starts tending a pull request Sortie just opened. Recording it again changes nothing. */
 export async function recordTendedPull(
   db: D1Database,
-  pull: Pick<TendedPull, "repo" | "number" | "branch" | "base" | "taskId" | "prompt" | "createdBy" | "origin" | "headSha">,
+  pull: Pick<TendedPull, "repo" | "number" | "url" | "branch" | "base" | "taskId" | "prompt" | "createdBy" | "origin" | "headSha">,
   now = Date.now(),
 ): Promise<void> {
   await db
     .prepare(
-      `INSERT INTO tended_pulls (repo, number, branch, base, task_id, prompt, created_by, origin, head_sha, created_at, updated_at)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) ON CONFLICT DO NOTHING`,
+      `INSERT INTO tended_pulls (repo, number, url, branch, base, task_id, prompt, created_by, origin, head_sha, created_at, updated_at)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11) ON CONFLICT DO NOTHING`,
     )
-    .bind(pull.repo.toLowerCase(), pull.number, pull.branch, pull.base, pull.taskId, pull.prompt, pull.createdBy, pull.origin, pull.headSha, now)
+    .bind(pull.repo.toLowerCase(), pull.number, pull.url, pull.branch, pull.base, pull.taskId, pull.prompt, pull.createdBy, pull.origin, pull.headSha, now)
     .run();
 }
 

@@ -154,6 +154,7 @@ describe("a red check on a Sortie pull request", () => {
     expect(done.runs[0]!.baseCommit).toBe(pr.head);
     const commit = done.publication!.commit!;
     expect(done.publication!.branch).toBe(pr.branch);
+    expect(done.publication!.pullRequest).toEqual(pr.task.publication!.pullRequest);
     // A new commit on top of Sortie's, on the same branch: no force push.
     const log = await shell('git fetch --quiet origin "$BRANCH" && git log --format=%H%x20%P -1 FETCH_HEAD && git show FETCH_HEAD:src/widget.js', { BRANCH: pr.branch });
     expect(log.split("\n")[0]).toBe(`${commit} ${pr.head}`);

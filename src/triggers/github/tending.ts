@@ -28,9 +28,9 @@ import {
   PullRequestClosed,
   ReviewCommentCreated,
   ReviewSubmitted,
+  WorkflowRunCompleted,
   githubActor,
 } from "./payloads.ts";
-import { WorkflowRunCompleted } from "./payloads.ts";
 
 /** What the webhook answers for a delivery about a tended pull request: a decision, or (as for every trigger) what it ignored. */
 export type TendingAnswer = { tending: TendingOutcome["decision"]; reason: string; task?: string } | { ignored: string };
@@ -58,19 +58,22 @@ export async function tendingAnswer(env: Cloudflare.Env, event: string, payload:
 
 // ---- red checks ------------------------------------------------------------
 
+type FailingRun = FailedCheck & { id: number | null };
+
+/** What a check delivery says: where it ran, and its failing run, or the suite whose failing runs are to be read. */
 interface CheckReport {
   repo: string;
   headSha: string;
   headBranch: string | null;
   numbers: number[];
   sender: string;
-  /** The failing check runs, with the REST id to read annotations by when known. */
-  failing: (FailedCheck & { id: number | null })[];
+  conclusion: string | null;
+  failing: { run: FailingRun } | { suite: number };
 }
 
 async function onCheckEvent(env: Cloudflare.Env, event: string, payload: unknown): Promise<TendingAnswer> {
-  const report = await checkReport(env, event, payload);
-  if (!report) return ignored("the checks did not fail");
+  const report = checkReport(event, payload);
+  if (!report.conclusion || !FAILING.has(report.conclusion)) return ignored(`conclusion ${report.conclusion ?? "none"} asks for no fix`);
   const pull = await pullOf(env, report.repo, report.numbers, report.headBranch);
   if (!pull) return ignored("not a pull request Sortie opened");
   if (pull.state !== "tending") return ignored(`Sortie stopped tending ${pull.repo}#${pull.number} (${pull.stopReason})`);
@@ -78,19 +81,22 @@ async function onCheckEvent(env: Cloudflare.Env, event: string, payload: unknown
   if ("outcome" in ours) return answer(ours.outcome);
   if (report.headSha !== ours.now.headSha) return ignored(`the checks ran on ${report.headSha.slice(0, 12)}, not the pull request's head ${ours.now.headSha.slice(0, 12)}`);
 
-  const fresh: CheckReport["failing"] = [];
-  for (const check of report.failing) {
+  const { token } = await mintTendingToken(env, pull.repo);
+  const failing: FailingRun[] =
+    "run" in report.failing ? [report.failing.run] : (await failedRunsOfSuite(env, token, pull.repo, report.failing.suite)).map((run) => ({ ...run, annotations: [] }));
+  if (failing.length === 0) return ignored("no check run of the suite failed");
+  const fresh: FailingRun[] = [];
+  for (const check of failing) {
     if (await claimTendingKey(env.DB, pull.repo, pull.number, `check:${report.headSha}:${check.name}`)) fresh.push(check);
   }
   const actor = githubActor(report.sender);
   if (fresh.length === 0) {
-    await recordDecision(env, pull, actor, "deduplicated", { trigger: "check", head: report.headSha, checks: report.failing.map((c) => c.name) });
-    return { tending: "deduplicated", reason: `already acted on ${report.failing.map((c) => c.name).join(", ")} at ${report.headSha.slice(0, 12)}` };
+    await recordDecision(env, pull, actor, "deduplicated", { trigger: "check", head: report.headSha, checks: failing.map((c) => c.name) });
+    return { tending: "deduplicated", reason: `already acted on ${failing.map((c) => c.name).join(", ")} at ${report.headSha.slice(0, 12)}` };
   }
 
-  const { token } = await mintTendingToken(env, pull.repo);
   const preExisting: string[] = [];
-  const ours2: FailedCheck[] = [];
+  const toFix: FailedCheck[] = [];
   for (const check of fresh) {
     const onBase = await checkConclusionOn(env, token, pull.repo, pull.base, check.name);
     if (onBase && FAILING.has(onBase)) {
@@ -98,22 +104,25 @@ async function onCheckEvent(env: Cloudflare.Env, event: string, payload: unknown
       continue;
     }
     const annotations = check.id === null ? [] : await checkAnnotations(env, token, pull.repo, check.id);
-    ours2.push({ name: check.name, conclusion: check.conclusion, title: check.title, summary: check.summary, text: check.text, annotations });
+    toFix.push({ name: check.name, conclusion: check.conclusion, title: check.title, summary: check.summary, text: check.text, annotations });
   }
   if (preExisting.length > 0) {
-    const names = preExisting.map((name) => `\`${name}\``).join(", ");
+    const one = preExisting.length === 1;
     await recordDecision(env, pull, actor, "skipped_pre_existing", { head: report.headSha, checks: preExisting, base: pull.base });
-    await commentOnPull(env, pull, `${names} also ${preExisting.length === 1 ? "fails" : "fail"} on \`${pull.base}\`, so this pull request did not break ${preExisting.length === 1 ? "it" : "them"}: Sortie is not spending a fix attempt on ${preExisting.length === 1 ? "it" : "them"}.`);
+    await commentOnPull(
+      env,
+      pull,
+      `${preExisting.map((name) => `\`${name}\``).join(", ")} also ${one ? "fails" : "fail"} on \`${pull.base}\`, so this pull request did not break ${one ? "it" : "them"}: Sortie is not spending a fix attempt on ${one ? "it" : "them"}.`,
+    );
+    if (toFix.length === 0) return { tending: "skipped_pre_existing", reason: `${preExisting.join(", ")} also ${one ? "fails" : "fail"} on ${pull.base}` };
   }
-  if (ours2.length === 0) return { tending: "skipped_pre_existing", reason: `${preExisting.join(", ")} also ${preExisting.length === 1 ? "fails" : "fail"} on ${pull.base}` };
-  return answer(await requestFix(env, pull, { kind: "check", by: report.sender, headSha: report.headSha, checks: ours2 }, actor));
+  return answer(await requestFix(env, pull, { kind: "check", by: report.sender, headSha: report.headSha, checks: toFix }, actor));
 }
 
-/** The failing checks a delivery reports, or null if it reports none. */
-async function checkReport(env: Cloudflare.Env, event: string, payload: unknown): Promise<CheckReport | null> {
+/** The delivery's report: a `check_run` names its run; a `check_suite` or `workflow_run` names the suite to read. */
+function checkReport(event: string, payload: unknown): CheckReport {
   if (event === "check_run") {
     const { check_run: run, repository, sender } = validate(CheckRunCompleted, payload, "github_payload");
-    if (!run.conclusion || !FAILING.has(run.conclusion)) return null;
     const output = run.output ?? {};
     return {
       repo: repository.full_name,
@@ -121,26 +130,32 @@ async function checkReport(env: Cloudflare.Env, event: string, payload: unknown)
       headBranch: run.check_suite?.head_branch ?? null,
       numbers: run.pull_requests.map((p) => p.number),
       sender: sender.login,
-      failing: [{ id: run.id, name: run.name, conclusion: run.conclusion, title: output.title ?? "", summary: output.summary ?? "", text: output.text ?? "", annotations: [] }],
+      conclusion: run.conclusion,
+      failing: { run: { id: run.id, name: run.name, conclusion: run.conclusion ?? "", title: output.title ?? "", summary: output.summary ?? "", text: output.text ?? "", annotations: [] } },
     };
   }
-  const parsed =
-    event === "check_suite"
-      ? (({ check_suite: s, repository, sender }) => ({ suite: s.id, sha: s.head_sha, branch: s.head_branch ?? null, conclusion: s.conclusion, pulls: s.pull_requests, repository, sender }))(
-          validate(CheckSuiteCompleted, payload, "github_payload"),
-        )
-      : (({ workflow_run: w, repository, sender }) => ({ suite: w.check_suite_id, sha: w.head_sha, branch: w.head_branch ?? null, conclusion: w.conclusion, pulls: w.pull_requests, repository, sender }))(
-          validate(WorkflowRunCompleted, payload, "github_payload"),
-        );
-  if (!parsed.conclusion || !FAILING.has(parsed.conclusion)) return null;
-  const repo = parsed.repository.full_name;
-  const pull = await pullOf(env, repo, parsed.pulls.map((p) => p.number), parsed.branch);
-  // The suite's runs are only worth reading for a pull request Sortie tends.
-  if (!pull) return { repo, headSha: parsed.sha, headBranch: parsed.branch, numbers: [], sender: parsed.sender.login, failing: [] };
-  const { token } = await mintTendingToken(env, repo);
-  const runs = await failedRunsOfSuite(env, token, repo, parsed.suite);
-  if (runs.length === 0) return null;
-  return { repo, headSha: parsed.sha, headBranch: parsed.branch, numbers: [pull.number], sender: parsed.sender.login, failing: runs.map((r) => ({ ...r, annotations: [] })) };
+  if (event === "check_suite") {
+    const { check_suite: suite, repository, sender } = validate(CheckSuiteCompleted, payload, "github_payload");
+    return {
+      repo: repository.full_name,
+      headSha: suite.head_sha,
+      headBranch: suite.head_branch ?? null,
+      numbers: suite.pull_requests.map((p) => p.number),
+      sender: sender.login,
+      conclusion: suite.conclusion,
+      failing: { suite: suite.id },
+    };
+  }
+  const { workflow_run: workflow, repository, sender } = validate(WorkflowRunCompleted, payload, "github_payload");
+  return {
+    repo: repository.full_name,
+    headSha: workflow.head_sha,
+    headBranch: workflow.head_branch ?? null,
+    numbers: workflow.pull_requests.map((p) => p.number),
+    sender: sender.login,
+    conclusion: workflow.conclusion,
+    failing: { suite: workflow.check_suite_id },
+  };
 }
 
 // ---- reviews ----------------------------------------------------------------
@@ -206,6 +221,8 @@ async function onComment(env: Cloudflare.Env, payload: unknown): Promise<Tending
     return { tending: "retry_granted", reason: "one more fix attempt" };
   }
   if (!words) return ignored("`/sortie` names no request");
+  // A pull request Sortie no longer tends is an ordinary one: a request there starts an ordinary task.
+  if (pull.state !== "tending") return null;
   const gate = await gates(env, pull, actor, comment.author_association);
   if (gate) return gate;
   if (comment.id !== undefined && !(await claimTendingKey(env.DB, pull.repo, pull.number, `comment:${comment.id}`))) {
