@@ -243,6 +243,27 @@ describe("what tending does not fix", () => {
 });
 
 describe("when tending ends", () => {
+  it("a person's push while a fix runs: the fix is not pushed over it, and tending stops", async () => {
+    const pr = await sortiePullRequest(scripted([write("RACE.md", "v0\n")], "write the race notes"));
+    const slowFix = scripted([{ tool: "Bash", input: { command: "sleep 4" } }, write("RACE.md", "fixed\n")], "fix RACE.md");
+    await standin("/__check-runs", { repo: REPO, id: 7501, name: "lint", head_sha: pr.head, conclusion: "failure" });
+    const answer = await deliver("check_run", checkRun(pr.number, pr.head, { id: 7501, name: "lint", output: { title: "lint", summary: "", text: slowFix } }));
+    expect(answer).toMatchObject({ tending: "started" });
+    const human = await pushAsPerson(pr.branch, "RACE.md", "mine\n");
+    await waitForStatus(answer.task!, ["succeeded"]);
+    const failed = await waitFor("the refused publication", async () => {
+      const task = await getTask(answer.task!);
+      return task.publication?.status === "failed" ? task : null;
+    });
+    expect(failed.publication!.error?.code).toBe("branch_moved");
+    expect(await headOf(pr.branch)).toBe(human);
+    const said = await comments(pr.number);
+    expect(said.filter((c) => c.includes("Someone other than Sortie pushed"))).toHaveLength(1);
+    expect(said.join("\n")).toContain("did not push its fix");
+    const row = await env.DB.prepare("SELECT state, stop_reason, fix_task_id FROM tended_pulls WHERE repo = ? AND number = ?").bind(REPO, pr.number).first();
+    expect(row).toEqual({ state: "stopped", stop_reason: "human_push", fix_task_id: null });
+  });
+
   it("a closed or merged pull request is no longer tended, and its poll stops", async () => {
     const pr = await sortiePullRequest(scripted([write("CLOSE.md", "close\n")], "write the closing notes"));
     const watcher = await getAgentByName(env.PullRequestAgent, `${REPO}#${pr.number}`);

@@ -135,26 +135,27 @@ function checkReport(event: string, payload: unknown): CheckReport {
     };
   }
   if (event === "check_suite") {
-    const { check_suite: suite, repository, sender } = validate(CheckSuiteCompleted, payload, "github_payload");
-    return {
-      repo: repository.full_name,
-      headSha: suite.head_sha,
-      headBranch: suite.head_branch ?? null,
-      numbers: suite.pull_requests.map((p) => p.number),
-      sender: sender.login,
-      conclusion: suite.conclusion,
-      failing: { suite: suite.id },
-    };
+    const delivery = validate(CheckSuiteCompleted, payload, "github_payload");
+    return suiteReport(delivery.check_suite.id, delivery.check_suite, delivery);
   }
-  const { workflow_run: workflow, repository, sender } = validate(WorkflowRunCompleted, payload, "github_payload");
+  const delivery = validate(WorkflowRunCompleted, payload, "github_payload");
+  return suiteReport(delivery.workflow_run.check_suite_id, delivery.workflow_run, delivery);
+}
+
+/** A check suite's (or workflow run's, whose jobs are its suite's runs) report: its failing runs are read later. */
+function suiteReport(
+  suite: number,
+  ran: { head_sha: string; head_branch?: string | null; conclusion: string | null; pull_requests: { number: number }[] },
+  delivery: { repository: { full_name: string }; sender: { login: string } },
+): CheckReport {
   return {
-    repo: repository.full_name,
-    headSha: workflow.head_sha,
-    headBranch: workflow.head_branch ?? null,
-    numbers: workflow.pull_requests.map((p) => p.number),
-    sender: sender.login,
-    conclusion: workflow.conclusion,
-    failing: { suite: workflow.check_suite_id },
+    repo: delivery.repository.full_name,
+    headSha: ran.head_sha,
+    headBranch: ran.head_branch ?? null,
+    numbers: ran.pull_requests.map((p) => p.number),
+    sender: delivery.sender.login,
+    conclusion: ran.conclusion,
+    failing: { suite },
   };
 }
 
