@@ -14,7 +14,7 @@ import { LIMITS } from "../config.ts";
 import { messageOf } from "../errors.ts";
 import { writeLog } from "../log.ts";
 import { claimTendingKey, findTendedPull, setPollDelay } from "../store/pull-requests.ts";
-import { recordDecision, requestFix, stillOurs, type TendingOutcome } from "./tending.ts";
+import { onClaimed, recordDecision, requestFix, stillOurs, type TendingOutcome } from "./tending.ts";
 
 const TARGET_KEY = "sortie:pull";
 
@@ -32,7 +32,7 @@ export class PullRequestAgent extends Agent<Cloudflare.Env> {
     for (const schedule of await this.listSchedules()) await this.cancelSchedule(schedule.id);
   }
 
-  /** Whether a poll is scheduled (for tests and the audit of a stopped pull request). */
+  /** Whether a poll is scheduled. */
   async polling(): Promise<boolean> {
     return (await this.listSchedules()).some((schedule) => schedule.callback === "poll");
   }
@@ -57,14 +57,16 @@ export class PullRequestAgent extends Agent<Cloudflare.Env> {
       mergeableState = ours.now.mergeableState;
       // While a fix runs the head is about to move: the poll after it judges the new head.
       if (mergeableState === "dirty" && !pull.fixTaskId) {
-        if (await claimTendingKey(this.env.DB, pull.repo, pull.number, `conflict:${pull.headSha}`)) {
-          const outcome = await requestFix(this.env, pull, { kind: "conflict", by: "sortie", base: ours.now.baseRef }, "sortie");
+        const key = `conflict:${pull.headSha}`;
+        if (await claimTendingKey(this.env.DB, pull.repo, pull.number, key)) {
+          const outcome = await onClaimed(this.env, pull, [key], () => requestFix(this.env, pull, { kind: "conflict", by: "sortie", base: ours.now.baseRef }, "sortie"));
           await this.scheduleNext(pull.repo, pull.number, 0);
           return outcome;
         }
         await recordDecision(this.env, pull, "sortie", "deduplicated", { trigger: "conflict", head: pull.headSha });
       }
     } catch (error) {
+      // GitHub or D1 failed this time: the next poll (later, by the backoff) asks again.
       writeLog("error", { event: "tending.poll_failed", repo: pull.repo, number: pull.number, message: messageOf(error) }, this.env);
     }
     await this.scheduleNext(pull.repo, pull.number, pull.pollDelaySeconds);

@@ -23,6 +23,7 @@ import {
   giveBackAttempt,
   queueTrigger,
   recordTendedPull,
+  releaseTendingKey,
   stopTending,
   takeAttempt,
   type FixRequest,
@@ -84,13 +85,32 @@ export async function recordDecision(
   followUp?: FollowUp,
 ): Promise<void> {
   const data = { repo: pull.repo, number: pull.number, ...detail };
-  await appendAudit(env.DB, { actor, action: `pull_request.${decision}`, taskId: pull.taskId, detail: data });
+  try {
+    await appendAudit(env.DB, { actor, action: `pull_request.${decision}`, taskId: pull.taskId, detail: data });
+  } catch (error) {
+    // The decision stands (a task may already have started); the event below still records it.
+    writeLog("error", { event: "tending.audit_failed", task: pull.taskId, decision, message: messageOf(error) }, env);
+  }
   try {
     const parent = await getAgentByName(env.TaskAgent, pull.taskId);
     await parent.noteTending({ decision, data: { ...data, by: actor }, ...(followUp ? { followUp } : {}) });
   } catch (error) {
     // The audit entry stands; the event is what a viewer of the original task would have seen.
     writeLog("error", { event: "tending.note_failed", task: pull.taskId, decision, message: messageOf(error) }, env);
+  }
+}
+
+/**
+ * Does `work` for dedupe keys just claimed; if it fails they are given back
+ * before the error goes on, so GitHub's redelivery of a failed delivery is
+ * acted on rather than deduplicated.
+ */
+export async function onClaimed<T>(env: Cloudflare.Env, pull: Pick<TendedPull, "repo" | "number">, keys: string[], work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    for (const key of keys) await releaseTendingKey(env.DB, pull.repo, pull.number, key);
+    throw error;
   }
 }
 

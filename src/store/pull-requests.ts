@@ -115,6 +115,11 @@ export async function claimTendingKey(db: D1Database, repo: string, number: numb
   return inserted.meta.changes > 0;
 }
 
+/** Gives a key back when acting on it failed, so a redelivery is acted on instead of deduplicated. */
+export async function releaseTendingKey(db: D1Database, repo: string, number: number, key: string): Promise<void> {
+  await db.prepare("DELETE FROM tended_pull_keys WHERE repo = ? AND number = ? AND key = ?").bind(repo.toLowerCase(), number, key).run();
+}
+
 /**
  * Takes one attempt of the budget for fix task `taskId`: only while tending,
  * with no fix running, and attempts left under `max` plus what was granted.

@@ -224,6 +224,25 @@ describe("what tending does not fix", () => {
     expect(events).toContain("tending.skipped_pre_existing");
   });
 
+  it("a delivery that fails midway is acted on when GitHub delivers it again", async () => {
+    const pr = await sortiePullRequest(scripted([write("RETRY.md", "v0\n")], "write the retry notes"));
+    await standin("/__check-runs", { repo: REPO, id: 7601, name: "lint", head_sha: pr.head, conclusion: "failure" });
+    await fetch(`${env.GITHUB_API_URL}/__faults`, { method: "POST", body: JSON.stringify({ method: "GET", path: `/repos/${REPO}/commits/main/check-runs`, status: 500 }) });
+    const body = JSON.stringify(checkRun(pr.number, pr.head, { id: 7601, name: "lint", output: { title: "lint", summary: "", text: scripted([{ text: "nothing" }]) } }));
+    const failed = await exports.default.fetch(
+      new Request("https://sortie.test/github/webhook", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-github-event": "check_run", "x-github-delivery": "retry-1", "x-hub-signature-256": await signature(body) },
+        body,
+      }),
+    );
+    expect(failed.status).toBe(502);
+    const again = await deliver("check_run", JSON.parse(body), "retry-1");
+    expect(again).toMatchObject({ tending: "started" });
+    await api(`/api/tasks/${again.task}/cancel`, { method: "POST" });
+    await waitForStatus(again.task!, ["cancelled", "succeeded"]);
+  });
+
   it("a push by a person stops tending, said once on the pull request", async () => {
     const pr = await sortiePullRequest(scripted([write("HANDS.md", "hands\n")], "write the hands notes"));
     const human = await pushAsPerson(pr.branch, "HANDS.md", "taken over\n");

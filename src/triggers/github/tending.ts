@@ -9,7 +9,7 @@
 import { getAgentByName } from "agents";
 import { validate } from "../../api/body.ts";
 import { readConfig } from "../../config.ts";
-import { commentOnPull, recordDecision, requestFix, stillOurs, stop, watcherName, type TendingOutcome } from "../../agents/tending.ts";
+import { commentOnPull, onClaimed, recordDecision, requestFix, stillOurs, stop, watcherName, type TendingOutcome } from "../../agents/tending.ts";
 import { FAILING, checkAnnotations, checkConclusionOn, failedRunsOfSuite, mintTendingToken, reviewComments } from "../../publish/github-pulls.ts";
 import {
   claimTendingKey,
@@ -85,9 +85,10 @@ async function onCheckEvent(env: Cloudflare.Env, event: string, payload: unknown
   const failing: FailingRun[] =
     "run" in report.failing ? [report.failing.run] : (await failedRunsOfSuite(env, token, pull.repo, report.failing.suite)).map((run) => ({ ...run, annotations: [] }));
   if (failing.length === 0) return ignored("no check run of the suite failed");
+  const keyOf = (check: FailingRun) => `check:${report.headSha}:${check.name}`;
   const fresh: FailingRun[] = [];
   for (const check of failing) {
-    if (await claimTendingKey(env.DB, pull.repo, pull.number, `check:${report.headSha}:${check.name}`)) fresh.push(check);
+    if (await claimTendingKey(env.DB, pull.repo, pull.number, keyOf(check))) fresh.push(check);
   }
   const actor = githubActor(report.sender);
   if (fresh.length === 0) {
@@ -95,6 +96,11 @@ async function onCheckEvent(env: Cloudflare.Env, event: string, payload: unknown
     return { tending: "deduplicated", reason: `already acted on ${failing.map((c) => c.name).join(", ")} at ${report.headSha.slice(0, 12)}` };
   }
 
+  return onClaimed(env, pull, fresh.map(keyOf), () => fixChecks(env, pull, token, report, fresh, actor));
+}
+
+/** Checks not yet acted on: skipped when they fail on the base too, else fixed with their annotations. */
+async function fixChecks(env: Cloudflare.Env, pull: TendedPull, token: string, report: CheckReport, fresh: FailingRun[], actor: string): Promise<TendingAnswer> {
   const preExisting: string[] = [];
   const toFix: FailedCheck[] = [];
   for (const check of fresh) {
@@ -189,11 +195,13 @@ async function onReview(
     await recordDecision(env, pull, actor, "deduplicated", { trigger: "review", key });
     return { tending: "deduplicated", reason: `already acted on ${key}` };
   }
-  const { token } = await mintTendingToken(env, pull.repo);
-  const rows = review.id !== null ? await reviewComments(env, token, pull.repo, pull.number, review.id) : [];
-  const comments: ReviewComment[] = rows.map((row) => ({ id: row.inReplyTo ?? row.id, path: row.path, line: row.line, diffHunk: row.diffHunk, body: row.body }));
-  if (!review.body.trim() && comments.length === 0) return ignored("the review says nothing to change");
-  return answer(await requestFix(env, pull, { kind: "review", by: review.login, reviewId: review.id ?? 0, body: review.body, comments }, actor));
+  return onClaimed(env, pull, [key], async () => {
+    const { token } = await mintTendingToken(env, pull.repo);
+    const rows = review.id !== null ? await reviewComments(env, token, pull.repo, pull.number, review.id) : [];
+    const comments: ReviewComment[] = rows.map((row) => ({ id: row.inReplyTo ?? row.id, path: row.path, line: row.line, diffHunk: row.diffHunk, body: row.body }));
+    if (!review.body.trim() && comments.length === 0) return ignored("the review says nothing to change");
+    return answer(await requestFix(env, pull, { kind: "review", by: review.login, reviewId: review.id ?? 0, body: review.body, comments }, actor));
+  });
 }
 
 // ---- comments and closing -----------------------------------------------------
@@ -226,11 +234,12 @@ async function onComment(env: Cloudflare.Env, payload: unknown): Promise<Tending
   if (pull.state !== "tending") return null;
   const gate = await gates(env, pull, actor, comment.author_association);
   if (gate) return gate;
-  if (comment.id !== undefined && !(await claimTendingKey(env.DB, pull.repo, pull.number, `comment:${comment.id}`))) {
+  const keys = comment.id !== undefined ? [`comment:${comment.id}`] : [];
+  if (keys[0] && !(await claimTendingKey(env.DB, pull.repo, pull.number, keys[0]))) {
     await recordDecision(env, pull, actor, "deduplicated", { trigger: "command", comment: comment.id });
     return { tending: "deduplicated", reason: `already acted on comment ${comment.id}` };
   }
-  return answer(await requestFix(env, pull, { kind: "command", by: comment.user.login, request: words }, actor));
+  return onClaimed(env, pull, keys, async () => answer(await requestFix(env, pull, { kind: "command", by: comment.user.login, request: words }, actor)));
 }
 
 async function onClosed(env: Cloudflare.Env, payload: unknown): Promise<TendingAnswer | null> {
