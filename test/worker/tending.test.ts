@@ -262,6 +262,16 @@ describe("what tending does not fix", () => {
 });
 
 describe("when tending ends", () => {
+  it("a push by a person, as GitHub's synchronize event reports it, stops tending at once", async () => {
+    const pr = await sortiePullRequest(scripted([write("SYNC.md", "v0\n")], "write the sync notes"));
+    const synchronize = (after: string) => ({ action: "synchronize", before: pr.head, after, pull_request: { number: pr.number }, repository, sender: { login: "paul" } });
+    expect(await deliver("pull_request", synchronize(pr.head))).toMatchObject({ ignored: "the head is Sortie's" });
+    const human = await pushAsPerson(pr.branch, "SYNC.md", "mine\n");
+    expect(await deliver("pull_request", synchronize(human))).toMatchObject({ tending: "stopped", reason: "human_push" });
+    expect(await deliver("pull_request", synchronize(human))).toMatchObject({ ignored: expect.any(String) });
+    expect((await comments(pr.number)).filter((c) => c.includes("Someone other than Sortie pushed"))).toHaveLength(1);
+  });
+
   it("a person's push while a fix runs: the fix is not pushed over it, and tending stops", async () => {
     const pr = await sortiePullRequest(scripted([write("RACE.md", "v0\n")], "write the race notes"));
     const slowFix = scripted([{ tool: "Bash", input: { command: "sleep 4" } }, write("RACE.md", "fixed\n")], "fix RACE.md");

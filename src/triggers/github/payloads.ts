@@ -129,3 +129,12 @@ export const PullRequestClosed = z.object({
   pull_request: z.object({ number: z.int().positive(), merged: z.boolean().nullish() }),
   repository: Repository,
 });
+
+/** `pull_request` with action `synchronize`: its head branch moved to `after`. */
+export const PullRequestSynchronized = z.object({
+  action: z.literal("synchronize"),
+  after: Sha,
+  pull_request: z.object({ number: z.int().positive() }),
+  repository: Repository,
+  sender: User,
+});

@@ -26,6 +26,7 @@ import {
   EventEnvelope,
   IssueCommentCreated,
   PullRequestClosed,
+  PullRequestSynchronized,
   ReviewCommentCreated,
   ReviewSubmitted,
   WorkflowRunCompleted,
@@ -52,6 +53,7 @@ export async function tendingAnswer(env: Cloudflare.Env, event: string, payload:
   if (event === "pull_request_review") return action === "submitted" ? onReviewSubmitted(env, payload) : ignored(`${event}.${action} is not one Sortie acts on`);
   if (event === "pull_request_review_comment") return action === "created" ? onReviewComment(env, payload) : ignored(`${event}.${action} is not one Sortie acts on`);
   if (event === "pull_request" && action === "closed") return onClosed(env, payload);
+  if (event === "pull_request" && action === "synchronize") return onSynchronized(env, payload);
   if (event === "issue_comment" && action === "created") return onComment(env, payload);
   return null;
 }
@@ -247,6 +249,18 @@ async function onClosed(env: Cloudflare.Env, payload: unknown): Promise<TendingA
   const pull = await findTendedPull(env.DB, repository.full_name, pr.number);
   if (!pull) return null;
   return answer(await stop(env, pull, pr.merged ? "merged" : "closed", "sortie"));
+}
+
+/** The branch moved: to Sortie's own commit (nothing to do), or a person's, which ends tending at once. */
+async function onSynchronized(env: Cloudflare.Env, payload: unknown): Promise<TendingAnswer | null> {
+  const { after, pull_request: pr, repository } = validate(PullRequestSynchronized, payload, "github_payload");
+  const pull = await findTendedPull(env.DB, repository.full_name, pr.number);
+  if (!pull) return null;
+  if (pull.state !== "tending") return ignored(`Sortie stopped tending ${pull.repo}#${pull.number} (${pull.stopReason})`);
+  // While a fix runs its own push moves the head before it is recorded; a person's push then is caught when the fix pushes.
+  if (after === pull.headSha || pull.fixTaskId) return ignored("the head is Sortie's");
+  const ours = await stillOurs(env, pull);
+  return "outcome" in ours ? answer(ours.outcome) : ignored("the head is Sortie's");
 }
 
 // ---- shared gates -------------------------------------------------------------
