@@ -2,8 +2,9 @@
  * The prompt of a fix run on a tended pull request: what asks for the fix
  * (failing checks with their output and annotations, review comments
  * verbatim with their place in the diff, a request, a merge conflict), then
- * the original task's prompt as context. Also the one-line names of what a
- * fix was for, used in commit messages and comments.
+ * the original task's prompt as context; the setup step that merges the base
+ * branch in for a conflict fix; and the one-line names of what a fix was
+ * for, used in commit messages and comments.
  */
 import { LIMITS } from "../config.ts";
 import type { FixTrigger, TendedPull } from "../store/pull-requests.ts";
@@ -77,4 +78,23 @@ export function fixedWhat(triggers: FixTrigger[]): string {
 
 function cut(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** Base branch names a merge command may name (a strict subset of git's rules, so quoting is enough). */
+const SAFE_BRANCH = /^[A-Za-z0-9._/-]{1,200}$/;
+
+/**
+ * The setup step of a conflict fix: the base branch merged into the checkout
+ * (full history first: the clone is shallow), leaving the conflicts for the
+ * agent; then the repository's own setup, if any.
+ */
+export function mergeSetup(base: string): string {
+  if (!SAFE_BRANCH.test(base) || base.includes("..")) throw new Error(`the base branch ${JSON.stringify(base)} is not one Sortie merges automatically`);
+  return [
+    "set -u",
+    "git fetch --quiet --unshallow origin 2>/dev/null || true",
+    `git fetch --quiet origin '+refs/heads/${base}:refs/remotes/origin/${base}'`,
+    `git -c user.name=Sortie -c user.email=sortie@users.noreply.github.com merge --no-edit --no-commit 'origin/${base}' || true`,
+    "if [ -f .sortie/setup.sh ]; then bash .sortie/setup.sh; fi",
+  ].join("\n");
 }

@@ -31,7 +31,7 @@ import {
   type StopReason,
   type TendedPull,
 } from "../store/pull-requests.ts";
-import { fixPrompt, fixedWhat } from "./fix-prompt.ts";
+import { fixPrompt, fixedWhat, mergeSetup } from "./fix-prompt.ts";
 import { launchTask, planTask } from "./launch.ts";
 
 export type Decision =
@@ -205,25 +205,6 @@ async function launchFix(env: Cloudflare.Env, pull: TendedPull, triggers: FixTri
   const followUp: FollowUp = { task: id, trigger: triggers[0]!.kind, by: actor, at: Date.now(), status: "running", commit: null };
   await recordDecision(env, pull, actor, "started", { task: id, triggers: triggers.map((t) => t.kind), attempt: pull.attempts + 1, of: max + pull.granted }, followUp);
   return { decision: "started", reason: `fix task ${id} started for ${fixedWhat(triggers)}`, task: id };
-}
-
-/** Base branch names a merge command may name (a strict subset of git's rules, so quoting is enough). */
-const SAFE_BRANCH = /^[A-Za-z0-9._/-]{1,200}$/;
-
-/**
- * The setup step of a conflict fix: the base branch merged into the checkout
- * (full history first: the clone is shallow), leaving the conflicts for the
- * agent; then the repository's own setup, if any.
- */
-export function mergeSetup(base: string): string {
-  if (!SAFE_BRANCH.test(base) || base.includes("..")) throw new Error(`the base branch ${JSON.stringify(base)} is not one Sortie merges automatically`);
-  return [
-    "set -u",
-    "git fetch --quiet --unshallow origin 2>/dev/null || true",
-    `git fetch --quiet origin '+refs/heads/${base}:refs/remotes/origin/${base}'`,
-    `git -c user.name=Sortie -c user.email=sortie@users.noreply.github.com merge --no-edit --no-commit 'origin/${base}' || true`,
-    "if [ -f .sortie/setup.sh ]; then bash .sortie/setup.sh; fi",
-  ].join("\n");
 }
 
 /**

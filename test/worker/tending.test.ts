@@ -10,6 +10,7 @@ import { env, exports } from "cloudflare:workers";
 import { getAgentByName } from "agents";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { TaskView } from "../../src/schema.ts";
+import { claimTendingKey, endFix, findTendedPull, queueTrigger, recordTendedPull, takeAttempt } from "../../src/store/pull-requests.ts";
 import type { GitHubCall } from "../standins/github.d.mts";
 import { api, createTask, getTask, readEvents, scripted, waitForStatus } from "./helpers.ts";
 
@@ -124,6 +125,31 @@ async function fixPublished(id: string): Promise<TaskView> {
   await waitForStatus(id, ["succeeded", "failed"], 60_000);
   return published(id);
 }
+
+describe("the tended pull requests' store", () => {
+  it("lets one of two racing triggers take the attempt, and hands the queue to whoever ends the fix", async () => {
+    const pull = { repo: "Acme/Race", number: 1, url: "u", branch: "b", base: "main", taskId: "t", prompt: "p", createdBy: "c", origin: "o", headSha: "0".repeat(40) };
+    await recordTendedPull(env.DB, pull);
+    await recordTendedPull(env.DB, { ...pull, headSha: "1".repeat(40) });
+    expect((await findTendedPull(env.DB, "acme/race", 1))?.headSha).toBe("0".repeat(40));
+    const taken = await Promise.all([takeAttempt(env.DB, "acme/race", 1, "fix-a", 2), takeAttempt(env.DB, "acme/race", 1, "fix-b", 2)]);
+    expect(taken.filter(Boolean)).toHaveLength(1);
+    const winner = taken[0] ? "fix-a" : "fix-b";
+    const keys = await Promise.all([claimTendingKey(env.DB, "acme/race", 1, "check:x:lint"), claimTendingKey(env.DB, "acme/race", 1, "check:x:lint")]);
+    expect(keys.filter(Boolean)).toHaveLength(1);
+    await queueTrigger(env.DB, "acme/race", 1, { kind: "command", by: "olga", request: "one" });
+    await queueTrigger(env.DB, "acme/race", 1, { kind: "command", by: "olga", request: "two" });
+    expect(await endFix(env.DB, "acme/race", 1, "someone-else", null)).toBeNull();
+    expect(await endFix(env.DB, "acme/race", 1, winner, "2".repeat(40))).toEqual([
+      { kind: "command", by: "olga", request: "one" },
+      { kind: "command", by: "olga", request: "two" },
+    ]);
+    expect(await findTendedPull(env.DB, "acme/race", 1)).toMatchObject({ fixTaskId: null, queued: [], attempts: 1, headSha: "2".repeat(40) });
+    expect(await takeAttempt(env.DB, "acme/race", 1, "fix-c", 2)).toBe(true);
+    await endFix(env.DB, "acme/race", 1, "fix-c", null);
+    expect(await takeAttempt(env.DB, "acme/race", 1, "fix-d", 2)).toBe(false);
+  });
+});
 
 describe("a red check on a Sortie pull request", () => {
   it("becomes a new commit on the same branch that does what the check asked, and a comment linking the run", async () => {
