@@ -20,7 +20,7 @@ import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } 
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
 import { reviewSlot } from "./review.ts";
-import { fixEnded, type TendingNote } from "./tending.ts";
+import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
 import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
@@ -486,25 +486,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       const fleet = await fleetOf(this.env);
       await fleet.releaseClaim(task.key, task.id);
     }
-    await this.endFixWithoutPublication();
-    await this.index();
-  }
-
-  /** A fix of a tended pull request that published nothing frees the pull request (after its claim) for the next trigger. */
-  private async endFixWithoutPublication(): Promise<void> {
+    // A fix of a tended pull request that published nothing frees the pull request (after its claim) for the next trigger.
     const fix = this.requireSpec().tending;
-    const task = this.requireTask();
-    if (!fix || task.publication) return;
-    const secretFiles = task.runs.flatMap((run) => run.secretFiles ?? []);
-    const result =
-      task.status !== "succeeded"
-        ? { status: "failed" as const, message: task.error?.message ?? task.status }
-        : secretFiles.length
-          ? { status: "failed" as const, message: `the change adds files that look like secrets (${secretFiles.join(", ")})` }
-          : { status: "no_change" as const, message: "the run changed nothing" };
-    await fixEnded(this.env, fix, task.id, { ...result, commit: null }).catch((error: unknown) =>
-      this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }),
-    );
+    if (fix) await fixEndedUnpublished(this.env, fix, this.requireTask()).catch((error: unknown) => this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }));
+    await this.index();
   }
 
   // ---- state -----------------------------------------------------------

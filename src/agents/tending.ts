@@ -15,7 +15,7 @@ import { writeLog } from "../log.ts";
 import { validate } from "../api/body.ts";
 import { commentOnIssue } from "../publish/github.ts";
 import { mintTendingToken, readPullRequest, type PullRequestNow } from "../publish/github-pulls.ts";
-import { CreateTaskBody, type FollowUp } from "../schema.ts";
+import { CreateTaskBody, type FollowUp, type TaskState } from "../schema.ts";
 import { appendAudit } from "../store/audit.ts";
 import {
   endFix,
@@ -229,4 +229,17 @@ export async function fixEnded(
     await commentOnPull(env, pull, `Sortie's fix run for ${fixedWhat(fix.triggers)} ended without a commit (${result.status})${why}. [The run in Sortie's viewer](${pull.origin}/tasks/${taskId})`);
   }
   if (waiting.length > 0 && pull.state === "tending") await launchFix(env, pull, waiting, "sortie");
+}
+
+/** A fix task has ended without a publication: it changed nothing, failed, or was refused for secret-looking files. */
+export async function fixEndedUnpublished(env: Cloudflare.Env, fix: FixRequest, task: TaskState): Promise<void> {
+  if (task.publication) return;
+  const secretFiles = task.runs.flatMap((run) => run.secretFiles ?? []);
+  const result =
+    task.status !== "succeeded"
+      ? { status: "failed" as const, message: task.error?.message ?? task.status }
+      : secretFiles.length
+        ? { status: "failed" as const, message: `the change adds files that look like secrets (${secretFiles.join(", ")})` }
+        : { status: "no_change" as const, message: "the run changed nothing" };
+  await fixEnded(env, fix, task.id, { ...result, commit: null });
 }
