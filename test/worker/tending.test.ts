@@ -378,6 +378,13 @@ describe("reviews", () => {
       repository,
     });
     expect(outsider).toMatchObject({ tending: "outsider_ignored" });
+    const app = await deliver("pull_request_review", {
+      action: "submitted",
+      review: { id: 898, body: "Sortie's reviewer left 1 finding.", state: "commented", user: { login: "sortie-app[bot]" }, author_association: "MEMBER" },
+      pull_request: { number: pr.number },
+      repository,
+    });
+    expect(app).toMatchObject({ ignored: "sortie-app[bot] is an app; its reviews start nothing" });
 
     const review = {
       action: "submitted",
