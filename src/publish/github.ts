@@ -230,7 +230,7 @@ export function defang(text: string): string {
 }
 
 /** A fenced code block longer than any backtick run inside, so the text shows verbatim (no mentions, no references). */
-export function fenced(text: string): string {
+function fenced(text: string): string {
   const longest = Math.max(2, ...Array.from(text.matchAll(/`+/g), (m) => m[0].length));
   const fence = "`".repeat(longest + 1);
   return `${fence}text\n${text}\n${fence}`;
