@@ -34,6 +34,8 @@ export default defineConfig(async () => {
             GITHUB_APP_PRIVATE_KEY: inject("githubAppPrivateKey"),
             GITHUB_TOKEN: "",
             GITHUB_WEBHOOK_SECRET: "test-github-webhook-secret",
+            // test/worker/tending.test.ts spends a pull request's whole budget.
+            PR_FIX_MAX_ATTEMPTS: "2",
           },
         },
       })),

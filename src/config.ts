@@ -35,6 +35,8 @@ export interface SortieConfig {
   memoryTtlDays: number;
   /** Successful runs that must propose an entry independently for it to be approved without a person; null: never. */
   memoryAutoApproveSeen: number | null;
+  /** Fix runs Sortie makes on one of its pull requests, across every trigger. */
+  prFixMaxAttempts: number;
 }
 
 /**
@@ -47,6 +49,7 @@ export const PLAIN_VARS: ReadonlySet<string> = new Set([
   "WARM_SNAPSHOT_TTL_MINUTES", "WARM_SNAPSHOT_MAX", "WARM_SNAPSHOT_MAX_BYTES", "BACKUP_BUCKET_NAME", "FOLLOWUP_WINDOW_MINUTES",
   "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "GEMINI_BASE_URL", "LOCAL_SANDBOX_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS",
   "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS", "REVIEW_PEER_EXCLUDE", "MEMORY_TTL_DAYS", "MEMORY_AUTO_APPROVE_SEEN",
+  "PR_FIX_MAX_ATTEMPTS",
 ]);
 
 /** Hard ceilings that no configuration raises. */
@@ -73,6 +76,9 @@ export const LIMITS = {
   memoryDelivered: 200,
   /** Most of `$SORTIE_LEARNINGS_FILE` Sortie reads. */
   memoryLearningsFileBytes: 64 * 1024,
+  /** The merge-conflict poll of a tended pull request: its first delay (five minutes), doubled while nothing changes, up to the last (an hour). */
+  pullPollFirstSeconds: 5 * 60,
+  pullPollMaxSeconds: 60 * 60,
 } as const;
 
 export function readConfig(env: Cloudflare.Env): SortieConfig {
@@ -103,6 +109,7 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     reviewPeerExcludes: list(env.REVIEW_PEER_EXCLUDE, []),
     memoryTtlDays: positive(env.MEMORY_TTL_DAYS, 90),
     memoryAutoApproveSeen: positive(env.MEMORY_AUTO_APPROVE_SEEN, 0) || null,
+    prFixMaxAttempts: Math.floor(positive(env.PR_FIX_MAX_ATTEMPTS, 3)),
   };
 }
 

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { LIMITS } from "./config.ts";
 import { isValidBranchName } from "./repo.ts";
+import type { FixRequest } from "./fix-request.ts";
 
 export const TASK_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"] as const;
 export const TaskStatus = z.enum(TASK_STATUSES);
@@ -241,6 +242,17 @@ export type JudgeView = z.infer<typeof JudgeView>;
 
 export const Winner = z.object({ run: z.int(), by: z.string(), at: z.number() });
 
+/** A fix run Sortie made on the pull request a publication opened (a red check, a review, a conflict, a request). */
+export const FollowUp = z.object({
+  task: z.string(),
+  trigger: z.enum(["check", "review", "command", "conflict"]),
+  by: z.string(),
+  at: z.number(),
+  status: z.enum(["running", "pushed", "no_change", "failed"]),
+  commit: z.string().nullable(),
+});
+export type FollowUp = z.infer<typeof FollowUp>;
+
 /** The winning run's change leaving Sortie: a pushed branch, then maybe a pull request. */
 export const Publication = z.object({
   status: TaskStatus,
@@ -251,6 +263,8 @@ export const Publication = z.object({
   pullRequest: z.object({ number: z.int(), url: z.string() }).nullable(),
   by: z.string(),
   error: ErrorInfo.nullable(),
+  /** The fix runs Sortie made on the pull request since, oldest first. */
+  followUps: z.array(FollowUp).optional(),
 });
 export type Publication = z.infer<typeof Publication>;
 
@@ -316,6 +330,8 @@ export interface TaskSpec {
   setup: string | null;
   /** The Worker's public origin when the task was created, for links in pull requests and messages. */
   origin: string | null;
+  /** A fix run on a pull request Sortie tends: started from its branch, pushed onto it as a new commit. */
+  tending?: FixRequest;
 }
 
 /** One entry of a task's event log. `seq` is per task, starts at 1, and never skips. */

@@ -12,6 +12,8 @@ import { taskLinks } from "../publish/slack.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import { isTerminal, type EventInput, type Publication, type TaskSpec, type TaskState } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
+import { publishFix } from "./fix-publisher.ts";
+import { fixEnded, startTending } from "./tending.ts";
 import { summaryKey, type Refusal } from "./task-state.ts";
 
 /** The fleet slot a task's publisher occupies. */
@@ -81,7 +83,8 @@ export function publicationFor(
     status: "queued",
     output: output ?? (task.output === "diff" ? "pr" : task.output),
     run: index,
-    branch: chosen.branch,
+    // A fix of a tended pull request goes onto that pull request's branch.
+    branch: ctx.spec().tending?.branch ?? chosen.branch,
     commit: null,
     pullRequest: null,
     by,
@@ -129,11 +132,19 @@ export async function endPublication(ctx: PublicationContext, patch: Partial<Pub
     data: { status: publication.status, commit: publication.commit, pullRequest: publication.pullRequest, ...(publication.error ? { error: publication.error } : {}) },
   });
   await ctx.index();
+  const fix = ctx.spec().tending;
+  if (fix) {
+    const status = publication.status === "succeeded" ? "pushed" : "failed";
+    await fixEnded(ctx.env, fix, task.id, { status, commit: status === "pushed" ? publication.commit : null, ...(publication.error ? { message: publication.error.message } : {}) }).catch((error: unknown) =>
+      ctx.record({ run: null, type: "tending.error", data: { message: ctx.redact(messageOf(error)) } }),
+    );
+  }
 }
 
 /** Pushes the branch and, for `pr`/`draft-pr`, opens the pull request; returns what was made. */
 export async function publishRun(ctx: PublishContext): Promise<Pick<Publication, "commit" | "pullRequest">> {
   const { env, spec, task, publication, sandbox } = ctx;
+  if (spec.tending) return publishFix(ctx, spec.tending);
   const patchPath = `${sandbox.workdir}/change.patch`;
   const messagePath = `${sandbox.workdir}/message.txt`;
   const text = pullRequestText(task, publication.run, { viewer: ctx.viewerUrl }, ctx.summary);
@@ -165,6 +176,7 @@ export async function publishRun(ctx: PublishContext): Promise<Pick<Publication,
   });
   ctx.onStep("pull_request", pullRequest);
   await postReviewFindings(ctx, minted.token, pullRequest.number);
+  await startTending(env, { repo: spec.repo, number: pullRequest.number, url: pullRequest.url, branch: publication.branch, base, taskId: task.id, prompt: task.prompt, createdBy: task.createdBy, origin: new URL(ctx.viewerUrl).origin, headSha: commit });
   return { commit, pullRequest };
 }
 

@@ -21,6 +21,7 @@ import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } 
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
 import { reviewSlot } from "./review.ts";
+import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
 import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
@@ -260,6 +261,19 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return { task: this.requireTask() };
   }
 
+  /** A decision about the pull request this task opened (src/agents/tending.ts): an event, and its follow-ups kept current. */
+  noteTending(note: TendingNote): void {
+    this.record({ run: null, type: `tending.${note.decision}`, data: note.data });
+    const task = this.state;
+    if (!note.followUp || !task?.publication) return;
+    const earlier = task.publication.followUps ?? [];
+    const known = earlier.find((f) => f.task === note.followUp!.task);
+    const followUps = known
+      ? earlier.map((f) => (f === known ? { ...f, status: note.followUp!.status, commit: note.followUp!.commit } : f))
+      : [...earlier, note.followUp];
+    this.setState({ ...task, publication: { ...task.publication, followUps } });
+  }
+
   /** Hands the task a Slack message to keep current (posted by the Slack trigger). */
   followInSlack(target: SlackTarget, origin: string): void {
     this.notifier.follow(target, origin);
@@ -474,6 +488,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       const fleet = await fleetOf(this.env);
       await fleet.releaseClaim(task.key, task.id);
     }
+    // A fix of a tended pull request that published nothing frees the pull request (after its claim) for the next trigger.
+    const fix = this.requireSpec().tending;
+    if (fix) await fixEndedUnpublished(this.env, fix, this.requireTask()).catch((error: unknown) => this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }));
     await this.index();
   }
 

@@ -14,7 +14,7 @@ import type { TaskState } from "../schema.ts";
 import { toPkcs8Pem } from "./pem.ts";
 
 /** What a token may do, in the shape of GitHub's `permissions` object. */
-export type GitHubPermissions = Partial<Record<"contents" | "pull_requests" | "issues", "read" | "write">>;
+export type GitHubPermissions = Partial<Record<"contents" | "pull_requests" | "issues" | "checks", "read" | "write">>;
 
 /** Pushing a branch and opening its pull request. */
 export const PUSH_PERMISSIONS = { contents: "write", pull_requests: "write" } as const satisfies GitHubPermissions;
@@ -47,7 +47,8 @@ export function mintCommentToken(env: Cloudflare.Env, repo: string): Promise<Git
   return mintToken(env, repo, COMMENT_PERMISSIONS);
 }
 
-async function mintToken(env: Cloudflare.Env, repo: string, permissions: GitHubPermissions): Promise<GitHubToken> {
+/** Like `mintPushToken`, with the permissions given. */
+export async function mintToken(env: Cloudflare.Env, repo: string, permissions: GitHubPermissions): Promise<GitHubToken> {
   const { owner, name } = splitRepo(repo);
   const appId = env.GITHUB_APP_ID?.trim() ?? "";
   const privateKey = env.GITHUB_APP_PRIVATE_KEY?.trim() ?? "";
@@ -191,12 +192,13 @@ export function pullRequestText(task: TaskState, run: number, links: { viewer: s
   return { title: scrubText(title), body: scrubText(parts.join("\n\n")) };
 }
 
-function client(env: Cloudflare.Env, token: string): Octokit {
+/** An Octokit for GitHub's REST API with `token`. */
+export function client(env: Cloudflare.Env, token: string): Octokit {
   return new Octokit({ baseUrl: readConfig(env).githubApiUrl, auth: token });
 }
 
 /** Runs one GitHub call; a failure becomes a SortieError naming what failed and GitHub's answer, with every credential removed. */
-async function github<T>(what: string, secrets: string[], call: () => Promise<T>): Promise<T> {
+export async function github<T>(what: string, secrets: string[], call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
@@ -215,13 +217,13 @@ function statusOf(error: unknown): number | null {
   return null;
 }
 
-function splitRepo(repo: string): { owner: string; name: string } {
+export function splitRepo(repo: string): { owner: string; name: string } {
   const [owner, name] = resolveRepo(repo, "").slug.split("/") as [string, string];
   return { owner, name };
 }
 
 /** Breaks @-mentions and closing keywords ("fixes #3") so quoted text cannot ping people or close issues. */
-function defang(text: string): string {
+export function defang(text: string): string {
   return text
     .replace(/@(?=[A-Za-z0-9])/g, "@\u200b")
     .replace(/\b(close[sd]?|fix(?:e[sd])?|resolve[sd]?)(:?\s+[\w./-]*)#(\d)/gi, "$1$2#\u200b$3");

@@ -37,4 +37,6 @@ export function startGitHubStandin(options: {
   installations: { id: number; account: string; repositories: string[] }[];
   defaultBranches?: Record<string, string>;
   personalToken?: string;
+  /** The directory holding the fixture's bare repositories (`owner/name.git`), for branch heads. */
+  gitRoot?: string;
 }): Promise<GitHubStandin>;

@@ -17,6 +17,14 @@
 // not implement answers 404 and is recorded as unexpected: fail closed.
 // `POST /__faults` makes the next matching call fail, echoing the caller's
 // credential in the error when asked, to prove Sortie's errors never repeat it.
+//
+// Pull requests it opened are served back (`GET /repos/:o/:r/pulls/:n`) with
+// their branch heads read from the fixture's bare repositories (`gitRoot`),
+// so a push shows as a new head; tests set what GitHub would compute or
+// report through `POST /__pulls` (state, merged, mergeable_state),
+// `POST /__check-runs` (check runs with output and annotations, listed by
+// ref and by check suite) and `POST /__reviews` (a review's comments).
+import { execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import http from "node:http";
 import { readJson } from "./http.mjs";
@@ -31,6 +39,7 @@ const KNOWN_PERMISSIONS = new Set(["contents", "pull_requests", "issues", "metad
  *   installations: { id: number, account: string, repositories: string[] }[],
  *   defaultBranches?: Record<string, string>,
  *   personalToken?: string,
+ *   gitRoot?: string,
  * }} options
  */
 export async function startGitHubStandin(options) {
@@ -42,6 +51,13 @@ export async function startGitHubStandin(options) {
   const tokens = new Map();
   /** "owner/name" -> Set of pull request numbers */
   const pulls = new Map();
+  /** "owner/name#N" -> { head, base, state, merged, mergeable_state } */
+  const pullRecords = new Map();
+  /** Check runs tests reported: { repo, id, name, head_sha, conclusion, status, check_suite_id, output, annotations } */
+  const checkRuns = [];
+  /** "owner/name#review" -> review comments */
+  const reviews = new Map();
+  let nextReplyId = 9000;
   let nextNumber = 100;
   let nextCommentId = 5000;
 
@@ -55,6 +71,24 @@ export async function startGitHubStandin(options) {
     if (path === "/__calls" && method === "DELETE") {
       calls = [];
       faults = [];
+      return send(200, { ok: true });
+    }
+    if (path === "/__pulls" && method === "POST") {
+      const update = await readJson(req);
+      const record = pullRecords.get(`${update.repo}#${update.number}`);
+      if (!record) return send(404, { message: `no pull request ${update.repo}#${update.number}` });
+      for (const field of ["state", "merged", "mergeable_state"]) if (field in update) record[field] = update[field];
+      return send(200, record);
+    }
+    if (path === "/__check-runs" && method === "POST") {
+      const run = await readJson(req);
+      const headSha = run.head_sha ?? branchHead(run.repo, run.ref);
+      checkRuns.unshift({ status: "completed", check_suite_id: 0, output: {}, annotations: [], ...run, head_sha: headSha });
+      return send(200, { head_sha: headSha });
+    }
+    if (path === "/__reviews" && method === "POST") {
+      const review = await readJson(req);
+      reviews.set(`${review.repo}#${review.id}`, review.comments);
       return send(200, { ok: true });
     }
     if (path === "/__faults" && method === "POST") {
@@ -142,6 +176,7 @@ export async function startGitHubStandin(options) {
         const number = nextNumber++;
         if (!pulls.has(slug)) pulls.set(slug, new Set());
         pulls.get(slug).add(number);
+        pullRecords.set(`${slug}#${number}`, { head: body.head, base: body.base, state: "open", merged: false, mergeable_state: "clean" });
         return answer(201, {
           number,
           html_url: `https://github.com/${slug}/pull/${number}`,
@@ -162,6 +197,65 @@ export async function startGitHubStandin(options) {
         if (comments.some((c) => typeof c?.path !== "string" || !(c.line >= 1))) return refuse(422, "pull_request_review_thread.line must be part of the diff");
         const id = nextCommentId++;
         return answer(200, { id, state: body?.event === "COMMENT" ? "COMMENTED" : "PENDING", body: body?.body ?? "" });
+      }
+      const pull = /^\/pulls\/(\d+)$/.exec(rest);
+      if (pull && method === "GET") {
+        if (!can(grant, personal, "pull_requests", "read")) return refuse(403, "Resource not accessible by integration");
+        const record = pullRecords.get(`${slug}#${pull[1]}`);
+        if (!record) return answer(404, { message: "Not Found" });
+        return answer(200, {
+          number: Number(pull[1]),
+          state: record.state,
+          merged: record.merged,
+          mergeable: record.mergeable_state === "dirty" ? false : true,
+          mergeable_state: record.mergeable_state,
+          head: { ref: record.head, sha: branchHead(slug, record.head) },
+          base: { ref: record.base, sha: branchHead(slug, record.base) },
+          html_url: `https://github.com/${slug}/pull/${pull[1]}`,
+        });
+      }
+      const branch = /^\/branches\/(.+)$/.exec(rest);
+      if (branch && method === "GET") {
+        const sha = branchHead(slug, decodeURIComponent(branch[1]));
+        if (!sha) return answer(404, { message: "Branch not found" });
+        return answer(200, { name: decodeURIComponent(branch[1]), commit: { sha } });
+      }
+      const forRef = /^\/commits\/(.+)\/check-runs$/.exec(rest);
+      if (forRef && method === "GET") {
+        if (!can(grant, personal, "checks", "read")) return refuse(403, "Resource not accessible by integration");
+        const ref = decodeURIComponent(forRef[1]);
+        const sha = /^[0-9a-f]{40}$/.test(ref) ? ref : branchHead(slug, ref);
+        const name = url.searchParams.get("check_name");
+        const found = checkRuns.filter((r) => r.repo === slug && r.head_sha === sha && (!name || r.name === name));
+        return answer(200, { total_count: found.length, check_runs: found.map(publicCheckRun) });
+      }
+      const forSuite = /^\/check-suites\/(\d+)\/check-runs$/.exec(rest);
+      if (forSuite && method === "GET") {
+        if (!can(grant, personal, "checks", "read")) return refuse(403, "Resource not accessible by integration");
+        const found = checkRuns.filter((r) => r.repo === slug && r.check_suite_id === Number(forSuite[1]));
+        return answer(200, { total_count: found.length, check_runs: found.map(publicCheckRun) });
+      }
+      const annotations = /^\/check-runs\/(\d+)\/annotations$/.exec(rest);
+      if (annotations && method === "GET") {
+        if (!can(grant, personal, "checks", "read")) return refuse(403, "Resource not accessible by integration");
+        const run = checkRuns.find((r) => r.repo === slug && r.id === Number(annotations[1]));
+        if (!run) return answer(404, { message: "Not Found" });
+        return answer(200, run.annotations);
+      }
+      const reviewComments = /^\/pulls\/(\d+)\/reviews\/(\d+)\/comments$/.exec(rest);
+      if (reviewComments && method === "GET") {
+        if (!can(grant, personal, "pull_requests", "read")) return refuse(403, "Resource not accessible by integration");
+        const comments = reviews.get(`${slug}#${reviewComments[2]}`);
+        if (!comments) return answer(404, { message: "Not Found" });
+        return answer(200, comments.map((c) => ({ pull_request_review_id: Number(reviewComments[2]), original_line: c.line ?? null, in_reply_to_id: null, ...c })));
+      }
+      const reply = /^\/pulls\/(\d+)\/comments\/(\d+)\/replies$/.exec(rest);
+      if (reply && method === "POST") {
+        if (!can(grant, personal, "pull_requests")) return refuse(403, "Resource not accessible by integration");
+        if (!pullRecords.has(`${slug}#${reply[1]}`)) return refuse(404, "Not Found");
+        if (typeof body?.body !== "string" || body.body === "") return refuse(422, "body is required");
+        const id = nextReplyId++;
+        return answer(201, { id, body: body.body, in_reply_to_id: Number(reply[2]), html_url: `https://github.com/${slug}/pull/${reply[1]}#discussion_r${id}` });
       }
       const comment = /^\/issues\/(\d+)\/comments$/.exec(rest);
       if (comment && method === "POST") {
@@ -186,8 +280,19 @@ export async function startGitHubStandin(options) {
     return { ok: true };
   }
 
-  function can(grant, personal, permission) {
-    return personal || grant?.permissions?.[permission] === "write";
+  function can(grant, personal, permission, level = "write") {
+    const held = grant?.permissions?.[permission];
+    return personal || held === "write" || (level === "read" && held === "read");
+  }
+
+  /** The commit `branch` points at in the fixture's bare repository, or null. */
+  function branchHead(slug, branch) {
+    if (!options.gitRoot || !branch) return null;
+    try {
+      return execFileSync("git", ["--git-dir", `${options.gitRoot}/${slug}.git`, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`], { stdio: "pipe" }).toString().trim() || null;
+    } catch {
+      return null;
+    }
   }
 
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -201,6 +306,11 @@ export async function startGitHubStandin(options) {
         server.close(() => resolve());
       }),
   };
+}
+
+/** A check run as the REST API lists it. */
+function publicCheckRun(run) {
+  return { id: run.id, name: run.name, head_sha: run.head_sha, status: run.status, conclusion: run.conclusion, output: { title: null, summary: null, text: null, annotations_count: run.annotations.length, ...run.output } };
 }
 
 function installationOf(options, owner, name) {

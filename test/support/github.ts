@@ -11,7 +11,7 @@ export const GITHUB_INSTALLATION_ID = 101;
 /** The personal token the stand-in accepts, for the fallback when no app is configured. */
 export const GITHUB_PERSONAL_TOKEN = "ghp_standinPersonalToken0123456789abcdef";
 
-export async function startGitHubForTests() {
+export async function startGitHubForTests(gitRoot?: string) {
   // GitHub hands out PKCS#1 keys ("BEGIN RSA PRIVATE KEY"); the PKCS#8 form of the same key proves both are read.
   const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const standin = await startGitHubStandin({
@@ -20,6 +20,7 @@ export async function startGitHubForTests() {
     installations: [{ id: GITHUB_INSTALLATION_ID, account: "acme", repositories: ["widgets", "gadgets"] }],
     defaultBranches: { "acme/widgets": "main", "acme/gadgets": "trunk", "acme/unlisted": "main" },
     personalToken: GITHUB_PERSONAL_TOKEN,
+    gitRoot,
   });
   return {
     url: standin.url,

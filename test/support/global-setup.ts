@@ -21,7 +21,7 @@ export default async function setup(project: TestProject) {
   const host = await startLocalSandboxHost({ token: LOCAL_SANDBOX_TOKEN });
   const gitBaseUrl = createFixtureRepos(undefined, ["acme/widgets", "acme/bootstrap", "acme/broken"]);
   const slack = await startSlackStandin({ botToken: SLACK_BOT_TOKEN });
-  const github = await startGitHubForTests();
+  const github = await startGitHubForTests(gitBaseUrl.replace(/^file:\/\//, ""));
   project.provide("githubApiUrl", github.url);
   project.provide("githubAppPrivateKey", github.privateKeyPkcs1);
   project.provide("githubAppPrivateKeyPkcs8", github.privateKeyPkcs8);

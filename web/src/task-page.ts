@@ -6,6 +6,7 @@
 import { TaskState, isTerminal, type TaskEvent } from "../../src/schema.ts";
 import { formatCost, formatTime, h, setTimer, statusBadge, timer } from "./dom.ts";
 import { renderEvent } from "./events.ts";
+import { drawFollowUps } from "./follow-ups.ts";
 import { runColumn, type RunColumn } from "./run-column.ts";
 import { ApiError, Unauthorized, api, apiJson } from "./session.ts";
 import { followTask } from "./task-stream.ts";
@@ -38,6 +39,7 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
   const cancel = h("button", { type: "button", class: "danger", "data-testid": "cancel" }, "Cancel");
   const openPr = h("button", { type: "button", class: "secondary", "data-testid": "open-pr", disabled: true, title: "not configured" }, "Open PR");
   const judge = h("section", { class: "card verdict", "data-testid": "judge", hidden: true });
+  const followUps = h("section", { class: "card", "data-testid": "pull-request-follow-ups", hidden: true });
   const shared = h("ol", { class: "events shared", "data-testid": "shared-events" });
   const runs = h("div", { class: "runs", "data-testid": "runs" });
   runs.style.setProperty("--runs", String(task.runs.length));
@@ -66,6 +68,7 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
       actionError,
     ),
     judge,
+    followUps,
     h("details", { class: "card shared-strip", open: true }, h("summary", {}, "Task events"), shared),
     runs,
   );
@@ -83,6 +86,7 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
     taskError.textContent = task.error ? `${task.error.code}: ${task.error.message}` : "";
     cancel.disabled = isTerminal(task.status);
     drawJudge(judge, task);
+    drawFollowUps(followUps, task);
     task.runs.forEach((run, i) => columns[i]?.update(run, task));
   };
 

@@ -40,6 +40,7 @@ export const IssueCommentCreated = z.object({
   action: z.literal("created"),
   issue: Issue,
   comment: z.object({
+    id: z.int().optional(),
     body: z.string(),
     user: User,
     /** The commenter's relation to the repository: OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR, FIRST_TIMER, FIRST_TIME_CONTRIBUTOR, MANNEQUIN, NONE. */
@@ -58,3 +59,82 @@ export function githubActor(login: string): string {
 export function issueKey(repo: string, number: number): string {
   return `github:${repo}#${number}`;
 }
+
+/** A pull request as check and workflow events name it (empty for a branch of a fork). */
+const PullRef = z.object({ number: z.int().positive() });
+
+const Sha = z.string().regex(/^[0-9a-f]{40}$/, "a commit SHA");
+
+/** `check_run` with action `completed`. */
+export const CheckRunCompleted = z.object({
+  action: z.literal("completed"),
+  check_run: z.object({
+    id: z.int(),
+    name: z.string().min(1).max(500),
+    head_sha: Sha,
+    conclusion: z.string().nullable(),
+    output: z.object({ title: z.string().nullish(), summary: z.string().nullish(), text: z.string().nullish() }).nullish(),
+    pull_requests: z.array(PullRef).default([]),
+    check_suite: z.object({ head_branch: z.string().nullish() }).nullish(),
+  }),
+  repository: Repository,
+  sender: User,
+});
+
+/** `check_suite` with action `completed`: its failing runs are read from the REST API. */
+export const CheckSuiteCompleted = z.object({
+  action: z.literal("completed"),
+  check_suite: z.object({ id: z.int(), head_sha: Sha, head_branch: z.string().nullish(), conclusion: z.string().nullable(), pull_requests: z.array(PullRef).default([]) }),
+  repository: Repository,
+  sender: User,
+});
+
+/** `workflow_run` with action `completed`: its jobs are the check runs of its check suite. */
+export const WorkflowRunCompleted = z.object({
+  action: z.literal("completed"),
+  workflow_run: z.object({
+    id: z.int(),
+    name: z.string().nullish(),
+    head_sha: Sha,
+    head_branch: z.string().nullish(),
+    conclusion: z.string().nullable(),
+    check_suite_id: z.int(),
+    pull_requests: z.array(PullRef).default([]),
+  }),
+  repository: Repository,
+  sender: User,
+});
+
+const Author = z.object({ user: User, author_association: z.string() });
+
+/** `pull_request_review` with action `submitted`. */
+export const ReviewSubmitted = z.object({
+  action: z.literal("submitted"),
+  review: Author.extend({ id: z.int(), body: z.string().nullish(), state: z.string() }),
+  pull_request: z.object({ number: z.int().positive() }),
+  repository: Repository,
+});
+
+/** `pull_request_review_comment` with action `created`. */
+export const ReviewCommentCreated = z.object({
+  action: z.literal("created"),
+  comment: Author.extend({ id: z.int(), pull_request_review_id: z.int().nullish(), body: z.string() }),
+  pull_request: z.object({ number: z.int().positive() }),
+  repository: Repository,
+});
+
+/** `pull_request` with action `closed` (merged or not). */
+export const PullRequestClosed = z.object({
+  action: z.literal("closed"),
+  pull_request: z.object({ number: z.int().positive(), merged: z.boolean().nullish() }),
+  repository: Repository,
+});
+
+/** `pull_request` with action `synchronize`: its head branch moved to `after`. */
+export const PullRequestSynchronized = z.object({
+  action: z.literal("synchronize"),
+  after: Sha,
+  pull_request: z.object({ number: z.int().positive() }),
+  repository: Repository,
+  sender: User,
+});

@@ -17,6 +17,7 @@ import { CreateTaskBody, type TaskState } from "../../schema.ts";
 import { forgetIdempotencyKey, reserveIdempotencyKey } from "../../store/idempotency.ts";
 import { intentOf } from "./events.ts";
 import { issueKey } from "./payloads.ts";
+import { tendingAnswer } from "./tending.ts";
 import { verifyGitHubSignature } from "./verify.ts";
 
 /** The creator under which delivery ids are remembered. */
@@ -50,6 +51,13 @@ githubRoutes.post(
       payload = JSON.parse(body);
     } catch {
       throw new SortieError("invalid_github_payload", "the delivery is not JSON; set the webhook's content type to application/json");
+    }
+    // A pull request Sortie opened is tended: its checks, reviews and `/sortie` comments are fixes on its branch.
+    const tending = await tendingAnswer(c.env, event, payload);
+    if (tending) {
+      const outcome = "ignored" in tending ? tending.ignored : `tending.${tending.tending}: ${tending.reason}`;
+      writeLog("log", { event: "github.delivery", github: event, delivery, outcome });
+      return c.json(tending, 202);
     }
     const intent = intentOf(event, payload, readConfig(c.env).githubTriggerAssociations);
     writeLog("log", { event: "github.delivery", github: event, delivery, outcome: intent.kind === "task" ? "task" : intent.reason });
