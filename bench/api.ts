@@ -4,6 +4,7 @@
  * `/healthz`, which counts live sandboxes.
  */
 import type { TaskEvent, TaskStatus, TaskSummary, TaskView } from "../src/schema.ts";
+import { Acknowledger } from "../src/stream-protocol.ts";
 import type { DevServer } from "../test/support/dev-server.ts";
 
 export const TERMINAL: ReadonlySet<TaskStatus> = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
@@ -79,21 +80,25 @@ export function apiOf(server: DevServer) {
     waitForEnd(task: TaskView, timeoutMs: number): Promise<{ endedAt: number; status: TaskStatus }> {
       return new Promise((resolve, reject) => {
         const socket = new WebSocket(task.ws);
+        const acks = new Acknowledger((text) => socket.readyState === WebSocket.OPEN && socket.send(text));
         let settled = false;
         const finish = (outcome: { endedAt: number; status: TaskStatus } | Error) => {
           if (settled) return;
           settled = true;
           clearTimeout(timer);
           clearInterval(poller);
+          acks.stop();
           socket.close();
           if (outcome instanceof Error) reject(outcome);
           else resolve(outcome);
         };
         socket.addEventListener("message", (message) => {
           const at = Date.now();
-          const parsed = JSON.parse(String(message.data)) as { type?: string; event?: TaskEvent };
-          const status = parsed.type === "event" && parsed.event?.type === "task.status" ? (parsed.event.data.status as TaskStatus) : undefined;
-          if (status && TERMINAL.has(status)) finish({ endedAt: at, status });
+          const parsed = JSON.parse(String(message.data)) as { type?: string; events?: TaskEvent[] };
+          const events = parsed.type === "events" ? (parsed.events ?? []) : [];
+          acks.read(events.at(-1)?.seq ?? 0, String(message.data).length);
+          const ended = events.find((event) => event.type === "task.status" && TERMINAL.has(event.data.status as TaskStatus));
+          if (ended) finish({ endedAt: at, status: ended.data.status as TaskStatus });
         });
         const timer = setTimeout(() => finish(new Error(`task ${task.id} did not end within ${timeoutMs} ms`)), timeoutMs);
         const poller = setInterval(() => {

@@ -5,18 +5,38 @@
  * event exactly once, in order, and identical to the stored log.
  */
 import type { TaskEvent } from "../src/schema.ts";
+import { Acknowledger } from "../src/stream-protocol.ts";
 import { sleep } from "./api.ts";
 
 /** Wall-clock milliseconds with a fraction, the clock the stand-in agent CLI stamps its lines with. */
 export const preciseNow = () => performance.timeOrigin + performance.now();
 
+/** One event of a frame: its seq, its JSON as the log serves it, and the event. */
+interface FramedEvent {
+  seq: number;
+  text: string;
+  event: TaskEvent;
+}
+
 /**
- * The first message each seq arrived in, over all viewers, so fifty viewers
+ * The first text each seq arrived as, over all viewers, so fifty viewers
  * of 20,000 events keep one copy of the log rather than fifty; a viewer that
- * gets a different message for a seq keeps its own.
+ * gets a different text for a seq keeps its own. Each distinct frame is
+ * parsed once: viewers that are up to date all get the same frame text.
  */
 export class EventCatalog {
   readonly texts = new Map<number, string>();
+  private readonly frames = new Map<string, FramedEvent[]>();
+
+  /** The events of an events frame (`{"v":1,"type":"events",…}`). */
+  eventsOf(frame: string): FramedEvent[] {
+    let events = this.frames.get(frame);
+    if (!events) {
+      events = (JSON.parse(frame) as { events: TaskEvent[] }).events.map((event) => ({ seq: event.seq, text: JSON.stringify(event), event }));
+      this.frames.set(frame, events);
+    }
+    return events;
+  }
 
   /** Records `text` as seq's, or says whether it equals the text already recorded. */
   check(seq: number, text: string): boolean {
@@ -34,12 +54,13 @@ export interface ViewerOptions {
   onEvent?: (event: TaskEvent, receivedAt: number) => void;
 }
 
-const EVENT_PREFIX = '{"type":"event","event":{"seq":';
+const FRAME_PREFIX = '{"v":1,"type":"events","events":[';
 
 /**
- * One WebSocket viewer of one task. An event message is kept as the text the
- * server sent and is not parsed (fifty viewers of a fast stream would spend
- * the machine's CPU on JSON.parse, and slow the server they measure).
+ * One WebSocket viewer of one task, acknowledging what it reads as the web
+ * viewer does (src/stream-protocol.ts). A frame is parsed once for all
+ * viewers (fifty viewers of a fast stream would otherwise spend the
+ * machine's CPU on JSON.parse, and slow the server they measure).
  */
 export class Viewer {
   /** Every event's seq, in the order they arrived, and when each arrived (preciseNow). */
@@ -49,6 +70,8 @@ export class Viewer {
   readonly divergent = new Map<number, string>();
   /** `cf_agent_state` messages (the task's state after each change). */
   stateMessages = 0;
+  /** Events frames received. */
+  frames = 0;
   /** Other messages the agents SDK sends (identity, MCP servers). */
   otherMessages = 0;
   /** When the socket opened (preciseNow). */
@@ -58,10 +81,13 @@ export class Viewer {
   private highest = 0;
   private readonly socket: WebSocket;
   private closing = false;
+  private stalled = false;
+  private readonly acks: Acknowledger;
   readonly opened: Promise<void>;
 
   constructor(url: string, catalog: EventCatalog, options: ViewerOptions = {}) {
     this.socket = new WebSocket(url);
+    this.acks = new Acknowledger((text) => this.socket.readyState === WebSocket.OPEN && this.socket.send(text));
     this.opened = new Promise((resolve, reject) => {
       this.socket.addEventListener("open", () => {
         this.openedAt = preciseNow();
@@ -75,24 +101,44 @@ export class Viewer {
     // A failed open is reported through `error`; nobody has to await `opened`.
     this.opened.catch(() => {});
     this.socket.addEventListener("close", (event) => {
+      this.acks.stop();
       if (!this.closing) this.closedEarly = `closed by the server: ${event.code} ${event.reason}`;
     });
     this.socket.addEventListener("message", (message) => {
       const at = preciseNow();
       const text = String(message.data);
-      if (text.startsWith(EVENT_PREFIX)) {
-        const seq = Number.parseInt(text.slice(EVENT_PREFIX.length, EVENT_PREFIX.length + 16), 10);
-        this.seqs.push(seq);
-        this.times.push(at);
-        this.highest = Math.max(this.highest, seq);
-        if (!catalog.check(seq, text)) this.divergent.set(seq, text);
-        if (options.onEvent) options.onEvent((JSON.parse(text) as { event: TaskEvent }).event, at);
+      if (text.startsWith(FRAME_PREFIX)) {
+        this.frames++;
+        for (const { seq, text: eventText, event } of catalog.eventsOf(text)) {
+          this.seqs.push(seq);
+          this.times.push(at);
+          this.highest = Math.max(this.highest, seq);
+          if (!catalog.check(seq, eventText)) this.divergent.set(seq, eventText);
+          options.onEvent?.(event, at);
+        }
       } else if (text.startsWith('{"type":"cf_agent_state"')) {
         this.stateMessages++;
       } else {
         this.otherMessages++;
       }
+      if (!this.stalled) this.acks.read(this.highest, text.length);
+      else this.unread += text.length;
     });
+  }
+
+  /** Bytes received while stalled, acknowledged on `resume`. */
+  private unread = 0;
+
+  /** Stops acknowledging, as a tab that stopped reading: the server may send it no more than its backlog cap. */
+  stall(): void {
+    this.stalled = true;
+  }
+
+  /** Reads again: acknowledges everything received, so the server sends the rest. */
+  resume(): void {
+    this.stalled = false;
+    this.acks.read(this.highest, this.unread);
+    this.unread = 0;
   }
 
   /** When the event `seq` first arrived, or null. */
@@ -145,8 +191,8 @@ export interface ViewerAudit {
  */
 export function auditViewers(viewers: Viewer[], catalog: EventCatalog, log: TaskEvent[]): { perViewer: ViewerAudit[]; catalogDiffers: number[] } {
   const stored = new Map(log.map((event) => [event.seq, JSON.stringify(event)]));
-  // The event as the log serves it, from a message as the WebSocket carried it.
-  const asStored = (message: string) => JSON.stringify((JSON.parse(message) as { event: TaskEvent }).event);
+  // The catalog keeps each event's text as JSON.stringify of the event the frame carried.
+  const asStored = (text: string) => text;
   const catalogDiffers = [...catalog.texts].filter(([seq, text]) => stored.has(seq) && stored.get(seq) !== asStored(text)).map(([seq]) => seq);
   const differs = new Set(catalogDiffers);
   const perViewer = viewers.map((viewer) => {

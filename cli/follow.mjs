@@ -4,6 +4,10 @@
  * Every event is delivered once and in order: each (re)connection asks for
  * the events after the last `seq` seen, duplicates are dropped by `seq`, and
  * a jump in `seq` is filled from the HTTP event log before going on.
+ *
+ * The socket speaks version 1 of the stream protocol (src/stream-protocol.ts):
+ * `{"v":1,"type":"events","events":[…]}` and `{"type":"cf_agent_state"}` frames
+ * in, `{"type":"ack","seq":N}` out, so the server keeps sending.
  */
 import { CliError } from "./errors.mjs";
 import { TERMINAL } from "./style.mjs";
@@ -17,6 +21,9 @@ const GIVE_UP_MS = 60_000;
 const POLL_MS = 1000;
 /** Sockets that close before saying anything, in a row, before we fall back to polling. */
 const MAX_SOCKET_FAILURES = 5;
+/** When to acknowledge what was read: after this many bytes, or this long after the first unacknowledged frame (as src/stream-protocol.ts). */
+const ACK_EVERY_BYTES = 64 * 1024;
+const ACK_WITHIN_MS = 100;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -113,10 +120,26 @@ function watchSocket(wsUrl, after, { onEvent, onState, over }) {
     let settled = false;
     // Frames are handled one after another: filling a gap is asynchronous and must not reorder events.
     let queue = Promise.resolve();
+    let unacked = 0;
+    let highest = after;
+    let ackTimer;
+    const ack = () => {
+      clearTimeout(ackTimer);
+      ackTimer = undefined;
+      unacked = 0;
+      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "ack", seq: highest }));
+    };
+    const read = (seq, bytes) => {
+      highest = Math.max(highest, seq);
+      unacked += bytes;
+      if (unacked >= ACK_EVERY_BYTES) ack();
+      else ackTimer ??= setTimeout(ack, ACK_WITHIN_MS);
+    };
     const finish = (outcome, error) => {
       if (settled) return;
       settled = true;
       clearTimeout(settle);
+      clearTimeout(ackTimer);
       if (socket.readyState === WebSocket.CONNECTING || socket.readyState === WebSocket.OPEN) socket.close(1000, "done");
       if (error) reject(error);
       else resolve(outcome);
@@ -132,11 +155,16 @@ function watchSocket(wsUrl, after, { onEvent, onState, over }) {
           } catch (error) {
             throw new CliError(`the server sent a WebSocket frame that is not JSON: ${String(message.data).slice(0, 100)}`, { cause: error });
           }
-          if (frame.type === "event" && frame.event) await onEvent(frame.event);
-          else if (frame.type === "cf_agent_state" && frame.state) {
+          if (frame.type === "events" && frame.v === 1 && Array.isArray(frame.events)) {
+            for (const event of frame.events) {
+              await onEvent(event);
+              highest = Math.max(highest, event.seq);
+            }
+          } else if (frame.type === "cf_agent_state" && frame.state) {
             latest = frame.state;
             onState(latest);
           }
+          read(highest, String(message.data).length);
           // Checked after every frame: a `publish.skipped` event can end following without a state change.
           if (latest && !endedAt && over(latest)) endedAt = Date.now();
           if (endedAt) {

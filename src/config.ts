@@ -66,6 +66,14 @@ export const LIMITS = {
   eventTextChars: 16 * 1024,
   /** Events served per page to a reconnecting viewer or the NDJSON endpoint. */
   eventPage: 500,
+  /** Events appended within this many milliseconds are stored in one transaction and sent to viewers as one frame… */
+  eventBatchMs: 5,
+  /** …or as soon as this many are waiting. */
+  eventBatchMax: 500,
+  /** Bytes sent to one viewer and not yet acknowledged, past which it gets nothing more until it reads (then it catches up by seq). */
+  viewerBacklogBytes: 1024 * 1024,
+  /** Events per frame while a viewer catches up from the stored log. */
+  viewerCatchUpPage: 200,
   /** Largest GitHub webhook delivery read; issue and comment bodies are at most 65,536 characters each. */
   githubWebhookBytes: 1024 * 1024,
   /** Learnings Sortie takes from one run's `$SORTIE_LEARNINGS_FILE`; the rest are ignored with an event. */

@@ -68,6 +68,14 @@ export interface RunContext {
   record(input: EventInput): void;
   /** The task agent's redactor, for what leaves the sandbox other than events (learnings). */
   redact<T>(value: T): T;
+  /**
+   * Records an event parsed from the agent's output. It may wait a few
+   * milliseconds to be stored with the ones after it: lost in a crash, it is
+   * read again from the process on re-attach (see afterPendingEvents).
+   */
+  recordOutput(input: EventInput): void;
+  /** Runs `write` in the transaction that stores the events recorded so far (latest per key). */
+  afterPendingEvents(key: string, write: () => void): void;
   /** Opens the slot's sandbox: its own, or `shared` (a repository's workspace sandbox). */
   openSandbox(slot: number, shared?: string): Promise<Sandbox>;
   destroySandbox(slot: number, open?: Sandbox): Promise<void>;
@@ -432,10 +440,12 @@ export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: A
       signal,
       onEvent: (event) => onAgentEvent(ctx, slot, event),
       onProcessStarted: (processId) => ctx.kv.put(progressKey(slot), { processId, offsets: { stdout: 0, stderr: 0 } } satisfies RunProgress),
-      onOutputConsumed: (offsets) => {
-        const progress = ctx.kv.get<RunProgress>(progressKey(slot));
-        if (progress) ctx.kv.put(progressKey(slot), { ...progress, offsets });
-      },
+      // Stored with the events made from that output, never before them: a re-attach resumes where the log ends.
+      onOutputConsumed: (offsets) =>
+        ctx.afterPendingEvents(progressKey(slot), () => {
+          const progress = ctx.kv.get<RunProgress>(progressKey(slot));
+          if (progress) ctx.kv.put(progressKey(slot), { ...progress, offsets });
+        }),
     },
     resume ? { processId: resume.processId, from: resume.offsets } : undefined,
     confine,
@@ -445,7 +455,7 @@ export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: A
 function onAgentEvent(ctx: RunContext, slot: number, event: AgentEvent): void {
   // The judge's and a reviewer's agent events are theirs: `judge.*` and `review.*`, not the run's `agent.*`.
   const lane = slot === JUDGE_SLOT ? "judge" : isReviewSlot(slot) ? "review" : null;
-  ctx.record({ run: runOfSlot(slot), type: lane ? `${lane}.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
+  ctx.recordOutput({ run: runOfSlot(slot), type: lane ? `${lane}.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
   if (lane === "review" && event.type === "agent.usage") countReviewerUsage(ctx, slot, event.data);
   if (lane) return;
   const run = ctx.runOf(slot);

@@ -4,11 +4,12 @@
  * what happens next. It never does the coding work: each run happens in a
  * sandbox of its own, driven through the execution port, and the agent records.
  */
-import { Agent, type Connection, type ConnectionContext } from "agents";
+import { Agent, type Connection, type ConnectionContext, type WSMessage } from "agents";
 import { readConfig, type SortieConfig } from "../config.ts";
 import { deploymentRedactor } from "../redact.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
+import { AckFrame } from "../stream-protocol.ts";
 import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import type { SlackTarget } from "../publish/slack.ts";
@@ -23,6 +24,7 @@ import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type Public
 import { reviewSlot } from "./review.ts";
 import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
+import { ViewerStreams } from "./viewer-streams.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
 import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
 
@@ -34,6 +36,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   override initialState: TaskState | null = null;
 
   private eventLog?: EventLog;
+  private viewerStreams?: ViewerStreams;
   private diffStore?: DiffStore;
   private borrowed?: TaskContext;
   private taskSlots?: TaskSlots;
@@ -45,8 +48,20 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private scrub?: <T>(value: T) => T;
 
   private get events(): EventLog {
-    this.eventLog ??= new EventLog(this.ctx.storage.sql);
+    this.eventLog ??= new EventLog(this.ctx.storage.sql, {
+      transaction: (write) => this.ctx.storage.transactionSync(write),
+      stored: (events) => this.viewers.publish(events),
+    });
     return this.eventLog;
+  }
+
+  private get viewers(): ViewerStreams {
+    this.viewerStreams ??= new ViewerStreams(
+      this.events,
+      () => this.getConnections(),
+      () => (this.state ? JSON.stringify({ type: "cf_agent_state", state: this.state }) : null),
+    );
+    return this.viewerStreams;
   }
 
   private get diffs(): DiffStore {
@@ -85,7 +100,12 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       patchRun: (index, patch) => this.patchRun(index, patch),
       setPhase: (index, phase) => this.setPhase(index, phase),
       record: (input) => this.record(input),
-      log: (input) => this.events.append({ ...input, data: this.redact(input.data) }),
+      recordOutput: (input) => this.record(input, { batched: true }),
+      afterPendingEvents: (key, write) => this.events.afterPending(key, write),
+      log: (input) => {
+        this.events.append({ ...input, data: this.redact(input.data) });
+        this.events.flush();
+      },
       redact: (data) => this.redact(data),
       addSecret: (secret) => {
         this.extraSecrets.add(secret);
@@ -342,13 +362,39 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
-  /** A viewer connects: it first gets every event after `?after=SEQ`, then live ones. */
+  /** A viewer connects: it gets the task's state, every event after `?after=SEQ`, then live ones (src/stream-protocol.ts). */
   override onConnect(connection: Connection, ctx: ConnectionContext): void {
     const after = Number(new URL(ctx.request.url).searchParams.get("after") ?? 0);
-    // Synchronous on purpose: no event can be appended between the replay and the live stream.
-    for (const event of this.events.since(Number.isFinite(after) && after > 0 ? after : 0)) {
-      connection.send(JSON.stringify({ type: "event", event }));
+    this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0);
+  }
+
+  /** A viewer's acknowledgement lets more of the stream go to it; nothing else a viewer sends means anything. */
+  override onMessage(connection: Connection, message: WSMessage): void {
+    if (typeof message !== "string") return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch {
+      return;
     }
+    const ack = AckFrame.safeParse(parsed);
+    if (ack.success) this.viewers.acknowledge(connection, ack.data.seq);
+  }
+
+  override onClose(connection: Connection): void {
+    this.viewers.remove(connection);
+  }
+
+  /** Viewers get the state frames from this agent's own registry (ViewerStreams), not from the SDK's broadcast. */
+  override shouldSendProtocolMessages(): boolean {
+    return false;
+  }
+
+  /** Pending events are stored first, so the log never trails the state that followed them. */
+  override setState(state: TaskState | null): void {
+    this.eventLog?.flush();
+    super.setState(state);
+    this.viewerStreams?.publishState();
   }
 
   /** Viewers read; only the agent writes its state. */
@@ -517,9 +563,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.setState({ ...task, runs: task.runs.map((run) => (run.index === index ? { ...run, ...patch } : run)) });
   }
 
-  private record(input: EventInput): void {
+  /** Appends an event; unless `batched`, it is stored (with any pending before it) and sent at once. */
+  private record(input: EventInput, { batched = false } = {}): void {
     const event = this.events.append({ ...input, data: this.redact(input.data) });
-    this.broadcast(JSON.stringify({ type: "event", event }));
+    if (!batched) this.events.flush();
     if (SLACK_WORTHY.has(event.type)) this.notifier.update();
   }
 

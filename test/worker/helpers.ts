@@ -1,6 +1,7 @@
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import type { TaskEvent, TaskView } from "../../src/schema.ts";
+import { Acknowledger } from "../../src/stream-protocol.ts";
 
 export const ADMIN = "test-admin-token";
 export const auth = { authorization: `Bearer ${ADMIN}` };
@@ -65,4 +66,54 @@ export async function countTasks(): Promise<number> {
 export async function liveSandboxes(): Promise<string[]> {
   const response = await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes`, { headers: { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` } });
   return ((await response.json()) as { sandboxes: string[] }).sandboxes;
+}
+
+/**
+ * A viewer on a task's WebSocket (`path` with its query), collecting the
+ * events it is sent and acknowledging them as the web viewer does; `stall`
+ * stops the acknowledgements, as a tab that stopped reading, `resume` sends
+ * them again.
+ */
+export async function watch(path: string, headers: Record<string, string> = {}) {
+  const response = await exports.default.fetch(new Request(`https://sortie.test${path}`, { headers: { upgrade: "websocket", ...headers } }));
+  const socket = response.webSocket;
+  const events: TaskEvent[] = [];
+  const frames: string[] = [];
+  const viewer = {
+    status: response.status,
+    events,
+    frames,
+    /** Bytes of every frame received. */
+    bytes: 0,
+    stall: () => {},
+    resume: () => {},
+    close: () => {},
+  };
+  if (response.status !== 101 || !socket) return viewer;
+  socket.accept();
+  let stalled = false;
+  let unread = 0;
+  const acks = new Acknowledger((text) => socket.send(text));
+  socket.addEventListener("message", (message) => {
+    const text = message.data as string;
+    frames.push(text);
+    viewer.bytes += text.length;
+    const parsed = JSON.parse(text) as { v?: number; type: string; events?: TaskEvent[] };
+    if (parsed.type === "events" && parsed.v === 1) events.push(...parsed.events!);
+    if (stalled) unread += text.length;
+    else acks.read(events.at(-1)?.seq ?? 0, text.length);
+  });
+  viewer.stall = () => {
+    stalled = true;
+  };
+  viewer.resume = () => {
+    stalled = false;
+    acks.read(events.at(-1)?.seq ?? 0, unread);
+    unread = 0;
+  };
+  viewer.close = () => {
+    acks.stop();
+    socket.close(1000, "done");
+  };
+  return viewer;
 }

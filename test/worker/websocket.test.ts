@@ -3,21 +3,7 @@ import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { signViewerToken } from "../../src/api/auth.ts";
 import type { TaskEvent } from "../../src/schema.ts";
-import { ADMIN, createTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
-
-/** A viewer on the task's WebSocket, collecting the events it is sent. */
-async function connect(path: string, headers: Record<string, string> = {}) {
-  const response = await exports.default.fetch(new Request(`https://sortie.test${path}`, { headers: { upgrade: "websocket", ...headers } }));
-  if (response.status !== 101) return { status: response.status, events: [], close() {} };
-  const socket = response.webSocket!;
-  socket.accept();
-  const events: TaskEvent[] = [];
-  socket.addEventListener("message", (message) => {
-    const parsed = JSON.parse(message.data as string) as { type: string; event?: TaskEvent };
-    if (parsed.type === "event" && parsed.event) events.push(parsed.event);
-  });
-  return { status: 101, events, close: () => socket.close(1000, "done") };
-}
+import { ADMIN, createTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus, watch } from "./helpers.ts";
 
 async function until(check: () => boolean, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
@@ -33,13 +19,13 @@ const steps = (n: number) =>
 describe("the task WebSocket", () => {
   it("a reconnecting viewer gets every event exactly once", async () => {
     const task = await createTask({ prompt: scripted(steps(6)) });
-    const first = await connect(new URL(task.ws).pathname + new URL(task.ws).search);
+    const first = await watch(new URL(task.ws).pathname + new URL(task.ws).search);
     expect(first.status).toBe(101);
     await until(() => first.events.some((e) => e.type === "agent.tool_result"));
     first.close();
     const lastSeen = first.events.at(-1)!.seq;
 
-    const second = await connect(`/api/tasks/${task.id}/ws?after=${lastSeen}`, { authorization: `Bearer ${ADMIN}` });
+    const second = await watch(`/api/tasks/${task.id}/ws?after=${lastSeen}`, { authorization: `Bearer ${ADMIN}` });
     expect(second.status).toBe(101);
     await waitForStatus(task.id, ["succeeded", "failed"]);
     const all = await readEvents(task.id);
@@ -54,7 +40,7 @@ describe("the task WebSocket", () => {
   it("a viewer that connects late replays the whole log", async () => {
     const task = await createTask({ prompt: scripted([{ text: "quick" }]) });
     await waitForStatus(task.id, ["succeeded"]);
-    const viewer = await connect(`/api/tasks/${task.id}/ws`, { authorization: `Bearer ${ADMIN}` });
+    const viewer = await watch(`/api/tasks/${task.id}/ws`, { authorization: `Bearer ${ADMIN}` });
     const all = await readEvents(task.id);
     await until(() => viewer.events.length === all.length);
     expect(viewer.events.map((e) => e.seq)).toEqual(all.map((e) => e.seq));
@@ -67,13 +53,13 @@ describe("the task WebSocket", () => {
     const otherToken = new URL(other.ws).searchParams.get("token")!;
     const expired = await signViewerToken(ADMIN, task.id, 60, Date.now() - 3_600_000);
     const forged = await signViewerToken("not-the-admin-token", task.id, 600);
-    expect((await connect(`/api/tasks/${task.id}/ws`)).status).toBe(401);
-    expect((await connect(`/api/tasks/${task.id}/ws?token=${encodeURIComponent(otherToken)}`)).status).toBe(401);
-    expect((await connect(`/api/tasks/${task.id}/ws?token=${encodeURIComponent(expired)}`)).status).toBe(401);
-    expect((await connect(`/api/tasks/${task.id}/ws?token=${encodeURIComponent(forged)}`)).status).toBe(401);
-    expect((await connect(`/api/tasks/${task.id}/ws`, { authorization: "Bearer wrong" })).status).toBe(401);
+    expect((await watch(`/api/tasks/${task.id}/ws`)).status).toBe(401);
+    expect((await watch(`/api/tasks/${task.id}/ws?token=${encodeURIComponent(otherToken)}`)).status).toBe(401);
+    expect((await watch(`/api/tasks/${task.id}/ws?token=${encodeURIComponent(expired)}`)).status).toBe(401);
+    expect((await watch(`/api/tasks/${task.id}/ws?token=${encodeURIComponent(forged)}`)).status).toBe(401);
+    expect((await watch(`/api/tasks/${task.id}/ws`, { authorization: "Bearer wrong" })).status).toBe(401);
     const valid = new URL(task.ws);
-    expect((await connect(valid.pathname + valid.search)).status).toBe(101);
+    expect((await watch(valid.pathname + valid.search)).status).toBe(101);
     await waitForStatus(task.id, ["succeeded"]);
     await waitForStatus(other.id, ["succeeded"]);
   });

@@ -1,17 +1,20 @@
 /**
- * A task's live stream: the WebSocket `/api/tasks/<id>/ws?token=&after=<seq>`.
- * The server replays every event after `after`, then sends live events and
- * state changes. On a drop it reconnects with the last seq it handed on, and
- * drops any event at or below it, so a viewer sees each event exactly once.
+ * A task's live stream: the WebSocket `/api/tasks/<id>/ws?token=&after=<seq>`
+ * (frames in src/stream-protocol.ts). The server sends the state, replays
+ * every event after `after`, then live events and state changes; the viewer
+ * acknowledges what it has read, so the server sends more. On a drop it
+ * reconnects with the last seq it handed on, and drops any event at or below
+ * it, so a viewer sees each event exactly once.
  */
 import { z } from "zod";
-import { TaskEvent, TaskState } from "../../src/schema.ts";
+import type { TaskEvent, TaskState } from "../../src/schema.ts";
+import { Acknowledger, EventsFrame, StateFrame } from "../../src/stream-protocol.ts";
 import { Unauthorized, sessionToken } from "./session.ts";
 
 const ServerMessage = z.union([
-  z.object({ type: z.literal("event"), event: TaskEvent }),
-  z.object({ type: z.literal("cf_agent_state"), state: TaskState }),
-  // The agents SDK also announces identity and MCP servers; the viewer has no use for them.
+  EventsFrame,
+  StateFrame,
+  // Frames of a later version, or of another kind: the viewer has no use for them.
   z.object({ type: z.string() }),
 ]);
 
@@ -34,7 +37,9 @@ export function followTask(taskId: string, signal: AbortSignal, handlers: Stream
     const token = sessionToken();
     if (signal.aborted || !token) return;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(`${scheme}//${location.host}/api/tasks/${encodeURIComponent(taskId)}/ws?token=${encodeURIComponent(token)}&after=${lastSeq}`);
+    const opened = new WebSocket(`${scheme}//${location.host}/api/tasks/${encodeURIComponent(taskId)}/ws?token=${encodeURIComponent(token)}&after=${lastSeq}`);
+    socket = opened;
+    const acks = new Acknowledger((text) => opened.readyState === WebSocket.OPEN && opened.send(text));
     socket.addEventListener("open", () => {
       failures = 0;
       handlers.onConnection("live");
@@ -46,15 +51,19 @@ export function followTask(taskId: string, signal: AbortSignal, handlers: Stream
         return;
       }
       const data = parsed.data;
-      if ("event" in data) {
-        if (data.event.seq <= lastSeq) return;
-        lastSeq = data.event.seq;
-        handlers.onEvent(data.event);
+      if ("events" in data) {
+        for (const event of data.events) {
+          if (event.seq <= lastSeq) continue;
+          lastSeq = event.seq;
+          handlers.onEvent(event);
+        }
       } else if ("state" in data) {
         handlers.onState(data.state);
       }
+      acks.read(lastSeq, String(message.data).length);
     });
     socket.addEventListener("close", () => {
+      acks.stop();
       socket = null;
       if (signal.aborted) return;
       handlers.onConnection("reconnecting");

@@ -1,0 +1,182 @@
+/**
+ * The viewers of one task: which events each has been sent, and how much of
+ * that it has not acknowledged yet (src/stream-protocol.ts). A batch of
+ * events becomes one frame, built once and sent to every viewer that is up
+ * to date; a viewer with more than LIMITS.viewerBacklogBytes unacknowledged
+ * is skipped, costs nothing more than two numbers, and catches up from the
+ * stored log, page by page, as its acknowledgements come in. So a stalled
+ * viewer slows neither the agent nor the other viewers.
+ *
+ * The registry lives in memory, so a broadcast reads no socket attachment;
+ * after hibernation it is rebuilt once from the sockets, each carrying how
+ * far it was sent when it fell behind (`resumeAfter`, null when up to date).
+ */
+import type { Connection } from "agents";
+import { LIMITS } from "../config.ts";
+import type { TaskEvent } from "../schema.ts";
+import { eventsFrameText } from "../stream-protocol.ts";
+
+/** What the viewers read from the task's event log. */
+export interface StoredEvents {
+  readonly lastSeq: number;
+  flush(): void;
+  storedPage(after: number, limit: number): TaskEvent[];
+}
+
+/** What a viewer's socket keeps across hibernation. */
+interface ViewerAttachment {
+  resumeAfter: number | null;
+}
+
+interface Viewer {
+  connection: Connection<ViewerAttachment>;
+  /** The highest seq sent to it. */
+  sent: number;
+  /** Frames not acknowledged yet: the last seq each carried and its size. */
+  unacked: { seq: number; bytes: number }[];
+  unackedBytes: number;
+  /** A state change it was not sent while behind; it gets the newest state once caught up. */
+  missedState: boolean;
+  /** Whether its attachment says it is up to date. */
+  savedLive: boolean;
+}
+
+export class ViewerStreams {
+  private readonly viewers = new Map<string, Viewer>();
+  private rebuilt = false;
+
+  constructor(
+    private readonly log: StoredEvents,
+    /** Every open socket of the task, read once after a wake. */
+    private readonly sockets: () => Iterable<Connection>,
+    /** The current state frame's text, or null before the task exists. */
+    private readonly stateFrame: () => string | null,
+  ) {}
+
+  /** A new viewer that has every event up to `after`: it gets the state, then what it missed. */
+  add(connection: Connection, after: number): void {
+    this.rebuild();
+    this.log.flush();
+    const viewer = this.track(connection, Math.min(Math.max(0, after), this.log.lastSeq));
+    const state = this.stateFrame();
+    if (state) this.send(viewer, state, viewer.sent);
+    this.catchUp(viewer);
+  }
+
+  remove(connection: Connection): void {
+    this.viewers.delete(connection.id);
+  }
+
+  /** A viewer has read every event up to `seq`. */
+  acknowledge(connection: Connection, seq: number): void {
+    this.rebuild();
+    const viewer = this.viewers.get(connection.id);
+    if (!viewer) return;
+    let dropped = 0;
+    while (viewer.unacked.length > 0 && viewer.unacked[0]!.seq <= seq) dropped += viewer.unacked.shift()!.bytes;
+    viewer.unackedBytes -= dropped;
+    this.catchUp(viewer);
+  }
+
+  /** A batch the log just stored: one frame, sent to each viewer that has everything before it and room. */
+  publish(events: TaskEvent[]): void {
+    this.rebuild();
+    const first = events[0];
+    if (!first) return;
+    const last = events.at(-1)!.seq;
+    let frame: string | undefined;
+    for (const viewer of this.viewers.values()) {
+      if (viewer.sent !== first.seq - 1) continue;
+      if (viewer.unackedBytes >= LIMITS.viewerBacklogBytes) {
+        this.fellBehind(viewer);
+        continue;
+      }
+      frame ??= eventsFrameText(events);
+      this.send(viewer, frame, last);
+    }
+  }
+
+  /** The task's state changed: up-to-date viewers get it now, the others once they catch up. */
+  publishState(): void {
+    this.rebuild();
+    let frame: string | null | undefined;
+    for (const viewer of this.viewers.values()) {
+      if (viewer.sent !== this.log.lastSeq || viewer.unackedBytes >= LIMITS.viewerBacklogBytes) {
+        viewer.missedState = true;
+        continue;
+      }
+      frame ??= this.stateFrame();
+      if (frame) this.send(viewer, frame, viewer.sent);
+    }
+  }
+
+  /** How many viewers are connected, and how many are behind (for tests and benchmarks). */
+  counts(): { viewers: number; behind: number } {
+    this.rebuild();
+    let behind = 0;
+    for (const viewer of this.viewers.values()) if (viewer.sent < this.log.lastSeq) behind++;
+    return { viewers: this.viewers.size, behind };
+  }
+
+  /** Sends stored events the viewer has not had, while it has room; then, caught up, the newest state if it missed one. */
+  private catchUp(viewer: Viewer): void {
+    this.log.flush();
+    while (viewer.sent < this.log.lastSeq && viewer.unackedBytes < LIMITS.viewerBacklogBytes) {
+      const page = this.log.storedPage(viewer.sent, LIMITS.viewerCatchUpPage);
+      if (page.length === 0) break;
+      if (!this.send(viewer, eventsFrameText(page), page.at(-1)!.seq)) return;
+    }
+    if (viewer.sent < this.log.lastSeq) {
+      this.save(viewer, { resumeAfter: viewer.sent });
+      return;
+    }
+    if (viewer.missedState) {
+      viewer.missedState = false;
+      const state = this.stateFrame();
+      if (state) this.send(viewer, state, viewer.sent);
+    }
+    if (!viewer.savedLive) this.save(viewer, { resumeAfter: null });
+  }
+
+  private fellBehind(viewer: Viewer): void {
+    if (viewer.savedLive) this.save(viewer, { resumeAfter: viewer.sent });
+  }
+
+  /** Sends one frame; false (and the viewer forgotten) if its socket is gone. */
+  private send(viewer: Viewer, text: string, seq: number): boolean {
+    try {
+      viewer.connection.send(text);
+    } catch {
+      // A socket closing under us: its close event follows; until then it gets nothing.
+      this.viewers.delete(viewer.connection.id);
+      return false;
+    }
+    viewer.sent = seq;
+    viewer.unacked.push({ seq, bytes: text.length });
+    viewer.unackedBytes += text.length;
+    return true;
+  }
+
+  private save(viewer: Viewer, attachment: ViewerAttachment): void {
+    viewer.connection.setState(attachment);
+    viewer.savedLive = attachment.resumeAfter === null;
+  }
+
+  private track(connection: Connection, sent: number): Viewer {
+    const viewer: Viewer = { connection: connection as Connection<ViewerAttachment>, sent, unacked: [], unackedBytes: 0, missedState: false, savedLive: false };
+    this.viewers.set(connection.id, viewer);
+    return viewer;
+  }
+
+  /** After a wake, the sockets that outlived the last instance join the registry, once. */
+  private rebuild(): void {
+    if (this.rebuilt) return;
+    this.rebuilt = true;
+    for (const connection of this.sockets()) {
+      if (this.viewers.has(connection.id)) continue;
+      const saved = (connection as Connection<ViewerAttachment>).state?.resumeAfter;
+      const viewer = this.track(connection, typeof saved === "number" ? saved : this.log.lastSeq);
+      viewer.savedLive = typeof saved !== "number";
+    }
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The task WebSocket's wire format, version 1, shared by the TaskAgent, the
+ * web viewer, the benchmarks and the tests (the CLI, plain JavaScript, keeps
+ * its own copy in cli/follow.mjs).
+ *
+ * Server → viewer:
+ *   `{"v":1,"type":"events","events":[…]}`  events stored together, oldest first;
+ *                                          each exactly as `GET …/events` serves it
+ *   `{"type":"cf_agent_state","state":…}`   the task's state after a change
+ * Viewer → server:
+ *   `{"type":"ack","seq":N}`                 every event up to N has been read
+ *
+ * A viewer acknowledges what it has read (after ACK_EVERY_BYTES, or
+ * ACK_WITHIN_MS after the first unacknowledged frame). The server keeps at
+ * most a capped number of unacknowledged bytes in flight per viewer; a viewer
+ * past the cap gets nothing more until it acknowledges, and then catches up
+ * from the stored log by `seq`.
+ */
+import { z } from "zod";
+import { TaskEvent, TaskState } from "./schema.ts";
+
+export const STREAM_VERSION = 1;
+
+export const EventsFrame = z.object({ v: z.literal(STREAM_VERSION), type: z.literal("events"), events: z.array(TaskEvent) });
+export type EventsFrame = z.infer<typeof EventsFrame>;
+
+export const StateFrame = z.object({ type: z.literal("cf_agent_state"), state: TaskState });
+
+export const AckFrame = z.object({ type: z.literal("ack"), seq: z.int().nonnegative() });
+
+/** A viewer acknowledges once it has read this many bytes since its last acknowledgement… */
+export const ACK_EVERY_BYTES = 64 * 1024;
+/** …or this long after the first frame it has not acknowledged yet. */
+export const ACK_WITHIN_MS = 100;
+
+/** The text of one events frame: the events' own JSON, as the log stores them, joined. */
+export function eventsFrameText(events: readonly TaskEvent[]): string {
+  return `{"v":${STREAM_VERSION},"type":"events","events":[${events.map((event) => JSON.stringify(event)).join(",")}]}`;
+}
+
+/**
+ * A viewer's side of the acknowledgements: call `read` after handling each
+ * frame with the highest `seq` handled so far; it sends `{"type":"ack"}` on
+ * the protocol's schedule. `stop` when the socket closes.
+ */
+export class Acknowledger {
+  private unacked = 0;
+  private seq = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  private readonly send: (text: string) => void;
+
+  constructor(send: (text: string) => void) {
+    this.send = send;
+  }
+
+  read(seq: number, bytes: number): void {
+    this.seq = Math.max(this.seq, seq);
+    this.unacked += bytes;
+    if (this.unacked >= ACK_EVERY_BYTES) this.ack();
+    else this.timer ??= setTimeout(() => this.ack(), ACK_WITHIN_MS);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private ack(): void {
+    this.stop();
+    this.unacked = 0;
+    // Sent even when `seq` has not moved: a state frame counts against the viewer's backlog too.
+    this.send(JSON.stringify({ type: "ack", seq: this.seq }));
+  }
+}
