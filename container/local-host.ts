@@ -21,6 +21,7 @@ import { timingSafeEqual, createHash } from "node:crypto";
 import { asConfinedUser, type Confinement } from "../src/sandbox/port.ts";
 import { DirectoryLayers, copyTree } from "./layers.ts";
 import { openNetworkJail } from "./network-jail.ts";
+import { OutputLog } from "./output-log.ts";
 
 interface ProcessBody {
   command: string;
@@ -37,15 +38,13 @@ const HOST_NETWORK_ENV = Object.fromEntries(
 
 
 
-type Output = { kind: "stdout" | "stderr"; data: string } | { kind: "exit"; exitCode: number };
-
 interface HostedProcess {
   child: ChildProcess;
   /** Closes what a confined process was given (its model bridge). */
   release?: () => void;
-  output: Output[];
+  /** A started process's output, on disk (an exec's is collected in memory, capped). */
+  output: OutputLog | null;
   done: boolean;
-  waiters: Set<() => void>;
 }
 
 interface HostedSandbox {
@@ -66,6 +65,8 @@ export interface LocalHostOptions {
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 const EXEC_OUTPUT_CAP = 32 * 1024 * 1024;
+/** Bytes of one started process's output kept on disk; the rest is dropped (and the stream says so). */
+const PROCESS_OUTPUT_MAX_BYTES = Number(process.env.LOCAL_SANDBOX_OUTPUT_MAX_BYTES) || 4 * 1024 ** 3;
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Binaries the container image has on PATH: this package's (claude, node 22) first. */
 const BIN_PATH = [
@@ -81,6 +82,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   // Snapshots and caches sit beside the sandboxes, not inside any one of them.
   const snapshotRoot = `${root}-snapshots`;
   const cacheRoot = `${root}-caches`;
+  const outputRoot = `${root}-output`;
+  await fs.mkdir(outputRoot, { recursive: true, mode: 0o700 });
   await fs.mkdir(snapshotRoot, { recursive: true });
   await fs.mkdir(cacheRoot, { recursive: true });
   await fs.mkdir(root, { recursive: true });
@@ -156,14 +159,14 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (rest === "/processes" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as ProcessBody;
       const processId = `p${sandbox.processes.size + 1}-${Date.now().toString(36)}`;
-      sandbox.processes.set(processId, startIn(sandbox, body));
+      sandbox.processes.set(processId, startIn(sandbox, body, path.join(outputRoot, `${id}-${processId}.ndjson`)));
       return send(res, 200, { processId });
     }
     const proc = /^\/processes\/([^/]+)(\/output)?$/.exec(rest);
     if (proc) {
       const hosted = sandbox.processes.get(decodeURIComponent(proc[1]!));
       if (!hosted) return send(res, 404, { error: { code: "no_process", message: `no process ${proc[1]}` } });
-      if (proc[2] && req.method === "GET") return streamOutput(hosted, Number(url.searchParams.get("skip") ?? 0), req, res);
+      if (proc[2] && req.method === "GET" && hosted.output) return streamOutput(hosted.output, Number(url.searchParams.get("skip") ?? 0), req, res);
       if (!proc[2] && req.method === "DELETE") {
         await killTree(hosted);
         return send(res, 200, { killed: true });
@@ -252,6 +255,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (!sandbox) return;
     sandboxes.delete(id);
     await Promise.all([...sandbox.processes.values()].map(killTree));
+    await Promise.all([...sandbox.processes.values()].map((hosted) => hosted.output && fs.rm(hosted.output.file, { force: true })));
     await layers.release(id);
     await fs.rm(sandbox.root, { recursive: true, force: true });
   }
@@ -304,7 +308,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   function execIn(sandbox: HostedSandbox, body: ProcessBody & { timeoutMs?: number }) {
     return new Promise<{ exitCode: number; stdout: string; stderr: string; timedOut: boolean }>((resolve) => {
       const { child, release } = spawnIn(sandbox, body);
-      const hosted: HostedProcess = { child, release, output: [], done: false, waiters: new Set() };
+      const hosted: HostedProcess = { child, release, output: null, done: false };
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let size = 0;
@@ -331,21 +335,18 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     });
   }
 
-  function startIn(sandbox: HostedSandbox, body: ProcessBody): HostedProcess {
+  function startIn(sandbox: HostedSandbox, body: ProcessBody, outputFile: string): HostedProcess {
     const { child, release } = spawnIn(sandbox, body);
-    const hosted: HostedProcess = { child, release, output: [], done: false, waiters: new Set() };
-    const push = (item: Output) => {
-      hosted.output.push(item);
-      for (const wake of hosted.waiters) wake();
-    };
-    child.stdout!.setEncoding("utf8").on("data", (data: string) => push({ kind: "stdout", data }));
-    child.stderr!.setEncoding("utf8").on("data", (data: string) => push({ kind: "stderr", data }));
+    const output = new OutputLog(outputFile, PROCESS_OUTPUT_MAX_BYTES);
+    const hosted: HostedProcess = { child, release, output, done: false };
+    output.capture(child.stdout!, "stdout");
+    output.capture(child.stderr!, "stderr");
     // A command that cannot start at all (no `unshare` on this machine) ends like one that failed.
-    child.on("error", (error) => push({ kind: "stderr", data: `sortie: could not start the command: ${error.message}\n` }));
+    child.on("error", (error) => output.push({ kind: "stderr", data: `sortie: could not start the command: ${error.message}\n` }));
     child.on("close", (code, signal) => {
       hosted.done = true;
       release?.();
-      push({ kind: "exit", exitCode: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1) });
+      output.push({ kind: "exit", exitCode: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1) });
     });
     return hosted;
   }
@@ -361,6 +362,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
           await Promise.all([...sandboxes.keys()].map(destroySandbox));
           await fs.rm(snapshotRoot, { recursive: true, force: true });
           await fs.rm(cacheRoot, { recursive: true, force: true });
+          await fs.rm(outputRoot, { recursive: true, force: true });
           server.closeAllConnections();
           await new Promise((done) => server.close(done));
         },
@@ -369,24 +371,18 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   });
 }
 
-/** Streams a process's output as NDJSON from item `skip` on, live until it exits. */
-async function streamOutput(hosted: HostedProcess, skip: number, req: http.IncomingMessage, res: http.ServerResponse) {
+/** Streams a process's output as NDJSON from item `skip` on, live until it exits; a slow reader is read for no faster than it takes. */
+async function streamOutput(output: OutputLog, skip: number, req: http.IncomingMessage, res: http.ServerResponse) {
   res.writeHead(200, { "content-type": "application/x-ndjson" });
-  let next = Math.max(0, skip);
-  let closed = false;
-  req.on("close", () => { closed = true; });
-  while (!closed) {
-    while (next < hosted.output.length) {
-      const item = hosted.output[next++]!;
-      if (!res.write(`${JSON.stringify(item)}\n`)) await new Promise((drain) => res.once("drain", drain));
-      if (item.kind === "exit") return res.end();
-    }
-    await new Promise<void>((wake) => {
-      const done = () => { hosted.waiters.delete(done); wake(); };
-      hosted.waiters.add(done);
-      req.once("close", done);
-    });
+  const reader = { closed: false };
+  res.on("close", () => {
+    reader.closed = true;
+    output.wake();
+  });
+  for await (const chunk of output.read(skip, reader)) {
+    if (!res.write(chunk)) await new Promise((drain) => res.once("drain", drain).once("close", drain));
   }
+  res.end();
 }
 
 /** Adds search (x, never read) permission for others to `dir` and each directory above it. */
