@@ -18,7 +18,7 @@ import { apiOf, scriptedPrompt, standinAgentPrompt } from "./api.ts";
 import { BURST_CAP, benchBurst } from "./burst.ts";
 import { benchBundle } from "./bundle.ts";
 import { describeCpu, startCpuAccount } from "./cpu.ts";
-import { benchLatency } from "./latency.ts";
+import { LATENCY_VIEWERS, benchLatency } from "./latency.ts";
 import { LOAD_CLIENTS, LOAD_SUBMISSIONS, LOAD_VIEWERS, benchLoad } from "./load.ts";
 import { findWorkerd } from "./memory.ts";
 import { benchOverhead } from "./overhead.ts";
@@ -41,7 +41,7 @@ const TITLES: Record<BenchName, string> = {
   overhead: "Orchestrator overhead: API vs a direct shell script",
   burst: `Burst: 100 tasks at once, MAX_SANDBOXES=${BURST_CAP}`,
   load: `Load: ${LOAD_SUBMISSIONS} submissions from ${LOAD_CLIENTS} clients while ${LOAD_VIEWERS} viewers watch a 20,000-line task (stand-in agent CLI)`,
-  latency: "Latency: agent line printed → viewer, 2,000 lines/s (stand-in agent CLI)",
+  latency: `Latency: agent line printed → each of ${LATENCY_VIEWERS} viewers, 2,000 lines/s (stand-in agent CLI)`,
   throughput: `Throughput: one task's events to ${THROUGHPUT_VIEWERS} viewers, printed as fast as possible (stand-in agent CLI)`,
   workspaces: "Workspaces: setup once and fork 8, a warm second task, the dependency cache (npm ci + tsc setup)",
   review: "Review lanes: a review round's own overhead on a 5,000-file repository",

@@ -2,7 +2,10 @@
  * Throughput: how many events a second one task delivers to 50 WebSocket
  * viewers when its agent prints as fast as it can (the stand-in agent CLI,
  * 20,000 lines). The same stream with no viewer shows what the TaskAgent
- * stores alone, so the cost of the fan-out is visible.
+ * stores alone, so the cost of the fan-out is visible. A third stream has
+ * STALLED of its 50 viewers stop reading before the first line and read
+ * again once every line is stored: the others should not notice, and the
+ * stalled ones should catch up, each event once and in order.
  */
 import type { TaskEvent } from "../src/schema.ts";
 import { sleep, standinAgentPrompt, type Api } from "./api.ts";
@@ -16,23 +19,38 @@ const LINES = 20_000;
 /** The stand-in waits this long after its init line, so every viewer is connected before the first line. */
 const DELAY_MS = 2000;
 const TIMEOUT_MS = 120_000;
+const STALLED = 5;
+/** Goals of the issue, as ratios measured in one run. */
+export const FANOUT_TIME_GOAL = 3;
+export const FANOUT_STORE_GOAL = 0.5;
 
 /** The time the stand-in stamped into a `log` event's line. */
 const printTime = (event: TaskEvent | undefined) => Number(/^line \d+ (\d+(?:\.\d+)?)$/.exec(String(event?.data.text))?.[1] ?? Number.NaN);
 
-/** One task streaming LINES as fast as it can to `viewers` viewers, measured from the first line printed. */
-async function stream(api: Api, viewers: number, workerd: number | null) {
+/**
+ * One task streaming LINES as fast as it can to `viewers` viewers, measured
+ * from the first line printed; the first `stalled` of them stop reading
+ * before it and read again once the task has ended.
+ */
+async function stream(api: Api, viewers: number, workerd: number | null, stalled = 0) {
   const memory = sampleMemory(workerd);
-  const task = await api.create({ repo: "acme/widgets", prompt: standinAgentPrompt(`bench: throughput, ${viewers} viewers`, { lines: LINES, delayMs: DELAY_MS }) });
+  const task = await api.create({ repo: "acme/widgets", prompt: standinAgentPrompt(`bench: throughput, ${viewers} viewers${stalled ? `, ${stalled} stalled` : ""}`, { lines: LINES, delayMs: DELAY_MS }) });
   const catalog = new EventCatalog();
-  const list = Array.from({ length: viewers }, () => new Viewer(task.ws, catalog));
-  await Promise.allSettled(list.map((viewer) => viewer.opened));
+  const all = Array.from({ length: viewers }, () => new Viewer(task.ws, catalog));
+  await Promise.allSettled(all.map((viewer) => viewer.opened));
+  const stalledList = all.slice(0, stalled);
+  const list = all.slice(stalled);
+  for (const viewer of stalledList) viewer.stall();
   const view = await api.pollUntilEnded(task.id, TIMEOUT_MS);
   const log = await api.settledEvents(task.id, 1);
   const lastSeq = log.at(-1)?.seq ?? 0;
   const caughtUp = await waitForSeq(list, lastSeq, 60_000);
+  const rssStalled = memory.peak();
+  for (const viewer of stalledList) viewer.resume();
+  const stalledCaughtUp = await waitForSeq(stalledList, lastSeq, 60_000);
+  const catchUpSeconds = stalledList.map((viewer) => ((viewer.arrivalOf(lastSeq) ?? Number.NaN) - viewer.resumedAt!) / 1000);
   await sleep(300);
-  for (const viewer of list) viewer.close();
+  for (const viewer of all) viewer.close();
   const rss = await memory.stop();
 
   const lines = log.filter((event) => event.type === "log");
@@ -51,6 +69,8 @@ async function stream(api: Api, viewers: number, workerd: number | null) {
   const wallSeconds = viewers ? Math.max(...perViewer.map((v) => v.seconds)) : Number.NaN;
   const storedSeconds = last ? (last.ts - firstPrint) / 1000 : Number.NaN;
   const audit = auditTotals(auditViewers(list, catalog, log).perViewer);
+  const stalledAudit = stalled ? auditTotals(auditViewers(stalledList, catalog, log).perViewer) : null;
+  const streamBytes = list[0]?.bytes ?? 0;
   return {
     id: task.id,
     status: view.status,
@@ -67,15 +87,37 @@ async function stream(api: Api, viewers: number, workerd: number | null) {
     openedBeforeFirstLine: perViewer.filter((v) => v.openedBeforeFirstLine).length,
     caughtUp,
     audit,
+    stalled: stalled
+      ? {
+          viewers: stalled,
+          caughtUp: stalledCaughtUp,
+          audit: stalledAudit,
+          catchUpSeconds: round(Math.max(...catchUpSeconds)),
+          // What a stalled viewer was sent while it read nothing, against the whole stream a reading viewer got.
+          sentWhileStalledKiB: Math.round(Math.max(...stalledList.map((viewer) => viewer.bytesWhileStalled)) / 1024),
+          streamKiB: Math.round(streamBytes / 1024),
+          workerdRssPeakWhileStalledMiB: rssStalled,
+        }
+      : null,
     workerdRssMiB: { peak: Math.max(0, ...rss.map((s) => s.rssMiB)), after: workerd ? residentMemory(workerd)?.rssMiB : null },
   };
 }
 
+type Audit = ReturnType<typeof auditTotals>;
+const isClean = (audit: Audit | null | undefined) => !!audit && audit.lost + audit.duplicated + audit.outOfOrder + audit.differing + audit.unknown === 0 && audit.viewersWithErrors === 0;
+
 export async function benchThroughput(api: Api, workerd: number | null): Promise<BenchResult> {
   const alone = await stream(api, 0, workerd);
   const fanned = await stream(api, THROUGHPUT_VIEWERS, workerd);
-  const clean = fanned.audit.lost + fanned.audit.duplicated + fanned.audit.outOfOrder + fanned.audit.differing + fanned.audit.unknown === 0 && fanned.audit.viewersWithErrors === 0;
+  const stalling = await stream(api, THROUGHPUT_VIEWERS, workerd, STALLED);
+  const clean = isClean(fanned.audit);
+  const timeRatio = round(fanned.wallSeconds / alone.storedSeconds);
+  const storeRatio = round(fanned.storedPerSecond / alone.storedPerSecond);
+  const stall = stalling.stalled!;
+  const readers = THROUGHPUT_VIEWERS - STALLED;
   const figures: Figure[] = [
+    { name: `20,000 lines to each of ${THROUGHPUT_VIEWERS} viewers / stored with no viewer (time)`, value: `${fanned.wallSeconds} s / ${alone.storedSeconds} s = ${timeRatio}×`, goal: `≤ ${FANOUT_TIME_GOAL}×`, met: clean && timeRatio <= FANOUT_TIME_GOAL },
+    { name: `events/s stored with ${THROUGHPUT_VIEWERS} viewers / with none`, value: `${fanned.storedPerSecond} / ${alone.storedPerSecond} = ${Math.round(storeRatio * 100)}%`, goal: `≥ ${FANOUT_STORE_GOAL * 100}%`, met: storeRatio >= FANOUT_STORE_GOAL },
     { name: `events/s delivered to ${THROUGHPUT_VIEWERS} viewers (all viewers)`, value: fanned.deliveredPerSecond, unit: "events/s" },
     { name: "events/s per viewer (median)", value: fanned.perViewerPerSecond?.median ?? 0, unit: "events/s" },
     { name: "events/s per viewer (slowest)", value: fanned.perViewerPerSecond?.slowest ?? 0, unit: "events/s" },
@@ -83,15 +125,21 @@ export async function benchThroughput(api: Api, workerd: number | null): Promise
     { name: `events/s stored with ${THROUGHPUT_VIEWERS} viewers`, value: fanned.storedPerSecond, unit: "events/s" },
     { name: "events/s stored with no viewer", value: alone.storedPerSecond, unit: "events/s" },
     { name: "viewers with every event once, in order", value: `${fanned.audit.perfect}/${THROUGHPUT_VIEWERS}`, goal: `${THROUGHPUT_VIEWERS}/${THROUGHPUT_VIEWERS}`, met: clean },
+    { name: `${STALLED} of ${THROUGHPUT_VIEWERS} stalled: last line at the other ${readers} / at all ${THROUGHPUT_VIEWERS} reading`, value: `${stalling.wallSeconds} s / ${fanned.wallSeconds} s`, goal: "not slower", met: isClean(stalling.audit) && stalling.wallSeconds <= fanned.wallSeconds * 1.25 },
+    { name: "stalled: events/s stored", value: stalling.storedPerSecond, unit: "events/s" },
+    { name: "stalled: sent to a stalled viewer while it read nothing / the whole stream", value: `${stall.sentWhileStalledKiB} / ${stall.streamKiB} KiB` },
+    { name: "stalled: caught up after reading again, each event once, in order", value: `${stall.audit?.perfect ?? 0}/${STALLED} in ${stall.catchUpSeconds} s`, goal: `${STALLED}/${STALLED}`, met: stall.caughtUp && isClean(stall.audit) },
+    { name: "stalled: workerd RSS peak (all reading: peak)", value: `${stall.workerdRssPeakWhileStalledMiB} MiB (${fanned.workerdRssMiB.peak} MiB)` },
   ];
   const notes = [
     `${fanned.lines} log lines (${fanned.events} events in all) to ${THROUGHPUT_VIEWERS} viewers: ${fanned.delivered} line events delivered in ${fanned.wallSeconds} s. The stand-in printed ${fanned.printedPerSecond} lines/s; the TaskAgent stored them in ${fanned.storedSeconds} s (${fanned.storedPerSecond}/s, from the first print to the last event's ts) and in ${alone.storedSeconds} s with no viewer (${alone.storedPerSecond}/s).`,
     `${fanned.openedBeforeFirstLine} of ${THROUGHPUT_VIEWERS} viewers were connected before the first line was printed. workerd RSS peaked at ${fanned.workerdRssMiB.peak} MiB (no viewer: ${alone.workerdRssMiB.peak} MiB).`,
     `Audit against GET /events: ${JSON.stringify(fanned.audit)}`,
   ];
-  for (const run of [alone, fanned]) {
+  notes.push(`Stalled: ${STALLED} viewers stopped acknowledging before the first line and read again once the task had ended; the other ${readers} got the last line ${stalling.wallSeconds} s after the first was printed. Audit of the readers: ${JSON.stringify(stalling.audit)}; of the stalled: ${JSON.stringify(stall.audit)}.`);
+  for (const run of [alone, fanned, stalling]) {
     if (run.status !== "succeeded") notes.push(`WARNING: task ${run.id} (${run.viewers} viewers) ended ${run.status}`);
     if (!run.caughtUp) notes.push(`WARNING: not every viewer reached the last seq within 60 s of the task settling (${run.viewers} viewers)`);
   }
-  return { figures, notes, details: { lines: LINES, delayMs: DELAY_MS, alone, fanned } };
+  return { figures, notes, details: { lines: LINES, delayMs: DELAY_MS, alone, fanned, stalling, timeRatio, storeRatio } };
 }

@@ -72,6 +72,11 @@ export class Viewer {
   stateMessages = 0;
   /** Events frames received. */
   frames = 0;
+  /** Bytes of every message received, and of those received while stalled. */
+  bytes = 0;
+  bytesWhileStalled = 0;
+  /** When `resume` was called (preciseNow). */
+  resumedAt: number | null = null;
   /** Other messages the agents SDK sends (identity, MCP servers). */
   otherMessages = 0;
   /** When the socket opened (preciseNow). */
@@ -107,6 +112,8 @@ export class Viewer {
     this.socket.addEventListener("message", (message) => {
       const at = preciseNow();
       const text = String(message.data);
+      this.bytes += text.length;
+      if (this.stalled) this.bytesWhileStalled += text.length;
       if (text.startsWith(FRAME_PREFIX)) {
         this.frames++;
         for (const { seq, text: eventText, event } of catalog.eventsOf(text)) {
@@ -137,6 +144,7 @@ export class Viewer {
   /** Reads again: acknowledges everything received, so the server sends the rest. */
   resume(): void {
     this.stalled = false;
+    this.resumedAt = preciseNow();
     this.acks.read(this.highest, this.unread);
     this.unread = 0;
   }

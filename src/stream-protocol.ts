@@ -14,24 +14,18 @@
  * ACK_WITHIN_MS after the first unacknowledged frame). The server keeps at
  * most a capped number of unacknowledged bytes in flight per viewer; a viewer
  * past the cap gets nothing more until it acknowledges, and then catches up
- * from the stored log by `seq`.
+ * from the stored log by `seq`. The frames' zod schemas are in
+ * src/stream-frames.ts.
  */
-import { z } from "zod";
-import { TaskEvent, TaskState } from "./schema.ts";
+// Type imports only: the benchmarks load this file in plain Node, which strips types but runs no TypeScript-only syntax.
+import type { TaskEvent } from "./schema.ts";
 
 export const STREAM_VERSION = 1;
 
-export const EventsFrame = z.object({ v: z.literal(STREAM_VERSION), type: z.literal("events"), events: z.array(TaskEvent) });
-export type EventsFrame = z.infer<typeof EventsFrame>;
-
-export const StateFrame = z.object({ type: z.literal("cf_agent_state"), state: TaskState });
-
-export const AckFrame = z.object({ type: z.literal("ack"), seq: z.int().nonnegative() });
-
 /** A viewer acknowledges once it has read this many bytes since its last acknowledgement… */
-export const ACK_EVERY_BYTES = 64 * 1024;
+export const ACK_EVERY_BYTES = 128 * 1024;
 /** …or this long after the first frame it has not acknowledged yet. */
-export const ACK_WITHIN_MS = 100;
+export const ACK_WITHIN_MS = 1000;
 
 /** The text of one events frame: the events' own JSON, as the log stores them, joined. */
 export function eventsFrameText(events: readonly TaskEvent[]): string {

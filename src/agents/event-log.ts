@@ -45,6 +45,11 @@ export class EventLog {
     return this.last;
   }
 
+  /** The newest `seq` stored (appended events wait for the batch). */
+  get storedSeq(): number {
+    return this.last - this.pending.length;
+  }
+
   append(input: EventInput): TaskEvent {
     const event: TaskEvent = { seq: this.last + 1, ts: Date.now(), run: input.run, type: input.type, data: input.data };
     this.last = event.seq;

@@ -9,7 +9,7 @@ import { readConfig, type SortieConfig } from "../config.ts";
 import { deploymentRedactor } from "../redact.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
-import { AckFrame } from "../stream-protocol.ts";
+import { AckFrame } from "../stream-frames.ts";
 import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import type { SlackTarget } from "../publish/slack.ts";
@@ -368,9 +368,24 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0);
   }
 
-  /** A viewer's acknowledgement lets more of the stream go to it; nothing else a viewer sends means anything. */
+  /**
+   * A viewer's acknowledgement lets more of the stream go to it. It is the
+   * one message viewers send many of, so it is read here, before the SDK's
+   * dispatch (which wraps the connection and parses every message again);
+   * defining this handler keeps the SDK from installing its own, so
+   * everything else is handed to it.
+   */
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (typeof message === "string" && message.startsWith('{"type":"ack"')) return this.acknowledge(ws, message);
+    return this.lifecycle.webSocketMessage(ws, message);
+  }
+
+  /** Nothing else a viewer sends means anything, but an acknowledgement that came through the SDK still counts. */
   override onMessage(connection: Connection, message: WSMessage): void {
-    if (typeof message !== "string") return;
+    if (typeof message === "string") this.acknowledge(connection, message);
+  }
+
+  private acknowledge(socket: object, message: string): void {
     let parsed: unknown;
     try {
       parsed = JSON.parse(message);
@@ -378,7 +393,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       return;
     }
     const ack = AckFrame.safeParse(parsed);
-    if (ack.success) this.viewers.acknowledge(connection, ack.data.seq);
+    if (ack.success) this.viewers.acknowledge(socket, ack.data.seq);
   }
 
   override onClose(connection: Connection): void {

@@ -16,10 +16,13 @@ import { LIMITS } from "../config.ts";
 import type { TaskEvent } from "../schema.ts";
 import { eventsFrameText } from "../stream-protocol.ts";
 
-/** What the viewers read from the task's event log. */
+/**
+ * What the viewers read from the task's event log: only what is stored.
+ * Events still waiting for their batch reach the viewers when it is stored
+ * (publish), so reading never cuts a batch short.
+ */
 export interface StoredEvents {
-  readonly lastSeq: number;
-  flush(): void;
+  readonly storedSeq: number;
   storedPage(after: number, limit: number): TaskEvent[];
 }
 
@@ -42,7 +45,8 @@ interface Viewer {
 }
 
 export class ViewerStreams {
-  private readonly viewers = new Map<string, Viewer>();
+  /** Keyed by the socket itself: a connection is its WebSocket, so no lookup reads its attachment. */
+  private readonly viewers = new Map<object, Viewer>();
   private rebuilt = false;
 
   constructor(
@@ -56,21 +60,20 @@ export class ViewerStreams {
   /** A new viewer that has every event up to `after`: it gets the state, then what it missed. */
   add(connection: Connection, after: number): void {
     this.rebuild();
-    this.log.flush();
-    const viewer = this.track(connection, Math.min(Math.max(0, after), this.log.lastSeq));
+    const viewer = this.track(connection, Math.min(Math.max(0, after), this.log.storedSeq));
     const state = this.stateFrame();
     if (state) this.send(viewer, state, viewer.sent);
     this.catchUp(viewer);
   }
 
   remove(connection: Connection): void {
-    this.viewers.delete(connection.id);
+    this.viewers.delete(connection);
   }
 
   /** A viewer has read every event up to `seq`. */
-  acknowledge(connection: Connection, seq: number): void {
+  acknowledge(socket: object, seq: number): void {
     this.rebuild();
-    const viewer = this.viewers.get(connection.id);
+    const viewer = this.viewers.get(socket);
     if (!viewer) return;
     let dropped = 0;
     while (viewer.unacked.length > 0 && viewer.unacked[0]!.seq <= seq) dropped += viewer.unacked.shift()!.bytes;
@@ -101,7 +104,7 @@ export class ViewerStreams {
     this.rebuild();
     let frame: string | null | undefined;
     for (const viewer of this.viewers.values()) {
-      if (viewer.sent !== this.log.lastSeq || viewer.unackedBytes >= LIMITS.viewerBacklogBytes) {
+      if (viewer.sent !== this.log.storedSeq || viewer.unackedBytes >= LIMITS.viewerBacklogBytes) {
         viewer.missedState = true;
         continue;
       }
@@ -114,19 +117,18 @@ export class ViewerStreams {
   counts(): { viewers: number; behind: number } {
     this.rebuild();
     let behind = 0;
-    for (const viewer of this.viewers.values()) if (viewer.sent < this.log.lastSeq) behind++;
+    for (const viewer of this.viewers.values()) if (viewer.sent < this.log.storedSeq) behind++;
     return { viewers: this.viewers.size, behind };
   }
 
   /** Sends stored events the viewer has not had, while it has room; then, caught up, the newest state if it missed one. */
   private catchUp(viewer: Viewer): void {
-    this.log.flush();
-    while (viewer.sent < this.log.lastSeq && viewer.unackedBytes < LIMITS.viewerBacklogBytes) {
+    while (viewer.sent < this.log.storedSeq && viewer.unackedBytes < LIMITS.viewerBacklogBytes) {
       const page = this.log.storedPage(viewer.sent, LIMITS.viewerCatchUpPage);
       if (page.length === 0) break;
       if (!this.send(viewer, eventsFrameText(page), page.at(-1)!.seq)) return;
     }
-    if (viewer.sent < this.log.lastSeq) {
+    if (viewer.sent < this.log.storedSeq) {
       this.save(viewer, { resumeAfter: viewer.sent });
       return;
     }
@@ -148,7 +150,7 @@ export class ViewerStreams {
       viewer.connection.send(text);
     } catch {
       // A socket closing under us: its close event follows; until then it gets nothing.
-      this.viewers.delete(viewer.connection.id);
+      this.viewers.delete(viewer.connection);
       return false;
     }
     viewer.sent = seq;
@@ -164,7 +166,7 @@ export class ViewerStreams {
 
   private track(connection: Connection, sent: number): Viewer {
     const viewer: Viewer = { connection: connection as Connection<ViewerAttachment>, sent, unacked: [], unackedBytes: 0, missedState: false, savedLive: false };
-    this.viewers.set(connection.id, viewer);
+    this.viewers.set(connection, viewer);
     return viewer;
   }
 
@@ -173,9 +175,9 @@ export class ViewerStreams {
     if (this.rebuilt) return;
     this.rebuilt = true;
     for (const connection of this.sockets()) {
-      if (this.viewers.has(connection.id)) continue;
+      if (this.viewers.has(connection)) continue;
       const saved = (connection as Connection<ViewerAttachment>).state?.resumeAfter;
-      const viewer = this.track(connection, typeof saved === "number" ? saved : this.log.lastSeq);
+      const viewer = this.track(connection, typeof saved === "number" ? saved : this.log.storedSeq);
       viewer.savedLive = typeof saved !== "number";
     }
   }

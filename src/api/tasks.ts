@@ -32,7 +32,10 @@ taskRoutes.get("/:id/ws", async (c) => {
   if (!allowed) throw new SortieError("unauthorized", "a bearer token or a valid viewer token for this task is required", 401);
   await requireKnownTask(c.env, id);
   const agent = await getAgentByName(c.env.TaskAgent, id);
-  const upgraded = await agent.fetch(c.req.raw);
+  // Without the offer of permessage-deflate: a frame is built once for every viewer, and compressing it again per socket would cost the TaskAgent CPU for each of them.
+  const headers = new Headers(c.req.raw.headers);
+  headers.delete("sec-websocket-extensions");
+  const upgraded = await agent.fetch(new Request(c.req.raw, { headers }));
   // The agent's 101 has immutable headers; a copy lets the app's middleware add its own.
   return new Response(null, { status: upgraded.status, headers: new Headers(upgraded.headers), webSocket: upgraded.webSocket });
 });
