@@ -3,16 +3,14 @@
  * `--dry-run` into a temporary directory, raw and gzipped, and the packages
  * that take the most of it (from esbuild's metafile).
  */
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
+import { root, runCommand } from "./command.ts";
 import { round, table, type Figure } from "./report.ts";
 import type { BenchResult } from "./result.ts";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const KiB = 1024;
 
 interface Metafile {
@@ -33,19 +31,7 @@ export async function benchBundle(): Promise<BenchResult> {
     // The project's own wrangler, as `npx wrangler` would pick it.
     const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
     const args = ["deploy", "--dry-run", "--containers-rollout=none", "--outdir", outdir, "--metafile", path.join(outdir, "meta.json")];
-    const output = await new Promise<string>((resolve, reject) => {
-      const child = spawn(wrangler, args, { cwd: root, env: { ...process.env, CI: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-      let text = "";
-      child.stdout.on("data", (chunk: Buffer) => (text += chunk.toString()));
-      child.stderr.on("data", (chunk: Buffer) => (text += chunk.toString()));
-      const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
-      child.on("error", reject);
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        if (code === 0) resolve(text);
-        else reject(new Error(`wrangler ${args.join(" ")} exited ${code}:\n${text}`));
-      });
-    });
+    const output = await runCommand(wrangler, args, 120_000);
     const bundle = fs.readFileSync(path.join(outdir, "index.js"));
     const rawKiB = round(bundle.length / KiB);
     const gzipKiB = round(gzipSync(bundle).length / KiB);

@@ -6,7 +6,7 @@
  * load, latency and throughput run on a second dev server whose sandboxes
  * find the stand-in agent CLI (bench/standin-claude/claude) before Claude Code.
  *
- *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces, review
+ *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces, review, fleet
  *   npm run bench -- parallel burst    # only those
  */
 import fs from "node:fs";
@@ -17,6 +17,7 @@ import { startDevServer, type DevServer } from "../test/support/dev-server.ts";
 import { apiOf, scriptedPrompt, standinAgentPrompt } from "./api.ts";
 import { BURST_CAP, benchBurst } from "./burst.ts";
 import { benchBundle } from "./bundle.ts";
+import { benchFleet } from "./fleet.ts";
 import { describeCpu, startCpuAccount } from "./cpu.ts";
 import { LATENCY_VIEWERS, benchLatency } from "./latency.ts";
 import { LOAD_CLIENTS, LOAD_SUBMISSIONS, LOAD_VIEWERS, benchLoad } from "./load.ts";
@@ -32,7 +33,7 @@ import type { BenchResult } from "./result.ts";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS = path.join(here, "results.json");
 const TIME_LIMIT_MS = 15 * 60_000;
-const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces", "review"] as const;
+const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces", "review", "fleet"] as const;
 type BenchName = (typeof ALL)[number];
 
 const TITLES: Record<BenchName, string> = {
@@ -45,6 +46,7 @@ const TITLES: Record<BenchName, string> = {
   throughput: `Throughput: one task's events to ${THROUGHPUT_VIEWERS} viewers, printed as fast as possible (stand-in agent CLI)`,
   workspaces: "Workspaces: setup once and fork 8, a warm second task, the dependency cache (npm ci + tsc setup)",
   review: "Review lanes: a review round's own overhead on a 5,000-file repository",
+  fleet: "Fleet: 10,000 concurrently live runs against the Fleet Durable Object, in workerd",
 };
 
 /**
@@ -53,7 +55,7 @@ const TITLES: Record<BenchName, string> = {
  * first on every sandbox's PATH, so an agent can print 20,000 lines.
  */
 type ServerKind = "demo" | "standin-cli";
-const SERVER_OF: Record<Exclude<BenchName, "bundle">, ServerKind> = {
+const SERVER_OF: Record<Exclude<BenchName, "bundle" | "fleet">, ServerKind> = {
   parallel: "demo",
   overhead: "demo",
   burst: "demo",
@@ -173,6 +175,7 @@ async function devServer(kind: ServerKind): Promise<DevServer> {
 
 async function runOne(name: BenchName): Promise<BenchResult> {
   if (name === "bundle") return benchBundle();
+  if (name === "fleet") return benchFleet();
   const dev = await devServer(SERVER_OF[name]);
   const api = apiOf(dev);
   const reloadsBefore = workerReloads();

@@ -67,7 +67,7 @@ export const LIMITS = {
   /** Events served per page to a reconnecting viewer or the NDJSON endpoint. */
   eventPage: 500,
   /** Events appended within this many milliseconds are stored in one transaction and sent to viewers as one frame… */
-  eventBatchMs: 5,
+  eventBatchMs: 25,
   /** …or as soon as this many are waiting. */
   eventBatchMax: 500,
   /** Bytes sent to one viewer and not yet acknowledged, past which it gets nothing more until it reads (then it catches up by seq). */

@@ -1,8 +1,11 @@
 /**
- * Fleet: the one coordinating Durable Object. It bounds parallelism (a global
- * cap on live sandboxes and one per creator), queues runs above the cap in an
- * order fair across creators, and holds claims: leases on canonical keys so
- * two tasks never take the same work.
+ * Fleet: the coordinating Durable Objects. The one named "fleet" bounds
+ * parallelism (a global cap on live sandboxes and one per creator) and queues
+ * runs above the cap in an order fair across creators. Claims (leases on
+ * canonical keys, so two tasks never take the same work) live in CLAIM_SHARDS
+ * instances of the same class, "claims-0" to "claims-7", each key in the one
+ * its hash names: a key needs no other key to decide, and the renewals every
+ * live task sends every 30 s are most of what the fleet is asked.
  *
  * A slot is granted by calling the task agent's `grantRun`; the agent gives it
  * back with `release` once the run's sandbox is destroyed, so the count of
@@ -16,6 +19,10 @@ import { writeLog } from "../log.ts";
 /** How long a claim lives without renewal. The owning task agent renews it every LEASE_RENEW_SECONDS. */
 export const LEASE_SECONDS = 90;
 export const LEASE_RENEW_SECONDS = 30;
+/** Live slots the sweeper asks about per pass (each at most once a minute), so a pass stays short however large the fleet. */
+const SWEEP_BATCH = 1000;
+/** Questions the sweeper has in flight at once. */
+const SWEEP_CONCURRENCY = 25;
 
 export type ClaimOutcome = { granted: true; superseded: string | null } | { granted: false; holder: string };
 
@@ -29,9 +36,17 @@ type SlotRow = {
   granted_at: number | null;
 };
 
+/** Live slots, in all and per creator: kept in memory (from SQLite on first use) so a grant never counts the table. */
+interface LiveCounts {
+  total: number;
+  byCreator: Map<string, number>;
+}
+
 export class Fleet extends Agent<Cloudflare.Env> {
   static override options = { sendIdentityOnConnect: false };
   private ready = false;
+  /** Set when the tables are first opened (sql_). */
+  private counts?: LiveCounts;
 
   private get sql_(): SqlStorage {
     const sql = this.ctx.storage.sql;
@@ -46,6 +61,14 @@ export class Fleet extends Agent<Cloudflare.Env> {
         granted_at INTEGER,
         UNIQUE (task_id, run)
       )`);
+      // The queue in order, and each creator's runs by state: what a grant, a release and a queue position read.
+      sql.exec("CREATE INDEX IF NOT EXISTS fleet_slots_queue ON fleet_slots (state, seq)");
+      sql.exec("CREATE INDEX IF NOT EXISTS fleet_slots_creator ON fleet_slots (state, creator, seq)");
+      const columns = sql.exec<{ name: string }>("PRAGMA table_info(fleet_slots)").toArray().map((c) => c.name);
+      if (!columns.includes("checked_at")) sql.exec("ALTER TABLE fleet_slots ADD COLUMN checked_at INTEGER");
+      // Counted before anything changes a slot: each change then moves the counts by one.
+      const rows = sql.exec<{ creator: string; n: number }>("SELECT creator, COUNT(*) AS n FROM fleet_slots WHERE state = 'live' GROUP BY creator").toArray();
+      this.counts = { total: rows.reduce((sum, row) => sum + row.n, 0), byCreator: new Map(rows.map((row) => [row.creator, row.n])) };
       sql.exec(`CREATE TABLE IF NOT EXISTS fleet_claims (
         key TEXT PRIMARY KEY,
         task_id TEXT NOT NULL,
@@ -72,7 +95,8 @@ export class Fleet extends Agent<Cloudflare.Env> {
 
   /** Gives a run's slot back (its sandbox is gone, or it never started); the next queued run starts. */
   release(taskId: string, run: number): void {
-    this.sql_.exec("DELETE FROM fleet_slots WHERE task_id = ? AND run = ?", taskId, run);
+    const gone = this.sql_.exec<{ state: string; creator: string }>("DELETE FROM fleet_slots WHERE task_id = ? AND run = ? RETURNING state, creator", taskId, run).toArray()[0];
+    if (gone?.state === "live") this.countLive(gone.creator, -1);
     this.pump();
   }
 
@@ -194,21 +218,42 @@ export class Fleet extends Agent<Cloudflare.Env> {
    */
   private pump(): void {
     const { maxSandboxes, maxSandboxesPerCreator } = readConfig(this.env);
-    for (;;) {
-      const live = Number(this.sql_.exec("SELECT COUNT(*) AS n FROM fleet_slots WHERE state = 'live'").one().n);
-      if (live >= maxSandboxes) return;
-      const next = this.sql_.exec<SlotRow>(
-        `SELECT q.* FROM fleet_slots q
-         WHERE q.state = 'queued'
-           AND (SELECT COUNT(*) FROM fleet_slots l WHERE l.state = 'live' AND l.creator = q.creator) < ?
-         ORDER BY (SELECT COUNT(*) FROM fleet_slots l WHERE l.state = 'live' AND l.creator = q.creator), q.seq
-         LIMIT 1`,
-        maxSandboxesPerCreator,
-      ).toArray()[0];
-      if (!next) return;
-      this.sql_.exec("UPDATE fleet_slots SET state = 'live', granted_at = ? WHERE seq = ?", Date.now(), next.seq);
+    const counts = this.liveCounts();
+    if (counts.total >= maxSandboxes) return;
+    // The oldest waiting run of each creator that has one: the next slot goes to the head whose creator has the fewest live.
+    const heads = this.sql_.exec<{ creator: string; seq: number }>("SELECT creator, MIN(seq) AS seq FROM fleet_slots WHERE state = 'queued' GROUP BY creator").toArray();
+    while (counts.total < maxSandboxes && heads.length > 0) {
+      let best = -1;
+      let bestLive = Number.POSITIVE_INFINITY;
+      heads.forEach((head, i) => {
+        const live = counts.byCreator.get(head.creator) ?? 0;
+        if (live < maxSandboxesPerCreator && (live < bestLive || (live === bestLive && head.seq < heads[best]!.seq))) {
+          best = i;
+          bestLive = live;
+        }
+      });
+      if (best < 0) return;
+      const head = heads[best]!;
+      const next = this.sql_.exec<SlotRow>("UPDATE fleet_slots SET state = 'live', granted_at = ? WHERE seq = ? RETURNING *", Date.now(), head.seq).toArray()[0]!;
+      this.countLive(next.creator, 1);
       void this.grant(next.task_id, next.run);
+      const following = this.sql_.exec<{ seq: number }>("SELECT seq FROM fleet_slots WHERE state = 'queued' AND creator = ? ORDER BY seq LIMIT 1", head.creator).toArray()[0];
+      if (following) heads[best] = { creator: head.creator, seq: following.seq };
+      else heads.splice(best, 1);
     }
+  }
+
+  private liveCounts(): LiveCounts {
+    void this.sql_; // opening the tables counts the live slots, once
+    return this.counts!;
+  }
+
+  private countLive(creator: string, change: 1 | -1): void {
+    const counts = this.liveCounts();
+    counts.total += change;
+    const n = (counts.byCreator.get(creator) ?? 0) + change;
+    if (n > 0) counts.byCreator.set(creator, n);
+    else counts.byCreator.delete(creator);
   }
 
   private async grant(taskId: string, run: number): Promise<void> {
@@ -219,7 +264,8 @@ export class Fleet extends Agent<Cloudflare.Env> {
     } catch (error) {
       // The task agent could not be reached (restarting, say): the run waits in the queue again and the sweeper retries.
       writeLog("error", { event: "fleet.grant_failed", taskId, run, message: messageOf(error) }, this.env);
-      this.sql_.exec("UPDATE fleet_slots SET state = 'queued', granted_at = NULL WHERE task_id = ? AND run = ?", taskId, run);
+      const back = this.sql_.exec<{ creator: string }>("UPDATE fleet_slots SET state = 'queued', granted_at = NULL WHERE task_id = ? AND run = ? AND state = 'live' RETURNING creator", taskId, run).toArray()[0];
+      if (back) this.countLive(back.creator, -1);
     }
   }
 
@@ -227,20 +273,29 @@ export class Fleet extends Agent<Cloudflare.Env> {
    * Every minute: gives back slots whose run has ended without releasing
    * (its agent crashed between destroying the sandbox and telling us), drops
    * expired claims, and wakes task agents whose task has been open too long
-   * so their own checks close it.
+   * so their own checks close it. A pass asks about at most SWEEP_BATCH
+   * slots, those asked about longest ago, SWEEP_CONCURRENCY at a time.
    */
   async sweep(): Promise<void> {
     const now = Date.now();
     this.sql_.exec("DELETE FROM fleet_claims WHERE expires_at < ?", now);
-    const live = this.sql_.exec<SlotRow>("SELECT * FROM fleet_slots WHERE state = 'live' AND granted_at < ?", now - 60_000).toArray();
-    for (const slot of live) {
+    // A claims shard holds no slots and closes no tasks.
+    if (this.name !== FLEET_NAME) return;
+    const live = this.sql_.exec<SlotRow>(
+      "SELECT * FROM fleet_slots WHERE state = 'live' AND COALESCE(checked_at, granted_at) < ? ORDER BY COALESCE(checked_at, granted_at) LIMIT ?",
+      now - 60_000,
+      SWEEP_BATCH,
+    ).toArray();
+    const ask = async (slot: SlotRow) => {
       try {
         const agent = await getAgentByName(this.env.TaskAgent, slot.task_id);
-        if (!(await agent.holdsSlot(slot.run))) this.release(slot.task_id, slot.run);
+        if (await agent.holdsSlot(slot.run)) this.sql_.exec("UPDATE fleet_slots SET checked_at = ? WHERE seq = ?", Date.now(), slot.seq);
+        else this.release(slot.task_id, slot.run);
       } catch (error) {
         writeLog("error", { event: "fleet.sweep_failed", taskId: slot.task_id, message: messageOf(error) }, this.env);
       }
-    }
+    };
+    for (let i = 0; i < live.length; i += SWEEP_CONCURRENCY) await Promise.all(live.slice(i, i + SWEEP_CONCURRENCY).map(ask));
     const { maxTimeoutMinutes } = readConfig(this.env);
     const stale = await this.env.DB.prepare("SELECT id FROM tasks WHERE status IN ('queued', 'running') AND created_at < ? LIMIT 100")
       .bind(now - (maxTimeoutMinutes + 10) * 60_000)
@@ -253,7 +308,22 @@ export class Fleet extends Agent<Cloudflare.Env> {
   }
 }
 
-/** The fleet is one Durable Object for the whole deployment. */
+const FLEET_NAME = "fleet";
+export const CLAIM_SHARDS = 8;
+
+/** The Fleet that grants slots: one Durable Object for the whole deployment. */
 export function fleetOf(env: Cloudflare.Env) {
-  return getAgentByName(env.Fleet, "fleet");
+  return getAgentByName(env.Fleet, FLEET_NAME);
+}
+
+/** The name of the Fleet instance that holds `key`'s claim (FNV-1a of the key, modulo CLAIM_SHARDS). */
+export function claimShardOf(key: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  return `claims-${(hash >>> 0) % CLAIM_SHARDS}`;
+}
+
+/** The Fleet instance that holds `key`'s claim. */
+export function claimsOf(env: Cloudflare.Env, key: string) {
+  return getAgentByName(env.Fleet, claimShardOf(key));
 }

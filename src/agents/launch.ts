@@ -10,7 +10,7 @@ import { SortieError } from "../errors.ts";
 import { newTaskId } from "../ids.ts";
 import { resolveRepo } from "../repo.ts";
 import { REVIEW_ROUNDS, type CreateTaskBody, type TaskSpec, type TaskState } from "../schema.ts";
-import { fleetOf } from "./fleet.ts";
+import { claimsOf } from "./fleet.ts";
 import { chooseIsolation } from "./isolation.ts";
 
 export interface LaunchRequest {
@@ -80,9 +80,9 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
  * If creation fails the claim is given back, so nothing is half-created.
  */
 export async function launchTask(env: Cloudflare.Env, spec: TaskSpec, supersede = false): Promise<TaskState> {
-  const fleet = await fleetOf(env);
-  if (spec.key) {
-    const claim = await fleet.claim(spec.key, spec.id, supersede);
+  const claims = spec.key ? await claimsOf(env, spec.key) : null;
+  if (spec.key && claims) {
+    const claim = await claims.claim(spec.key, spec.id, supersede);
     if (!claim.granted) {
       throw new SortieError("claim_conflict", `task ${claim.holder} already holds key ${spec.key}; pass "supersede": true to replace it`, 409, {
         headers: { "x-sortie-holder": claim.holder },
@@ -97,7 +97,7 @@ export async function launchTask(env: Cloudflare.Env, spec: TaskSpec, supersede 
     const agent = await getAgentByName(env.TaskAgent, spec.id);
     return await agent.create(spec);
   } catch (error) {
-    if (spec.key) await fleet.releaseClaim(spec.key, spec.id);
+    if (spec.key && claims) await claims.releaseClaim(spec.key, spec.id);
     throw error;
   }
 }

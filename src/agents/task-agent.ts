@@ -17,7 +17,7 @@ import { appendAudit } from "../store/audit.ts";
 import { markMemoryWinner } from "../store/memory.ts";
 import { DiffStore } from "./diff-store.ts";
 import { EventLog } from "./event-log.ts";
-import { LEASE_RENEW_SECONDS, fleetOf } from "./fleet.ts";
+import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
@@ -311,8 +311,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     const task = this.state;
     if (!task?.key) return;
     if (isTerminal(task.status)) return this.cancelSchedulesFor("renewClaim");
-    const fleet = await fleetOf(this.env);
-    if (!(await fleet.renewClaim(task.key, task.id))) this.record({ run: null, type: "claim.lost", data: { key: task.key } });
+    const claims = await claimsOf(this.env, task.key);
+    if (!(await claims.renewClaim(task.key, task.id))) this.record({ run: null, type: "claim.lost", data: { key: task.key } });
   }
 
   /**
@@ -405,10 +405,14 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return false;
   }
 
-  /** Pending events are stored first, so the log never trails the state that followed them. */
+  /**
+   * What the task shows (API, D1, Slack, notifications, viewers) never
+   * carries a secret: state is scrubbed as it is set. Pending events are
+   * stored first, so the log never trails the state that followed them.
+   */
   override setState(state: TaskState | null): void {
     this.eventLog?.flush();
-    super.setState(state);
+    super.setState(state && this.redact(state));
     this.viewerStreams?.publishState();
   }
 
@@ -546,8 +550,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       if ("refused" in outcome) this.record({ run: null, type: "publish.skipped", data: { ...outcome.refused } });
     }
     if (task.key) {
-      const fleet = await fleetOf(this.env);
-      await fleet.releaseClaim(task.key, task.id);
+      const claims = await claimsOf(this.env, task.key);
+      await claims.releaseClaim(task.key, task.id);
     }
     // A fix of a tended pull request that published nothing frees the pull request (after its claim) for the next trigger.
     const fix = this.requireSpec().tending;
@@ -624,11 +628,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private redact<T>(value: T): T {
     this.scrub ??= deploymentRedactor(this.env, this.extraSecrets);
     return this.scrub(value);
-  }
-
-  /** What the task shows (API, D1, Slack, notifications, viewers) never carries a secret: state is scrubbed as it is set. */
-  override setState(state: TaskState | null): void {
-    super.setState(state && this.redact(state));
   }
 
   private runOf(index: number): RunView {

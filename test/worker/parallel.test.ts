@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { fleetOf } from "../../src/agents/fleet.ts";
+import { claimShardOf, claimsOf, fleetOf } from "../../src/agents/fleet.ts";
 import { launchTask, planTask } from "../../src/agents/launch.ts";
 import { CreateTaskBody, type TaskView } from "../../src/schema.ts";
 import { api, countTasks, createTask, getTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
@@ -158,11 +158,11 @@ describe("the fleet", () => {
 
   it("frees the key of a claim whose owner stopped renewing its lease", async () => {
     const key = "github:acme/widgets#7";
-    const fleet = await fleetOf(env);
-    expect(await fleet.claim(key, "crashedtask00000000", false)).toEqual({ granted: true, superseded: null });
+    const claims = await claimsOf(env, key);
+    expect(await claims.claim(key, "crashedtask00000000", false)).toEqual({ granted: true, superseded: null });
     expect((await api("/api/tasks", { method: "POST", body: JSON.stringify({ repo: "acme/widgets", prompt: "x", key }) })).status).toBe(409);
     // The owner crashed: nothing renews the lease, and its time runs out.
-    await runInDurableObject(env.Fleet.get(env.Fleet.idFromName("fleet")), (_instance, state) => {
+    await runInDurableObject(env.Fleet.get(env.Fleet.idFromName(claimShardOf(key))), (_instance, state) => {
       state.storage.sql.exec("UPDATE fleet_claims SET expires_at = ? WHERE key = ?", Date.now() - 1, key);
     });
     const task = await createTask({ key, prompt: scripted([{ text: "mine now" }]) });

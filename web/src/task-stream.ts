@@ -8,7 +8,8 @@
  */
 import { z } from "zod";
 import type { TaskEvent, TaskState } from "../../src/schema.ts";
-import { Acknowledger, EventsFrame, StateFrame } from "../../src/stream-protocol.ts";
+import { EventsFrame, StateFrame } from "../../src/stream-frames.ts";
+import { Acknowledger } from "../../src/stream-protocol.ts";
 import { Unauthorized, sessionToken } from "./session.ts";
 
 const ServerMessage = z.union([
