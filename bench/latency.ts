@@ -13,8 +13,8 @@ import { EventCatalog, Viewer, auditTotals, auditViewers, waitForSeq } from "./v
 
 const LINES = 10_000;
 const RATE = 2000;
-/** The stand-in waits this long after its init line, so the viewer is connected before the first line. */
-const DELAY_MS = 1000;
+/** The stand-in waits this long after its init line, so all 50 viewers are connected before the first line. */
+const DELAY_MS = 4000;
 const TIMEOUT_MS = 60_000;
 export const LATENCY_GOAL_P99_MS = 250;
 export const LATENCY_VIEWERS = 50;

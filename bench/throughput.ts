@@ -85,6 +85,7 @@ async function stream(api: Api, viewers: number, workerd: number | null, stalled
     deliveredPerSecond: viewers ? Math.round(delivered / wallSeconds) : 0,
     perViewerPerSecond: viewers ? { median: Math.round(median(perViewer.map((v) => v.perSecond))), slowest: Math.round(Math.min(...perViewer.map((v) => v.perSecond))) } : null,
     openedBeforeFirstLine: perViewer.filter((v) => v.openedBeforeFirstLine).length,
+    framesPerViewer: median(list.map((viewer) => viewer.frames)),
     caughtUp,
     audit,
     stalled: stalled
