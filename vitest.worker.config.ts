@@ -42,7 +42,7 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ["test/worker/**/*.test.ts"],
-      globalSetup: ["test/support/global-setup.ts"],
+      globalSetup: ["test/support/global-setup.ts", "test/support/escape-fixtures.ts"],
       setupFiles: ["test/support/apply-migrations.ts"],
       // One file at a time: they share the local sandbox host, its fault injection and its counts.
       fileParallelism: false,

@@ -6,7 +6,7 @@
  * load, latency and throughput run on a second dev server whose sandboxes
  * find the stand-in agent CLI (bench/standin-claude/claude) before Claude Code.
  *
- *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces, review, fleet
+ *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces, review, fleet, walls
  *   npm run bench -- parallel burst    # only those
  */
 import fs from "node:fs";
@@ -26,6 +26,7 @@ import { benchOverhead } from "./overhead.ts";
 import { benchParallel } from "./parallel.ts";
 import { THROUGHPUT_VIEWERS, benchThroughput } from "./throughput.ts";
 import { benchReview } from "./review.ts";
+import { benchWalls } from "./walls.ts";
 import { benchWorkspaces } from "./workspaces.ts";
 import { describeMachine, figureRows, machine, table, type Figure } from "./report.ts";
 import type { BenchResult } from "./result.ts";
@@ -33,7 +34,7 @@ import type { BenchResult } from "./result.ts";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS = path.join(here, "results.json");
 const TIME_LIMIT_MS = 15 * 60_000;
-const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces", "review", "fleet"] as const;
+const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces", "review", "fleet", "walls"] as const;
 type BenchName = (typeof ALL)[number];
 
 const TITLES: Record<BenchName, string> = {
@@ -47,6 +48,7 @@ const TITLES: Record<BenchName, string> = {
   workspaces: "Workspaces: setup once and fork 8, a warm second task, the dependency cache (npm ci + tsc setup)",
   review: "Review lanes: a review round's own overhead on a 5,000-file repository",
   fleet: "Fleet: 10,000 concurrently live runs against the Fleet Durable Object, in workerd",
+  walls: "Walls: what the local sandboxes' walls add, per command and per run",
 };
 
 /**
@@ -64,6 +66,7 @@ const SERVER_OF: Record<Exclude<BenchName, "bundle" | "fleet">, ServerKind> = {
   throughput: "standin-cli",
   workspaces: "demo",
   review: "demo",
+  walls: "demo",
 };
 // The rate limit on task creation (60 a minute by default) is lifted: burst and load measure the fleet, not the limiter.
 const FLEET_ENV = { MAX_SANDBOXES: String(BURST_CAP), MAX_SANDBOXES_PER_CREATOR: String(BURST_CAP), TASK_RATE_LIMIT_PER_MINUTE: "100000" };
@@ -189,6 +192,7 @@ async function runOne(name: BenchName): Promise<BenchResult> {
     : name === "latency" ? await benchLatency(api, workerd)
     : name === "workspaces" ? await benchWorkspaces(api, dev.gitBaseUrl)
     : name === "review" ? await benchReview(api, dev.gitBaseUrl)
+    : name === "walls" ? await benchWalls(api, SERVER_ENV.demo)
     : await benchThroughput(api, workerd);
   const reloads = workerReloads() - reloadsBefore;
   if (reloads > 0) {

@@ -6,12 +6,15 @@
  *
  *   node container/local-host.ts            # prints LOCAL_SANDBOX_URL=http://127.0.0.1:<free port>
  *
- * The Worker reaches it over loopback (src/sandbox/local.ts). It is not a
- * security boundary: processes run as this user, see this filesystem and
- * this network. The README says what that means.
+ * The Worker reaches it over loopback (src/sandbox/local.ts). Every command
+ * runs inside walls (container/walls.ts): its own filesystem view, process
+ * tree and network namespace, the model keys masked. Only Sortie's own
+ * bookkeeping commands (`bookkeeping: true`: handing a worktree to its
+ * user, ending a user's processes, unmounting) run outside them, as root.
+ * `LOCAL_SANDBOX_UNCONFINED=1`, set by hand, runs everything without walls.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, existsSync } from "node:fs";
+import { createReadStream, existsSync, readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
@@ -20,19 +23,24 @@ import { fileURLToPath } from "node:url";
 import { timingSafeEqual, createHash } from "node:crypto";
 import { asConfinedUser, type Confinement } from "../src/sandbox/port.ts";
 import { DirectoryLayers, copyTree } from "./layers.ts";
-import { openNetworkJail } from "./network-jail.ts";
 import { OutputLog } from "./output-log.ts";
+import { openWalls, unconfinedByHand, type Walls } from "./walls.ts";
 
 interface ProcessBody {
   command: string;
   cwd?: string;
   env?: Record<string, string>;
   confine?: Confinement;
+  /** One of Sortie's own fixed scripts that needs the host's root (chown, pkill -U, umount): runs outside the walls. */
+  bookkeeping?: boolean;
 }
 
-/** Where this machine keeps its certificate authorities and proxy: passed on, so installs in a sandbox reach what the host reaches. */
+/**
+ * Where this machine keeps its certificate authorities: passed on, so installs in a sandbox trust what the host
+ * trusts. The host's own proxy is not: the walls' proxy goes out through it.
+ */
 const HOST_NETWORK_ENV = Object.fromEntries(
-  ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"]
+  ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE"]
     .flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
 );
 
@@ -40,7 +48,7 @@ const HOST_NETWORK_ENV = Object.fromEntries(
 
 interface HostedProcess {
   child: ChildProcess;
-  /** Closes what a confined process was given (its model bridge). */
+  /** Forgets what the process was allowed through the walls. */
   release?: () => void;
   /** A started process's output, on disk (an exec's is collected in memory, capped). */
   output: OutputLog | null;
@@ -52,6 +60,12 @@ interface HostedSandbox {
   processes: Map<string, HostedProcess>;
   /** Confined users of this sandbox are numbered from here: sandboxes on one host never share a user. */
   uidBase: number;
+  /** Hosts its commands reach besides the model endpoints (the git host, the deployment's and the task's egress). */
+  allow: string[];
+  /** Directories outside it its commands may read (a file:// git base). */
+  readable: string[];
+  /** Directories outside it its commands may write while a publisher's grant lasts (a file:// remote). */
+  writable: Set<string>;
 }
 
 export interface LocalHostOptions {
@@ -60,6 +74,10 @@ export interface LocalHostOptions {
   root?: string;
   /** Bearer token every request must carry. */
   token: string;
+  /** Runs commands without walls; by default only when LOCAL_SANDBOX_UNCONFINED=1 is set by hand. */
+  unconfined?: boolean;
+  /** Lets the walls' proxy put a model key on plain-http requests (a stand-in model on loopback). */
+  plaintextModelEndpoints?: boolean;
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -68,17 +86,21 @@ const EXEC_OUTPUT_CAP = 32 * 1024 * 1024;
 /** Bytes of one started process's output kept on disk; the rest is dropped (and the stream says so). */
 const PROCESS_OUTPUT_MAX_BYTES = Number(process.env.LOCAL_SANDBOX_OUTPUT_MAX_BYTES) || 4 * 1024 ** 3;
 const here = path.dirname(fileURLToPath(import.meta.url));
+/** Extra binaries before the package's: load tests put a stand-in agent CLI here. */
+const EXTRA_PATH = process.env.LOCAL_SANDBOX_EXTRA_PATH ? process.env.LOCAL_SANDBOX_EXTRA_PATH.split(":").filter(Boolean) : [];
 /** Binaries the container image has on PATH: this package's (claude, node 22) first. */
 const BIN_PATH = [
-  // Extra binaries before the package's: load tests put a stand-in agent CLI here.
-  ...(process.env.LOCAL_SANDBOX_EXTRA_PATH ? [process.env.LOCAL_SANDBOX_EXTRA_PATH] : []),
+  ...EXTRA_PATH,
   path.resolve(here, "../node_modules/.bin"),
   process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
 ].join(":");
 
 /** Starts the host; resolves once it listens. */
 export async function startLocalSandboxHost(options: LocalHostOptions) {
-  const root = options.root ?? (await fs.mkdtemp(path.join(os.tmpdir(), "sortie-sandboxes-")));
+  // A root named by the caller is stable: its snapshots and caches outlive this process, its sandboxes do not.
+  const persistent = options.root !== undefined;
+  const root = options.root ? path.resolve(options.root) : await fs.mkdtemp(path.join(os.tmpdir(), "sortie-sandboxes-"));
+  if (persistent) await reclaim(root);
   // Snapshots and caches sit beside the sandboxes, not inside any one of them.
   const snapshotRoot = `${root}-snapshots`;
   const cacheRoot = `${root}-caches`;
@@ -91,7 +113,15 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   // sandbox root, and reach this package's binaries.
   await fs.chmod(root, 0o711);
   await makeTraversable(path.resolve(here, ".."));
+  await makeTraversable(root);
   const layers = await DirectoryLayers.create(`${root}-probe`);
+  // This start, and the snapshots an earlier host left: what the Fleet's warm index is checked against once.
+  const boot = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  const snapshotsAtStart = (await fs.readdir(snapshotRoot)).filter((name) => /^snap-[a-z0-9-]+$/.test(name));
+  const unconfined = options.unconfined ?? unconfinedByHand();
+  const walls: Walls | null = unconfined
+    ? null
+    : await openWalls({ stateRoots: [root, snapshotRoot, cacheRoot], readable: EXTRA_PATH, plaintextModelEndpoints: options.plaintextModelEndpoints });
   const sandboxes = new Map<string, HostedSandbox>();
   let sandboxesMade = 0;
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
@@ -112,7 +142,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = new URL(req.url ?? "/", "http://localhost");
-    if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size });
+    if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size, unconfined });
     if (!authorized(req)) return send(res, 401, { error: { code: "unauthorized", message: "bad or missing token" } });
     if (url.pathname === "/v1/sandboxes" && req.method === "GET") {
       const processes = [...sandboxes.entries()].flatMap(([sandbox, hosted]) =>
@@ -120,6 +150,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       );
       return send(res, 200, { sandboxes: [...sandboxes.keys()], liveProcesses: processes.filter((p) => !p.done).length, processes });
     }
+    if (url.pathname === "/v1/snapshots" && req.method === "GET") return send(res, 200, { boot, snapshots: snapshotsAtStart });
     const snapshot = /^\/v1\/snapshots\/(snap-[a-z0-9-]+)$/.exec(url.pathname);
     if (snapshot && req.method === "DELETE") {
       // A snapshot a running sandbox has mounted goes when that sandbox does.
@@ -142,8 +173,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         failOpens -= 1;
         return send(res, 503, { error: { code: "injected_fault", message: "sandbox start failed (injected fault)" } });
       }
+      const body = JSON.parse((await readBody(req)) || "{}") as { allow?: unknown; readable?: unknown };
       const sandbox = await ensureSandbox(id);
-      return send(res, 200, { workdir: path.join(sandbox.root, "work") });
+      sandbox.allow = [...new Set([...sandbox.allow, ...strings(body.allow)])];
+      sandbox.readable = [...new Set([...sandbox.readable, ...strings(body.readable).filter((dir) => path.isAbsolute(dir))])];
+      return send(res, 200, { workdir: path.join(sandbox.root, "work"), ...(unconfined ? { unconfined: true } : {}) });
     }
     if (rest === "" && req.method === "DELETE") {
       await destroySandbox(id);
@@ -152,6 +186,20 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     const sandbox = sandboxes.get(id);
     if (!sandbox) return send(res, 404, { error: { code: "no_sandbox", message: `no sandbox ${id}` } });
 
+    if (rest === "/writable" && (req.method === "POST" || req.method === "DELETE")) {
+      // A publisher's push to a local (file://) remote: that directory, for as long as the grant lasts.
+      const body = JSON.parse(await readBody(req)) as { dir?: unknown };
+      const dir = typeof body.dir === "string" && path.isAbsolute(body.dir) ? path.resolve(body.dir) : null;
+      if (!dir) return send(res, 400, { error: { code: "bad_path", message: "dir must be an absolute path" } });
+      if (req.method === "POST") sandbox.writable.add(dir);
+      else sandbox.writable.delete(dir);
+      return send(res, 200, { writable: [...sandbox.writable] });
+    }
+    if (rest === "/egress" && req.method === "POST") {
+      const body = JSON.parse(await readBody(req)) as { hosts?: unknown };
+      sandbox.allow = [...new Set([...sandbox.allow, ...strings(body.hosts)])];
+      return send(res, 200, { allow: sandbox.allow });
+    }
     if (rest === "/exec" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as ProcessBody & { timeoutMs?: number };
       return send(res, 200, await execIn(sandbox, body));
@@ -159,7 +207,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (rest === "/processes" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as ProcessBody;
       const processId = `p${sandbox.processes.size + 1}-${Date.now().toString(36)}`;
-      sandbox.processes.set(processId, startIn(sandbox, body, path.join(outputRoot, `${id}-${processId}.ndjson`)));
+      sandbox.processes.set(processId, await startIn(sandbox, body, path.join(outputRoot, `${id}-${processId}.ndjson`)));
       return send(res, 200, { processId });
     }
     const proc = /^\/processes\/([^/]+)(\/output)?$/.exec(rest);
@@ -240,7 +288,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   async function ensureSandbox(id: string): Promise<HostedSandbox> {
     let sandbox = sandboxes.get(id);
     if (!sandbox) {
-      sandbox = { root: path.join(root, id), processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade };
+      sandbox = { root: path.join(root, id), processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade, allow: [], readable: [], writable: new Set() };
       sandboxes.set(id, sandbox);
     }
     await fs.mkdir(sandbox.root, { recursive: true, mode: 0o711 });
@@ -283,31 +331,36 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     };
   }
 
-  function spawnIn(sandbox: HostedSandbox, body: ProcessBody): { child: ChildProcess; release?: () => void } {
+  async function spawnIn(sandbox: HostedSandbox, body: ProcessBody): Promise<{ child: ChildProcess; release?: () => void }> {
     const cwd = body.cwd ? insideSandbox(sandbox, body.cwd) : path.join(sandbox.root, "work");
     if (!cwd) throw new Error(`cwd ${body.cwd} is outside the sandbox`);
-    if (!body.confine) {
-      return { child: spawn("bash", ["-c", body.command], { cwd, env: environment(sandbox, body.env) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] }) };
+    const detached = (command: string[], env: Record<string, string>) =>
+      spawn(command[0]!, command.slice(1), { cwd, env: env as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    if (!walls || body.bookkeeping) {
+      if (!body.confine) return { child: detached(["bash", "-c", body.command], environment(sandbox, body.env)) };
+      const confined = asConfinedUser(body.command, body.confine, body.env);
+      return { child: detached(["bash", "-c", confined.command], environment(sandbox, confined.env)) };
     }
-    const confined = asConfinedUser(body.command, body.confine, body.env);
-    if (!body.confine.modelOnly) {
-      return { child: spawn("bash", ["-c", confined.command], { cwd, env: environment(sandbox, confined.env) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] }) };
+    const confine = body.confine;
+    const env = environment(sandbox, { ...body.env, ...(confine ? { HOME: confine.home, TMPDIR: confine.home } : {}) });
+    if (confine) {
+      // The confined user's private home, made by root before the user exists in any process.
+      await fs.mkdir(confine.home, { recursive: true });
+      await fs.chown(confine.home, confine.uid, confine.uid);
+      await fs.chmod(confine.home, 0o700);
     }
-    const jail = openNetworkJail(path.join(sandbox.root, "jail"), body.confine.modelOnly.origins, confined.command);
-    const child = spawn(jail.command[0]!, jail.command.slice(1), { cwd, env: environment(sandbox, { ...confined.env, ...jail.env }) as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-    return {
-      child,
-      // The bridge outlives the agent in its namespace: end the whole group with it.
-      release: () => {
-        jail.close();
-        if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
-      },
-    };
+    // An analysis run's agent reaches the model API alone; every other command, the sandbox's hosts too.
+    const wrapped = await walls.wrap(body.command, { root: sandbox.root, env, allow: confine?.modelOnly ? [] : sandbox.allow, readable: sandbox.readable, writable: [...sandbox.writable] });
+    // A confined command builds its walls as its own user (bubblewrap maps that user alone), so it never holds root.
+    const command = confine
+      ? ["setpriv", `--reuid=${confine.uid}`, `--regid=${confine.uid}`, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", "bash", "-c", wrapped.command]
+      : ["bash", "-c", wrapped.command];
+    return { child: detached(command, wrapped.env), release: wrapped.release };
   }
 
-  function execIn(sandbox: HostedSandbox, body: ProcessBody & { timeoutMs?: number }) {
+  async function execIn(sandbox: HostedSandbox, body: ProcessBody & { timeoutMs?: number }) {
+    const { child, release } = await spawnIn(sandbox, body);
     return new Promise<{ exitCode: number; stdout: string; stderr: string; timedOut: boolean }>((resolve) => {
-      const { child, release } = spawnIn(sandbox, body);
       const hosted: HostedProcess = { child, release, output: null, done: false };
       const out: Buffer[] = [];
       const err: Buffer[] = [];
@@ -335,13 +388,13 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     });
   }
 
-  function startIn(sandbox: HostedSandbox, body: ProcessBody, outputFile: string): HostedProcess {
-    const { child, release } = spawnIn(sandbox, body);
+  async function startIn(sandbox: HostedSandbox, body: ProcessBody, outputFile: string): Promise<HostedProcess> {
+    const { child, release } = await spawnIn(sandbox, body);
     const output = new OutputLog(outputFile, PROCESS_OUTPUT_MAX_BYTES);
     const hosted: HostedProcess = { child, release, output, done: false };
     output.capture(child.stdout!, "stdout");
     output.capture(child.stderr!, "stderr");
-    // A command that cannot start at all (no `unshare` on this machine) ends like one that failed.
+    // A command that cannot start at all ends like one that failed.
     child.on("error", (error) => output.push({ kind: "stderr", data: `sortie: could not start the command: ${error.message}\n` }));
     child.on("close", (code, signal) => {
       hosted.done = true;
@@ -360,9 +413,12 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         root,
         close: async () => {
           await Promise.all([...sandboxes.keys()].map(destroySandbox));
-          await fs.rm(snapshotRoot, { recursive: true, force: true });
-          await fs.rm(cacheRoot, { recursive: true, force: true });
+          await walls?.close();
           await fs.rm(outputRoot, { recursive: true, force: true });
+          if (!persistent) {
+            await fs.rm(snapshotRoot, { recursive: true, force: true });
+            await fs.rm(cacheRoot, { recursive: true, force: true });
+          }
           server.closeAllConnections();
           await new Promise((done) => server.close(done));
         },
@@ -385,6 +441,41 @@ async function streamOutput(output: OutputLog, skip: number, req: http.IncomingM
   res.end();
 }
 
+/**
+ * What an earlier host at `root` left (it stopped, or died by kill -9): its
+ * processes are ended, its mounts taken down and its sandboxes deleted (their
+ * runs cannot go on: the orchestrator retries them in fresh ones). Snapshots
+ * and caches stay; a cache half saved (a staging copy) goes.
+ */
+export async function reclaim(root: string): Promise<{ processes: number; sandboxes: number }> {
+  const stores = [root, `${root}-snapshots`, `${root}-caches`];
+  const under = (target: string) => stores.some((store) => target === store || target.startsWith(store + path.sep));
+  let processes = 0;
+  for (const pid of await fs.readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => "");
+    if (!cwd || !under(cwd)) continue;
+    try {
+      process.kill(Number(pid), "SIGKILL");
+      processes += 1;
+    } catch {
+      // Gone meanwhile: nothing to end.
+    }
+  }
+  const mounts = (await fs.readFile("/proc/self/mounts", "utf8").catch(() => "")).split("\n").map((line) => line.split(" ")[1] ?? "").filter((target) => target && under(target));
+  for (const target of mounts.sort().reverse()) await unmountLazily(target);
+  const left = await fs.readdir(root).catch(() => [] as string[]);
+  await fs.rm(root, { recursive: true, force: true });
+  for (const staging of await fs.readdir(`${root}-caches`).catch(() => [] as string[])) {
+    if (/\.\d+-[a-z0-9]+$/.test(staging)) await fs.rm(path.join(`${root}-caches`, staging), { recursive: true, force: true });
+  }
+  return { processes, sandboxes: left.length };
+}
+
+function unmountLazily(target: string): Promise<void> {
+  return new Promise((resolve) => spawn("umount", ["-l", target], { stdio: "ignore" }).on("close", () => resolve()).on("error", () => resolve()));
+}
+
 /** Adds search (x, never read) permission for others to `dir` and each directory above it. */
 async function makeTraversable(dir: string): Promise<void> {
   for (let at = dir; ; at = path.dirname(at)) {
@@ -394,14 +485,67 @@ async function makeTraversable(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Ends a process and everything it started. The walls start a session of
+ * their own (bubblewrap's --new-session), outside the process group, so the
+ * tree is also found by parentage, before its root goes and it is reparented.
+ */
 function killTree(hosted: HostedProcess): Promise<void> {
   if (hosted.done || hosted.child.pid === undefined) return Promise.resolve();
   const pid = hosted.child.pid;
+  const tree = descendantsOf(pid);
   return new Promise((resolve) => {
-    const force = setTimeout(() => signalGroup(pid, "SIGKILL"), 3000);
+    const force = setTimeout(() => {
+      signalGroup(pid, "SIGKILL");
+      for (const each of tree) signalProcess(each, "SIGKILL");
+    }, 3000);
     hosted.child.once("close", () => { clearTimeout(force); resolve(); });
     signalGroup(pid, "SIGTERM");
+    for (const each of tree) signalProcess(each, "SIGTERM");
   });
+}
+
+/** The processes below `pid`, from each process's parent in /proc. */
+function descendantsOf(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSyncSafe("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    // The parent is the 4th field, after the command name in parentheses (which may hold spaces).
+    const stat = readFileSyncSafe(`/proc/${entry}/stat`);
+    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (parent) children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  const found: number[] = [];
+  for (let queue = [pid]; queue.length; ) {
+    const next = children.get(queue.shift()!) ?? [];
+    found.push(...next);
+    queue.push(...next);
+  }
+  return found;
+}
+
+function signalProcess(pid: number, signal: NodeJS.Signals) {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+function readdirSyncSafe(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return []; // no /proc (macOS): the process group is all there is
+  }
+}
+
+function readFileSyncSafe(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return ""; // the process ended meanwhile
+  }
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals) {
@@ -410,6 +554,10 @@ function signalGroup(pid: number, signal: NodeJS.Signals) {
   } catch {
     // The group is already gone: nothing left to stop.
   }
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === "string" && item.length > 0 && item.length < 300) : [];
 }
 
 function insideSandbox(sandbox: HostedSandbox, target: string): string | null {

@@ -16,7 +16,11 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startLocalSandboxHost } from "../container/local-host.ts";
+import { requireWalls } from "../container/walls.ts";
 import { collectSettings, devConfig, integrationReport, knownKeys } from "./dev-settings.ts";
+
+// No silent downgrade: without bubblewrap, socat, ripgrep or user namespaces, say what is missing and stop.
+requireWalls();
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
@@ -52,12 +56,14 @@ if (flag("--demo")) {
   if (!process.env.ANTHROPIC_API_KEY && !collectSettings({ root, file: devVars, env: {}, computed: {} }).values.has("ANTHROPIC_API_KEY")) {
     vars.ANTHROPIC_API_KEY = "sk-ant-demo-not-a-real-key";
   }
-  vars.GIT_BASE_URL = createFixtureRepos(fs.mkdtempSync(path.join(os.tmpdir(), "sortie-demo-git-")), ["acme/widgets", "acme/gadgets"]);
+  // A GIT_BASE_URL given keeps its repositories across restarts (the restart tests); otherwise fresh fixtures.
+  vars.GIT_BASE_URL = process.env.GIT_BASE_URL || createFixtureRepos(fs.mkdtempSync(path.join(os.tmpdir(), "sortie-demo-git-")), ["acme/widgets", "acme/gadgets"]);
   console.log(`demo: stand-in model at ${model.url}, fixture repos acme/widgets and acme/gadgets at ${vars.GIT_BASE_URL}`);
 }
 
 const token = randomBytes(24).toString("base64url");
-const host = await startLocalSandboxHost({ token, root: process.env.LOCAL_SANDBOX_ROOT });
+// Under the persisted state by default, so warm snapshots and dependency caches survive a restart.
+const host = await startLocalSandboxHost({ token, root: process.env.LOCAL_SANDBOX_ROOT ?? path.join(persistTo, "sandboxes"), plaintextModelEndpoints: flag("--demo") });
 cleanups.push(() => host.close());
 vars.LOCAL_SANDBOX_URL = host.url;
 vars.LOCAL_SANDBOX_TOKEN = token;

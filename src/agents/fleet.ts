@@ -198,6 +198,28 @@ export class Fleet extends Agent<Cloudflare.Env> {
     return [...replaced.map((r) => r.snapshot), ...stale.map((r) => r.snapshot)].filter((id) => id !== snapshot);
   }
 
+  /**
+   * Brings the warm index in line with a sandbox host that started again
+   * (`boot` is new): entries whose snapshot is not among the ones it found on
+   * disk at its start are dropped, and the snapshots on disk no entry names
+   * are returned, for the caller to delete. Nothing for a boot seen before.
+   */
+  reconcileWarm(boot: string, onDisk: string[]): string[] {
+    const sql = this.sql_;
+    this.warmTable();
+    sql.exec("CREATE TABLE IF NOT EXISTS fleet_host_boot (id TEXT PRIMARY KEY)");
+    if (sql.exec("SELECT id FROM fleet_host_boot WHERE id = ?", boot).toArray().length > 0) return [];
+    sql.exec("DELETE FROM fleet_host_boot");
+    sql.exec("INSERT INTO fleet_host_boot (id) VALUES (?)", boot);
+    const present = new Set(onDisk);
+    const named = new Set<string>();
+    for (const row of sql.exec<{ key: string; snapshot: string }>("SELECT key, snapshot FROM fleet_warm").toArray()) {
+      if (present.has(row.snapshot)) named.add(row.snapshot);
+      else sql.exec("DELETE FROM fleet_warm WHERE key = ?", row.key);
+    }
+    return onDisk.filter((id) => !named.has(id));
+  }
+
   private warmTable(): void {
     const sql = this.sql_;
     sql.exec("CREATE TABLE IF NOT EXISTS fleet_warm (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL, at INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0, family TEXT)");

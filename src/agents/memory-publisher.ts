@@ -52,7 +52,8 @@ export async function publishMemory(env: Cloudflare.Env, input: { repo: string; 
     await sandbox.writeFile(messagePath, `${title}\n\n${body}\n`);
     const minted = await mintPushToken(env, input.repo);
     secrets.push(minted.token);
-    const access = /^https?:/.test(cloneUrl) ? await sandbox.grantGitAccess(cloneUrl, minted.token) : null;
+    // A local remote is written, not reached: the grant opens its directory to this sandbox's git instead.
+    const access = await sandbox.grantGitAccess(cloneUrl, /^https?:/.test(cloneUrl) ? minted.token : "");
     const branch = `sortie/memory/${Date.now().toString(36)}`;
     let commit: string;
     try {

@@ -118,7 +118,8 @@ export async function deliverMemory(ctx: MemoryContext, run: number, repo: strin
   const uid = placement.confine?.uid;
   const made = await sandbox.exec(
     uid ? 'install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$SORTIE_DIR"' : 'install -d -m 0700 "$SORTIE_DIR"',
-    { env: { SORTIE_DIR: paths.dir, ...(uid ? { SORTIE_UID: String(uid) } : {}) } },
+    // Giving the directory to the run's user needs root outside the local backend's walls.
+    { env: { SORTIE_DIR: paths.dir, ...(uid ? { SORTIE_UID: String(uid) } : {}) }, ...(uid ? { bookkeeping: true } : {}) },
   );
   if (made.exitCode !== 0) throw new Error(`could not make the run's memory directory: ${made.stderr.trim().slice(0, 300)}`);
   const config = ctx.config();
@@ -129,6 +130,7 @@ export async function deliverMemory(ctx: MemoryContext, run: number, repo: strin
     // Root wrote it; the run's user reads it.
     await sandbox.exec(uid ? 'chown "$SORTIE_UID:$SORTIE_UID" "$SORTIE_FILE" && chmod 0400 "$SORTIE_FILE"' : 'chmod 0400 "$SORTIE_FILE"', {
       env: { SORTIE_FILE: paths.memory, ...(uid ? { SORTIE_UID: String(uid) } : {}) },
+      ...(uid ? { bookkeeping: true } : {}),
     });
     env[MEMORY_VAR] = paths.memory;
     ctx.record({ run, type: "memory.delivered", data: { entries: entries.map((entry) => ({ id: entry.id, text: entry.text })) } });

@@ -137,7 +137,8 @@ done
 git -C base worktree prune
 # Without a checkout: the files come from a template of this commit, or from \`populateWorktree\`.
 git -C base worktree add -q --detach --no-checkout "$PWD/trees/$SORTIE_TREE" "$commit"
-used=$(stat -c %u trees/*/ 2>/dev/null | sort -u)
+# A run's user is taken from the moment its scratch directory is its (the tree is handed over after setup).
+used=$(stat -c %u trees/*/ scratch/*/ 2>/dev/null | sort -u)
 # Each sandbox's users start at SORTIE_UID_BASE (the local host gives every sandbox its own range).
 uid_base=\${SORTIE_UID_BASE:-20000}
 uid=""
@@ -146,9 +147,11 @@ for candidate in $(seq $((uid_base + 1)) $((uid_base + 999))); do
   if ! printf '%s\\n' "$used" | grep -qx "$candidate" && ! pgrep -U "$candidate" > /dev/null; then uid=$candidate; break; fi
 done
 test -n "$uid"
-chown "$uid:$uid" "trees/$SORTIE_TREE"
+# Root's until setup is over (root inside the walls may enter only what root owns); handOverWorktree gives it away.
 chmod 0700 "trees/$SORTIE_TREE"
 mkdir -p "scratch/$SORTIE_TREE"
+chown "$uid:$uid" "scratch/$SORTIE_TREE"
+chmod 0700 "scratch/$SORTIE_TREE"
 echo "SORTIE_COMMIT=$commit"
 echo "SORTIE_UID=$uid"
 `;
@@ -163,6 +166,7 @@ export async function addWorktree(sandbox: Sandbox, spec: TaskSpec, slot: number
       SORTIE_TREE: treeName(spec.id, slot),
     },
     timeoutMs: 10 * 60_000,
+    bookkeeping: true,
   });
   const commit = /^SORTIE_COMMIT=([0-9a-f]{40})$/m.exec(result.stdout)?.[1];
   const uid = Number(/^SORTIE_UID=(\d+)$/m.exec(result.stdout)?.[1]);
@@ -216,7 +220,7 @@ export async function handOverWorktree(sandbox: Sandbox, placement: Placement): 
       'chown -R "$SORTIE_UID:$SORTIE_UID" "$SORTIE_TREE" "$meta" "$SORTIE_OBJECTS" "$scratch"',
       'chmod 0700 "$SORTIE_TREE" "$meta" "$SORTIE_OBJECTS" "$scratch"',
     ].join("\n"),
-    { env: { SORTIE_TREE: placement.repoDir, SORTIE_OBJECTS: placement.gitEnv.GIT_OBJECT_DIRECTORY ?? "", SORTIE_UID: String(uid) }, timeoutMs: 5 * 60_000 },
+    { env: { SORTIE_TREE: placement.repoDir, SORTIE_OBJECTS: placement.gitEnv.GIT_OBJECT_DIRECTORY ?? "", SORTIE_UID: String(uid) }, timeoutMs: 5 * 60_000, bookkeeping: true },
   );
   if (result.exitCode !== 0) throw new WorktreeError(`could not hand the worktree over: ${result.stderr.trim().slice(0, 500)}`);
 }
@@ -241,7 +245,7 @@ export async function collectFromUser(sandbox: Sandbox, placement: Placement, fi
       'mkdir -p "$(dirname "$SORTIE_TO")" && chmod 0700 "$(dirname "$SORTIE_TO")"',
       'cp --no-dereference -- "$SORTIE_FROM" "$SORTIE_TO"',
     ].join("\n"),
-    { env: { SORTIE_UID: String(uid), SORTIE_FROM: file, SORTIE_TO: into }, timeoutMs: 5 * 60_000 },
+    { env: { SORTIE_UID: String(uid), SORTIE_FROM: file, SORTIE_TO: into }, timeoutMs: 5 * 60_000, bookkeeping: true },
   );
   if (result.exitCode !== 0) throw new WorktreeError(`could not collect ${file}: ${result.stderr.trim().slice(0, 500)}`);
   return into;
@@ -263,7 +267,7 @@ export async function removeWorktree(sandbox: Sandbox, taskId: string, slot: num
       'rm -rf "trees/$SORTIE_TREE" "homes/$SORTIE_TREE" "homes/$SORTIE_TREE-objects" "scratch/$SORTIE_TREE" "collected/$SORTIE_TREE-sortie.diff"',
       "if [ -d base/.git ]; then git -C base worktree prune; fi",
     ].join("\n"),
-    { env: { SORTIE_WORKDIR: sandbox.workdir, SORTIE_TREE: treeName(taskId, slot) }, timeoutMs: 5 * 60_000 },
+    { env: { SORTIE_WORKDIR: sandbox.workdir, SORTIE_TREE: treeName(taskId, slot) }, timeoutMs: 5 * 60_000, bookkeeping: true },
   );
   if (result.exitCode !== 0) throw new Error(`could not remove worktree ${treeName(taskId, slot)}: ${result.stderr.trim().slice(0, 500)}`);
 }

@@ -156,7 +156,8 @@ export async function publishRun(ctx: PublishContext): Promise<Pick<Publication,
   if (minted) ctx.addSecret(minted.token);
   ctx.onStep("token_minted", minted ? { kind: minted.kind, expiresAt: minted.expiresAt } : { kind: "none" });
   // The token is lent to the publisher's git for this push alone; on Cloudflare it never enters the container.
-  const access = minted && /^https?:/.test(spec.cloneUrl) ? await sandbox.grantGitAccess(spec.cloneUrl, minted.token) : null;
+  // A local remote is written, not reached: the grant opens its directory to this sandbox's git instead.
+  const access = /^https?:/.test(spec.cloneUrl) ? (minted ? await sandbox.grantGitAccess(spec.cloneUrl, minted.token) : null) : await sandbox.grantGitAccess(spec.cloneUrl, "");
   let commit: string;
   try {
     ({ commit } = await pushBranch(sandbox, { repoUrl: spec.cloneUrl, baseBranch: spec.branch, branch: publication.branch, patchPath, messagePath, gitEnv: access?.env ?? {} }));

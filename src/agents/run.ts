@@ -13,7 +13,7 @@ import { runAgentTurn, type AgentEvent, type AgentTurnResult } from "../runners/
 import { adapterFor, modelCredentials } from "../runners/index.ts";
 import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
 import { peerViewExcludes } from "../sandbox/peer-view.ts";
-import type { Confinement, Sandbox, SandboxPort } from "../sandbox/port.ts";
+import { SandboxUnavailableError, type Confinement, type Sandbox, type SandboxPort } from "../sandbox/port.ts";
 import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
@@ -23,6 +23,7 @@ import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, wi
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
+import { reconcileWarmIndex } from "./warm-index.ts";
 import { prepareWorkspace, setUpCheckout, sizeOf, warmFamilyOf } from "./workspace.ts";
 
 /** One turn of the agent: a prompt, or a follow-up continuing `resumeSessionId`. */
@@ -99,6 +100,8 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
   let outcome: [TaskStatus, ErrorInfo | null] | null = null;
   // What the agent left in $SORTIE_LEARNINGS_FILE, proposed once the run's outcome is known.
   let learned = "";
+  /** Set when the sandbox itself went away under the turn (its host died): the run starts again in a fresh one. */
+  let lostSandbox: ErrorInfo | null = null;
   try {
     if (resume || followUp) {
       sandbox = await ctx.openSandbox(index);
@@ -196,7 +199,10 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       outcome = ["succeeded", null];
     }
   } catch (error) {
-    if (!signal.aborted && !isTerminal(ctx.runOf(index).status)) outcome = ["failed", classify(error)];
+    const live = !signal.aborted && !isTerminal(ctx.runOf(index).status);
+    // A first turn whose sandbox vanished is the infrastructure's failure: retried within the run's budget, from the warm snapshot if any.
+    if (live && error instanceof SandboxUnavailableError && !followUp && ctx.runOf(index).attempts.length < LIMITS.maxInfraRetries) lostSandbox = classify(error);
+    else if (live) outcome = ["failed", classify(error)];
   } finally {
     ctx.kv.delete(progressKey(index));
     const live = !signal.aborted && !isTerminal(ctx.runOf(index).status);
@@ -215,6 +221,14 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       await ctx.destroySandbox(index, sandbox);
       if (outcome) await ctx.finishRun(index, ...outcome);
     }
+  }
+  if (lostSandbox && !signal.aborted && !isTerminal(ctx.runOf(index).status)) {
+    const attempt = ctx.runOf(index).attempts.length;
+    const delayMs = backoffMs(attempt, ctx.config().retryBaseMs);
+    ctx.patchRun(index, { attempts: [...ctx.runOf(index).attempts, { at: Date.now(), ...lostSandbox }], sessionId: null });
+    ctx.record({ run: index, type: "run.retry", data: { attempt: attempt + 1, of: LIMITS.maxInfraRetries, delayMs, error: lostSandbox } });
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    if (!signal.aborted) await driveRun(ctx, index, signal);
   }
 }
 
@@ -311,6 +325,7 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
       const level = levelOf(spec);
       if (level === "workspace") {
         sandbox = await ctx.openSandbox(index, sharedSandboxId(spec.repo));
+        warnIfUnconfined(ctx, index, sandbox);
         if (signal.aborted) return undefined;
         await prepareWorktree(ctx, index, spec, sandbox, signal);
         if (signal.aborted) {
@@ -321,11 +336,13 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
         return sandbox;
       }
       sandbox = await ctx.openSandbox(index);
+      warnIfUnconfined(ctx, index, sandbox);
       if (signal.aborted) return undefined;
       // Before anything in the sandbox reaches out: the hosts this task asked for, on top of the deployment's.
       if (spec.egress?.length) await sandbox.allowEgress(spec.egress);
       const fleet = await fleetOf(ctx.env);
       const port = ctx.port();
+      await reconcileWarmIndex(port, fleet);
       const { commit, source } = await prepareWorkspace({
         sandbox,
         spec,
@@ -353,6 +370,12 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
       if (signal.aborted) return undefined;
     }
   }
+}
+
+/** A sandbox without walls (LOCAL_SANDBOX_UNCONFINED=1 on the local host) is said so in every run it carries. */
+function warnIfUnconfined(ctx: RunContext, index: number, sandbox: Sandbox): void {
+  if (!sandbox.unconfined) return;
+  ctx.record({ run: index, type: "run.unconfined", data: { warning: "unconfined", message: "this run's sandbox has no walls (LOCAL_SANDBOX_UNCONFINED=1): the agent reaches the host's files, network and processes" } });
 }
 
 /** A task's isolation level; a task stored before levels existed ran in a sandbox of its own. */
@@ -383,6 +406,7 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
   ctx.record({ run: index, type: "run.worktree", data: { commit, sandbox: sandbox.id, uid } });
   const fleet = await fleetOf(ctx.env);
   const port = ctx.port();
+  await reconcileWarmIndex(port, fleet);
   // Templates live in the shared sandbox they were taken in: the key names it.
   const family = `template:${sandbox.id}:${warmFamilyOf(spec)}`;
   const key = `${family}@${commit}`;

@@ -136,7 +136,7 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
   if (lockHash === "none") return true;
   for (const dir of DEPENDENCY_DIRS) {
     if (restored.includes(dir)) continue;
-    const present = await sandbox.exec('test -d "$SORTIE_DIR"', { env: { SORTIE_DIR: `${repoDir}/${dir}` } });
+    const present = await sandbox.exec('test -d "$SORTIE_DIR"', { env: { SORTIE_DIR: `${repoDir}/${dir}` }, bookkeeping: true });
     if (present.exitCode !== 0) continue;
     const bytes = await sizeOf(sandbox, `${repoDir}/${dir}`);
     const snapshot = await sandbox.snapshot(`${repoDir}/${dir}`).catch(() => null);
@@ -147,7 +147,8 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
 
 /** How many bytes a directory holds (for the warm snapshots' size cap); 0 if unknown. */
 export async function sizeOf(sandbox: Sandbox, dir: string): Promise<number> {
-  const result = await sandbox.exec('du -sb "$SORTIE_DIR" | cut -f1', { env: { SORTIE_DIR: dir } });
+  // du follows no links and runs nothing it finds.
+  const result = await sandbox.exec('du -sb "$SORTIE_DIR" | cut -f1', { env: { SORTIE_DIR: dir }, bookkeeping: true });
   return Number(result.stdout.trim()) || 0;
 }
 
@@ -156,6 +157,7 @@ async function remoteHead(sandbox: Sandbox, spec: TaskSpec): Promise<string | nu
   const result = await sandbox.exec('git ls-remote -- "$SORTIE_REPO_URL" "${SORTIE_BRANCH:-HEAD}"', {
     env: { SORTIE_REPO_URL: spec.cloneUrl, SORTIE_BRANCH: spec.branch ? `refs/heads/${spec.branch}` : "" },
     timeoutMs: 60_000,
+    bookkeeping: true,
   });
   return result.exitCode === 0 ? (/^([0-9a-f]{40})\s/m.exec(result.stdout)?.[1] ?? null) : null;
 }

@@ -45,7 +45,7 @@ export function cacheEnv(dir: string): Record<string, string> {
 /** The setup command to run: the task's own, else the repository's `.sortie/setup.sh`, else none. */
 export async function findSetup(sandbox: Sandbox, repoDir: string, command: string | null): Promise<string | null> {
   if (command) return command;
-  const found = await sandbox.exec('test -f "$SORTIE_REPO/.sortie/setup.sh"', { env: { SORTIE_REPO: repoDir } });
+  const found = await sandbox.exec('test -f "$SORTIE_REPO/.sortie/setup.sh"', { env: { SORTIE_REPO: repoDir }, bookkeeping: true });
   return found.exitCode === 0 ? "bash .sortie/setup.sh" : null;
 }
 

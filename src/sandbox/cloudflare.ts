@@ -273,6 +273,8 @@ class CloudflareSandbox implements Sandbox {
    * Object's storage while the route stands; `revoke` removes them.
    */
   async grantGitAccess(repoUrl: string, token: string): Promise<GitAccess> {
+    // A container reaches git hosts over the network only: a local remote needs nothing opened.
+    if (!/^https?:/.test(repoUrl)) return { env: {}, revoke: async () => {} };
     const host = httpsHostOf(repoUrl);
     await this.call("setOutboundByHost", () => this.sdk.setOutboundByHost(host, GIT_PUSH_HANDLER, { token }));
     return {

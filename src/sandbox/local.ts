@@ -13,39 +13,66 @@ import {
   type StreamOffsets,
 } from "./port.ts";
 import { CLONE_SCRIPT, parseCloneOutput } from "./checkout.ts";
-import { gitBasicAuth } from "./egress.ts";
+import { gitBasicAuth, type EgressPolicy } from "./egress.ts";
+
+/** What a local sandbox's commands may reach and read besides the model endpoints: the deployment's policy. */
+export interface LocalSandboxReach {
+  /** Hosts (exact, or `*.suffix`): the git host and SANDBOX_EGRESS_ALLOW. */
+  allow: string[];
+  /** Directories to read outside the sandbox: a `file://` GIT_BASE_URL. */
+  readable: string[];
+}
+
+/** The reach the Worker's egress policy gives a local sandbox, the same hosts the Cloudflare egress lets through. */
+export function localReachOf(policy: EgressPolicy, gitBaseUrl: string | undefined): LocalSandboxReach {
+  const readable = gitBaseUrl?.startsWith("file://") ? [decodeURIComponent(new URL(gitBaseUrl).pathname)] : [];
+  let gitHost: string[] = [];
+  if (policy.gitHost && gitBaseUrl && !gitBaseUrl.startsWith("file://")) {
+    // A git host on a port of its own (a stand-in on loopback) is named with it, as the proxy sees it.
+    const url = new URL(gitBaseUrl);
+    gitHost = [url.port ? `${policy.gitHost}:${url.port}` : policy.gitHost];
+  } else if (policy.gitHost && !gitBaseUrl) gitHost = [policy.gitHost];
+  return { allow: [...gitHost, ...policy.allow], readable };
+}
 
 /**
  * The `local` adapter: each sandbox is a directory with its own processes on
- * this machine, served by container/local-host.ts. Used by `npm run dev` and
- * the tests, where no Docker engine runs. Nothing stands between its processes
- * and the network, so credentials are handed to them as they are (see the
- * README, "Sandbox backends").
+ * this machine, served by container/local-host.ts, which walls every command
+ * in (filesystem, processes, network through a filtering proxy). Used by
+ * `npm run dev` and the tests, where no Docker engine runs. The model keys
+ * go to the host, which masks them: the agent sees a sentinel and the host's
+ * proxy puts the real key on requests to the model host (see the README,
+ * "Sandbox backends").
  */
 export class LocalSandboxPort implements SandboxPort {
   readonly backend = "local" as const;
   constructor(
     private readonly baseUrl: string,
     private readonly token: string,
+    private readonly reach: LocalSandboxReach = { allow: [], readable: [] },
   ) {
     if (!baseUrl) throw new SandboxUnavailableError("LOCAL_SANDBOX_URL is not set: start the local sandbox host (npm run dev does)");
   }
 
   async open(id: string): Promise<Sandbox> {
     const client = new LocalHostClient(this.baseUrl, this.token, id);
-    const { workdir } = await client.json<{ workdir: string }>("POST", "");
-    return new LocalSandbox(id, workdir, client);
+    const { workdir, unconfined } = await client.json<{ workdir: string; unconfined?: boolean }>("POST", "", this.reach);
+    return new LocalSandbox(id, workdir, client, unconfined === true);
   }
 
   async destroy(id: string): Promise<void> {
     await new LocalHostClient(this.baseUrl, this.token, id).request("DELETE", "");
   }
 
+  async snapshotsAtStart(): Promise<{ boot: string; snapshots: string[] }> {
+    return (await new LocalHostClient(this.baseUrl, this.token, "").raw("GET", "/v1/snapshots")).json();
+  }
+
   async dropSnapshot(snapshotId: string): Promise<void> {
     await new LocalHostClient(this.baseUrl, this.token, "").raw("DELETE", `/v1/snapshots/${encodeURIComponent(snapshotId)}`);
   }
 
-  /** The real key: a process on this machine could read it from the orchestrator's own files anyway. */
+  /** The real key goes to the host, which masks it before the agent's command starts (container/walls.ts). */
   credentialsForAgent(real: AgentCredentials): Record<string, string> {
     return presentCredentials(real);
   }
@@ -98,12 +125,15 @@ class LocalSandbox implements Sandbox {
     readonly id: string,
     readonly workdir: string,
     private readonly client: LocalHostClient,
+    readonly unconfined: boolean,
   ) {}
 
   async checkout(url: string, options: { dir: string; branch?: string | null; timeoutMs?: number }): Promise<CheckoutResult> {
     const result = await this.exec(CLONE_SCRIPT, {
       env: { SORTIE_REPO_URL: url, SORTIE_DIR: options.dir, SORTIE_BRANCH: options.branch ?? "" },
       timeoutMs: options.timeoutMs ?? 10 * 60_000,
+      // A fresh clone, before anything of the repository's has run: no walls to build for it.
+      bookkeeping: true,
     });
     return parseCloneOutput(result);
   }
@@ -173,11 +203,21 @@ class LocalSandbox implements Sandbox {
     await this.client.json("POST", `/caches/${encodeURIComponent(key)}/finish`, { path: dir, keep });
   }
 
-  /** Nothing to open: the local backend does not filter egress (see the README). */
-  async allowEgress(): Promise<void> {}
+  /** The task's own hosts join what the host's proxy lets this sandbox's commands reach. */
+  async allowEgress(hosts: string[]): Promise<void> {
+    await this.client.json("POST", "/egress", { hosts });
+  }
 
-  /** The token goes to git as configuration in the command's environment: never in argv, a URL or a file. */
-  async grantGitAccess(_repoUrl: string, token: string): Promise<GitAccess> {
+  /**
+   * The token goes to git as configuration in the command's environment: never in argv, a URL or a file.
+   * A `file://` remote is a directory the walls keep read-only: the grant makes it writable until revoked.
+   */
+  async grantGitAccess(repoUrl: string, token: string): Promise<GitAccess> {
+    if (repoUrl.startsWith("file://")) {
+      const dir = decodeURIComponent(new URL(repoUrl).pathname);
+      await this.client.json("POST", "/writable", { dir });
+      return { env: {}, revoke: async () => void (await this.client.json("DELETE", "/writable", { dir })) };
+    }
     return {
       env: { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: ${gitBasicAuth(token)}` },
       revoke: async () => {},

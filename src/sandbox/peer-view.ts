@@ -98,7 +98,7 @@ export async function installPeerView(sandbox: Sandbox, archive: string, dirs: {
   await sandbox.writeFile(encoded, archive);
   const script = [
     "set -euo pipefail",
-    'rm -rf "$SORTIE_PEER" "$SORTIE_OUT"',
+    'rm -rf "$SORTIE_PEER"',
     'install -d -m 0755 -o 0 -g 0 "$SORTIE_PEER"',
     // Extracted by root without the archive's owners (so root's) and through the umask (so not group or world writable).
     'base64 -d "$SORTIE_ENCODED" | gzip -dc | tar -x --no-same-owner --no-same-permissions -C "$SORTIE_PEER" -f -',
@@ -106,8 +106,13 @@ export async function installPeerView(sandbox: Sandbox, archive: string, dirs: {
     // Regular files and directories only: no link, FIFO or device node a coder could have swapped in survives.
     'find "$SORTIE_PEER" -mindepth 1 ! -type f ! -type d -delete',
     'chmod -R a+rX,go-w,ug-s "$SORTIE_PEER"',
-    'install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$SORTIE_OUT"',
   ].join("\n");
-  const result = await sandbox.exec(script, { env: { SORTIE_PEER: dirs.peerDir, SORTIE_OUT: dirs.outDir, SORTIE_ENCODED: encoded, SORTIE_UID: String(dirs.uid) }, timeoutMs: 5 * 60_000 });
+  const result = await sandbox.exec(script, { env: { SORTIE_PEER: dirs.peerDir, SORTIE_ENCODED: encoded }, timeoutMs: 5 * 60_000 });
   if (result.exitCode !== 0) throw new PeerViewError(`could not install the peer view: ${result.stderr.trim().slice(0, 500)}`);
+  // Handing the reviewer its own directory needs root outside the local backend's walls; the archive was unpacked inside them.
+  const own = await sandbox.exec('rm -rf "$SORTIE_OUT" && install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$SORTIE_OUT"', {
+    env: { SORTIE_OUT: dirs.outDir, SORTIE_UID: String(dirs.uid) },
+    bookkeeping: true,
+  });
+  if (own.exitCode !== 0) throw new PeerViewError(`could not make the reviewer's directory: ${own.stderr.trim().slice(0, 500)}`);
 }

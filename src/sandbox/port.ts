@@ -23,6 +23,16 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Runs the command as an unprivileged user, and with only the model API for a network if asked. */
   confine?: Confinement;
+  /**
+   * One of Sortie's own fixed scripts that runs nothing from the repository
+   * or the agent, user data only in variables: one that needs the machine's
+   * root (hands a worktree to its user, ends that user's processes,
+   * unmounts), or one that only reads what no agent has touched yet (the
+   * remote's head, the clone, a directory's size). The local backend runs it
+   * outside the walls it builds around every other command, which saves
+   * building them; in a container it changes nothing.
+   */
+  bookkeeping?: boolean;
 }
 
 /**
@@ -69,6 +79,8 @@ export interface Sandbox {
   readonly id: string;
   /** Absolute directory this sandbox's run owns; the repo is cloned beneath it. */
   readonly workdir: string;
+  /** True when the backend runs this sandbox without walls (the local host with LOCAL_SANDBOX_UNCONFINED=1). */
+  readonly unconfined?: boolean;
   checkout(url: string, options: { dir: string; branch?: string | null; timeoutMs?: number }): Promise<CheckoutResult>;
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
   /** Starts a long-running command and returns its id; its output is read with `streamProcess`. */
@@ -145,6 +157,12 @@ export interface SandboxPort {
   destroy(id: string): Promise<void>;
   /** Frees a snapshot no one will restore again. */
   dropSnapshot(snapshotId: string): Promise<void>;
+  /**
+   * For a backend whose snapshots live with a host that restarts (local): the
+   * host's start (`boot`) and the snapshots it found on disk then, so the warm
+   * index can be brought in line with them once per start.
+   */
+  snapshotsAtStart?(): Promise<{ boot: string; snapshots: string[] }>;
   /**
    * The environment the agent command gets to reach the model API. A backend
    * that adds the key on the way out hands the agent a placeholder instead.

@@ -19,10 +19,19 @@ export interface DevServer {
   gitBaseUrl: string;
   /** The dev script's process id; wrangler and workerd run under it. */
   pid: number;
-  /** Where wrangler keeps this server's D1 and Durable Object state (removed on stop). */
+  /** Where wrangler keeps this server's D1 and Durable Object state, and the sandbox host its state (removed on stop unless given). */
   persistTo: string;
   output: () => string;
   stop: () => Promise<void>;
+  /** Ends the server and everything in its process group at once (SIGKILL), as a crash would. */
+  kill: () => Promise<void>;
+}
+
+export interface DevServerOptions {
+  /** Settings only through this file (`--dev-vars FILE`). */
+  devVars?: string;
+  /** State from an earlier server to start on (kept on stop): a restart. */
+  persistTo?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -39,9 +48,9 @@ export async function freePort(): Promise<number> {
  * .dev.vars): then nothing Sortie reads is left in the environment and the
  * admin token is the file's.
  */
-export async function startDevServer(extraEnv: Record<string, string> = {}, options: { devVars?: string } = {}): Promise<DevServer> {
+export async function startDevServer(extraEnv: Record<string, string> = {}, options: DevServerOptions = {}): Promise<DevServer> {
   const port = await freePort();
-  const persist = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-e2e-state-"));
+  const persist = options.persistTo ?? fs.mkdtempSync(path.join(os.tmpdir(), "sortie-e2e-state-"));
   const args = ["scripts/dev.ts", "--demo", "--persist-to", persist];
   const env = { ...process.env };
   let token: string;
@@ -52,7 +61,7 @@ export async function startDevServer(extraEnv: Record<string, string> = {}, opti
     for (const key of knownKeys(root)) delete env[key as keyof typeof env];
     args.push("--dev-vars", options.devVars);
   } else {
-    token = `e2e-${Math.random().toString(36).slice(2)}`;
+    token = extraEnv.SORTIE_ADMIN_TOKEN ?? `e2e-${Math.random().toString(36).slice(2)}`;
     env.SORTIE_ADMIN_TOKEN = token;
   }
   const child: ChildProcess = spawn(process.execPath, args, {
@@ -100,7 +109,17 @@ export async function startDevServer(extraEnv: Record<string, string> = {}, opti
       } catch {
         // already gone
       }
-      fs.rmSync(persist, { recursive: true, force: true });
+      if (!options.persistTo) fs.rmSync(persist, { recursive: true, force: true });
+    },
+    kill: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      await exited;
     },
   };
 }

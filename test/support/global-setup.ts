@@ -18,7 +18,8 @@ export const SLACK_BOT_TOKEN = "xoxb-test-bot-token";
 export default async function setup(project: TestProject) {
   const model = await startAnthropicStandin();
   const gemini = await startGeminiStandin();
-  const host = await startLocalSandboxHost({ token: LOCAL_SANDBOX_TOKEN });
+  // The stand-in models listen on plain http: the walls may put their keys on it.
+  const host = await startLocalSandboxHost({ token: LOCAL_SANDBOX_TOKEN, plaintextModelEndpoints: true });
   const gitBaseUrl = createFixtureRepos(undefined, ["acme/widgets", "acme/bootstrap", "acme/broken"]);
   const slack = await startSlackStandin({ botToken: SLACK_BOT_TOKEN });
   const github = await startGitHubForTests(gitBaseUrl.replace(/^file:\/\//, ""));

@@ -18,7 +18,8 @@ async function githubCalls(): Promise<GitHubCall[]> {
 async function remoteBranch(branch: string): Promise<string | null> {
   const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
   const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/probe-${Math.random().toString(36).slice(2, 10)}`;
-  await fetch(base, { method: "POST", headers });
+  // Opened as the Worker opens one: the fixtures' directory is readable to it.
+  await fetch(base, { method: "POST", headers, body: JSON.stringify({ readable: [new URL(env.GIT_BASE_URL).pathname] }) });
   const response = await fetch(`${base}/exec`, {
     method: "POST",
     headers,

@@ -9,13 +9,13 @@ import { createTask, liveSandboxes, readEvents, scripted, waitForStatus } from "
 
 const check = { tool: "Bash", input: { command: "cat node_modules/.built && ls .sortie" } };
 
-/** Adds a commit to the fixture's bare repository, through git in a scratch sandbox. */
+/** Adds a commit to the fixture's bare repository, through git in a scratch sandbox (outside its walls: no sandbox may write the fixtures). */
 async function pushCommit(repo: string, file = "README.md"): Promise<void> {
   const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
   const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/pusher-${Math.random().toString(36).slice(2, 8)}`;
   await fetch(base, { method: "POST", headers });
   const script = 'set -e; git clone -q "$REPO" w && cd w && echo " " >> "$FILE" && git commit -qam change && git push -q origin HEAD';
-  const result = (await (await fetch(`${base}/exec`, { method: "POST", headers, body: JSON.stringify({ command: script, env: { REPO: `${env.GIT_BASE_URL}/${repo}.git`, FILE: file } }) })).json()) as { exitCode: number; stderr: string };
+  const result = (await (await fetch(`${base}/exec`, { method: "POST", headers, body: JSON.stringify({ command: script, env: { REPO: `${env.GIT_BASE_URL}/${repo}.git`, FILE: file }, bookkeeping: true }) })).json()) as { exitCode: number; stderr: string };
   await fetch(base, { method: "DELETE", headers });
   expect(result.exitCode, result.stderr).toBe(0);
 }

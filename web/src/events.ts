@@ -114,6 +114,8 @@ function lineFor(type: string, data: Data): string | null {
       return "worktree removed (the shared sandbox stays warm)";
     case "run.worktree":
       return `worktree at ${str(data, "commit").slice(0, 12)} in ${str(data, "sandbox")}, user ${num(data, "uid") ?? "?"}`;
+    case "run.unconfined":
+      return `⚠ warning: unconfined — ${str(data, "message")}`;
     case "run.isolation_violation":
       return `the analysis run changed the checkout: ${Array.isArray(data.changed) ? data.changed.slice(0, 5).join(", ") : "?"}`;
     case "run.snapshot_failed":

@@ -1,0 +1,268 @@
+/**
+ * The walls around every command the local sandbox host runs, built with
+ * `@anthropic-ai/sandbox-runtime` (bubblewrap on Linux, Seatbelt on macOS):
+ *
+ * - filesystem: writes only inside the command's sandbox directory; the
+ *   host's home, the Sortie checkout (its `.dev.vars`, `.wrangler/`) and
+ *   the host's state root (other sandboxes, the snapshot and cache stores)
+ *   are unreadable, except the sandbox itself and the toolchain;
+ * - processes: a pid namespace of its own, so no other process is seen,
+ *   signalled or read (`/proc/<pid>/environ`);
+ * - network: a network namespace of its own (its loopback is its own, so two
+ *   sandboxes may both listen on 3000); the only way out is the runtime's
+ *   proxy, which lets through the model endpoints and the hosts this
+ *   sandbox was given, nothing else (a host's 127.0.0.1 included);
+ * - credentials: the model keys the orchestrator hands over are masked: the
+ *   command sees a sentinel, and the proxy puts the real value back on
+ *   requests to that key's model host.
+ *
+ *   const walls = await openWalls({ stateRoot, plaintextModelEndpoints: true });
+ *   const { command, env, release } = await walls.wrap("claude -p …", { root, env, allow: ["registry.npmjs.org"] });
+ */
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { SandboxManager, type SandboxRuntimeConfig } from "@anthropic-ai/sandbox-runtime";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The Sortie checkout: its secrets (.dev.vars) and state (.wrangler/) are no sandbox's business. */
+const CHECKOUT = path.resolve(here, "..");
+
+/** The model keys a command may be handed, with the variable naming where each goes and its default host. */
+const MODEL_KEYS = [
+  { key: "ANTHROPIC_API_KEY", base: "ANTHROPIC_BASE_URL", origin: "https://api.anthropic.com" },
+  { key: "ANTHROPIC_AUTH_TOKEN", base: "ANTHROPIC_BASE_URL", origin: "https://api.anthropic.com" },
+  { key: "OPENAI_API_KEY", base: "OPENAI_BASE_URL", origin: "https://api.openai.com" },
+  { key: "GEMINI_API_KEY", base: "GOOGLE_GEMINI_BASE_URL", origin: "https://generativelanguage.googleapis.com" },
+] as const;
+
+/** The system packages the walls need on Linux, by the command each provides. */
+const LINUX_TOOLS = [
+  { command: "bwrap", pkg: "bubblewrap" },
+  { command: "socat", pkg: "socat" },
+  { command: "rg", pkg: "ripgrep" },
+] as const;
+
+export interface WallsOptions {
+  /** Where the host keeps every sandbox, snapshot and cache: unreadable except a command's own sandbox. */
+  stateRoots: string[];
+  /** Directories every command may read besides the system (LOCAL_SANDBOX_EXTRA_PATH, a file:// git base). */
+  readable?: string[];
+  /**
+   * Lets the proxy put a model key on a plain-http request (a stand-in model on loopback in tests and the
+   * demo). Off, a key goes out only inside TLS the proxy terminated and verified upstream.
+   */
+  plaintextModelEndpoints?: boolean;
+}
+
+export interface WallSpec {
+  /** The sandbox's own directory: the only place the command writes. */
+  root: string;
+  /** The command's environment; model keys in it are masked, the rest passes in. */
+  env: Record<string, string>;
+  /** Hosts the command reaches besides the model endpoints (git host, registries, the task's egress); none for an analysis run. */
+  allow: string[];
+  /** Directories outside `root` the command may read (a file:// git base). */
+  readable?: string[];
+  /** Directories outside `root` the command may write (a file:// remote a publisher pushes to). */
+  writable?: string[];
+}
+
+export interface WrappedCommand {
+  /** A shell command line to run with `bash -c`. */
+  command: string;
+  env: Record<string, string>;
+  /** Forgets what this command was allowed: call once it has exited. */
+  release(): void;
+}
+
+/** What stops the walls from being built on this machine; empty when they can be. */
+export function missingForWalls(): string[] {
+  const missing: string[] = [];
+  if (process.platform === "darwin") {
+    if (!onPath("rg")) missing.push("ripgrep (brew install ripgrep)");
+    return missing;
+  }
+  if (process.platform !== "linux") return [`a supported platform (Linux or macOS), not ${process.platform}`];
+  for (const tool of LINUX_TOOLS) if (!onPath(tool.command)) missing.push(`${tool.command} (apt-get install ${tool.pkg})`);
+  if (onPath("bwrap")) {
+    const probe = spawnSync("bwrap", ["--unshare-user", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true"], { encoding: "utf8" });
+    if (probe.status !== 0) missing.push(`user namespaces (bwrap could not build one: ${(probe.stderr || probe.error?.message || "").trim()}; see kernel.unprivileged_userns_clone / user.max_user_namespaces)`);
+  }
+  return missing;
+}
+
+/** Whether the walls were switched off by hand (`LOCAL_SANDBOX_UNCONFINED=1`). */
+export function unconfinedByHand(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LOCAL_SANDBOX_UNCONFINED === "1";
+}
+
+/**
+ * For `npm run dev`: stops the process with a message naming what is
+ * missing when the walls cannot be built, unless they were switched off by hand.
+ */
+export function requireWalls(): void {
+  if (unconfinedByHand()) {
+    console.warn("LOCAL_SANDBOX_UNCONFINED=1: local sandboxes run WITHOUT walls (host filesystem, network and processes in reach); every run records an `unconfined` warning");
+    return;
+  }
+  const missing = missingForWalls();
+  if (missing.length === 0) return;
+  console.error(
+    `Sortie's local sandboxes cannot be walled in on this machine. Missing: ${missing.join("; ")}.\n` +
+      "Install what is missing (see README, \"Sandbox backends\"), or set LOCAL_SANDBOX_UNCONFINED=1 to run agents without walls on purpose.",
+  );
+  process.exit(1);
+}
+
+export interface Walls {
+  wrap(command: string, spec: WallSpec): Promise<WrappedCommand>;
+  /** This host is done with the walls; the last to go stops the runtime's proxy. */
+  close(): Promise<void>;
+}
+
+let opened: Promise<WallsImpl> | null = null;
+let users = 0;
+
+/** The walls of this process (the runtime keeps one proxy per process: every host in it shares them). */
+export async function openWalls(options: WallsOptions): Promise<Walls> {
+  opened ??= WallsImpl.start(options);
+  users += 1;
+  const walls = (await opened).adopt(options);
+  let closed = false;
+  return {
+    wrap: (command, spec) => walls.wrap(command, spec),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      users -= 1;
+      if (users > 0) return;
+      opened = null;
+      await SandboxManager.reset();
+    },
+  };
+}
+
+class WallsImpl {
+  private readonly stateRoots = new Set<string>();
+  private readonly readable = new Set<string>();
+  /** What the proxy lets every command reach (`host:port`): the model endpoints, loopback hosts given to a sandbox. */
+  private readonly open = new Set<string>();
+  private config: SandboxRuntimeConfig;
+
+  private constructor(config: SandboxRuntimeConfig) {
+    this.config = config;
+  }
+
+  static async start(options: WallsOptions): Promise<WallsImpl> {
+    const config: SandboxRuntimeConfig = {
+      network: { allowedDomains: [], deniedDomains: [], ...(options.plaintextModelEndpoints ? {} : { tlsTerminate: {} }) },
+      filesystem: { denyRead: [], allowWrite: [], denyWrite: [] },
+      // Masking is set up per command; the block here is what installs the proxy's substitution.
+      credentials: { envVars: [], ...(options.plaintextModelEndpoints ? { allowPlaintextInject: true } : {}) },
+      // The runtime scans this process's working directory (the Sortie checkout, read-only to every command anyway)
+      // for files to protect on every wrap: one level is enough, and keeps the wrap fast.
+      mandatoryDenySearchDepth: 1,
+    };
+    await SandboxManager.initialize(config);
+    // Confined agents run as users of their own, and reach the proxy through these sockets (its token still guards it).
+    for (const socket of [SandboxManager.getLinuxHttpSocketPath(), SandboxManager.getLinuxSocksSocketPath()]) if (socket) fs.chmodSync(socket, 0o666);
+    // They also trust the proxy's CA: its certificate and bundle readable by them, its key by root alone.
+    const ca = SandboxManager.getMitmCA();
+    if (ca) {
+      for (const file of [ca.certPath, ca.trustBundlePath]) {
+        fs.chmodSync(path.dirname(file), 0o711);
+        fs.chmodSync(file, 0o644);
+      }
+      fs.chmodSync(ca.keyPath, 0o600);
+    }
+    return new WallsImpl(config);
+  }
+
+  adopt(options: WallsOptions): this {
+    for (const root of options.stateRoots) this.stateRoots.add(root);
+    for (const dir of options.readable ?? []) this.readable.add(dir);
+    return this;
+  }
+
+  async wrap(command: string, spec: WallSpec): Promise<WrappedCommand> {
+    const env = { ...spec.env };
+    const masked: NonNullable<SandboxRuntimeConfig["credentials"]>["envVars"] = [];
+    let loopbackModel = false;
+    for (const model of MODEL_KEYS) {
+      const value = env[model.key];
+      if (!value) continue;
+      const endpoint = endpointOf(env[model.base] || model.origin);
+      this.allowEverywhere(endpoint.hostPort);
+      loopbackModel ||= endpoint.loopback;
+      // The runtime reads the real value from this process's environment and hands the command a sentinel.
+      process.env[model.key] = value;
+      delete env[model.key];
+      masked.push({ name: model.key, mode: "mask", injectHosts: [endpoint.host] });
+    }
+    const home = os.homedir();
+    const commandId = randomBytes(16).toString("base64url");
+    const wrapped = await SandboxManager.wrapWithSandbox(
+      // The runtime points TMPDIR at a directory of its own; the sandbox's is put back. A model endpoint on loopback
+      // is reached through the proxy, so loopback is not exempted from it.
+      `export TMPDIR="$SORTIE_TMPDIR"${loopbackModel ? "; unset NO_PROXY no_proxy" : ""}; exec bash -c "$SORTIE_WALLED_COMMAND"`,
+      "bash",
+      {
+        filesystem: {
+          // Not /tmp as a whole: the runtime's proxy sockets live there, and a hidden /tmp hides them too.
+          denyRead: [...new Set([home, "/root", "/home", CHECKOUT, ...this.stateRoots])],
+          allowRead: [spec.root, path.join(CHECKOUT, "node_modules"), ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
+          allowWrite: [spec.root, ...(spec.writable ?? [])],
+          // The runtime's own scratch (/tmp/claude) would be shared by every sandbox: none of them writes there.
+          denyWrite: ["/tmp/claude"],
+        },
+        credentials: { envVars: masked, ...(this.config.credentials?.allowPlaintextInject ? { allowPlaintextInject: true } : {}) },
+      },
+      undefined,
+      { commandId },
+    );
+    // The runtime refuses a loopback address it finds only on a command's own list: those go on the shared one.
+    for (const host of spec.allow) if (isLoopback(host.replace(/:\d+$/, ""))) this.allowEverywhere(host);
+    const allow = spec.allow.filter((host) => !this.open.has(host));
+    if (allow.length) SandboxManager.registerCommandNetworkLists(commandId, { allowedDomains: allow });
+    return {
+      command: wrapped,
+      env: {
+        ...env,
+        SORTIE_WALLED_COMMAND: command,
+        SORTIE_TMPDIR: env.TMPDIR ?? path.join(spec.root, "tmp"),
+        // Node's own fetch and http reach the network only through the proxy when told to (Node ≥ 22.21),
+        // without a warning on every start that it does.
+        NODE_USE_ENV_PROXY: "1",
+        NODE_OPTIONS: [env.NODE_OPTIONS, "--disable-warning=UNDICI-EHPA"].filter(Boolean).join(" "),
+      },
+      release: () => SandboxManager.unregisterCommandNetworkLists(commandId),
+    };
+  }
+
+  /** Opens `hostPort` to every command: the model endpoints, and loopback hosts a sandbox was given. */
+  private allowEverywhere(hostPort: string): void {
+    if (this.open.has(hostPort)) return;
+    this.open.add(hostPort);
+    this.config = { ...this.config, network: { ...this.config.network, allowedDomains: [...this.open] } };
+    SandboxManager.updateConfig(this.config);
+  }
+}
+
+function endpointOf(url: string): { host: string; hostPort: string; loopback: boolean } {
+  const parsed = new URL(url);
+  const host = parsed.hostname.replace(/^\[|\]$/g, "");
+  const port = parsed.port || (parsed.protocol === "https:" ? "443" : "80");
+  return { host, hostPort: `${host}:${port}`, loopback: isLoopback(host) };
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
+function onPath(command: string): boolean {
+  return spawnSync("sh", ["-c", 'command -v "$1"', "sh", command], { stdio: "ignore" }).status === 0;
+}

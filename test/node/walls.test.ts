@@ -1,0 +1,146 @@
+/**
+ * The walls of the local sandbox host seen from outside: a model key masked
+ * inside and put back on the way out, a port space per sandbox, and a host
+ * that starts again at the same root reclaiming what the earlier one left
+ * while keeping its snapshots and caches.
+ */
+import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLocalSandboxHost } from "../../container/local-host.ts";
+import { missingForWalls } from "../../container/walls.ts";
+import { LocalSandboxPort } from "../../src/sandbox/local.ts";
+import type { ProcessOutput, Sandbox } from "../../src/sandbox/port.ts";
+
+const TOKEN = `walls-${randomUUID()}`;
+const REAL_KEY = `sk-ant-real-${randomUUID()}`;
+const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "sortie-walls-state-"));
+const root = path.join(stateDir, "sandboxes");
+let model: http.Server;
+let modelUrl = "";
+const seenKeys: string[] = [];
+
+beforeAll(async () => {
+  model = http.createServer((req, res) => {
+    seenKeys.push(String(req.headers["x-api-key"] ?? ""));
+    res.end("model answered");
+  });
+  await new Promise<void>((resolve) => model.listen(0, "127.0.0.1", resolve));
+  modelUrl = `http://127.0.0.1:${(model.address() as import("node:net").AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => model.close(resolve));
+  fs.rmSync(stateDir, { recursive: true, force: true });
+});
+
+async function untilLine(sandbox: Sandbox, processId: string, pattern: RegExp): Promise<string> {
+  let text = "";
+  for await (const output of sandbox.streamProcess(processId) as AsyncIterable<ProcessOutput>) {
+    if (output.kind === "exit") break;
+    text += output.data;
+    if (pattern.test(text)) break;
+  }
+  return text;
+}
+
+describe("the local host's walls", () => {
+  it("hand the agent a sentinel for its model key and put the real key on the request to the model host", async () => {
+    const host = await startLocalSandboxHost({ token: TOKEN, root, plaintextModelEndpoints: true });
+    try {
+      const sandbox = await new LocalSandboxPort(host.url, TOKEN).open(`k-${randomUUID().slice(0, 8)}`);
+      const result = await sandbox.exec('curl -s -H "x-api-key: $ANTHROPIC_API_KEY" "$ANTHROPIC_BASE_URL/v1/messages"; echo; echo "inside=$ANTHROPIC_API_KEY"', {
+        env: { ANTHROPIC_API_KEY: REAL_KEY, ANTHROPIC_BASE_URL: modelUrl },
+      });
+      expect(result.stdout).toContain("model answered");
+      expect(result.stdout).not.toContain(REAL_KEY);
+      expect(result.stdout).toMatch(/inside=\S+/);
+      expect(seenKeys).toContain(REAL_KEY);
+      await sandbox.destroy();
+    } finally {
+      await host.close();
+    }
+  });
+
+  it("give every sandbox a port space of its own: two servers on 3000 at once", async () => {
+    const host = await startLocalSandboxHost({ token: TOKEN, root });
+    try {
+      const port = new LocalSandboxPort(host.url, TOKEN);
+      const server = `node -e "require('http').createServer((q, s) => s.end('mine')).listen(3000, '127.0.0.1', () => console.log('listening'))"`;
+      const [a, b] = await Promise.all([port.open(`pa-${randomUUID().slice(0, 8)}`), port.open(`pb-${randomUUID().slice(0, 8)}`)]);
+      const started = await Promise.all([a, b].map(async (sandbox) => untilLine(sandbox, (await sandbox.startProcess(server)).processId, /listening|EADDRINUSE/)));
+      expect(started).toEqual([expect.stringContaining("listening"), expect.stringContaining("listening")]);
+      await Promise.all([a.destroy(), b.destroy()]);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it("started again at the same root, reclaim what the earlier host left and keep its snapshots and caches", async () => {
+    const first = await startLocalSandboxHost({ token: TOKEN, root });
+    const port = new LocalSandboxPort(first.url, TOKEN);
+    const id = `r-${randomUUID().slice(0, 8)}`;
+    const sandbox = await port.open(id);
+    await sandbox.exec('mkdir -p warm && echo kept > warm/file');
+    const snapshot = await sandbox.snapshot(`${sandbox.workdir}/warm`);
+    const cache = (await sandbox.cacheDir("deps"))!;
+    await sandbox.exec(`echo cached > "${cache}/entry"`);
+    await sandbox.finishCache("deps", cache, true);
+    await sandbox.startProcess("sleep 600");
+    // The first host "dies": it stops answering and its processes and files stay, as after kill -9.
+    const second = await startLocalSandboxHost({ token: TOKEN, root });
+    try {
+      expect(fs.existsSync(path.join(root, id))).toBe(false);
+      const left = fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+        try {
+          return fs.readlinkSync(`/proc/${pid}/cwd`).startsWith(root + path.sep);
+        } catch {
+          return false;
+        }
+      });
+      expect(left).toEqual([]);
+      const again = await new LocalSandboxPort(second.url, TOKEN).open(`${id}-2`);
+      await again.restore(snapshot!, `${again.workdir}/warm`);
+      expect((await again.exec("cat warm/file")).stdout.trim()).toBe("kept");
+      const warmCache = (await again.cacheDir("deps"))!;
+      expect((await again.exec(`cat "${warmCache}/entry"`)).stdout.trim()).toBe("cached");
+      await again.destroy();
+    } finally {
+      await second.close();
+      await first.close().catch(() => undefined);
+    }
+    // A stable root keeps its stores after a clean stop too.
+    expect(fs.existsSync(path.join(`${root}-snapshots`, snapshot!))).toBe(true);
+  });
+});
+
+describe("no silent downgrade", () => {
+  it("names the system packages the walls need when they are missing", () => {
+    expect(missingForWalls()).toEqual([]);
+    const saved = process.env.PATH;
+    process.env.PATH = "/nonexistent";
+    try {
+      expect(missingForWalls().join("; ")).toMatch(/bwrap \(apt-get install bubblewrap\).*socat \(apt-get install socat\).*rg \(apt-get install ripgrep\)/);
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
+
+  it("says so on every sandbox of a host started unconfined, and runs its commands without walls", async () => {
+    const host = await startLocalSandboxHost({ token: TOKEN, unconfined: true });
+    const mark = path.join(os.tmpdir(), `sortie-unconfined-${randomUUID().slice(0, 8)}`);
+    try {
+      const sandbox = await new LocalSandboxPort(host.url, TOKEN).open(`u-${randomUUID().slice(0, 8)}`);
+      expect(sandbox.unconfined).toBe(true);
+      expect((await sandbox.exec(`echo x > ${mark}`)).exitCode).toBe(0);
+      expect(fs.existsSync(mark)).toBe(true);
+      await sandbox.destroy();
+    } finally {
+      fs.rmSync(mark, { force: true });
+      await host.close();
+    }
+  });
+});
