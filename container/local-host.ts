@@ -443,7 +443,7 @@ async function streamOutput(output: OutputLog, skip: number, req: http.IncomingM
 
 /**
  * What an earlier host at `root` left (it stopped, or died by kill -9): its
- * processes are ended, its mounts taken down and its sandboxes deleted (their
+ * processes are ended, its mounts taken down, its sandboxes and process output deleted (their
  * runs cannot go on: the orchestrator retries them in fresh ones). Snapshots
  * and caches stay; a cache half saved (a staging copy) goes.
  */
@@ -466,6 +466,8 @@ export async function reclaim(root: string): Promise<{ processes: number; sandbo
   for (const target of mounts.sort().reverse()) await unmountLazily(target);
   const left = await fs.readdir(root).catch(() => [] as string[]);
   await fs.rm(root, { recursive: true, force: true });
+  // The dead host's process output: no one reads it again.
+  await fs.rm(`${root}-output`, { recursive: true, force: true });
   for (const staging of await fs.readdir(`${root}-caches`).catch(() => [] as string[])) {
     if (/\.\d+-[a-z0-9]+$/.test(staging)) await fs.rm(path.join(`${root}-caches`, staging), { recursive: true, force: true });
   }
