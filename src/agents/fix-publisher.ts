@@ -30,7 +30,8 @@ export async function publishFix(ctx: PublishContext, fix: FixRequest): Promise<
   const minted = remote ? await mintPushToken(env, spec.repo) : null;
   if (minted) ctx.addSecret(minted.token);
   ctx.onStep("token_minted", minted ? { kind: minted.kind, expiresAt: minted.expiresAt } : { kind: "none" });
-  const access = minted ? await sandbox.grantGitAccess(spec.cloneUrl, minted.token) : null;
+  // A local remote (a file:// base) takes no token, but the walls keep it read-only until it is granted.
+  const access = minted ? await sandbox.grantGitAccess(spec.cloneUrl, minted.token) : remote ? null : await sandbox.grantGitAccess(spec.cloneUrl, "");
   let pushed: Awaited<ReturnType<typeof pushFixCommit>>;
   try {
     pushed = await pushFixCommit(sandbox, {

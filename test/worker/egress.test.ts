@@ -276,12 +276,15 @@ describe("the ports", () => {
     ]);
   });
 
-  it("a cloudflare git grant is refused for anything but an https remote", async () => {
+  it("a cloudflare git grant is refused for a plain-http remote, and opens nothing for a local one", async () => {
     const sdk = new RecordingSandboxSdk();
     const sandbox = await new CloudflareSandboxPort(() => sdk).open("task-publish");
 
-    await expect(sandbox.grantGitAccess("file:///tmp/repos/acme/widgets.git", PUSH_TOKEN)).rejects.toThrow(/https remotes only/);
     await expect(sandbox.grantGitAccess("http://github.com/acme/widgets.git", PUSH_TOKEN)).rejects.toThrow(/https remotes only/);
+    // A container reaches a git host over the network only: a file:// remote gets no route, and no token goes anywhere.
+    const local = await sandbox.grantGitAccess("file:///tmp/repos/acme/widgets.git", PUSH_TOKEN);
+    expect(local.env).toEqual({});
+    await local.revoke();
     expect(sdk.calls).toEqual([]);
   });
 });

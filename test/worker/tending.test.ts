@@ -55,7 +55,11 @@ async function deliver(event: string, payload: unknown, id = `tending-${Date.now
   return (await response.json()) as { tending: string; reason: string; task?: string };
 }
 
-/** Runs `command` with `vars` in a scratch sandbox of the local host (git against the fixture's bare repositories). */
+/**
+ * Runs `command` with `vars` in a scratch sandbox of the local host (git against the fixture's bare
+ * repositories), as a person at their own machine would: outside the walls, which keep the fixture
+ * repositories read-only to sandboxes.
+ */
 async function shell(command: string, vars: Record<string, string> = {}): Promise<string> {
   const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
   const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/probe-${Math.random().toString(36).slice(2, 10)}`;
@@ -64,7 +68,7 @@ async function shell(command: string, vars: Record<string, string> = {}): Promis
     const response = await fetch(`${base}/exec`, {
       method: "POST",
       headers,
-      body: JSON.stringify({ command: `set -e\ngit clone --quiet "$REPO" repo && cd repo\n${command}`, env: { REPO: `${env.GIT_BASE_URL}/${REPO}.git`, ...vars } }),
+      body: JSON.stringify({ command: `set -e\ngit clone --quiet "$REPO" repo && cd repo\n${command}`, env: { REPO: `${env.GIT_BASE_URL}/${REPO}.git`, ...vars }, bookkeeping: true }),
     });
     const result = (await response.json()) as { stdout: string; stderr: string; exitCode: number };
     expect(result.exitCode, result.stderr).toBe(0);
