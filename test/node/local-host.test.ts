@@ -210,7 +210,8 @@ describe("processes", () => {
     const started = Date.now();
     await sandbox.killProcess(processId);
     const items = await collect(sandbox.streamProcess(processId));
-    expect(Date.now() - started).toBeLessThan(2500);
+    // Well before the 60 s the command would take by itself; walled processes take a few seconds to end on a busy machine.
+    expect(Date.now() - started).toBeLessThan(15_000);
     const exit = items.at(-1);
     expect(exit?.kind).toBe("exit");
     expect(exit?.kind === "exit" && exit.exitCode).not.toBe(0);
