@@ -495,15 +495,26 @@ async function makeTraversable(dir: string): Promise<void> {
 function killTree(hosted: HostedProcess): Promise<void> {
   if (hosted.done || hosted.child.pid === undefined) return Promise.resolve();
   const pid = hosted.child.pid;
-  const tree = descendantsOf(pid);
+  // Every process seen below it, kept: a walled command may still be spawning its own when the kill comes,
+  // and one that outlives its parent is no longer found under it.
+  const tree = new Set(descendantsOf(pid));
+  const sweep = (signal: NodeJS.Signals) => {
+    signalGroup(pid, signal);
+    for (const each of descendantsOf(pid)) tree.add(each);
+    for (const each of tree) signalProcess(each, signal);
+  };
   return new Promise((resolve) => {
-    const force = setTimeout(() => {
-      signalGroup(pid, "SIGKILL");
-      for (const each of tree) signalProcess(each, "SIGKILL");
+    let force: ReturnType<typeof setInterval> | undefined;
+    const first = setTimeout(() => {
+      sweep("SIGKILL");
+      force = setInterval(() => sweep("SIGKILL"), 1000);
     }, 3000);
-    hosted.child.once("close", () => { clearTimeout(force); resolve(); });
-    signalGroup(pid, "SIGTERM");
-    for (const each of tree) signalProcess(each, "SIGTERM");
+    hosted.child.once("close", () => {
+      clearTimeout(first);
+      if (force) clearInterval(force);
+      resolve();
+    });
+    sweep("SIGTERM");
   });
 }
 

@@ -206,7 +206,9 @@ describe("processes", () => {
   });
 
   it("kill stops a long command quickly, with a non-zero exit", async () => {
-    const { processId } = await sandbox.startProcess("sleep 60");
+    const { processId } = await sandbox.startProcess("echo started; sleep 60");
+    // Once the command runs inside its walls (a kill while bubblewrap is still spawning is the host's race, not this test's).
+    await collect(sandbox.streamProcess(processId), 1);
     const started = Date.now();
     await sandbox.killProcess(processId);
     const items = await collect(sandbox.streamProcess(processId));
