@@ -41,7 +41,8 @@ export default defineConfig(async () => {
       })),
     ],
     test: {
-      include: ["test/worker/**/*.test.ts"],
+      // `npm run record:logs` runs the recorder of test/node/fold.test.ts's fixtures instead (scripts/record-logs.ts).
+      include: process.env.SORTIE_RECORD_LOGS ? ["test/worker/record-logs.capture.ts"] : ["test/worker/**/*.test.ts"],
       globalSetup: ["test/support/global-setup.ts", "test/support/escape-fixtures.ts"],
       setupFiles: ["test/support/apply-migrations.ts"],
       // One file at a time: they share the local sandbox host, its fault injection and its counts.

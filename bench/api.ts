@@ -3,7 +3,7 @@
  * events, the WebSocket), plus the local sandbox host's unauthenticated
  * `/healthz`, which counts live sandboxes.
  */
-import type { TaskEvent, TaskStatus, TaskSummary, TaskView } from "../src/schema.ts";
+import type { LoggedEvent, TaskStatus, TaskSummary, TaskView } from "../src/schema.ts";
 import { Acknowledger } from "../src/stream-protocol.ts";
 import type { DevServer } from "../test/support/dev-server.ts";
 
@@ -45,11 +45,11 @@ export function apiOf(server: DevServer) {
   };
 
   /** The whole event log, as served by the NDJSON endpoint. */
-  const events = async (id: string): Promise<TaskEvent[]> => {
+  const events = async (id: string): Promise<LoggedEvent[]> => {
     const response = await call(`/api/tasks/${id}/events`);
     if (!response.ok) throw new ApiError(`events of ${id} answered ${response.status}`, response.status);
     const text = await response.text();
-    return text.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line) as TaskEvent);
+    return text.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line) as LoggedEvent);
   };
 
   const hostUrl = /local sandbox host on (http:\/\/[\d.]+:\d+)/.exec(server.output())?.[1];
@@ -94,7 +94,7 @@ export function apiOf(server: DevServer) {
         };
         socket.addEventListener("message", (message) => {
           const at = Date.now();
-          const parsed = JSON.parse(String(message.data)) as { type?: string; events?: TaskEvent[] };
+          const parsed = JSON.parse(String(message.data)) as { type?: string; events?: LoggedEvent[] };
           const events = parsed.type === "events" ? (parsed.events ?? []) : [];
           acks.read(events.at(-1)?.seq ?? 0, String(message.data).length);
           const ended = events.find((event) => event.type === "task.status" && TERMINAL.has(event.data.status as TaskStatus));
@@ -129,7 +129,7 @@ export function apiOf(server: DevServer) {
      * kept it for follow-ups), which comes just after the task's terminal
      * status; or the log as it stands after `timeoutMs`.
      */
-    async settledEvents(id: string, runs: number, timeoutMs = 5000): Promise<TaskEvent[]> {
+    async settledEvents(id: string, runs: number, timeoutMs = 5000): Promise<LoggedEvent[]> {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const log = await events(id);
@@ -186,12 +186,12 @@ export interface RunPhases {
 export const PHASE_NAMES = ["queued", "prepare", "agentBoot", "agentWork", "finish", "settle", "total"] as const;
 
 /** The run is done with its sandbox: destroyed, or kept idle (holding no fleet slot) for follow-up messages. */
-const isSandboxSettled = (event: TaskEvent) => event.type === "sandbox.destroyed" || event.type === "run.workspace_kept";
+const isSandboxSettled = (event: LoggedEvent) => event.type === "sandbox.destroyed" || event.type === "run.workspace_kept";
 
 /** Splits one run's life into phases from its events. */
-export function phasesOf(events: TaskEvent[], run: number, createdAt: number): RunPhases {
+export function phasesOf(events: LoggedEvent[], run: number, createdAt: number): RunPhases {
   const mine = events.filter((event) => event.run === run);
-  const at = (predicate: (event: TaskEvent) => boolean) => mine.find(predicate)?.ts ?? null;
+  const at = (predicate: (event: LoggedEvent) => boolean) => mine.find(predicate)?.ts ?? null;
   const phase = (name: string) => at((event) => event.type === "run.status" && event.data.phase === name);
   const provisioning = phase("provisioning");
   const agent = phase("agent");
@@ -212,6 +212,6 @@ export function phasesOf(events: TaskEvent[], run: number, createdAt: number): R
 }
 
 /** Breaks in a log's `seq` (a jump, a repeat, or a start other than 1); 0 means it runs 1, 2, …, N. */
-export function seqBreaks(events: TaskEvent[]): number {
+export function seqBreaks(events: LoggedEvent[]): number {
   return events.reduce((breaks, event, i) => breaks + (event.seq === (i === 0 ? 1 : events[i - 1]!.seq + 1) ? 0 : 1), 0);
 }

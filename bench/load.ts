@@ -7,7 +7,7 @@
  * before the stream or in the middle of it (and got the start as a replay).
  * Agents are the stand-in agent CLI (bench/standin-claude/claude).
  */
-import type { TaskEvent, TaskStatus } from "../src/schema.ts";
+import type { LoggedEvent, TaskStatus } from "../src/schema.ts";
 import { ApiError, TERMINAL, seqBreaks, sleep, standinAgentPrompt, type Api } from "./api.ts";
 import { durableObjectFiles, residentMemory, sampleMemory } from "./memory.ts";
 import { percentile, round, type Figure } from "./report.ts";
@@ -123,7 +123,7 @@ export async function benchLoad(api: Api, server: { workerd: number | null; pers
   const firstLine = log.find((event) => event.type === "log");
   const lastLine = log.findLast((event) => event.type === "log");
   // How far storing fell behind the agent: the last line's print time against the moment it was stored.
-  const printedAt = (event: TaskEvent | undefined) => Number(/^line \d+ (\d+(?:\.\d+)?)$/.exec(String(event?.data.text))?.[1] ?? Number.NaN);
+  const printedAt = (event: LoggedEvent | undefined) => Number(/^line \d+ (\d+(?:\.\d+)?)$/.exec(String(event?.data.text))?.[1] ?? Number.NaN);
   const storeLagMs = lastLine ? lastLine.ts - printedAt(lastLine) : Number.NaN;
   const storedPerSecond = firstLine && lastLine ? Math.round(STREAM_LINES / ((lastLine.ts - printedAt(firstLine)) / 1000)) : 0;
   const joinedMidStream = viewers.filter((viewer) => firstLine && viewer.openedAt !== null && viewer.openedAt > firstLine.ts).length;

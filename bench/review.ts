@@ -11,7 +11,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import type { TaskEvent } from "../src/schema.ts";
+import type { LoggedEvent } from "../src/schema.ts";
 import { scriptedPrompt, type Api } from "./api.ts";
 import { median, round, type Figure } from "./report.ts";
 import type { BenchResult } from "./result.ts";
@@ -59,7 +59,7 @@ export async function benchReview(api: Api, gitBaseUrl: string): Promise<BenchRe
       prompt: scriptedPrompt(`bench: review overhead ${i}`, [{ tool: "Write", input: { file_path: "src/part0/new.ts", content: "export const added = 1;\n" } }, { text: "Added." }]),
     });
     const end = await api.waitForEnd(created, 300_000);
-    const events: TaskEvent[] = await api.events(created.id);
+    const events: LoggedEvent[] = await api.events(created.id);
     const started = events.find((e) => e.type === "review.reviewer_started");
     const done = events.find((e) => e.type === "review.round");
     if (end.status !== "succeeded" || !started || !done) throw new Error(`review bench: task ${created.id} ended ${end.status} without a review round`);

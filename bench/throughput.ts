@@ -7,7 +7,7 @@
  * again once every line is stored: the others should not notice, and the
  * stalled ones should catch up, each event once and in order.
  */
-import type { TaskEvent } from "../src/schema.ts";
+import type { LoggedEvent } from "../src/schema.ts";
 import { sleep, standinAgentPrompt, type Api } from "./api.ts";
 import { residentMemory, sampleMemory } from "./memory.ts";
 import { median, round, type Figure } from "./report.ts";
@@ -25,7 +25,7 @@ export const FANOUT_TIME_GOAL = 3;
 export const FANOUT_STORE_GOAL = 0.5;
 
 /** The time the stand-in stamped into a `log` event's line. */
-const printTime = (event: TaskEvent | undefined) => Number(/^line \d+ (\d+(?:\.\d+)?)$/.exec(String(event?.data.text))?.[1] ?? Number.NaN);
+const printTime = (event: LoggedEvent | undefined) => Number(/^line \d+ (\d+(?:\.\d+)?)$/.exec(String(event?.data.text))?.[1] ?? Number.NaN);
 
 /**
  * One task streaming LINES as fast as it can to `viewers` viewers, measured

@@ -4,7 +4,7 @@
  * when), and is later audited against `GET /api/tasks/:id/events`: every
  * event exactly once, in order, and identical to the stored log.
  */
-import type { TaskEvent } from "../src/schema.ts";
+import type { LoggedEvent } from "../src/schema.ts";
 import { Acknowledger } from "../src/stream-protocol.ts";
 import { sleep } from "./api.ts";
 
@@ -15,7 +15,7 @@ export const preciseNow = () => performance.timeOrigin + performance.now();
 interface FramedEvent {
   seq: number;
   text: string;
-  event: TaskEvent;
+  event: LoggedEvent;
 }
 
 /**
@@ -32,7 +32,7 @@ export class EventCatalog {
   eventsOf(frame: string): FramedEvent[] {
     let events = this.frames.get(frame);
     if (!events) {
-      events = (JSON.parse(frame) as { events: TaskEvent[] }).events.map((event) => ({ seq: event.seq, text: JSON.stringify(event), event }));
+      events = (JSON.parse(frame) as { events: LoggedEvent[] }).events.map((event) => ({ seq: event.seq, text: JSON.stringify(event), event }));
       this.frames.set(frame, events);
     }
     return events;
@@ -51,7 +51,7 @@ export class EventCatalog {
 
 export interface ViewerOptions {
   /** Called for every event, with when it arrived (preciseNow). Parsing costs time: only when asked. */
-  onEvent?: (event: TaskEvent, receivedAt: number) => void;
+  onEvent?: (event: LoggedEvent, receivedAt: number) => void;
 }
 
 const FRAME_PREFIX = '{"v":1,"type":"events","events":[';
@@ -197,7 +197,7 @@ export interface ViewerAudit {
  * contiguous and in order, identical text. A viewer's text for a seq is the
  * catalog's unless it kept a divergent one.
  */
-export function auditViewers(viewers: Viewer[], catalog: EventCatalog, log: TaskEvent[]): { perViewer: ViewerAudit[]; catalogDiffers: number[] } {
+export function auditViewers(viewers: Viewer[], catalog: EventCatalog, log: LoggedEvent[]): { perViewer: ViewerAudit[]; catalogDiffers: number[] } {
   const stored = new Map(log.map((event) => [event.seq, JSON.stringify(event)]));
   // The catalog keeps each event's text as JSON.stringify of the event the frame carried.
   const asStored = (text: string) => text;

@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { TaskEvent, TaskView } from "../src/schema.ts";
+import type { LoggedEvent, TaskView } from "../src/schema.ts";
 import { scriptedPrompt, type Api } from "./api.ts";
 import { round, seconds, table, type Figure } from "./report.ts";
 import type { BenchResult } from "./result.ts";
@@ -97,7 +97,7 @@ async function measure(api: Api, body: Record<string, unknown>, label: string): 
   const end = await api.waitForEnd(created, TIMEOUT_MS);
   const task: TaskView = await api.task(created.id);
   if (end.status !== "succeeded") throw new Error(`${label}: task ${created.id} ended ${end.status}: ${JSON.stringify(task.runs.map((r) => r.error))}`);
-  const events: TaskEvent[] = await api.events(created.id);
+  const events: LoggedEvent[] = await api.events(created.id);
   const readyMs = task.runs.map((run) => {
     const agent = events.find((e) => e.run === run.index && e.type === "run.status" && e.data.phase === "agent");
     if (!agent) throw new Error(`${label}: run ${run.index} never reached its agent`);

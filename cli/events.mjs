@@ -1,4 +1,5 @@
 /** One renderer per event type: what `sortie logs` and `--follow` print for each event. */
+import { agentOutputOf } from "../src/events.ts";
 import { cut, firstLine, formatCost, formatDiff, formatDuration, statusColor, TERMINAL } from "./style.mjs";
 
 /** How many lines of a tool's output to show; the rest is counted, not printed. */
@@ -19,8 +20,9 @@ export function eventRenderer({ c, multiRun, width }) {
     if (event.type.endsWith(".init") && typeof event.data?.cwd === "string") cwds.set(event.type + event.run, event.data.cwd);
     const cwd = cwds.get(event.type.replace(/\.[a-z_]+$/, ".init") + event.run);
     if (cwd && /\.tool_(call|result)$/.test(event.type)) event = { ...event, data: relativeTo(cwd, event.data) };
-    const judging = event.type.startsWith("judge.");
-    const reviewing = event.type.startsWith("review.");
+    const lane = agentOutputOf(event.type)?.lane;
+    const judging = lane === "judge" || event.type.startsWith("judge.");
+    const reviewing = lane === "review" || event.type.startsWith("review.");
     const prefix = judging ? `${c.magenta("[judge]")} ` : reviewing ? `${c.magenta(`[review${event.run !== null && multiRun ? ` ${event.run}` : ""}]`)} ` : multiRun && event.run !== null ? `${c[RUN_COLORS[event.run % RUN_COLORS.length]](`[${event.run}]`)} ` : "";
     const room = Math.max(20, width - [...prefix.replace(/\x1b\[\d+m/g, "")].length);
     const lines = linesOf(event, c, room);
@@ -35,7 +37,9 @@ function relativeTo(cwd, data) {
 
 function linesOf(event, c, width) {
   const d = event.data ?? {};
-  const kind = event.type.replace(/^(?:judge|review)\.(?=text|tool_call|tool_result|init|retry|result|system|other|usage|reasoning)/, "agent.");
+  // The judge's and a reviewer's agent output draws like a run's (src/events.ts says which events those are).
+  const output = agentOutputOf(event.type);
+  const kind = output ? `agent.${output.kind}` : event.type;
   const failure = (label) => c.red(`${label}${d.error ? `: ${d.error.message ?? d.error} (${d.error.code ?? "error"})` : ""}`);
   switch (kind) {
     case "task.status":

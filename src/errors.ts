@@ -7,17 +7,17 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
  * @example throw new SortieError("not_found", `no task ${id}`, 404)
  */
 export class SortieError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status: ContentfulStatusCode = 400,
-    options?: { cause?: unknown; headers?: Record<string, string> },
-  ) {
+  readonly code: string;
+  readonly status: ContentfulStatusCode;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(code: string, message: string, status: ContentfulStatusCode = 400, options?: { cause?: unknown; headers?: Record<string, string> }) {
     super(message, { cause: options?.cause });
     this.name = "SortieError";
+    this.code = code;
+    this.status = status;
     this.headers = options?.headers;
   }
-  readonly headers: Record<string, string> | undefined;
 }
 
 /** Renders an error as the body every Sortie endpoint uses. */

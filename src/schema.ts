@@ -334,18 +334,22 @@ export interface TaskSpec {
   tending?: FixRequest;
 }
 
-/** One entry of a task's event log. `seq` is per task, starts at 1, and never skips. */
-export const TaskEvent = z.object({
+/**
+ * Any entry of a task's event log as JSON, for readers that take every event
+ * alike (tests, benchmarks). The declared events and their data are
+ * `TaskEvent` in src/events.ts.
+ */
+export const LoggedEvent = z.object({
   seq: z.int(),
   ts: z.number(),
   run: z.int().nullable(),
   type: z.string(),
   data: z.record(z.string(), z.unknown()),
 });
-export type TaskEvent = z.infer<typeof TaskEvent>;
+export type LoggedEvent = z.infer<typeof LoggedEvent>;
 
-/** The part of an event its producer supplies; the log adds `seq` and `ts`. */
-export type EventInput = Omit<TaskEvent, "seq" | "ts">;
+/** The part of an event its producer supplies; the log adds `seq` and `ts` and checks it against src/events.ts. */
+export type EventInput = Omit<LoggedEvent, "seq" | "ts">;
 
 /** Listing row of `GET /api/tasks`, from the D1 index. */
 export const TaskSummary = z.object({

@@ -1,6 +1,7 @@
 /** The zod schemas of the task WebSocket's frames (the format: src/stream-protocol.ts). */
 import { z } from "zod";
-import { TaskEvent, TaskState } from "./schema.ts";
+import { TaskEvent } from "./events.ts";
+import { TaskState } from "./schema.ts";
 import { STREAM_VERSION } from "./stream-protocol.ts";
 
 export const EventsFrame = z.object({ v: z.literal(STREAM_VERSION), type: z.literal("events"), events: z.array(TaskEvent) });

@@ -18,7 +18,7 @@
  * src/stream-frames.ts.
  */
 // Type imports only: the benchmarks load this file in plain Node, which strips types but runs no TypeScript-only syntax.
-import type { TaskEvent } from "./schema.ts";
+import type { TaskEvent } from "./events.ts";
 
 export const STREAM_VERSION = 1;
 

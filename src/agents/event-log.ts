@@ -1,5 +1,6 @@
 import { LIMITS } from "../config.ts";
-import type { EventInput, TaskEvent } from "../schema.ts";
+import { parseEvent, type TaskEvent } from "../events.ts";
+import type { EventInput } from "../schema.ts";
 
 /** What the log borrows from its agent: one transaction for each batch, and who hears of a stored batch. */
 export interface EventLogHooks {
@@ -50,8 +51,9 @@ export class EventLog {
     return this.last - this.pending.length;
   }
 
+  /** Gives the event its `seq` and `ts`; an event the union does not declare (src/events.ts) is refused, and nothing is appended. */
   append(input: EventInput): TaskEvent {
-    const event: TaskEvent = { seq: this.last + 1, ts: Date.now(), run: input.run, type: input.type, data: input.data };
+    const event = parseEvent({ seq: this.last + 1, ts: Date.now(), run: input.run, type: input.type, data: input.data });
     this.last = event.seq;
     this.pending.push(event);
     if (this.pending.length >= LIMITS.eventBatchMax) this.flush();
@@ -102,6 +104,7 @@ export class EventLog {
         limit,
       )
       .toArray()
-      .map((row) => ({ seq: row.seq, ts: row.ts, run: row.run, type: row.type, data: JSON.parse(row.data) as Record<string, unknown> }));
+      // Stored only after parseEvent accepted it.
+      .map((row) => ({ seq: row.seq, ts: row.ts, run: row.run, type: row.type, data: JSON.parse(row.data) }) as TaskEvent);
   }
 }

@@ -14,6 +14,7 @@
 import { Agent, getAgentByName } from "agents";
 import { readConfig } from "../config.ts";
 import { messageOf } from "../errors.ts";
+import { openTasksCreatedBefore } from "../store/tasks.ts";
 import { writeLog } from "../log.ts";
 
 /** How long a claim lives without renewal. The owning task agent renews it every LEASE_RENEW_SECONDS. */
@@ -319,10 +320,7 @@ export class Fleet extends Agent<Cloudflare.Env> {
     };
     for (let i = 0; i < live.length; i += SWEEP_CONCURRENCY) await Promise.all(live.slice(i, i + SWEEP_CONCURRENCY).map(ask));
     const { maxTimeoutMinutes } = readConfig(this.env);
-    const stale = await this.env.DB.prepare("SELECT id FROM tasks WHERE status IN ('queued', 'running') AND created_at < ? LIMIT 100")
-      .bind(now - (maxTimeoutMinutes + 10) * 60_000)
-      .all<{ id: string }>();
-    for (const { id } of stale.results) {
+    for (const id of await openTasksCreatedBefore(this.env.DB, now - (maxTimeoutMinutes + 10) * 60_000)) {
       const agent = await getAgentByName(this.env.TaskAgent, id);
       await agent.closeIfStale();
     }

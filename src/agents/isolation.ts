@@ -19,11 +19,10 @@ const INSTALLS = /\b(?:install|packages?|librar(?:y|ies)|npm\s+(?:i|add|install)
 export function chooseIsolation(declared: IsolationLevel | "auto" | undefined, prompt: string): Isolation {
   if (declared && declared !== "auto") return { level: declared, inferred: false, reason: "declared by the task" };
   if (!declared) return { level: "sandbox", inferred: false, reason: "the default" };
-  const text = prompt.replace(/^#!.*$/gm, " ");
-  if (INSTALLS.test(text)) return { level: "sandbox", inferred: true, reason: "the task installs packages or reaches the network" };
-  if (READ_ONLY.test(text) && !CHANGE.test(text.replace(READ_ONLY, ""))) {
+  if (INSTALLS.test(prompt)) return { level: "sandbox", inferred: true, reason: "the task installs packages or reaches the network" };
+  if (READ_ONLY.test(prompt) && !CHANGE.test(prompt.replace(READ_ONLY, ""))) {
     return { level: "analysis", inferred: true, reason: "the task asks a read-only question" };
   }
-  if (CHANGE.test(text)) return { level: "workspace", inferred: true, reason: "the task changes code without installing anything" };
+  if (CHANGE.test(prompt)) return { level: "workspace", inferred: true, reason: "the task changes code without installing anything" };
   return { level: "sandbox", inferred: true, reason: "the task's intent is unclear, so it gets the strictest level that can change code" };
 }

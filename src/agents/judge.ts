@@ -11,12 +11,11 @@ import { isTerminal, type EventInput, type JudgeView, type ReviewView, type Task
 import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
 import type { AgentTurn } from "./run.ts";
+import { judgeSlot, slotNumber, type Slot } from "./slot.ts";
 import { classify, progressKey } from "./task-state.ts";
 
 /** A marker the judge prompt carries, so tools and stand-ins can tell a judging turn from a coding one. */
 export const JUDGE_MARKER = "[sortie judge]";
-/** The fleet slot a task's judge occupies (runs are 0–7). */
-export const JUDGE_SLOT = 1000;
 /** Largest part of one candidate diff the judge is shown. */
 export const JUDGE_DIFF_CHARS = 200_000;
 
@@ -92,11 +91,10 @@ export interface JudgeContext {
   kv: SyncKvStorage;
   diffs(): DiffStore;
   task(): TaskState;
-  setTask(task: TaskState): void;
   record(input: EventInput): void;
-  openSandbox(slot: number, shared?: string): Promise<Sandbox>;
-  destroySandbox(slot: number, open?: Sandbox): Promise<void>;
-  runTurn(slot: number, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal): Promise<AgentTurnResult>;
+  openSandbox(slot: Slot, shared?: string): Promise<Sandbox>;
+  destroySandbox(slot: Slot, open?: Sandbox): Promise<void>;
+  runTurn(slot: Slot, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal): Promise<AgentTurnResult>;
   /** Ends the task if every run and the judge have ended. */
   finishTaskIfDone(): Promise<void>;
 }
@@ -112,7 +110,7 @@ export async function queueJudgeIfDue(ctx: JudgeContext, ended: TaskStatus): Pro
   } else {
     ctx.record({ run: null, type: "judge.queued", data: { candidates: candidates.map((r) => r.index) } });
     const fleet = await fleetOf(ctx.env);
-    await fleet.enqueue(task.id, [JUDGE_SLOT], task.createdBy);
+    await fleet.enqueue(task.id, [slotNumber(judgeSlot)], task.createdBy);
   }
 }
 
@@ -120,11 +118,10 @@ export async function queueJudgeIfDue(ctx: JudgeContext, ended: TaskStatus): Pro
 export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promise<void> {
   const task = ctx.task();
   const judge = task.judge!;
-  ctx.setTask({ ...task, judge: { ...judge, status: "running" } });
   ctx.record({ run: null, type: "judge.status", data: { status: "running" } });
   let sandbox: Sandbox | undefined;
   try {
-    sandbox = await ctx.openSandbox(JUDGE_SLOT);
+    sandbox = await ctx.openSandbox(judgeSlot);
     const dir = `${sandbox.workdir}/candidates`;
     const candidates: Candidate[] = [];
     for (const run of task.runs) {
@@ -133,7 +130,7 @@ export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promis
       await sandbox.writeFile(`${dir}/${file}`, ctx.diffs().text(run.index, JUDGE_DIFF_CHARS));
       candidates.push({ run: run.index, file, files: run.diff.files, additions: run.diff.additions, deletions: run.diff.deletions, ...(run.review ? { review: reviewSummary(run.review) } : {}) });
     }
-    const turn = await ctx.runTurn(JUDGE_SLOT, sandbox, { prompt: judgePrompt(task.prompt, candidates), cwd: dir, model: task.model, maxTurns: 20 }, signal);
+    const turn = await ctx.runTurn(judgeSlot, sandbox, { prompt: judgePrompt(task.prompt, candidates), cwd: dir, model: task.model, maxTurns: 20 }, signal);
     if (signal.aborted) return;
     const costUsd = turn.final?.costUsd ?? 0;
     const verdict = turn.final ? parseVerdict(turn.final.text, candidates.map((c) => c.run)) : null;
@@ -145,8 +142,8 @@ export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promis
   } catch (error) {
     if (!signal.aborted) await endJudge(ctx, { ...judge, status: "failed", error: classify(error) });
   } finally {
-    ctx.kv.delete(progressKey(JUDGE_SLOT));
-    if (!signal.aborted) await ctx.destroySandbox(JUDGE_SLOT, sandbox);
+    ctx.kv.delete(progressKey(judgeSlot));
+    if (!signal.aborted) await ctx.destroySandbox(judgeSlot, sandbox);
   }
 }
 
@@ -154,10 +151,10 @@ export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promis
 export async function endJudge(ctx: JudgeContext, judge: JudgeView): Promise<void> {
   const task = ctx.task();
   if (!task.judge || isTerminal(task.judge.status)) return;
-  const winner = judge.winner !== null && !task.winner ? { run: judge.winner, by: "judge", at: Date.now() } : task.winner;
-  ctx.setTask({ ...task, judge, winner });
+  // The fold makes the judge's winner the task's unless one was picked already.
+  ctx.record({ run: null, type: "judge.status", data: { status: judge.status, winner: judge.winner, ranking: judge.ranking, reasons: judge.reasons, costUsd: judge.costUsd, ...(judge.error ? { error: judge.error } : {}) } });
   // The runs' learnings record which of them won.
+  const winner = ctx.task().winner;
   if (winner) await markMemoryWinner(ctx.env.DB, task.id, winner.run).catch((error: unknown) => ctx.record({ run: null, type: "memory.error", data: { message: messageOf(error) } }));
-  ctx.record({ run: null, type: "judge.status", data: { status: judge.status, winner: judge.winner, ranking: judge.ranking, reasons: judge.reasons, ...(judge.error ? { error: judge.error } : {}) } });
   await ctx.finishTaskIfDone();
 }

@@ -1,8 +1,9 @@
 /**
- * Turns a validated task request, from any trigger, into a running task:
- * resolves the repo, takes the claim on its key, and hands the spec to a new
- * TaskAgent. Triggers (the API, batches, and later Slack, GitHub, schedules)
- * all come through here, so they cannot differ in how a task starts.
+ * Turns validated task requests, from any trigger, into running tasks:
+ * `planTask` resolves each into a spec, `startTasks` counts the quota, keeps
+ * the idempotency key, takes the claims and hands each spec to a new
+ * TaskAgent. Every trigger comes through here, so none differs in how a task
+ * starts.
  */
 import { getAgentByName } from "agents";
 import { readConfig } from "../config.ts";
@@ -10,7 +11,8 @@ import { SortieError } from "../errors.ts";
 import { newTaskId } from "../ids.ts";
 import { resolveRepo } from "../repo.ts";
 import { REVIEW_ROUNDS, type CreateTaskBody, type TaskSpec, type TaskState } from "../schema.ts";
-import { claimsOf } from "./fleet.ts";
+import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
+import { claimsOf, fleetOf } from "./fleet.ts";
 import { chooseIsolation } from "./isolation.ts";
 
 export interface LaunchRequest {
@@ -74,30 +76,109 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
   };
 }
 
+/** Who a start is counted against: its creator, and the creator's own per-minute limit (null: the deployment's). */
+export interface Starter {
+  name: string;
+  rateLimitPerMinute?: number | null;
+}
+
+/** Tasks to start together: all of them or none. */
+export interface StartRequest {
+  specs: TaskSpec[];
+  starter: Starter;
+  /** A key the starter sends again on a retry (an `Idempotency-Key`, a Slack trigger id, a GitHub delivery): the retry gets the first task. */
+  idempotency?: { owner: string; key: string };
+  /** A key already held by a live task: cancel that task and take the key (a single task only). */
+  supersede?: boolean;
+}
+
+/** A start the quota and idempotency let through: `launch` takes the claims and creates the tasks. */
+export type Admission = { replayed: string } | { launch(): Promise<TaskState[]> };
+
 /**
- * Takes the spec's claim (409 naming the holder if another live task has the
- * key; with `supersede`, the holder is cancelled), then creates the task.
- * If creation fails the claim is given back, so nothing is half-created.
+ * The one way every trigger (the API, batches, Slack, GitHub, schedules,
+ * tending) starts tasks: the starter's rate quota, the idempotency key, every
+ * claim, then every task. All or nothing: a claim conflict on any spec gives
+ * back the claims already taken and creates none; a failure to create one
+ * cancels those created before it. A repeated idempotency key returns the
+ * task it started first.
  */
-export async function launchTask(env: Cloudflare.Env, spec: TaskSpec, supersede = false): Promise<TaskState> {
-  const claims = spec.key ? await claimsOf(env, spec.key) : null;
-  if (spec.key && claims) {
-    const claim = await claims.claim(spec.key, spec.id, supersede);
-    if (!claim.granted) {
-      throw new SortieError("claim_conflict", `task ${claim.holder} already holds key ${spec.key}; pass "supersede": true to replace it`, 409, {
-        headers: { "x-sortie-holder": claim.holder },
-      });
-    }
-    if (claim.superseded) {
-      const holder = await getAgentByName(env.TaskAgent, claim.superseded);
-      await holder.cancel(`superseded by task ${spec.id}`);
-    }
+export async function startTasks(env: Cloudflare.Env, request: StartRequest): Promise<{ tasks: TaskState[] } | { replayed: string }> {
+  const admitted = await admitTasks(env, request);
+  return "replayed" in admitted ? admitted : { tasks: await admitted.launch() };
+}
+
+/**
+ * The quick half of `startTasks`, for a trigger that must answer before the
+ * tasks exist (Slack's three seconds): the quota is taken and the
+ * idempotency key reserved now; `launch` does the rest, and forgets the key
+ * if it fails.
+ */
+export async function admitTasks(env: Cloudflare.Env, request: StartRequest): Promise<Admission> {
+  const { specs, idempotency } = request;
+  if (specs.length === 0) throw new SortieError("invalid_body", "there is no task to start");
+  if (request.supersede && specs.length > 1) throw new SortieError("invalid_body", "supersede is for a single task");
+  const keys = specs.map((spec) => spec.key).filter((key) => key !== null);
+  if (new Set(keys).size !== keys.length) throw new SortieError("invalid_body", "two tasks share a key");
+  await takeTaskQuota(env, request.starter, specs.length);
+  if (idempotency) {
+    const earlier = await reserveIdempotencyKey(env.DB, idempotency.owner, idempotency.key, specs[0]!.id);
+    if (earlier) return { replayed: earlier };
   }
+  return {
+    launch: async () => {
+      try {
+        return await launchAll(env, specs, request.supersede ?? false);
+      } catch (error) {
+        if (idempotency) await forgetIdempotencyKey(env.DB, idempotency.owner, idempotency.key, specs[0]!.id);
+        throw error;
+      }
+    },
+  };
+}
+
+/** Counts `count` task creations against the starter's per-minute limit; over it, a 429 with Retry-After. */
+async function takeTaskQuota(env: Cloudflare.Env, starter: Starter, count: number): Promise<void> {
+  const limit = starter.rateLimitPerMinute ?? readConfig(env).taskRateLimitPerMinute;
+  const outcome = await (await fleetOf(env)).takeRate(`tasks:${starter.name}`, count, limit);
+  if (!outcome.allowed) {
+    throw new SortieError("rate_limited", `${starter.name} may create ${limit} tasks a minute; try again in ${outcome.retryAfterSeconds} s`, 429, {
+      headers: { "retry-after": String(outcome.retryAfterSeconds) },
+    });
+  }
+}
+
+/** Takes every spec's claim (409 naming the holder, the claims taken so far given back), then creates every task. */
+async function launchAll(env: Cloudflare.Env, specs: TaskSpec[], supersede: boolean): Promise<TaskState[]> {
+  const claimed: TaskSpec[] = [];
+  const giveBack = (taken: TaskSpec[]) => Promise.all(taken.map(async (spec) => (await claimsOf(env, spec.key!)).releaseClaim(spec.key!, spec.id)));
   try {
-    const agent = await getAgentByName(env.TaskAgent, spec.id);
-    return await agent.create(spec);
+    for (const [index, spec] of specs.entries()) {
+      if (!spec.key) continue;
+      const claim = await (await claimsOf(env, spec.key)).claim(spec.key, spec.id, supersede);
+      if (!claim.granted) {
+        const which = specs.length > 1 ? `tasks[${index}]: ` : "";
+        throw new SortieError("claim_conflict", `${which}task ${claim.holder} already holds key ${spec.key}${specs.length > 1 ? "" : '; pass "supersede": true to replace it'}`, 409, {
+          headers: { "x-sortie-holder": claim.holder },
+        });
+      }
+      claimed.push(spec);
+      if (claim.superseded) await (await getAgentByName(env.TaskAgent, claim.superseded)).cancel(`superseded by task ${spec.id}`);
+    }
   } catch (error) {
-    if (spec.key && claims) await claims.releaseClaim(spec.key, spec.id);
+    await giveBack(claimed);
     throw error;
   }
+  const created: TaskState[] = [];
+  for (const [index, spec] of specs.entries()) {
+    try {
+      created.push(await (await getAgentByName(env.TaskAgent, spec.id)).create(spec));
+    } catch (error) {
+      // The tasks before it exist already: they end cancelled, and every claim of the request is given back.
+      for (const task of created) await (await getAgentByName(env.TaskAgent, task.id)).cancel(`task ${index} of its batch could not be created`);
+      await giveBack(claimed);
+      throw error;
+    }
+  }
+  return created;
 }

@@ -196,12 +196,6 @@ export async function proposeLearnings(
   }
 }
 
-/** The task with a run's proposals counted: what Slack's finish message reports. */
-export function withLearnings(task: TaskState, proposals: Proposals): TaskState {
-  const before = task.learnings ?? { proposed: 0, seen: 0 };
-  return { ...task, learnings: { proposed: before.proposed + proposals.proposed.length, seen: before.seen + proposals.seen.length } };
-}
-
 /** Memory is kept per repository whatever the case it was named in (GitHub's names are case-insensitive). */
 export function memoryRepoKey(repo: string): string {
   return repo.toLowerCase();

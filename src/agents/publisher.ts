@@ -14,10 +14,9 @@ import { isTerminal, type EventInput, type Publication, type TaskSpec, type Task
 import type { DiffStore } from "./diff-store.ts";
 import { publishFix } from "./fix-publisher.ts";
 import { fixEnded, startTending } from "./tending.ts";
+import { publishSlot, type Slot } from "./slot.ts";
 import { summaryKey, type Refusal } from "./task-state.ts";
 
-/** The fleet slot a task's publisher occupies. */
-export const PUBLISH_SLOT = 2000;
 
 export interface PublishContext {
   env: Cloudflare.Env;
@@ -41,14 +40,13 @@ export interface PublicationContext {
   kv: SyncKvStorage;
   diffs(): DiffStore;
   task(): TaskState;
-  setTask(task: TaskState): void;
   spec(): TaskSpec;
   record(input: EventInput): void;
   redact<T>(value: T): T;
   /** Redacts `secret` from everything recorded from now on. */
   addSecret(secret: string): void;
-  openSandbox(slot: number, shared?: string): Promise<Sandbox>;
-  destroySandbox(slot: number, open?: Sandbox): Promise<void>;
+  openSandbox(slot: Slot, shared?: string): Promise<Sandbox>;
+  destroySandbox(slot: Slot, open?: Sandbox): Promise<void>;
   /** The public origin for the task's links. */
   origin(): string;
   /** Brings the task's D1 index row up to date. */
@@ -96,11 +94,10 @@ export function publicationFor(
 export async function drivePublish(ctx: PublicationContext): Promise<void> {
   const task = ctx.task();
   const publication = task.publication!;
-  ctx.setTask({ ...task, publication: { ...publication, status: "running" } });
   ctx.record({ run: publication.run, type: "publish.status", data: { status: "running" } });
   let sandbox: Sandbox | undefined;
   try {
-    sandbox = await ctx.openSandbox(PUBLISH_SLOT);
+    sandbox = await ctx.openSandbox(publishSlot);
     const made = await publishRun({
       env: ctx.env,
       spec: ctx.spec(),
@@ -117,7 +114,7 @@ export async function drivePublish(ctx: PublicationContext): Promise<void> {
   } catch (error) {
     await endPublication(ctx, { status: "failed", error: { code: error instanceof SortieError ? error.code : "publish_failed", message: ctx.redact(messageOf(error)) } });
   } finally {
-    await ctx.destroySandbox(PUBLISH_SLOT, sandbox);
+    await ctx.destroySandbox(publishSlot, sandbox);
   }
 }
 
@@ -125,7 +122,6 @@ export async function endPublication(ctx: PublicationContext, patch: Partial<Pub
   const task = ctx.task();
   if (!task.publication) return;
   const publication = { ...task.publication, ...patch };
-  ctx.setTask({ ...task, publication });
   ctx.record({
     run: publication.run,
     type: "publish.status",

@@ -17,12 +17,6 @@ import type { AgentTurn } from "./run.ts";
 
 /** A marker the reviewer's prompt carries, so tools and stand-ins can tell a reviewing turn from a coding one. */
 export const REVIEW_MARKER = "[sortie review]";
-/** Run i's reviewer works in slot REVIEW_SLOT_BASE + i (runs are 0–7, the judge 1000, the publisher 2000). */
-export const REVIEW_SLOT_BASE = 3000;
-export const reviewSlot = (run: number) => REVIEW_SLOT_BASE + run;
-export const isReviewSlot = (slot: number) => slot >= REVIEW_SLOT_BASE && slot < REVIEW_SLOT_BASE + 100;
-/** The run a slot's events belong to: a run's own, its reviewer's, or none (judge, publisher). */
-export const runOfSlot = (slot: number): number | null => (slot < 1000 ? slot : isReviewSlot(slot) ? slot - REVIEW_SLOT_BASE : null);
 
 /** Largest part of the diff a reviewer is given. */
 const REVIEW_DIFF_CHARS = 400_000;
@@ -133,10 +127,8 @@ export interface ReviewLaneContext {
   openReviewer(): Promise<Sandbox>;
   destroyReviewer(sandbox: Sandbox): Promise<void>;
   reviewerTurn(sandbox: Sandbox, turn: AgentTurn): Promise<AgentTurnResult>;
-  /** The lane's state changed: the run view shows it, an event records it. */
-  update(review: ReviewView, event: { type: string; data: Record<string, unknown> }): void;
-  /** Records an event of the lane that changes nothing in its state. */
-  note(type: string, data: Record<string, unknown>): void;
+  /** Records an event of the lane; the run's `review` is their fold (src/events.ts). */
+  record(type: string, data: Record<string, unknown>): void;
   /** Scrubs the deployment's secrets from what the reviewer wrote, before anyone (the coder first) reads it. */
   redact<T>(value: T): T;
   signal: AbortSignal;
@@ -151,14 +143,17 @@ export async function reviewChange(ctx: ReviewLaneContext, first: { text: string
   try {
     return await runLane(ctx, first, (review) => (ended = review));
   } catch (error) {
-    if (ended && (ended as ReviewView).status === "running") ctx.update({ ...(ended as ReviewView), status: "failed", reason: messageOf(error) }, { type: "review.status", data: { status: "failed", reason: messageOf(error) } });
+    if (ended && (ended as ReviewView).status === "running") {
+      ended = { ...(ended as ReviewView), status: "failed", reason: messageOf(error) };
+      ctx.record("review.status", { status: "failed", reason: messageOf(error) });
+    }
     throw error;
   } finally {
     // A lane that ends without a verdict on its state (the run was stopped, a step failed) says so.
     const last = ended as ReviewView | null;
     if (last?.status === "running") {
       const reason = ctx.signal.aborted ? "the run was stopped during the review" : "the review ended early";
-      ctx.update({ ...last, status: "failed", reason }, { type: "review.status", data: { status: "failed", reason } });
+      ctx.record("review.status", { status: "failed", reason });
     }
   }
 }
@@ -171,7 +166,7 @@ async function runLane(ctx: ReviewLaneContext, first: { text: string; stats: { f
   const set = (next: ReviewView, type: string, data: Record<string, unknown>) => {
     state = next;
     track(next);
-    ctx.update(next, { type, data });
+    ctx.record(type, data);
   };
   set(state, "review.status", { status: "running", reviewer, rounds: review.rounds });
   let current = first;
@@ -182,10 +177,10 @@ async function runLane(ctx: ReviewLaneContext, first: { text: string; stats: { f
     const outcome = await reviewRound(ctx, round, reviewer, current);
     const entry: ReviewRound = { verdict: outcome.verdict?.verdict ?? null, findings: outcome.verdict?.findings ?? [], reviewer, startedAt, endedAt: Date.now(), costUsd: outcome.costUsd, error: outcome.error };
     rounds.push(entry);
-    const roundData = { round, verdict: entry.verdict, findings: entry.findings, reviewer, costUsd: outcome.costUsd, ...(outcome.error ? { error: outcome.error } : {}) };
+    const roundData = { round, verdict: entry.verdict, findings: entry.findings, reviewer, costUsd: outcome.costUsd, startedAt, endedAt: entry.endedAt, ...(outcome.error ? { error: outcome.error } : {}) };
     if (ctx.signal.aborted) return lastTurn;
     if (!outcome.verdict) {
-      set({ status: "failed", rounds, reason: outcome.error?.message ?? null }, "review.round", { ...roundData, status: "failed" });
+      set({ status: "failed", rounds, reason: outcome.error?.message ?? null }, "review.round", { ...roundData, status: "failed", reason: outcome.error?.message ?? null });
       return lastTurn;
     }
     if (outcome.verdict.verdict === "approve") {
@@ -200,16 +195,18 @@ async function runLane(ctx: ReviewLaneContext, first: { text: string; stats: { f
       return lastTurn;
     }
     if (round === review.rounds) {
-      set({ status: "changes_requested", rounds, reason: `the ${review.rounds} review rounds are spent` }, "review.round", { ...roundData, status: "changes_requested" });
+      const reason = `the ${review.rounds} review rounds are spent`;
+      set({ status: "changes_requested", rounds, reason }, "review.round", { ...roundData, status: "changes_requested", reason });
       return lastTurn;
     }
     set({ status: "running", rounds, reason: null }, "review.round", { ...roundData, status: "running" });
     const message = findingsMessage(round, entry.findings);
-    ctx.update(state, { type: "review.feedback", data: { round, findings: entry.findings.length, text: message } });
+    ctx.record("review.feedback", { round, findings: entry.findings.length, text: message });
     lastTurn = await ctx.coder.followUp(message);
     if (ctx.signal.aborted) return lastTurn;
     if (!turnSucceeded(lastTurn)) {
-      set({ status: "failed", rounds, reason: "the coder's turn on the findings did not succeed" }, "review.status", { status: "failed", reason: "coder_turn_failed" });
+      const failure = "the coder's turn on the findings did not succeed";
+      set({ status: "failed", rounds, reason: failure }, "review.status", { status: "failed", reason: "coder_turn_failed", message: failure });
       return lastTurn;
     }
     const next = await ctx.coder.diff();
@@ -241,7 +238,7 @@ async function reviewRound(ctx: ReviewLaneContext, round: number, reviewer: { ag
     await installPeerView(sandbox, peer.archive, { peerDir: paths.peerDir, outDir: paths.outDir, uid: ANALYSIS_UID });
     await sandbox.writeFile(paths.diffFile, change.text.slice(0, REVIEW_DIFF_CHARS));
     // The round's own cost in time, before the model is asked anything: the benchmark's figure.
-    ctx.note("review.reviewer_started", { round, files: peer.files, peerViewBytes: peer.archive.length, preparedMs: Date.now() - began, sandbox: sandbox.id });
+    ctx.record("review.reviewer_started", { round, files: peer.files, peerViewBytes: peer.archive.length, preparedMs: Date.now() - began, sandbox: sandbox.id });
     const confine = { uid: ANALYSIS_UID, home: paths.home };
     const env = { SORTIE_PEER_DIR: paths.peerDir, SORTIE_REVIEW_FILE: paths.verdictFile };
     const turnOf = (prompt: string, resumeSessionId: string | null): AgentTurn => ({

@@ -11,15 +11,14 @@ import { takeDiff } from "../publish/diff.ts";
 import { secretFilesIn } from "../publish/secret-files.ts";
 import { runAgentTurn, type AgentEvent, type AgentTurnResult } from "../runners/agent.ts";
 import { adapterFor, modelCredentials } from "../runners/index.ts";
-import { estimateCostUsd, type Usage } from "../runners/pricing.ts";
 import { peerViewExcludes } from "../sandbox/peer-view.ts";
 import { SandboxUnavailableError, type Confinement, type Sandbox, type SandboxPort } from "../sandbox/port.ts";
 import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
-import { JUDGE_SLOT } from "./judge.ts";
-import { configuredAgents, isReviewSlot, reviewChange, reviewSlot, runOfSlot, turnSucceeded, type ReviewLaneContext } from "./review.ts";
-import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, withLearnings, type RunMemory } from "./memory.ts";
+import { configuredAgents, reviewChange, turnSucceeded, type ReviewLaneContext } from "./review.ts";
+import { reviewSlot, runOfSlot, runSlot, type Slot } from "./slot.ts";
+import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, type RunMemory } from "./memory.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
@@ -56,15 +55,13 @@ export interface RunContext {
   diffs(): DiffStore;
   /** The task's workspace snapshot, shared by its runs (see workspace.ts). */
   sharedWorkspace: { snapshot?: Promise<string | null> };
-  /** Estimated spending of each slot's current turn, until the CLI reports the real figure. */
-  turnEstimates: Map<number, number>;
   config(): SortieConfig;
   port(): SandboxPort;
   task(): TaskState;
-  setTask(task: TaskState): void;
   spec(): TaskSpec;
   runOf(index: number): RunView;
-  patchRun(index: number, patch: Partial<RunView>): void;
+  /** Sortie's estimate of a turn's spending so far (`run:i`, `review:i`), until its CLI reports the figure (src/events.ts). */
+  estimate(key: string): number;
   setPhase(index: number, phase: RunPhase): void;
   record(input: EventInput): void;
   /** The task agent's redactor, for what leaves the sandbox other than events (learnings). */
@@ -78,10 +75,10 @@ export interface RunContext {
   /** Runs `write` in the transaction that stores the events recorded so far (latest per key). */
   afterPendingEvents(key: string, write: () => void): void;
   /** Opens the slot's sandbox: its own, or `shared` (a repository's workspace sandbox). */
-  openSandbox(slot: number, shared?: string): Promise<Sandbox>;
-  destroySandbox(slot: number, open?: Sandbox): Promise<void>;
+  openSandbox(slot: Slot, shared?: string): Promise<Sandbox>;
+  destroySandbox(slot: Slot, open?: Sandbox): Promise<void>;
   /** Stops what this instance drives in the slot. */
-  abort(slot: number): void;
+  abort(slot: Slot): void;
   finishRun(index: number, status: TaskStatus, error: ErrorInfo | null): Promise<void>;
   /** Keeps a finished run's workspace for follow-ups, for `minutes`. */
   keepWorkspace(index: number, minutes: number): Promise<void>;
@@ -104,7 +101,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
   let lostSandbox: ErrorInfo | null = null;
   try {
     if (resume || followUp) {
-      sandbox = await ctx.openSandbox(index);
+      sandbox = await ctx.openSandbox(runSlot(index));
       ctx.setPhase(index, "agent");
     } else {
       sandbox = await provision(ctx, index, spec, signal);
@@ -127,7 +124,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     let turn: AgentTurnResult | null = null;
     if (!followUp) {
       const prompt = run.promptSuffix ? `${spec.prompt}\n\n${run.promptSuffix}` : spec.prompt;
-      turn = await runTurn(ctx, index, sandbox, turnOf(prompt, null), signal, resume);
+      turn = await runTurn(ctx, runSlot(index), sandbox, turnOf(prompt, null), signal, resume);
     }
     // Follow-ups queued while a turn ran are delivered, in order, once it ends.
     for (;;) {
@@ -136,7 +133,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       const next = takePending(ctx, index);
       if (!next) break;
       ctx.record({ run: index, type: "run.message_delivered", data: { text: next.text, by: next.by } });
-      turn = await runTurn(ctx, index, sandbox, turnOf(next.text, ctx.runOf(index).sessionId), signal);
+      turn = await runTurn(ctx, runSlot(index), sandbox, turnOf(next.text, ctx.runOf(index).sessionId), signal);
     }
     if (!turn) throw new Error("no turn ran");
     if (signal.aborted || ctx.runOf(index).status !== "running") return;
@@ -152,7 +149,6 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       outcome = ["failed", { code: "agent_no_result", message: `${agentName} exited ${turn.exitCode} without a result` }];
       return;
     }
-    ctx.patchRun(index, { sessionId: turn.sessionId ?? ctx.runOf(index).sessionId });
     ctx.setPhase(index, "diffing");
     const base = ctx.runOf(index).baseCommit;
     if (!base) throw new Error("the run has no base commit to diff against");
@@ -171,13 +167,11 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       if (lane?.status === "running") {
         // This run's lane was under way when the task agent restarted: its rounds cannot be resumed, the change stands.
         const reason = "the task agent restarted during the review";
-        ctx.patchRun(index, { review: { ...lane, status: "failed", reason } });
         ctx.record({ run: index, type: "review.status", data: { status: "failed", reason } });
       } else if (spec.review && turnSucceeded(turn) && first.stats.files > 0) {
         const followUp = async (message: string) => {
           ctx.setPhase(index, "agent");
-          const result = await runTurn(ctx, index, open, turnOf(message, ctx.runOf(index).sessionId), signal);
-          ctx.patchRun(index, { sessionId: result.sessionId ?? ctx.runOf(index).sessionId });
+          const result = await runTurn(ctx, runSlot(index), open, turnOf(message, ctx.runOf(index).sessionId), signal);
           ctx.setPhase(index, "diffing");
           return result;
         };
@@ -204,12 +198,11 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     if (live && error instanceof SandboxUnavailableError && !followUp && ctx.runOf(index).attempts.length < LIMITS.maxInfraRetries) lostSandbox = classify(error);
     else if (live) outcome = ["failed", classify(error)];
   } finally {
-    ctx.kv.delete(progressKey(index));
+    ctx.kv.delete(progressKey(runSlot(index)));
     const live = !signal.aborted && !isTerminal(ctx.runOf(index).status);
     // Before the run reads as ended: a judge queued by the last run's end finds its evidence recorded.
     if (live && outcome && learned) {
-      const proposals = await proposeLearnings(memoryContext(ctx), { repo: spec.repo, task: spec.id, run: index, succeeded: outcome[0] === "succeeded", text: learned });
-      if (proposals) ctx.setTask(withLearnings(ctx.task(), proposals));
+      await proposeLearnings(memoryContext(ctx), { repo: spec.repo, task: spec.id, run: index, succeeded: outcome[0] === "succeeded", text: learned });
     }
     const lateMessages = outcome !== null && outcome[0] !== "cancelled" && ctx.runOf(index).pendingMessages > 0 && ctx.runOf(index).sessionId !== null;
     if (live && outcome && (keep || lateMessages)) {
@@ -218,14 +211,13 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       await ctx.keepWorkspace(index, Math.max(spec.keepWorkspaceMinutes, 1));
       if (lateMessages) await ctx.reopen(index);
     } else if (live) {
-      await ctx.destroySandbox(index, sandbox);
+      await ctx.destroySandbox(runSlot(index), sandbox);
       if (outcome) await ctx.finishRun(index, ...outcome);
     }
   }
   if (lostSandbox && !signal.aborted && !isTerminal(ctx.runOf(index).status)) {
     const attempt = ctx.runOf(index).attempts.length;
     const delayMs = backoffMs(attempt, ctx.config().retryBaseMs);
-    ctx.patchRun(index, { attempts: [...ctx.runOf(index).attempts, { at: Date.now(), ...lostSandbox }], sessionId: null });
     ctx.record({ run: index, type: "run.retry", data: { attempt: attempt + 1, of: LIMITS.maxInfraRetries, delayMs, error: lostSandbox } });
     await new Promise((resolve) => setTimeout(resolve, delayMs));
     if (!signal.aborted) await driveRun(ctx, index, signal);
@@ -242,7 +234,6 @@ async function captureDiff(ctx: RunContext, index: number, sandbox: Sandbox, pla
   const diff = { ...taken.stats, bytes };
   const text = ctx.diffs().text(index, Number.POSITIVE_INFINITY);
   const secretFiles = secretFilesIn(text);
-  ctx.patchRun(index, { diff, ...(secretFiles.length ? { secretFiles } : { secretFiles: undefined }) });
   ctx.record({ run: index, type: "run.diff", data: { ...diff, ...(secretFiles.length ? { secretFiles } : {}) } });
   return { text, stats: taken.stats };
 }
@@ -268,19 +259,14 @@ function reviewLane(ctx: RunContext, index: number, spec: TaskSpec, sandbox: San
     destroyReviewer: (open) => ctx.destroySandbox(slot, open),
     reviewerTurn: async (open, turn) => {
       ctx.setPhase(index, "reviewing");
+      // What the reviewer spends is the run's (its `review.result` counts it: the CLI's figure, else Sortie's estimate).
+      const before = ctx.runOf(index).costUsd;
       const result = await runTurn(ctx, slot, open, turn, signal);
       ctx.setPhase(index, "diffing");
-      // What the reviewer spends is the run's: the CLI's figure, else Sortie's estimate from its usage.
-      const cost = result.final?.costUsd ?? ctx.turnEstimates.get(slot) ?? 0;
-      ctx.turnEstimates.delete(slot);
-      if (cost) ctx.patchRun(index, { costUsd: ctx.runOf(index).costUsd + cost });
+      const cost = ctx.runOf(index).costUsd - before;
       return result.final && result.final.costUsd === null ? { ...result, final: { ...result.final, costUsd: cost } } : result;
     },
-    update: (review, event) => {
-      ctx.patchRun(index, { review });
-      ctx.record({ run: index, type: event.type, data: event.data });
-    },
-    note: (type, data) => ctx.record({ run: index, type, data }),
+    record: (type, data) => ctx.record({ run: index, type, data }),
     redact: (value) => ctx.redact(value),
     signal,
   };
@@ -293,8 +279,7 @@ function memoryContext(ctx: RunContext) {
 /** The run's first turn: the repository's approved memory delivered; a failure to deliver is an event, and the run goes on without it. */
 async function memoryForRun(ctx: RunContext, index: number, sandbox: Sandbox, placement: Placement): Promise<RunMemory> {
   try {
-    const { memory, delivered } = await deliverMemory(memoryContext(ctx), index, ctx.spec().repo, sandbox, placement);
-    if (delivered.length > 0) ctx.patchRun(index, { memory: delivered });
+    const { memory } = await deliverMemory(memoryContext(ctx), index, ctx.spec().repo, sandbox, placement);
     return memory;
   } catch (error) {
     ctx.record({ run: index, type: "memory.error", data: { message: messageOf(error) } });
@@ -308,7 +293,6 @@ function takePending(ctx: RunContext, index: number): PendingMessage | null {
   if (!next) return null;
   if (rest.length) ctx.kv.put(pendingKey(index), rest);
   else ctx.kv.delete(pendingKey(index));
-  ctx.patchRun(index, { pendingMessages: rest.length });
   return next;
 }
 
@@ -324,18 +308,18 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
       ctx.setPhase(index, "provisioning");
       const level = levelOf(spec);
       if (level === "workspace") {
-        sandbox = await ctx.openSandbox(index, sharedSandboxId(spec.repo));
+        sandbox = await ctx.openSandbox(runSlot(index), sharedSandboxId(spec.repo));
         warnIfUnconfined(ctx, index, sandbox);
         if (signal.aborted) return undefined;
         await prepareWorktree(ctx, index, spec, sandbox, signal);
         if (signal.aborted) {
           // A cancel may have removed the worktree before this run made it: remove it again.
-          await ctx.destroySandbox(index, sandbox);
+          await ctx.destroySandbox(runSlot(index), sandbox);
           return undefined;
         }
         return sandbox;
       }
-      sandbox = await ctx.openSandbox(index);
+      sandbox = await ctx.openSandbox(runSlot(index));
       warnIfUnconfined(ctx, index, sandbox);
       if (signal.aborted) return undefined;
       // Before anything in the sandbox reaches out: the hosts this task asked for, on top of the deployment's.
@@ -356,16 +340,14 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
       });
       if (signal.aborted) return undefined;
       if (level === "analysis") await lockDownCheckout(sandbox, placementFor(level, sandbox.workdir, spec.id, index, null));
-      ctx.patchRun(index, { baseCommit: commit, workspace: source });
       if (source !== "clone") ctx.record({ run: index, type: "run.restored", data: { commit, source } });
       return sandbox;
     } catch (error) {
       if (signal.aborted || !isRetryable(error) || attempt >= LIMITS.maxInfraRetries) throw error;
       const failure = classify(error);
       const delayMs = backoffMs(attempt, ctx.config().retryBaseMs);
-      ctx.patchRun(index, { attempts: [...ctx.runOf(index).attempts, { at: Date.now(), ...failure }] });
       ctx.record({ run: index, type: "run.retry", data: { attempt: attempt + 1, of: LIMITS.maxInfraRetries, delayMs, error: failure } });
-      await ctx.destroySandbox(index, sandbox);
+      await ctx.destroySandbox(runSlot(index), sandbox);
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       if (signal.aborted) return undefined;
     }
@@ -415,7 +397,6 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
     if (await adoptTemplate(sandbox, placement, template)) {
       await handOverWorktree(sandbox, placement);
       ctx.record({ run: index, type: "run.restored", data: { commit, source: "template" } });
-      ctx.patchRun(index, { baseCommit: commit, workspace: "warm" });
       return;
     }
     ctx.record({ run: index, type: "run.snapshot_missed", data: { snapshot: template, message: "the template is gone" } });
@@ -443,11 +424,10 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
     if (taken) for (const displaced of await fleet.putWarm(key, taken, await sizeOf(sandbox, placement.repoDir), family)) await port.dropSnapshot(displaced);
   }
   await handOverWorktree(sandbox, placement);
-  ctx.patchRun(index, { baseCommit: commit, workspace: "worktree" });
 }
 
 /** One agent turn in the slot's sandbox; `resume` re-attaches to a process started before a restart. */
-export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal, resume?: RunProgress): Promise<AgentTurnResult> {
+export function runTurn(ctx: RunContext, slot: Slot, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal, resume?: RunProgress): Promise<AgentTurnResult> {
   const adapter = adapterFor(turn.agent ?? "claude-code");
   // What the agent command gets: on Cloudflare a placeholder key (the Worker adds the real one on egress), locally the key itself.
   const model = modelCredentials(ctx.env, adapter.provider);
@@ -476,53 +456,27 @@ export function runTurn(ctx: RunContext, slot: number, sandbox: Sandbox, turn: A
   );
 }
 
-function onAgentEvent(ctx: RunContext, slot: number, event: AgentEvent): void {
+function onAgentEvent(ctx: RunContext, slot: Slot, event: AgentEvent): void {
   // The judge's and a reviewer's agent events are theirs: `judge.*` and `review.*`, not the run's `agent.*`.
-  const lane = slot === JUDGE_SLOT ? "judge" : isReviewSlot(slot) ? "review" : null;
-  ctx.recordOutput({ run: runOfSlot(slot), type: lane ? `${lane}.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
-  if (lane === "review" && event.type === "agent.usage") countReviewerUsage(ctx, slot, event.data);
-  if (lane) return;
-  const run = ctx.runOf(slot);
-  // A CLI that names its session only at the start (Codex, Gemini) is resumable from then on.
-  if (event.type === "agent.init" && typeof event.data.sessionId === "string" && run.sessionId !== event.data.sessionId) ctx.patchRun(slot, { sessionId: event.data.sessionId });
-  if (event.type === "agent.usage") {
-    // A CLI that reports its session's running total (Codex) gives this turn's share as what the run has not counted yet.
-    const counted = event.data.cumulative === true
-      ? { ...event.data, inputTokens: Math.max(0, Number(event.data.inputTokens) - run.inputTokens), outputTokens: Math.max(0, Number(event.data.outputTokens) - run.outputTokens) }
-      : event.data;
-    // Priced by the run's model when the CLI does not name one.
-    const usage: Record<string, unknown> = { ...counted, model: counted.model ?? run.model ?? ctx.spec().model };
-    const estimate = (ctx.turnEstimates.get(slot) ?? 0) + estimateCostUsd(usage as unknown as Usage);
-    ctx.turnEstimates.set(slot, estimate);
-    ctx.patchRun(slot, { inputTokens: run.inputTokens + Number(usage.inputTokens), outputTokens: run.outputTokens + Number(usage.outputTokens) });
-    if (run.costUsd + estimate > ctx.task().maxCostUsd) void stopForBudget(ctx, slot, run.costUsd + estimate);
-  }
-  if (event.type === "agent.result") {
-    // The CLI's own figure replaces this turn's estimate (a CLI that prices nothing keeps it); turns of follow-ups add up.
-    const reported = typeof event.data.costUsd === "number" ? event.data.costUsd : (ctx.turnEstimates.get(slot) ?? 0);
-    ctx.turnEstimates.delete(slot);
-    ctx.patchRun(slot, { costUsd: run.costUsd + reported, numTurns: (run.numTurns ?? 0) + (Number(event.data.numTurns) || 0) });
-    if (typeof event.data.sessionId === "string") ctx.patchRun(slot, { sessionId: event.data.sessionId });
-    ctx.kv.put(summaryKey(slot), String(event.data.text ?? ""));
-  }
+  const lane = slot.kind === "judge" ? "judge" : slot.kind === "review" ? "review" : null;
+  const run = runOfSlot(slot);
+  // The fold (src/events.ts) counts the run's session, tokens and spending from these events.
+  ctx.recordOutput({ run, type: lane ? `${lane}.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
+  if (event.type === "agent.usage" && run !== null && lane !== "judge") checkBudget(ctx, run, lane ? `review:${run}` : `run:${run}`);
+  if (!lane && run !== null && event.type === "agent.result") ctx.kv.put(summaryKey(run), String(event.data.text ?? ""));
 }
 
-/** A reviewer's usage counts against its run's budget while the turn runs (a CLI that prices nothing included). */
-function countReviewerUsage(ctx: RunContext, slot: number, data: Record<string, unknown>): void {
-  const index = runOfSlot(slot)!;
-  const run = ctx.runOf(index);
-  const usage = { ...data, model: data.model ?? ctx.spec().model } as unknown as Usage;
-  const estimate = (ctx.turnEstimates.get(slot) ?? 0) + estimateCostUsd(usage);
-  ctx.turnEstimates.set(slot, estimate);
-  ctx.patchRun(index, { inputTokens: run.inputTokens + (Number(data.inputTokens) || 0), outputTokens: run.outputTokens + (Number(data.outputTokens) || 0) });
-  if (run.costUsd + estimate > ctx.task().maxCostUsd) void stopForBudget(ctx, index, run.costUsd + estimate);
+/** A run's spending so far, its current turn's (or its reviewer's) estimate included, against the task's budget. */
+function checkBudget(ctx: RunContext, index: number, turn: string): void {
+  const spent = ctx.runOf(index).costUsd + ctx.estimate(turn);
+  if (spent > ctx.task().maxCostUsd) void stopForBudget(ctx, index, spent);
 }
 
 /** The run's spending crossed the task's budget: stop its process and end it `failed`, reason `budget`. */
-async function stopForBudget(ctx: RunContext, slot: number, spent: number): Promise<void> {
-  if (isTerminal(ctx.runOf(slot).status)) return;
+async function stopForBudget(ctx: RunContext, index: number, spent: number): Promise<void> {
+  if (isTerminal(ctx.runOf(index).status)) return;
   const limit = ctx.task().maxCostUsd;
-  ctx.abort(slot);
-  await ctx.finishRun(slot, "failed", { code: "budget", message: `the run spent about $${spent.toFixed(4)}, over its $${limit} budget` });
-  await ctx.destroySandbox(slot);
+  ctx.abort(runSlot(index));
+  await ctx.finishRun(index, "failed", { code: "budget", message: `the run spent about $${spent.toFixed(4)}, over its $${limit} budget` });
+  await ctx.destroySandbox(runSlot(index));
 }

@@ -8,7 +8,8 @@ import { Agent, getAgentByName } from "agents";
 import { messageOf } from "../errors.ts";
 import { writeLog } from "../log.ts";
 import { isTerminal, type CreateTaskBody } from "../schema.ts";
-import { launchTask, planTask } from "./launch.ts";
+import { deleteSchedule, insertSchedule, recordTick, scheduleById } from "../store/schedules.ts";
+import { planTask, startTasks } from "./launch.ts";
 
 export interface ScheduleSpec {
   id: string;
@@ -25,9 +26,7 @@ export class ScheduleAgent extends Agent<Cloudflare.Env> {
   /** Stores the schedule and arms its cron. Calling it again changes nothing. */
   async start(spec: ScheduleSpec): Promise<void> {
     if (this.ctx.storage.kv.get(SPEC_KEY)) return;
-    await this.env.DB.prepare("INSERT INTO schedules (id, cron, task, created_by, created_at) VALUES (?, ?, ?, ?, ?)")
-      .bind(spec.id, spec.cron, JSON.stringify(spec.task), spec.createdBy, Date.now())
-      .run();
+    await insertSchedule(this.env.DB, spec);
     this.ctx.storage.kv.put(SPEC_KEY, spec);
     await this.schedule(spec.cron, "tick");
   }
@@ -36,14 +35,14 @@ export class ScheduleAgent extends Agent<Cloudflare.Env> {
   async stop(): Promise<void> {
     for (const schedule of await this.listSchedules()) await this.cancelSchedule(schedule.id);
     const spec = this.ctx.storage.kv.get<ScheduleSpec>(SPEC_KEY);
-    if (spec) await this.env.DB.prepare("UPDATE schedules SET deleted_at = ? WHERE id = ?").bind(Date.now(), spec.id).run();
+    if (spec) await deleteSchedule(this.env.DB, spec.id);
   }
 
   /** Cron callback: create this tick's task, or skip because the last one is still open. */
   async tick(): Promise<{ created: string } | { skipped: string }> {
     const spec = this.ctx.storage.kv.get<ScheduleSpec>(SPEC_KEY);
     if (!spec) return { skipped: "no schedule" };
-    const row = await this.env.DB.prepare("SELECT last_task_id, deleted_at FROM schedules WHERE id = ?").bind(spec.id).first<{ last_task_id: string | null; deleted_at: number | null }>();
+    const row = await scheduleById(this.env.DB, spec.id);
     if (!row || row.deleted_at) return { skipped: "deleted" };
     const now = Date.now();
     if (row.last_task_id) {
@@ -51,8 +50,11 @@ export class ScheduleAgent extends Agent<Cloudflare.Env> {
       if (last && !isTerminal(last.status)) return this.skip(spec.id, now, `task ${last.id} from the previous tick is still ${last.status}`);
     }
     try {
-      const task = await launchTask(this.env, planTask(this.env, { body: spec.task, source: "schedule", createdBy: `schedule:${spec.id}` }));
-      await this.env.DB.prepare("UPDATE schedules SET last_task_id = ?, last_tick_at = ?, ticks = ticks + 1 WHERE id = ?").bind(task.id, now, spec.id).run();
+      const createdBy = `schedule:${spec.id}`;
+      const started = await startTasks(this.env, { specs: [planTask(this.env, { body: spec.task, source: "schedule", createdBy })], starter: { name: createdBy } });
+      if (!("tasks" in started)) throw new Error("a tick has no idempotency key to replay");
+      const task = started.tasks[0]!;
+      await recordTick(this.env.DB, spec.id, now, task.id);
       return { created: task.id };
     } catch (error) {
       return this.skip(spec.id, now, `the task could not be created: ${messageOf(error)}`);
@@ -60,7 +62,7 @@ export class ScheduleAgent extends Agent<Cloudflare.Env> {
   }
 
   private async skip(id: string, now: number, reason: string): Promise<{ skipped: string }> {
-    await this.env.DB.prepare("UPDATE schedules SET last_tick_at = ?, ticks = ticks + 1, skipped = skipped + 1 WHERE id = ?").bind(now, id).run();
+    await recordTick(this.env.DB, id, now, null);
     writeLog("log", { event: "schedule.tick_skipped", schedule: id, reason });
     return { skipped: reason };
   }

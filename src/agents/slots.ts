@@ -7,14 +7,9 @@ import { messageOf } from "../errors.ts";
 import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
 import type { EventInput, TaskState } from "../schema.ts";
 import { fleetOf } from "./fleet.ts";
-import { JUDGE_SLOT } from "./judge.ts";
 import { isSharedSandbox, removeWorktree } from "./placement.ts";
-import { PUBLISH_SLOT } from "./publisher.ts";
-import { REVIEW_SLOT_BASE, isReviewSlot } from "./review.ts";
+import { runOfSlot, sandboxIdFor, slotKey, slotNumber, type Slot } from "./slot.ts";
 import { grantKey, sandboxKey } from "./task-state.ts";
-
-/** The `run` of a slot's sandbox events: a reviewer's are its run's, the judge's the task's. */
-const eventRunOf = (slot: number): number | null => (isReviewSlot(slot) ? slot - REVIEW_SLOT_BASE : slot === JUDGE_SLOT ? null : slot);
 
 /** What the slots borrow from their task agent. */
 export interface SlotContext {
@@ -27,52 +22,52 @@ export interface SlotContext {
 
 export class TaskSlots {
   /** Open sandboxes of the slots being driven, for the watchdog's probe. */
-  private readonly handles = new Map<number, Sandbox>();
+  private readonly handles = new Map<string, Sandbox>();
   /** Probes in a row each slot's sandbox failed. */
-  private readonly strikes = new Map<number, number>();
+  private readonly strikes = new Map<string, number>();
 
   constructor(private readonly ctx: SlotContext) {}
 
   /** Notes that the fleet granted the slot, until `cleanUp` gives the grant back. */
-  granted(slot: number): void {
+  granted(slot: Slot): void {
     this.ctx.kv.put(grantKey(slot), true);
   }
 
   /** Whether the slot's sandbox (or its worktree in a shared one) may still exist. */
-  hasSandbox(slot: number): boolean {
+  hasSandbox(slot: Slot): boolean {
     return this.ctx.kv.get(sandboxKey(slot)) !== undefined;
   }
 
   /** The sandbox the slot works in: its own, or `shared` (a repository's workspace sandbox) once named. */
-  private sandboxIdOf(slot: number): string {
+  private sandboxIdOf(slot: Slot): string {
     const stored = this.ctx.kv.get<string | boolean>(sandboxKey(slot));
     return typeof stored === "string" ? stored : sandboxIdFor(this.ctx.task().id, slot);
   }
 
-  async open(slot: number, shared?: string): Promise<Sandbox> {
+  async open(slot: Slot, shared?: string): Promise<Sandbox> {
     const id = shared ?? this.sandboxIdOf(slot);
     this.ctx.kv.put(sandboxKey(slot), id);
     const sandbox = await this.ctx.port().open(id);
-    this.handles.set(slot, sandbox);
+    this.handles.set(slotKey(slot), sandbox);
     return sandbox;
   }
 
   /** Destroys the slot's own sandbox; in a shared one, removes only the slot's worktree. */
-  async destroy(slot: number, open?: Sandbox): Promise<void> {
+  async destroy(slot: Slot, open?: Sandbox): Promise<void> {
     if (!open && !this.hasSandbox(slot)) return;
     const id = this.sandboxIdOf(slot);
     try {
-      if (isSharedSandbox(id)) await removeWorktree(open ?? (await this.ctx.port().open(id)), this.ctx.task().id, slot);
+      if (isSharedSandbox(id)) await removeWorktree(open ?? (await this.ctx.port().open(id)), this.ctx.task().id, slotNumber(slot));
       else if (open) await open.destroy();
       else await this.ctx.port().destroy(id);
-      this.handles.delete(slot);
+      this.handles.delete(slotKey(slot));
       this.ctx.kv.delete(sandboxKey(slot));
-      this.ctx.record({ run: eventRunOf(slot), type: isSharedSandbox(id) ? "sandbox.worktree_removed" : "sandbox.destroyed", data: { sandbox: id } });
+      this.ctx.record({ run: runOfSlot(slot), type: isSharedSandbox(id) ? "sandbox.worktree_removed" : "sandbox.destroyed", data: { sandbox: id } });
     } catch (error) {
-      this.ctx.record({ run: eventRunOf(slot), type: "sandbox.destroy_failed", data: { sandbox: id, message: messageOf(error) } });
+      this.ctx.record({ run: runOfSlot(slot), type: "sandbox.destroy_failed", data: { sandbox: id, message: messageOf(error) } });
       // A leftover worktree holds no container of its own: the slot is free, and the next run there clears the tree.
       if (isSharedSandbox(id)) {
-        this.handles.delete(slot);
+        this.handles.delete(slotKey(slot));
         this.ctx.kv.delete(sandboxKey(slot));
       }
     }
@@ -83,31 +78,31 @@ export class TaskSlots {
    * kept for follow-ups: an idle workspace holds no fleet slot), then gives
    * its fleet grant back.
    */
-  async cleanUp(slot: number, options: { keepWorkspace?: boolean } = {}): Promise<void> {
+  async cleanUp(slot: Slot, options: { keepWorkspace?: boolean } = {}): Promise<void> {
     if (!options.keepWorkspace) await this.destroy(slot);
     if (!options.keepWorkspace && this.hasSandbox(slot)) return;
     if (this.ctx.kv.get(grantKey(slot))) {
       this.ctx.kv.delete(grantKey(slot));
       const fleet = await fleetOf(this.ctx.env);
-      await fleet.release(this.ctx.task().id, slot);
+      await fleet.release(this.ctx.task().id, slotNumber(slot));
     }
   }
 
   /** The watchdog's probe: true once the slot's sandbox has failed it twice in a row. */
-  async stoppedAnswering(slot: number): Promise<boolean> {
+  async stoppedAnswering(slot: Slot): Promise<boolean> {
     if (await this.answers(slot)) {
-      this.strikes.delete(slot);
+      this.strikes.delete(slotKey(slot));
       return false;
     }
-    const strikes = (this.strikes.get(slot) ?? 0) + 1;
-    this.strikes.set(slot, strikes);
-    this.ctx.record({ run: slot, type: "run.watchdog", data: { strikes } });
+    const strikes = (this.strikes.get(slotKey(slot)) ?? 0) + 1;
+    this.strikes.set(slotKey(slot), strikes);
+    this.ctx.record({ run: runOfSlot(slot), type: "run.watchdog", data: { strikes } });
     return strikes >= 2;
   }
 
   /** Whether the slot's open sandbox still runs a command; true when this instance holds none. */
-  private async answers(slot: number): Promise<boolean> {
-    const sandbox = this.handles.get(slot);
+  private async answers(slot: Slot): Promise<boolean> {
+    const sandbox = this.handles.get(slotKey(slot));
     if (!sandbox) return true;
     try {
       const result = await sandbox.exec("true", { timeoutMs: 10_000 });
@@ -116,9 +111,4 @@ export class TaskSlots {
       return false;
     }
   }
-}
-
-/** Sandbox ids are lowercase DNS-safe labels: the task id and the run index (or `judge`). */
-export function sandboxIdFor(taskId: string, slot: number): string {
-  return `${taskId}-${slot === JUDGE_SLOT ? "judge" : slot === PUBLISH_SLOT ? "publish" : slot}`;
 }

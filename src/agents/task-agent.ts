@@ -10,6 +10,7 @@ import { deploymentRedactor } from "../redact.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
 import { AckFrame } from "../stream-frames.ts";
+import { applyEvent, emptyFold, type TaskFold } from "../events.ts";
 import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import type { SlackTarget } from "../publish/slack.ts";
@@ -18,10 +19,10 @@ import { markMemoryWinner } from "../store/memory.ts";
 import { DiffStore } from "./diff-store.ts";
 import { EventLog } from "./event-log.ts";
 import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
-import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
+import { driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
-import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
-import { reviewSlot } from "./review.ts";
+import { drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
+import { judgeSlot, publishSlot, reviewSlot, runSlot, slotFromNumber, slotKey, slotNumber, type Slot } from "./slot.ts";
 import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { ViewerStreams } from "./viewer-streams.ts";
@@ -31,18 +32,23 @@ import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMe
 /** What the modules that drive and report on the task borrow from its agent. */
 type TaskContext = RunContext & JudgeContext & PublicationContext & NotifyContext & SlotContext;
 
+/**
+ * The agent keeps no state of its own beside the event log: the task is the
+ * fold of its events (src/events.ts), kept current as each one is appended.
+ */
 export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   static override options = { sendIdentityOnConnect: false };
   override initialState: TaskState | null = null;
 
   private eventLog?: EventLog;
+  private folded?: TaskFold;
   private viewerStreams?: ViewerStreams;
   private diffStore?: DiffStore;
   private borrowed?: TaskContext;
   private taskSlots?: TaskSlots;
   private taskNotifier?: TaskNotifier;
-  /** Runs (and the judge, at JUDGE_SLOT) this instance is driving right now. */
-  private readonly live = new Map<number, AbortController>();
+  /** The slots (runs, the judge, the publisher) this instance is driving right now, by slotKey. */
+  private readonly live = new Map<string, AbortController>();
   /** Secrets minted during this instance's life (push tokens), redacted like the configured ones. */
   private readonly extraSecrets = new Set<string>();
   private scrub?: <T>(value: T) => T;
@@ -59,7 +65,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.viewerStreams ??= new ViewerStreams(
       this.events,
       () => this.getConnections(),
-      () => (this.state ? JSON.stringify({ type: "cf_agent_state", state: this.state }) : null),
+      () => (this.current ? JSON.stringify({ type: "cf_agent_state", state: this.current }) : null),
     );
     return this.viewerStreams;
   }
@@ -90,22 +96,17 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       kv: this.ctx.storage.kv,
       diffs: () => this.diffs,
       sharedWorkspace: {},
-      turnEstimates: new Map(),
       config: () => this.config,
       port: () => sandboxPortFor(this.env, this.config),
       task: () => this.requireTask(),
-      setTask: (task) => this.setState(task),
       spec: () => this.requireSpec(),
       runOf: (index) => this.runOf(index),
-      patchRun: (index, patch) => this.patchRun(index, patch),
+      estimate: (key) => this.fold.estimates[key] ?? 0,
       setPhase: (index, phase) => this.setPhase(index, phase),
       record: (input) => this.record(input),
       recordOutput: (input) => this.record(input, { batched: true }),
       afterPendingEvents: (key, write) => this.events.afterPending(key, write),
-      log: (input) => {
-        this.events.append({ ...input, data: this.redact(input.data) });
-        this.events.flush();
-      },
+      log: (input) => this.record(input, { quiet: true }),
       redact: (data) => this.redact(data),
       addSecret: (secret) => {
         this.extraSecrets.add(secret);
@@ -113,7 +114,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       },
       openSandbox: (slot, shared) => this.slots.open(slot, shared),
       destroySandbox: (slot, open) => this.slots.destroy(slot, open),
-      abort: (slot) => this.live.get(slot)?.abort(),
+      abort: (slot) => this.live.get(slotKey(slot))?.abort(),
       runTurn: (slot, sandbox, turn, signal) => runTurn(context, slot, sandbox, turn, signal),
       finishRun: (index, status, error) => this.finishRun(index, status, error),
       finishTaskIfDone: () => this.finishTaskIfDone(),
@@ -130,13 +131,13 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   /** Creates the task and queues its runs with the fleet. Calling it again returns the task as it is. */
   async create(spec: TaskSpec): Promise<TaskState> {
-    if (this.state) return this.state;
+    if (this.current) return this.current;
     // What the task shows (API, D1, Slack, pull requests) has secrets pasted into the prompt redacted; the agent gets it whole.
     const task = newTask(spec, this.redact(spec.prompt));
     // The index row first: if D1 refuses, nothing of the task exists anywhere.
     await insertTask(this.env.DB, task);
     this.ctx.storage.kv.put(SPEC_KEY, spec);
-    this.setState(task);
+    this.record({ run: null, type: "task.created", data: { task } });
     this.record({ run: null, type: "task.status", data: { status: "queued", runs: task.runs.length } });
     await this.audit(spec.createdBy, "task.create", { repo: spec.repo, runs: task.runs.length, source: spec.source });
     if (spec.key) await this.scheduleEvery(LEASE_RENEW_SECONDS, "renewClaim");
@@ -150,7 +151,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   /** The task's current state, or null if no task has this id. */
   view(): TaskState | null {
-    return this.state;
+    return this.current;
   }
 
   /** Up to `limit` events after `after`, as NDJSON, with the last `seq` in the page. */
@@ -168,20 +169,25 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   }
 
   /** The fleet grants a sandbox slot: start that run (or the judge). False if there is nothing to start. */
-  grantRun(slot: number): boolean {
-    const task = this.state;
-    if (!task || this.live.has(slot)) return false;
+  grantRun(granted: number): boolean {
+    const task = this.current;
+    const slot = slotFromNumber(granted);
+    if (!task || !slot || this.live.has(slotKey(slot))) return false;
     const waiting =
-      slot === JUDGE_SLOT ? task.judge?.status === "queued" : slot === PUBLISH_SLOT ? task.publication?.status === "queued" : task.runs[slot]?.status === "queued";
-    if (!waiting || (slot < JUDGE_SLOT && isTerminal(task.status))) return false;
+      slot.kind === "judge" ? task.judge?.status === "queued"
+      : slot.kind === "publish" ? task.publication?.status === "queued"
+      : slot.kind === "run" ? task.runs[slot.index]?.status === "queued" && !isTerminal(task.status)
+      : false;
+    if (!waiting) return false;
     this.slots.granted(slot);
     this.startRun(slot);
     return true;
   }
 
-  /** Whether `slot` still needs the fleet grant it was given (asked by the fleet's sweeper). */
-  holdsSlot(slot: number): boolean {
-    return this.live.has(slot) || this.slots.hasSandbox(slot);
+  /** Whether the slot numbered `granted` still needs the fleet grant it was given (asked by the fleet's sweeper). */
+  holdsSlot(granted: number): boolean {
+    const slot = slotFromNumber(granted);
+    return slot !== null && (this.live.has(slotKey(slot)) || this.slots.hasSandbox(slot));
   }
 
   /**
@@ -211,13 +217,12 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       return { refused: { code: "run_ended", message: `run ${index} was ${target.status}; it takes no more messages`, status: 409 } };
     }
     const reopen = isTerminal(target.status);
-    if (reopen && (!target.workspaceUntil || target.workspaceUntil < Date.now() || !this.slots.hasSandbox(index))) {
+    if (reopen && (!target.workspaceUntil || target.workspaceUntil < Date.now() || !this.slots.hasSandbox(runSlot(index)))) {
       return { refused: { code: "workspace_expired", message: `run ${index}'s workspace is gone; start a new task`, status: 409 } };
     }
     if (reopen && !target.sessionId) return { refused: { code: "no_session", message: `run ${index} has no Claude Code session to continue`, status: 409 } };
     const pending = [...(this.ctx.storage.kv.get<PendingMessage[]>(pendingKey(index)) ?? []), { text, by }];
     this.ctx.storage.kv.put(pendingKey(index), pending);
-    this.patchRun(index, { pendingMessages: pending.length });
     this.record({ run: index, type: "run.message", data: { text, by, delivery: reopen ? "reopen" : "after_turn" } });
     await this.audit(by, "task.message", { run: index });
     if (reopen) await this.reopen(index);
@@ -227,10 +232,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
   private async reopen(index: number): Promise<void> {
     await this.cancelSchedulesFor("expireWorkspace", index);
-    this.patchRun(index, { status: "queued", phase: null, endedAt: null, durationMs: null, error: null, workspaceUntil: null });
+    this.record({ run: index, type: "run.reopened", data: {} });
     const task = this.requireTask();
     if (isTerminal(task.status)) {
-      this.setState({ ...task, status: "running", endedAt: null, error: null });
       this.record({ run: null, type: "task.status", data: { status: "running", reason: "follow-up" } });
       void this.schedule(task.timeoutMinutes * 60, "onTimeout");
       void this.scheduleEvery(30, "watchdog");
@@ -242,10 +246,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   /** Alarm callback: a finished run's follow-up window has passed; its workspace goes. */
   async expireWorkspace(payload: { slot: number }): Promise<void> {
-    const run = this.state?.runs[payload.slot];
+    const run = this.current?.runs[payload.slot];
     if (!run || !isTerminal(run.status)) return;
-    this.patchRun(payload.slot, { workspaceUntil: null });
-    await this.slots.destroy(payload.slot);
+    this.record({ run: payload.slot, type: "run.workspace_released", data: {} });
+    await this.slots.destroy(runSlot(payload.slot));
   }
 
   /** Picks the run whose diff later steps publish. */
@@ -256,7 +260,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     if (chosen.status !== "succeeded" || !chosen.diff) {
       return { refused: { code: "winner_not_ready", message: `run ${run} is ${chosen.status} and has ${chosen.diff ? "a" : "no"} diff; only a succeeded run can win`, status: 409 } };
     }
-    this.setState({ ...task, winner: { run, by, at: Date.now() } });
     this.record({ run, type: "task.winner", data: { run, by } });
     await markMemoryWinner(this.env.DB, task.id, run).catch((error: unknown) => this.record({ run: null, type: "memory.error", data: { message: messageOf(error) } }));
     await this.audit(by, "task.winner", { run });
@@ -273,25 +276,16 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     const task = this.requireTask();
     const publication = publicationFor(this.context, task, run, output, by);
     if ("refused" in publication) return publication;
-    this.setState({ ...task, publication });
-    this.record({ run: publication.run, type: "publish.status", data: { status: "queued", output: publication.output, branch: publication.branch } });
+    this.record({ run: publication.run, type: "publish.status", data: { status: "queued", output: publication.output, branch: publication.branch, by } });
     await this.audit(by, "task.publish", { run: publication.run, output: publication.output });
     const fleet = await fleetOf(this.env);
-    await fleet.enqueue(task.id, [PUBLISH_SLOT], task.createdBy);
+    await fleet.enqueue(task.id, [slotNumber(publishSlot)], task.createdBy);
     return { task: this.requireTask() };
   }
 
   /** A decision about the pull request this task opened (src/agents/tending.ts): an event, and its follow-ups kept current. */
   noteTending(note: TendingNote): void {
-    this.record({ run: null, type: `tending.${note.decision}`, data: note.data });
-    const task = this.state;
-    if (!note.followUp || !task?.publication) return;
-    const earlier = task.publication.followUps ?? [];
-    const known = earlier.find((f) => f.task === note.followUp!.task);
-    const followUps = known
-      ? earlier.map((f) => (f === known ? { ...f, status: note.followUp!.status, commit: note.followUp!.commit } : f))
-      : [...earlier, note.followUp];
-    this.setState({ ...task, publication: { ...task.publication, followUps } });
+    this.record({ run: null, type: `tending.${note.decision}`, data: { ...note.data, ...(note.followUp ? { followUp: note.followUp } : {}) } });
   }
 
   /** Hands the task a Slack message to keep current (posted by the Slack trigger). */
@@ -301,14 +295,14 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   /** Alarm callback: the task ran past its `timeoutMinutes`. */
   async onTimeout(): Promise<void> {
-    const task = this.state;
+    const task = this.current;
     if (!task || isTerminal(task.status)) return;
     await this.stopAll("timed_out", { code: "timeout", message: `the task ran longer than its ${task.timeoutMinutes} minute limit` });
   }
 
   /** Schedule callback: keeps this task's claim on its key alive. */
   async renewClaim(): Promise<void> {
-    const task = this.state;
+    const task = this.current;
     if (!task?.key) return;
     if (isTerminal(task.status)) return this.cancelSchedulesFor("renewClaim");
     const claims = await claimsOf(this.env, task.key);
@@ -320,44 +314,45 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
    * up again or ended; a sandbox that stops answering twice fails its run.
    */
   async watchdog(): Promise<void> {
-    const task = this.state;
+    const task = this.current;
     if (!task || isTerminal(task.status)) return this.cancelSchedulesFor("watchdog");
     for (const run of task.runs) {
       if (run.status !== "running") continue;
-      if (!this.live.has(run.index)) {
+      const slot = runSlot(run.index);
+      if (!this.live.has(slotKey(slot))) {
         await this.recover(run);
         continue;
       }
-      if (await this.slots.stoppedAnswering(run.index)) {
-        this.live.get(run.index)?.abort();
+      if (await this.slots.stoppedAnswering(slot)) {
+        this.live.get(slotKey(slot))?.abort();
         await this.finishRun(run.index, "failed", { code: "sandbox_unresponsive", message: "the sandbox stopped answering" });
-        await this.slots.destroy(run.index);
+        await this.slots.destroy(slot);
       }
     }
   }
 
   /** Asked by the fleet's sweeper for a task open far past any timeout: end it truthfully. */
   async closeIfStale(): Promise<void> {
-    const task = this.state;
+    const task = this.current;
     if (!task || isTerminal(task.status)) return;
     await this.stopAll("timed_out", { code: "stale", message: "the task was still open long after its time limit; the sweeper closed it" });
   }
 
   /** On every wake: runs that were live when this instance went away are picked up again or ended. */
   override async onStart(): Promise<void> {
-    const task = this.state;
+    const task = this.current;
     if (!task) return;
     for (const run of task.runs) {
-      if (this.live.has(run.index)) continue;
+      if (this.live.has(slotKey(runSlot(run.index)))) continue;
       // A reviewer is driven by its run: with the run not driven here, its sandbox has no one left.
       await this.slots.destroy(reviewSlot(run.index));
-      if (isTerminal(run.status)) await this.cleanUpSlot(run.index, { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
+      if (isTerminal(run.status)) await this.cleanUpSlot(runSlot(run.index), { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
       else if (run.status === "running") await this.recover(run);
       // A queued run is (again) in the fleet's queue; enqueueing twice changes nothing.
       else if (!isTerminal(task.status)) await (await fleetOf(this.env)).enqueue(task.id, [run.index], task.createdBy);
     }
-    if (task.judge && isTerminal(task.judge.status)) await this.cleanUpSlot(JUDGE_SLOT);
-    else if (task.judge?.status === "running" && !this.live.has(JUDGE_SLOT)) {
+    if (task.judge && isTerminal(task.judge.status)) await this.cleanUpSlot(judgeSlot);
+    else if (task.judge?.status === "running" && !this.live.has(slotKey(judgeSlot))) {
       await endJudge(this.context, { ...task.judge, status: "failed", error: { code: "orchestrator_restarted", message: "the task agent restarted while judging" } });
     }
   }
@@ -405,57 +400,45 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return false;
   }
 
-  /**
-   * What the task shows (API, D1, Slack, notifications, viewers) never
-   * carries a secret: state is scrubbed as it is set. Pending events are
-   * stored first, so the log never trails the state that followed them.
-   */
-  override setState(state: TaskState | null): void {
-    this.eventLog?.flush();
-    super.setState(state && this.redact(state));
-    this.viewerStreams?.publishState();
-  }
-
-  /** Viewers read; only the agent writes its state. */
+  /** The task's state is its log's fold: nothing sets it, a viewer least of all. */
   override validateStateChange(_next: TaskState | null, source: Connection | "server"): void {
-    if (source !== "server") throw new Error("task state is read-only for clients");
+    throw new Error(source === "server" ? "the task's state is the fold of its events: record an event" : "task state is read-only for clients");
   }
 
   // ---- driving runs ----------------------------------------------------
 
-  private startRun(slot: number, resume?: RunProgress): void {
+  /** Drives a granted slot: a run (re-attached when `resume` says where its process stands), the judge or the publisher. */
+  private startRun(slot: Slot, resume?: RunProgress): void {
+    if (slot.kind === "review") throw new Error("a reviewer is driven by its run");
     const abort = new AbortController();
-    this.live.set(slot, abort);
+    this.live.set(slotKey(slot), abort);
     const drive =
-      slot === JUDGE_SLOT
-        ? () => driveJudge(this.context, abort.signal)
-        : slot === PUBLISH_SLOT
-          ? () => drivePublish(this.context)
-          : () => driveRun(this.context, slot, abort.signal, resume);
+      slot.kind === "judge" ? () => driveJudge(this.context, abort.signal)
+      : slot.kind === "publish" ? () => drivePublish(this.context)
+      : () => driveRun(this.context, slot.index, abort.signal, resume);
     void this.keepAliveWhile(drive)
       .catch((error: unknown) => {
         const failure = { code: "internal", message: messageOf(error) };
-        if (slot === JUDGE_SLOT) return endJudge(this.context, { ...this.requireTask().judge!, status: "failed", error: failure });
-        if (slot === PUBLISH_SLOT) return endPublication(this.context, { status: "failed", error: failure });
-        return this.finishRun(slot, "failed", failure);
+        if (slot.kind === "judge") return endJudge(this.context, { ...this.requireTask().judge!, status: "failed", error: failure });
+        if (slot.kind === "publish") return endPublication(this.context, { status: "failed", error: failure });
+        return this.finishRun(slot.index, "failed", failure);
       })
       .finally(() => {
-        this.live.delete(slot);
-        const run = slot >= JUDGE_SLOT ? null : this.state?.runs[slot];
+        this.live.delete(slotKey(slot));
+        const run = slot.kind === "run" ? this.current?.runs[slot.index] : null;
         return this.cleanUpSlot(slot, { keepWorkspace: (run?.workspaceUntil ?? 0) > Date.now() });
       });
   }
 
   /** Gives the slot's sandbox and fleet grant back (see TaskSlots.cleanUp), unless this instance still drives it. */
-  private async cleanUpSlot(slot: number, options: { keepWorkspace?: boolean } = {}): Promise<void> {
-    if (this.live.has(slot)) return;
+  private async cleanUpSlot(slot: Slot, options: { keepWorkspace?: boolean } = {}): Promise<void> {
+    if (this.live.has(slotKey(slot))) return;
     await this.slots.cleanUp(slot, options);
   }
 
   /** Keeps a finished run's workspace for follow-ups; an alarm destroys it when the window closes. */
   private async keepWorkspace(index: number, minutes: number): Promise<void> {
     const until = Date.now() + minutes * 60_000;
-    this.patchRun(index, { workspaceUntil: until });
     this.record({ run: index, type: "run.workspace_kept", data: { until } });
     await this.schedule(minutes * 60, "expireWorkspace", { slot: index });
     await this.index();
@@ -463,57 +446,55 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   /** A run that was live when this instance went away: re-attach to its process, or end it truthfully. */
   private async recover(run: RunView): Promise<void> {
-    const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(run.index));
+    const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(runSlot(run.index)));
     if (run.phase === "agent" && progress) {
       this.record({ run: run.index, type: "run.reattach", data: { processId: progress.processId, from: progress.offsets } });
-      this.startRun(run.index, progress);
+      this.startRun(runSlot(run.index), progress);
       return;
     }
     if (run.phase === "reviewing" && run.diff && run.review) {
       // The coder's change is stored; only its review cannot go on. The run ends with its change, the review says why it stopped.
       const reason = "the task agent restarted during the review";
-      this.patchRun(run.index, { review: { ...run.review, status: "failed", reason } });
       this.record({ run: run.index, type: "review.status", data: { status: "failed", reason } });
       await this.slots.destroy(reviewSlot(run.index));
-      await this.slots.destroy(run.index);
+      await this.slots.destroy(runSlot(run.index));
       await this.finishRun(run.index, "succeeded", null);
-      await this.cleanUpSlot(run.index);
+      await this.cleanUpSlot(runSlot(run.index));
       return;
     }
     if ((run.phase === "provisioning" || run.phase === "cloning") && run.sessionId === null) {
       // Nothing of the agent's has happened yet: start the run over in a fresh sandbox.
       this.record({ run: run.index, type: "run.restart", data: { phase: run.phase } });
-      await this.slots.destroy(run.index);
-      this.startRun(run.index);
+      await this.slots.destroy(runSlot(run.index));
+      this.startRun(runSlot(run.index));
       return;
     }
     await this.finishRun(run.index, "failed", {
       code: "orchestrator_restarted",
       message: `the task agent restarted while the run was ${run.phase ?? run.status}; that step cannot be resumed`,
     });
-    await this.cleanUpSlot(run.index);
+    await this.cleanUpSlot(runSlot(run.index));
   }
 
   // ---- ending ----------------------------------------------------------
 
   private async stopAll(status: "cancelled" | "timed_out", error: ErrorInfo): Promise<void> {
     const task = this.requireTask();
-    const stopping = task.runs.filter((run) => !isTerminal(run.status)).map((run) => run.index);
+    const runs = task.runs.filter((run) => !isTerminal(run.status)).map((run) => run.index);
+    const stopping: Slot[] = runs.map(runSlot);
     const fleet = await fleetOf(this.env);
     await fleet.dropQueued(task.id);
     if (task.judge && !isTerminal(task.judge.status)) {
-      this.live.get(JUDGE_SLOT)?.abort();
-      stopping.push(JUDGE_SLOT);
-      this.setState({ ...this.requireTask(), judge: { ...task.judge, status, error } });
+      this.live.get(slotKey(judgeSlot))?.abort();
+      stopping.push(judgeSlot);
       this.record({ run: null, type: "judge.status", data: { status, error } });
     }
-    for (const index of stopping) {
-      if (index === JUDGE_SLOT) continue;
-      this.live.get(index)?.abort();
+    for (const index of runs) {
+      this.live.get(slotKey(runSlot(index)))?.abort();
       await this.finishRun(index, status, error);
     }
     // Destroyed now, not when the aborted drivers unwind: a clone in progress is not abortable.
-    await Promise.all([...stopping, ...stopping.filter((slot) => slot < JUDGE_SLOT).map(reviewSlot)].map((slot) => this.slots.destroy(slot)));
+    await Promise.all([...stopping, ...runs.map(reviewSlot)].map((slot) => this.slots.destroy(slot)));
     await Promise.all(stopping.map((slot) => this.cleanUpSlot(slot)));
     await this.finishTaskIfDone();
   }
@@ -521,8 +502,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private async finishRun(index: number, status: TaskStatus, error: ErrorInfo | null): Promise<void> {
     const run = this.runOf(index);
     if (isTerminal(run.status)) return;
-    const endedAt = Date.now();
-    this.patchRun(index, { status, phase: null, endedAt, durationMs: run.startedAt ? endedAt - run.startedAt : null, error });
     this.record({ run: index, type: "run.status", data: { status, ...(error ? { error, phase: run.phase } : {}) } });
     await queueJudgeIfDue(this.context, status);
     await this.finishTaskIfDone();
@@ -538,7 +517,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       return;
     }
     const outcome = taskOutcome(task);
-    this.setState({ ...task, status: outcome.status, endedAt: Date.now(), error: task.error ?? outcome.error, costUsd: task.runs.reduce((sum, r) => sum + r.costUsd, 0) + (task.judge?.costUsd ?? 0) });
     this.record({ run: null, type: "task.status", data: { status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) } });
     for (const schedule of await this.listSchedules()) {
       if (schedule.callback !== "expireWorkspace" && schedule.callback !== "reindex") await this.cancelSchedule(schedule.id);
@@ -564,11 +542,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private setPhase(index: number, phase: RunPhase): void {
     const run = this.runOf(index);
     if (isTerminal(run.status) || run.phase === phase) return;
-    this.patchRun(index, { status: "running", phase, startedAt: run.startedAt ?? Date.now() });
     this.record({ run: index, type: "run.status", data: { status: "running", phase } });
     const task = this.requireTask();
     if (task.status === "queued") {
-      this.setState({ ...task, status: "running", startedAt: Date.now() });
       this.record({ run: null, type: "task.status", data: { status: "running" } });
       // The time limit counts from the first run's start, not from time spent waiting in the queue.
       void this.schedule(task.timeoutMinutes * 60, "onTimeout");
@@ -577,21 +553,44 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
-  private patchRun(index: number, patch: Partial<RunView>): void {
-    const task = this.requireTask();
-    this.setState({ ...task, runs: task.runs.map((run) => (run.index === index ? { ...run, ...patch } : run)) });
+  /**
+   * Appends an event and folds it into the task. Unless `batched`, it is
+   * stored (with any pending before it) and sent at once; one that changes
+   * the task is stored before viewers get the new state, so the log never
+   * trails the state that followed from it. `quiet` events keep Slack's
+   * message as it is.
+   */
+  private record(input: EventInput, { batched = false, quiet = false } = {}): void {
+    const event = this.events.append({ ...input, data: this.redact(input.data) });
+    const before = this.fold;
+    this.folded = applyEvent(before, event);
+    const changed = this.folded !== before;
+    if (!batched || changed) this.events.flush();
+    if (changed) this.viewerStreams?.publishState();
+    if (!quiet && SLACK_WORTHY.has(event.type)) this.notifier.update();
   }
 
-  /** Appends an event; unless `batched`, it is stored (with any pending before it) and sent at once. */
-  private record(input: EventInput, { batched = false } = {}): void {
-    const event = this.events.append({ ...input, data: this.redact(input.data) });
-    if (!batched) this.events.flush();
-    if (SLACK_WORTHY.has(event.type)) this.notifier.update();
+  /** The fold of the whole log, read once per instance and kept current by `record`. */
+  private get fold(): TaskFold {
+    if (this.folded) return this.folded;
+    let fold = emptyFold();
+    for (let after = 0, page = this.events.page(0); page.length > 0; after = page.at(-1)!.seq, page = this.events.page(after)) {
+      for (const event of page) fold = applyEvent(fold, event);
+    }
+    // A task stored before the log held its creation: its last saved state is where the fold starts.
+    if (!fold.task && this.events.lastSeq > 0 && super.state) fold = { task: super.state, estimates: {} };
+    this.folded = fold;
+    return fold;
+  }
+
+  /** The task as its log tells it, or null if no task has this id. */
+  private get current(): TaskState | null {
+    return this.fold.task;
   }
 
   /** Keeps the D1 index current; a failure is logged as an event and retried at the next change. */
   private async index(): Promise<void> {
-    const task = this.state;
+    const task = this.current;
     if (!task) return;
     try {
       await saveTask(this.env.DB, task);
@@ -618,7 +617,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   /** Appends to the audit trail; a failure is logged as an event, the action itself stands. */
   private async audit(actor: string, action: string, detail: Record<string, unknown> = {}): Promise<void> {
     try {
-      await appendAudit(this.env.DB, { actor, action, taskId: this.state?.id ?? null, detail: this.redact(detail) });
+      await appendAudit(this.env.DB, { actor, action, taskId: this.current?.id ?? null, detail: this.redact(detail) });
     } catch (error) {
       this.record({ run: null, type: "audit.error", data: { action, message: messageOf(error) } });
     }
@@ -637,8 +636,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   }
 
   private requireTask(): TaskState {
-    if (!this.state) throw new SortieError("not_found", "no such task", 404);
-    return this.state;
+    if (!this.current) throw new SortieError("not_found", "no such task", 404);
+    return this.current;
   }
 
   private requireSpec(): TaskSpec {

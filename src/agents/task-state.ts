@@ -8,6 +8,7 @@ import { SetupError } from "../runners/setup.ts";
 import { CloneError } from "../sandbox/checkout.ts";
 import { SandboxUnavailableError, type StreamOffsets } from "../sandbox/port.ts";
 import type { ErrorInfo, RunVariant, RunView, TaskSpec, TaskState, TaskStatus } from "../schema.ts";
+import { slotNumber, type Slot } from "./slot.ts";
 
 /** Where a run's agent process stands, persisted so a restarted agent can re-attach to it. */
 export interface RunProgress {
@@ -23,11 +24,11 @@ export interface PendingMessage {
 export type Refusal = { refused: ErrorInfo & { status: 400 | 409 } };
 
 export const SPEC_KEY = "sortie:spec";
-export const progressKey = (slot: number) => `sortie:progress:${slot}`;
+export const progressKey = (slot: Slot) => `sortie:progress:${slotNumber(slot)}`;
 /** Set while a slot's sandbox may exist; cleared once it is destroyed, so none outlives a restart. */
-export const sandboxKey = (slot: number) => `sortie:sandbox:${slot}`;
+export const sandboxKey = (slot: Slot) => `sortie:sandbox:${slotNumber(slot)}`;
 /** Set while a slot holds a fleet grant that has not been given back. */
-export const grantKey = (slot: number) => `sortie:grant:${slot}`;
+export const grantKey = (slot: Slot) => `sortie:grant:${slotNumber(slot)}`;
 /** Follow-up messages waiting for a run's current turn to end. */
 export const pendingKey = (slot: number) => `sortie:pending:${slot}`;
 /** The agent's closing words of a run, for its pull request. */

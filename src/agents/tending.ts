@@ -31,19 +31,11 @@ import {
   type StopReason,
   type TendedPull,
 } from "../store/pull-requests.ts";
+import type { TENDING_DECISIONS } from "../events.ts";
 import { fixPrompt, fixedWhat, mergeSetup } from "./fix-prompt.ts";
-import { launchTask, planTask } from "./launch.ts";
+import { planTask, startTasks } from "./launch.ts";
 
-export type Decision =
-  | "started"
-  | "queued"
-  | "skipped_pre_existing"
-  | "deduplicated"
-  | "outsider_ignored"
-  | "budget_spent"
-  | "stopped"
-  | "retry_granted"
-  | "fix_ended";
+export type Decision = (typeof TENDING_DECISIONS)[number];
 
 export interface TendingOutcome {
   decision: Decision;
@@ -197,7 +189,7 @@ async function launchFix(env: Cloudflare.Env, pull: TendedPull, triggers: FixTri
     );
     const planned = planTask(env, { body, source: "github", createdBy: actor, origin: pull.origin }, id);
     const fix: FixRequest = { repo: pull.repo, number: pull.number, url: pull.url, branch: pull.branch, base: pull.base, head: pull.headSha, parentTask: pull.taskId, triggers };
-    await launchTask(env, { ...planned, tending: fix });
+    await startTasks(env, { specs: [{ ...planned, tending: fix }], starter: { name: actor } });
   } catch (error) {
     await giveBackAttempt(env.DB, pull.repo, pull.number, id);
     throw error;

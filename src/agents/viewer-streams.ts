@@ -13,7 +13,7 @@
  */
 import type { Connection } from "agents";
 import { LIMITS } from "../config.ts";
-import type { TaskEvent } from "../schema.ts";
+import type { TaskEvent } from "../events.ts";
 import { eventsFrameText } from "../stream-protocol.ts";
 
 /**

@@ -1,10 +1,9 @@
 /** `POST /api/batches`: independent tasks (one prompt per file, per issue…) created together. */
 import { Hono } from "hono";
-import { launchTask, planTask } from "../agents/launch.ts";
+import { planTask, startTasks } from "../agents/launch.ts";
 import { SortieError } from "../errors.ts";
 import { CreateBatchBody, CreateTaskBody } from "../schema.ts";
 import { requireScope, type AuthVariables } from "./auth.ts";
-import { takeTaskQuota } from "./quota.ts";
 import { jsonBody, validate } from "./body.ts";
 import { present } from "./tasks.ts";
 
@@ -25,10 +24,10 @@ batchRoutes.post("/", async (c) => {
       throw error;
     }
   });
-  await takeTaskQuota(c.env, c.var.caller, specs.length);
   const keys = specs.map((spec) => spec.key).filter((key) => key !== null);
   if (new Set(keys).size !== keys.length) throw new SortieError("invalid_body", "two tasks in the batch share a key");
-  const created = [];
-  for (const spec of specs) created.push(await present(c.req.url, c.env, await launchTask(c.env, spec)));
-  return c.json({ tasks: created }, 202);
+  // All or nothing, claims included (src/agents/launch.ts).
+  const started = await startTasks(c.env, { specs, starter: c.var.caller });
+  if (!("tasks" in started)) throw new Error("a batch has no idempotency key to replay");
+  return c.json({ tasks: await Promise.all(started.tasks.map((task) => present(c.req.url, c.env, task))) }, 202);
 });

@@ -7,6 +7,7 @@ import { SortieError } from "../errors.ts";
 import { newTaskId } from "../ids.ts";
 import { CreateScheduleBody, CreateTaskBody } from "../schema.ts";
 import { appendAudit } from "../store/audit.ts";
+import { listSchedules, scheduleById, type ScheduleRow } from "../store/schedules.ts";
 import { requireScope, type AuthVariables } from "./auth.ts";
 import { jsonBody, validate } from "./body.ts";
 
@@ -28,8 +29,7 @@ scheduleRoutes.post("/", async (c) => {
 });
 
 scheduleRoutes.get("/", async (c) => {
-  const { results } = await c.env.DB.prepare("SELECT * FROM schedules WHERE deleted_at IS NULL ORDER BY created_at DESC LIMIT 200").all<ScheduleRow>();
-  return c.json({ schedules: results.map(present) });
+  return c.json({ schedules: (await listSchedules(c.env.DB)).map(present) });
 });
 
 scheduleRoutes.get("/:id", async (c) => c.json(present(await find(c.env.DB, c.req.param("id")))));
@@ -42,21 +42,9 @@ scheduleRoutes.delete("/:id", async (c) => {
   return c.json({ id: row.id, deleted: true });
 });
 
-interface ScheduleRow {
-  id: string;
-  cron: string;
-  task: string;
-  created_by: string;
-  created_at: number;
-  last_task_id: string | null;
-  last_tick_at: number | null;
-  ticks: number;
-  skipped: number;
-}
-
 async function find(db: D1Database, id: string): Promise<ScheduleRow> {
-  const row = /^s[a-z0-9]{18}$/.test(id) ? await db.prepare("SELECT * FROM schedules WHERE id = ? AND deleted_at IS NULL").bind(id).first<ScheduleRow>() : null;
-  if (!row) throw new SortieError("not_found", `no schedule ${id}`, 404);
+  const row = /^s[a-z0-9]{18}$/.test(id) ? await scheduleById(db, id) : null;
+  if (!row || row.deleted_at !== null) throw new SortieError("not_found", `no schedule ${id}`, 404);
   return row;
 }
 

@@ -2,15 +2,13 @@
 import { getAgentByName } from "agents";
 import { Hono } from "hono";
 import { fleetOf } from "../agents/fleet.ts";
-import { launchTask, planTask } from "../agents/launch.ts";
+import { planTask, startTasks } from "../agents/launch.ts";
 import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { isTaskId } from "../ids.ts";
 import { CreateTaskBody, FollowUpBody, ListTasksQuery, PickWinnerBody, PublishBody, type TaskState, type TaskView } from "../schema.ts";
-import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { listTasks } from "../store/tasks.ts";
 import { allows, bearerOf, callerOf, requireScope, signViewerToken, taskScope, verifySessionToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
-import { takeTaskQuota } from "./quota.ts";
 import { jsonBody, validate } from "./body.ts";
 
 type Env = { Bindings: Cloudflare.Env; Variables: AuthVariables };
@@ -46,22 +44,18 @@ taskRoutes.post("/", async (c) => {
   const body = await jsonBody(c, CreateTaskBody);
   const creator = c.var.caller.name;
   const spec = planTask(c.env, { body, source: "api", createdBy: creator, origin: new URL(c.req.url).origin });
-  await takeTaskQuota(c.env, c.var.caller, 1);
   const idempotencyKey = c.req.header("idempotency-key");
-  if (idempotencyKey !== undefined) {
-    const earlier = await reserveIdempotencyKey(c.env.DB, creator, idempotencyKey, spec.id);
-    if (earlier) {
-      c.header("idempotent-replayed", "true");
-      return c.json(await present(c.req.url, c.env, await loadTask(c.env, earlier)), 202);
-    }
+  const started = await startTasks(c.env, {
+    specs: [spec],
+    starter: c.var.caller,
+    supersede: body.supersede ?? false,
+    ...(idempotencyKey !== undefined ? { idempotency: { owner: creator, key: idempotencyKey } } : {}),
+  });
+  if ("replayed" in started) {
+    c.header("idempotent-replayed", "true");
+    return c.json(await present(c.req.url, c.env, await loadTask(c.env, started.replayed)), 202);
   }
-  try {
-    const task = await launchTask(c.env, spec, body.supersede ?? false);
-    return c.json(await present(c.req.url, c.env, task), 202);
-  } catch (error) {
-    if (idempotencyKey !== undefined) await forgetIdempotencyKey(c.env.DB, creator, idempotencyKey, spec.id);
-    throw error;
-  }
+  return c.json(await present(c.req.url, c.env, started.tasks[0]!), 202);
 });
 
 taskRoutes.get("/", async (c) => {

@@ -3,6 +3,17 @@ import { SortieError } from "../errors.ts";
 import type { TaskState, TaskStatus, TaskSummary } from "../schema.ts";
 
 /** Records a new task. Fails if the id exists, so a task is never created twice. */
+/** Whether the index has a task with this id. */
+export async function taskExists(db: D1Database, id: string): Promise<boolean> {
+  return (await db.prepare("SELECT 1 AS found FROM tasks WHERE id = ?").bind(id).first()) !== null;
+}
+
+/** Tasks the index still shows open though created before `before` (the sweeper closes them). */
+export async function openTasksCreatedBefore(db: D1Database, before: number, limit = 100): Promise<string[]> {
+  const { results } = await db.prepare("SELECT id FROM tasks WHERE status IN ('queued', 'running') AND created_at < ? LIMIT ?").bind(before, limit).all<{ id: string }>();
+  return results.map((row) => row.id);
+}
+
 export async function insertTask(db: D1Database, task: TaskState): Promise<void> {
   await db.batch([taskInsert(db, task, "INSERT"), ...runUpserts(db, task)]);
 }

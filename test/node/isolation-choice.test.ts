@@ -27,8 +27,4 @@ describe("chooseIsolation", () => {
     expect(chosen.inferred).toBe(true);
     expect(chosen.reason).not.toBe("");
   });
-
-  it("ignores the lines of a scripted stand-in when reading intent", () => {
-    expect(chooseIsolation("auto", 'Explain the layout\n#!standin [{"tool":"Write"}]').level).toBe("analysis");
-  });
 });

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { TaskEvent } from "../../src/schema.ts";
+import type { LoggedEvent } from "../../src/schema.ts";
 import { startDevServer, type DevServer } from "../support/dev-server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -47,8 +47,8 @@ async function taskStatus(id: string): Promise<string> {
   return ((await (await call(`/api/tasks/${id}`)).json()) as { status: string }).status;
 }
 
-async function eventLog(id: string): Promise<TaskEvent[]> {
-  return (await (await call(`/api/tasks/${id}/events`)).text()).trim().split("\n").map((line) => JSON.parse(line) as TaskEvent);
+async function eventLog(id: string): Promise<LoggedEvent[]> {
+  return (await (await call(`/api/tasks/${id}/events`)).text()).trim().split("\n").map((line) => JSON.parse(line) as LoggedEvent);
 }
 
 /** The seqs of every event the page has drawn, in ascending order. */

@@ -1,6 +1,7 @@
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import type { TaskEvent, TaskView } from "../../src/schema.ts";
+import { TaskEvent, foldTask } from "../../src/events.ts";
+import { isTerminal, type LoggedEvent, type TaskState, type TaskView } from "../../src/schema.ts";
 import { Acknowledger } from "../../src/stream-protocol.ts";
 
 export const ADMIN = "test-admin-token";
@@ -33,9 +34,34 @@ export async function waitForStatus(id: string, statuses: string[], timeoutMs = 
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const task = await getTask(id);
-    if (statuses.includes(task.status)) return task;
+    if (statuses.includes(task.status)) {
+      if (isTerminal(task.status)) await expectServedIsFold(id);
+      return task;
+    }
     if (Date.now() > deadline) throw new Error(`task ${id} still ${task.status} (phase ${task.runs[0]?.phase}) after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** What `GET /api/tasks/:id` serves beside the history: where to watch it, and queue places. */
+export function historyOf(task: TaskView | TaskState): TaskState {
+  const { url: _url, ws: _ws, ...state } = task as TaskView;
+  return { ...state, runs: state.runs.map(({ queuePosition: _position, ...run }) => run) };
+}
+
+/**
+ * The served task is the fold of its served events (src/events.ts), every one of which parses as a declared event.
+ * Read between two reads of the log that agree, so no event lands in between.
+ */
+export async function expectServedIsFold(id: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const before = await readEvents(id);
+    const task = await getTask(id);
+    const after = await readEvents(id);
+    if (after.length !== before.length && attempt < 5) continue;
+    const events = before.map((event) => TaskEvent.parse(event));
+    expect(historyOf(foldTask(events))).toEqual(historyOf(task));
+    return;
   }
 }
 
@@ -49,12 +75,12 @@ export async function waitForPhase(id: string, phase: string, timeoutMs = 30_000
   }
 }
 
-export async function readEvents(id: string, after = 0): Promise<TaskEvent[]> {
+export async function readEvents(id: string, after = 0): Promise<LoggedEvent[]> {
   const response = await api(`/api/tasks/${id}/events?after=${after}`);
   expect(response.status).toBe(200);
   expect(response.headers.get("content-type")).toContain("application/x-ndjson");
   const text = await response.text();
-  return text.split("\n").filter(Boolean).map((line) => JSON.parse(line) as TaskEvent);
+  return text.split("\n").filter(Boolean).map((line) => JSON.parse(line) as LoggedEvent);
 }
 
 export async function countTasks(): Promise<number> {
@@ -77,7 +103,7 @@ export async function liveSandboxes(): Promise<string[]> {
 export async function watch(path: string, headers: Record<string, string> = {}) {
   const response = await exports.default.fetch(new Request(`https://sortie.test${path}`, { headers: { upgrade: "websocket", ...headers } }));
   const socket = response.webSocket;
-  const events: TaskEvent[] = [];
+  const events: LoggedEvent[] = [];
   const frames: string[] = [];
   const viewer = {
     status: response.status,
@@ -98,7 +124,7 @@ export async function watch(path: string, headers: Record<string, string> = {}) 
     const text = message.data as string;
     frames.push(text);
     viewer.bytes += text.length;
-    const parsed = JSON.parse(text) as { v?: number; type: string; events?: TaskEvent[] };
+    const parsed = JSON.parse(text) as { v?: number; type: string; events?: LoggedEvent[] };
     if (parsed.type === "events" && parsed.v === 1) events.push(...parsed.events!);
     if (stalled) unread += text.length;
     else acks.read(events.at(-1)?.seq ?? 0, text.length);

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { factOf } from "../../src/agents/memory.ts";
 import { buildApp } from "../../src/api/app.ts";
 import { MEMORY_SECTION_END, MEMORY_SECTION_START } from "../../src/publish/agents-md.ts";
-import type { MemoryEntry, TaskEvent } from "../../src/schema.ts";
+import type { MemoryEntry, LoggedEvent } from "../../src/schema.ts";
 import { recordLearnings } from "../../src/store/memory.ts";
 import type { GitHubCall } from "../standins/github.d.mts";
 import { ADMIN, api, createTask, readEvents, scripted, waitForStatus } from "./helpers.ts";
@@ -36,7 +36,7 @@ async function post(path: string, body?: unknown): Promise<Response> {
 }
 
 /** Runs a task whose agent reports the memory it was given; returns the task id, the report and its events. */
-async function runReportingMemory(repo = "acme/widgets"): Promise<{ id: string; report: string; events: TaskEvent[] }> {
+async function runReportingMemory(repo = "acme/widgets"): Promise<{ id: string; report: string; events: LoggedEvent[] }> {
   const created = await createTask({ repo, prompt: scripted([reportMemory, { text: "Reported." }], "report the memory") });
   const task = await waitForStatus(created.id, ["succeeded", "failed"]);
   expect(task.status, JSON.stringify(task.runs[0]?.error)).toBe("succeeded");

@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { claimShardOf, claimsOf, fleetOf } from "../../src/agents/fleet.ts";
-import { launchTask, planTask } from "../../src/agents/launch.ts";
+import { planTask, startTasks } from "../../src/agents/launch.ts";
 import { CreateTaskBody, type TaskView } from "../../src/schema.ts";
 import { api, countTasks, createTask, getTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
 
@@ -124,8 +124,11 @@ describe("the fleet", () => {
 
   it("gives the next free slot to the creator with the fewest live runs", async () => {
     const cap = Number(env.MAX_SANDBOXES);
-    const launch = (creator: string, prompt: string) =>
-      launchTask(env, planTask(env, { body: CreateTaskBody.parse({ repo: "acme/widgets", prompt }), source: "api", createdBy: creator }));
+    const launch = async (creator: string, prompt: string) => {
+      const started = await startTasks(env, { specs: [planTask(env, { body: CreateTaskBody.parse({ repo: "acme/widgets", prompt }), source: "api", createdBy: creator })], starter: { name: creator } });
+      if (!("tasks" in started)) throw new Error("a start without an idempotency key is never a replay");
+      return started.tasks[0]!;
+    };
     const fillers = [];
     for (let i = 0; i < cap; i++) fillers.push(await launch("alice", scripted([hold(1500 + i * 300)])));
     const aliceLater = [await launch("alice", scripted([{ text: "alice 1" }])), await launch("alice", scripted([{ text: "alice 2" }]))];
@@ -154,6 +157,28 @@ describe("the fleet", () => {
     await waitForStatus(replacement.id, ["succeeded"]);
     const afterwards = await createTask({ key, prompt: scripted([{ text: "free again" }]) });
     await waitForStatus(afterwards.id, ["succeeded"]);
+  });
+
+  it("a batch is all or nothing, claims included: a held key on its second entry creates none and keeps no claim", async () => {
+    const held = "github:acme/widgets#301";
+    const free = "github:acme/widgets#302";
+    const holder = await createTask({ key: held, prompt: scripted([hold(20_000)]) });
+    const before = await countTasks();
+    const refused = await api("/api/batches", {
+      method: "POST",
+      body: JSON.stringify({ tasks: [{ repo: "acme/widgets", prompt: "first", key: free }, { repo: "acme/widgets", prompt: "second", key: held }] }),
+    });
+    expect(refused.status).toBe(409);
+    const error = await errorCode(refused);
+    expect(error.code).toBe("claim_conflict");
+    expect(error.message).toContain("tasks[1]");
+    expect(error.message).toContain(holder.id);
+    expect(await countTasks()).toBe(before);
+    // The first entry's claim was given back: its key is free.
+    const claims = await claimsOf(env, free);
+    expect(await claims.claim(free, "probe0000000000000", false)).toEqual({ granted: true, superseded: null });
+    await claims.releaseClaim(free, "probe0000000000000");
+    await api(`/api/tasks/${holder.id}/cancel`, { method: "POST" });
   });
 
   it("frees the key of a claim whose owner stopped renewing its lease", async () => {

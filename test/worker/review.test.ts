@@ -6,7 +6,7 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { TaskEvent, TaskView } from "../../src/schema.ts";
+import type { LoggedEvent, TaskView } from "../../src/schema.ts";
 import { api, createTask, liveSandboxes, readEvents, scripted, waitForStatus } from "./helpers.ts";
 
 const write = (file: string, content: string) => ({ tool: "Write", input: { file_path: file, content } });
@@ -21,7 +21,7 @@ function lanePrompt(coder: unknown[], rounds: unknown[][]): string {
   return `${scripted(coder, "make app.js compare strictly")}\n#!standin-review ${JSON.stringify(rounds)}`;
 }
 
-async function reviewedTask(body: Record<string, unknown>): Promise<{ task: TaskView; events: TaskEvent[] }> {
+async function reviewedTask(body: Record<string, unknown>): Promise<{ task: TaskView; events: LoggedEvent[] }> {
   const created = await createTask(body);
   const task = await waitForStatus(created.id, ["succeeded", "failed"], 230_000);
   return { task, events: await readEvents(created.id) };

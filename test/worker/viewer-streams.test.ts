@@ -10,7 +10,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { TaskAgent } from "../../src/agents/task-agent.ts";
 import { LIMITS } from "../../src/config.ts";
-import type { TaskEvent } from "../../src/schema.ts";
+import type { LoggedEvent } from "../../src/schema.ts";
 import { ADMIN, createTask, readEvents, scripted, waitForStatus, watch } from "./helpers.ts";
 
 const LINES = 3000;
@@ -47,7 +47,7 @@ async function watchedTask(viewers: number) {
   return { task, list, before, inside, print };
 }
 
-const seqsOf = (events: TaskEvent[]) => events.map((event) => event.seq);
+const seqsOf = (events: LoggedEvent[]) => events.map((event) => event.seq);
 
 describe("a fast stream to several viewers", () => {
   it("reaches every viewer in batched frames, each event exactly once and in order, equal to GET /events", async () => {

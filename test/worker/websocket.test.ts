@@ -2,7 +2,7 @@ import { abortAllDurableObjects } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { signViewerToken } from "../../src/api/auth.ts";
-import type { TaskEvent } from "../../src/schema.ts";
+import type { LoggedEvent } from "../../src/schema.ts";
 import { ADMIN, createTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus, watch } from "./helpers.ts";
 
 async function until(check: () => boolean, timeoutMs = 20_000) {

@@ -4,7 +4,7 @@
  * logs with ANSI colours, and a short line for everything else.
  */
 import { AnsiUp } from "ansi_up";
-import type { TaskEvent } from "../../src/schema.ts";
+import { agentOutputOf, type TaskEvent } from "../../src/events.ts";
 import { formatCost, formatDuration, h } from "./dom.ts";
 
 const ansi = new AnsiUp();
@@ -16,7 +16,8 @@ const num = (data: Data, key: string): number | null => (typeof data[key] === "n
 
 export function renderEvent(event: TaskEvent): HTMLLIElement {
   // Judge and reviewer events mirror the agent's (`judge.text`, `review.tool_call`, …) and draw the same way.
-  const kind = event.type.replace(/^judge\./, "agent.").replace(/^review\.(?=text|tool_call|tool_result|init|retry|result|system|other|usage|reasoning)/, "agent.");
+  const output = agentOutputOf(event.type);
+  const kind = output ? `agent.${output.kind}` : event.type;
   const item = h("li", { class: `event event-${kind.replace(".", "-")}`, "data-testid": "event", "data-seq": event.seq, "data-type": event.type, title: `#${event.seq} ${new Date(event.ts).toLocaleTimeString()}` });
   item.append(...body(kind, event));
   return item;

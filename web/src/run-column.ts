@@ -1,5 +1,6 @@
 /** One run of a task as a column: its status and facts, its events as they arrive, then its diff. */
-import type { RunView, TaskEvent, TaskState } from "../../src/schema.ts";
+import type { TaskEvent } from "../../src/events.ts";
+import type { RunView, TaskState } from "../../src/schema.ts";
 import { drawDiff } from "./diff.ts";
 import { formatCost, h, setTimer, statusBadge, timer } from "./dom.ts";
 import { renderEvent } from "./events.ts";

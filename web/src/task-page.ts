@@ -3,7 +3,8 @@
  * actions), the judge's verdict, events shared by all runs, and one column per
  * run, all following the task's WebSocket live.
  */
-import { TaskState, isTerminal, type TaskEvent } from "../../src/schema.ts";
+import type { TaskEvent } from "../../src/events.ts";
+import { TaskState, isTerminal } from "../../src/schema.ts";
 import { formatCost, formatTime, h, setTimer, statusBadge, timer } from "./dom.ts";
 import { renderEvent } from "./events.ts";
 import { drawFollowUps } from "./follow-ups.ts";

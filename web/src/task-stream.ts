@@ -7,7 +7,8 @@
  * it, so a viewer sees each event exactly once.
  */
 import { z } from "zod";
-import type { TaskEvent, TaskState } from "../../src/schema.ts";
+import type { TaskEvent } from "../../src/events.ts";
+import type { TaskState } from "../../src/schema.ts";
 import { EventsFrame, StateFrame } from "../../src/stream-frames.ts";
 import { Acknowledger } from "../../src/stream-protocol.ts";
 import { Unauthorized, sessionToken } from "./session.ts";

@@ -7,14 +7,13 @@
  */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { launchTask, planTask } from "../../agents/launch.ts";
+import { planTask, startTasks } from "../../agents/launch.ts";
 import { validate } from "../../api/body.ts";
 import { LIMITS, readConfig } from "../../config.ts";
 import { SortieError, messageOf } from "../../errors.ts";
 import { writeLog } from "../../log.ts";
 import { commentOnIssue, mintCommentToken } from "../../publish/github.ts";
 import { CreateTaskBody, type TaskState } from "../../schema.ts";
-import { forgetIdempotencyKey, reserveIdempotencyKey } from "../../store/idempotency.ts";
 import { intentOf } from "./events.ts";
 import { issueKey } from "./payloads.ts";
 import { tendingAnswer } from "./tending.ts";
@@ -68,14 +67,12 @@ githubRoutes.post(
     // A task from an issue ends as a pull request that says `Fixes #N`.
     const request = validate(CreateTaskBody, { repo: intent.repo, prompt: intent.prompt, key, output: "pr" }, "body");
     const spec = planTask(c.env, { body: request, source: "github", createdBy: intent.createdBy, origin: new URL(c.req.url).origin });
-    const earlier = await reserveIdempotencyKey(c.env.DB, DELIVERY_CREATOR, delivery, spec.id);
-    if (earlier) return c.json({ ignored: "duplicate delivery", task: earlier }, 202);
-
     let task: TaskState;
     try {
-      task = await launchTask(c.env, spec);
+      const started = await startTasks(c.env, { specs: [spec], starter: { name: intent.createdBy }, idempotency: { owner: DELIVERY_CREATOR, key: delivery } });
+      if ("replayed" in started) return c.json({ ignored: "duplicate delivery", task: started.replayed }, 202);
+      task = started.tasks[0]!;
     } catch (error) {
-      await forgetIdempotencyKey(c.env.DB, DELIVERY_CREATOR, delivery, spec.id);
       if (error instanceof SortieError && error.code === "claim_conflict") {
         return c.json({ ignored: "already running", holder: error.headers?.["x-sortie-holder"] ?? null }, 202);
       }

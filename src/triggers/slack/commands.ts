@@ -5,12 +5,12 @@
  * back through the command's `response_url` or the task's message.
  */
 import { getAgentByName } from "agents";
-import { launchTask, planTask } from "../../agents/launch.ts";
+import { admitTasks, planTask, type Admission } from "../../agents/launch.ts";
 import { SortieError, messageOf } from "../../errors.ts";
 import { isTaskId } from "../../ids.ts";
 import { escapeMrkdwn, postOrUpdate, respondToSlack, taskBlocks, taskLinks, taskText, type SlackBlock, type SlackTarget } from "../../publish/slack.ts";
+import { taskExists } from "../../store/tasks.ts";
 import { CreateTaskBody, type TaskSpec, type TaskState } from "../../schema.ts";
-import { forgetIdempotencyKey, reserveIdempotencyKey } from "../../store/idempotency.ts";
 import { SLACK_USAGE, parseSlackCommand, type SlackCommand } from "./grammar.ts";
 import { slackActor, type SlashCommand } from "./payloads.ts";
 
@@ -69,16 +69,22 @@ async function startTask(env: Cloudflare.Env, command: Extract<SlackCommand, { k
 
   // Slack sends a retried delivery with the same trigger_id: the first one to reserve it starts the task.
   const deliveryKey = `command:${payload.team_id}:${payload.trigger_id}`;
-  const earlier = await reserveIdempotencyKey(env.DB, DELIVERY_CREATOR, deliveryKey, spec.id);
-  if (earlier) return ephemeral(`This command already started task \`${earlier}\`.`);
+  let admitted: Admission;
+  try {
+    admitted = await admitTasks(env, { specs: [spec], starter: { name: spec.createdBy }, idempotency: { owner: DELIVERY_CREATOR, key: deliveryKey } });
+  } catch (error) {
+    // Over the person's rate limit: said to them, like any refusal.
+    if (error instanceof SortieError) return ephemeral(`:warning: ${escapeMrkdwn(error.message)}`);
+    throw error;
+  }
+  if ("replayed" in admitted) return ephemeral(`This command already started task \`${admitted.replayed}\`.`);
 
   const target: SlackTarget = { channel: payload.channel_id, responseUrl: payload.response_url };
   context.defer("slack.launch", async () => {
     let task: TaskState;
     try {
-      task = await launchTask(env, spec);
+      [task] = (await admitted.launch()) as [TaskState];
     } catch (error) {
-      await forgetIdempotencyKey(env.DB, DELIVERY_CREATOR, deliveryKey, spec.id);
       await respondToSlack(env, payload.response_url, { response_type: "ephemeral", text: `:x: Task \`${spec.id}\` could not start: ${escapeMrkdwn(messageOf(error))}` });
       throw error;
     }
@@ -127,8 +133,7 @@ async function cancelTask(env: Cloudflare.Env, id: string, payload: SlashCommand
 /** The task with this id, or null if there is none (without waking an agent for an id that was never issued). */
 export async function findTask(env: Cloudflare.Env, id: string): Promise<TaskState | null> {
   if (!isTaskId(id)) return null;
-  const known = await env.DB.prepare("SELECT 1 AS found FROM tasks WHERE id = ?").bind(id).first();
-  if (!known) return null;
+  if (!(await taskExists(env.DB, id))) return null;
   return (await getAgentByName(env.TaskAgent, id)).view();
 }
 
