@@ -152,6 +152,38 @@ describe("previews", () => {
     expect((await api(`/api/tasks/${created.id}/runs/1/preview`, { method: "DELETE" })).status).toBe(409);
   });
 
+  it("the judge is given a PNG screenshot of each ready preview, named by run, and the task keeps them", async () => {
+    const look = 'cd "$SORTIE_SCREENSHOTS_DIR" && for f in *; do printf "%s " "$f"; head -c 8 "$f" | od -An -tx1 | tr -d " \\n"; echo; done';
+    const verdict = { winner: 1, ranking: [1, 0], reasons: "run 1's page reads better" };
+    const created = await createTask({
+      prompt: `build the page\n#!standin-judge ${JSON.stringify([{ tool: "Bash", input: { command: look } }, { text: JSON.stringify(verdict) }])}`,
+      runs: 2,
+      variants: [{ prompt_suffix: `#!standin ${JSON.stringify(builds("the first page"))}` }, { prompt_suffix: `#!standin ${JSON.stringify(builds("the second page"))}` }],
+      preview,
+      judge: true,
+      keepWorkspaceMinutes: 5,
+    });
+    const task = await waitForStatus(created.id, ["succeeded", "failed"], 50_000);
+    expect(task.judge?.status, JSON.stringify(task.judge?.error)).toBe("succeeded");
+    expect(task.judge?.winner).toBe(1);
+    const events = await readEvents(created.id);
+    const seen = String(events.find((e) => e.type === "judge.tool_result")?.data.text ?? "");
+    // Claude Code may add a line of its own (the shell's cwd put back).
+    expect(seen.split("\n").filter((line) => line.includes(".png")).sort()).toEqual(["run-0.png 89504e470d0a1a0a", "run-1.png 89504e470d0a1a0a"]);
+    expect(events.find((e) => e.type === "judge.status" && e.data.status === "running")).toBeDefined();
+    const shots = await Promise.all([0, 1].map(async (run) => {
+      const response = await api(`/api/tasks/${created.id}/runs/${run}/screenshot`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get("content-type")).toBe("image/png");
+      return new Uint8Array(await response.arrayBuffer());
+    }));
+    for (const png of shots) expect([...png.subarray(0, 4)]).toEqual([0x89, 0x50, 0x4e, 0x47]);
+    // Each is its own run's page.
+    expect(shots[0]!.length === shots[1]!.length && shots[0]!.every((byte, i) => byte === shots[1]![i])).toBe(false);
+    expect(task.runs.map((run) => run.screenshot)).toEqual([true, true]);
+    expect((await anonymous(`https://sortie.test/api/tasks/${created.id}/runs/0/screenshot`)).status).toBe(401);
+  });
+
   it("a command that never listens ends failed, with its output", async () => {
     const created = await createTask({
       prompt: scripted([{ text: "Nothing to build." }]),
