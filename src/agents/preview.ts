@@ -47,6 +47,8 @@ export interface PreviewTarget {
   processId: string;
   port: number;
   path: string;
+  /** Where it runs, to start it again after its sandbox restarted. */
+  place: PreviewPlace;
 }
 
 const previewKey = (index: number) => `sortie:preview:${index}`;
@@ -54,6 +56,8 @@ const previewKey = (index: number) => `sortie:preview:${index}`;
 export class RunPreviews {
   /** Readers of each live preview's output, aborted when it stops. */
   private readonly readers = new Map<number, AbortController>();
+  /** Runs whose preview was started again after a sandbox restart, until it next starts for another reason. */
+  private readonly restarted = new Set<number>();
 
   constructor(private readonly ctx: PreviewContext) {}
 
@@ -69,7 +73,8 @@ export class RunPreviews {
    * port answers; an earlier preview of the run is stopped first. Ends
    * `ready`, or `failed` with what the command printed.
    */
-  async start(index: number, sandbox: Sandbox, place: PreviewPlace): Promise<PreviewView> {
+  async start(index: number, sandbox: Sandbox, place: PreviewPlace, options: { afterLoss?: boolean } = {}): Promise<PreviewView> {
+    if (!options.afterLoss) this.restarted.delete(index);
     const preview = this.ctx.spec().preview;
     if (!preview) throw new Error("the task has no preview");
     await this.stop(index, "restarted");
@@ -85,7 +90,7 @@ export class RunPreviews {
       ...(place.confine ? { confine: place.confine } : {}),
       serves: preview.port,
     });
-    const target: PreviewTarget = { sandboxId: sandbox.id, processId, port: preview.port, path: preview.path };
+    const target: PreviewTarget = { sandboxId: sandbox.id, processId, port: preview.port, path: preview.path, place };
     this.ctx.kv.put(previewKey(index), target);
     const reader = new AbortController();
     this.readers.set(index, reader);
@@ -168,6 +173,7 @@ export class RunPreviews {
         if (signal.aborted) return;
         exit(-1);
         tail = `${tail}\n[sortie] the preview's output stream broke: ${messageOf(error)}`.slice(-OUTPUT_TAIL_CHARS);
+        if (error instanceof SandboxUnavailableError && this.ctx.runOf(index).preview?.status === "ready") return this.restartAfterLoss(index, sandbox.id);
       }
       if (signal.aborted || this.ctx.runOf(index).preview?.status !== "ready") return;
       this.readers.delete(index);
@@ -175,6 +181,28 @@ export class RunPreviews {
       this.fail(index, { code: "preview_exited", message: "the preview command exited" }, tail);
     })();
     return { exited, tail: () => tail };
+  }
+
+  /**
+   * The sandbox went away under a ready preview (a container restart): its
+   * process is gone and, on Cloudflare, its port's forwarding with it. Once
+   * per start, while the workspace is kept, the command starts again, which
+   * exposes the port again.
+   */
+  private async restartAfterLoss(index: number, sandboxId: string): Promise<void> {
+    const target = this.ctx.kv.get<PreviewTarget>(previewKey(index));
+    const run = this.ctx.runOf(index);
+    if (!target || (run.workspaceUntil ?? 0) < Date.now() || this.restarted.has(index)) {
+      this.fail(index, { code: "preview_exited", message: "the preview's sandbox went away" }, "");
+      return;
+    }
+    this.restarted.add(index);
+    this.ctx.record({ run: index, type: "preview.restarting", data: { reason: "sandbox_restarted" } });
+    try {
+      await this.start(index, await this.ctx.port().open(sandboxId), target.place, { afterLoss: true });
+    } catch (error) {
+      this.fail(index, { code: "preview_failed", message: `the preview could not start again: ${messageOf(error)}` }, "");
+    }
   }
 
   private fail(index: number, error: ErrorInfo, output: string): void {
