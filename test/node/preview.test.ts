@@ -1,0 +1,108 @@
+/**
+ * Previews in a real browser (Debian's Chromium through playwright-core)
+ * against `npm run dev -- --demo`: a task of two runs, each serving its own
+ * page on port 8080, shown in each run's column and side by side, in frames
+ * that never carry a token and cannot read the viewer's storage.
+ */
+import { chromium, type Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TaskView } from "../../src/schema.ts";
+import { startDevServer, type DevServer } from "../support/dev-server.ts";
+import { builds } from "../support/preview-app.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+
+let server: DevServer;
+let browser: Browser;
+
+beforeAll(async () => {
+  [server, browser] = await Promise.all([
+    startDevServer(),
+    chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    }),
+  ]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function call(pathname: string, init: RequestInit = {}) {
+  return fetch(`${server.url}${pathname}`, { ...init, headers: { authorization: `Bearer ${server.token}`, ...(init.headers as Record<string, string>) } });
+}
+
+async function readyPreviews(id: string): Promise<TaskView> {
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const task = (await (await call(`/api/tasks/${id}`)).json()) as TaskView;
+    if (task.runs.every((run) => run.preview?.status === "ready")) return task;
+    if (task.runs.some((run) => run.preview?.status === "failed") || ["failed", "cancelled"].includes(task.status)) throw new Error(`previews did not start: ${JSON.stringify(task.runs.map((r) => r.preview ?? r.error))}`);
+    if (Date.now() > deadline) throw new Error(`previews of ${id} not ready: ${JSON.stringify(task.runs.map((r) => r.preview))}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+describe("previews in the viewer", () => {
+  it("shows each run's own page in its column and both side by side, without a token in any URL", async () => {
+    const created = await call("/api/tasks", {
+      method: "POST",
+      body: JSON.stringify({
+        repo: "acme/widgets",
+        prompt: "build the page",
+        runs: 2,
+        variants: [{ prompt_suffix: `#!standin ${JSON.stringify(builds("the page of run zero"))}` }, { prompt_suffix: `#!standin ${JSON.stringify(builds("the page of run one"))}` }],
+        preview: { command: "node serve.mjs" },
+        keepWorkspaceMinutes: 5,
+      }),
+    });
+    expect(created.status).toBe(202);
+    const { id } = (await created.json()) as { id: string };
+    const task = await readyPreviews(id);
+    expect(task.runs.map((run) => run.preview!.url)).toEqual([`${server.url}/preview/${id}/0/`, `${server.url}/preview/${id}/1/`]);
+    expect((await fetch(task.runs[0]!.preview!.url)).status).toBe(401);
+
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const urls: string[] = [];
+    page.on("request", (request) => urls.push(request.url()));
+    await page.goto(`${server.url}/`);
+    await page.getByTestId("login-token").fill(server.token);
+    await page.getByTestId("login-submit").click();
+    await page.getByTestId("task-table").waitFor();
+    await page.goto(`${server.url}/tasks/${id}`);
+
+    for (const [run, text] of [[0, "the page of run zero"], [1, "the page of run one"]] as const) {
+      await expect.poll(() => page.locator(`[data-testid=run-preview][data-run="${run}"] [data-testid=preview-status]`).textContent(), { timeout: 20_000 }).toBe("ready");
+      const frame = page.frameLocator(`[data-testid=preview-frame][data-run="${run}"]`);
+      await expect.poll(() => frame.locator("h1").textContent({ timeout: 10_000 }), { timeout: 20_000 }).toBe(text);
+    }
+    await page.screenshot({ path: "/tmp/sortie-preview-columns.png" });
+
+    // The compare view: both ready previews in one grid.
+    await page.getByTestId("compare-previews").click();
+    await expect.poll(() => page.getByTestId("compare-frame").count()).toBe(2);
+    for (const [run, text] of [[0, "the page of run zero"], [1, "the page of run one"]] as const) {
+      const frame = page.frameLocator(`[data-testid=compare-frame][data-run="${run}"]`);
+      await expect.poll(() => frame.locator("h1").textContent({ timeout: 10_000 }), { timeout: 20_000 }).toBe(text);
+    }
+
+    // The app runs in an opaque origin: the viewer's session is out of its reach.
+    const inside = page.frames().find((frame) => frame.url().includes(`/preview/${id}/0/`));
+    expect(inside).toBeDefined();
+    expect(await inside!.evaluate(() => {
+      try {
+        return `readable: ${sessionStorage.length}`;
+      } catch (error) {
+        return (error as Error).name;
+      }
+    })).toBe("SecurityError");
+
+    const session = await page.evaluate(() => sessionStorage.getItem("sortie.session") ?? "");
+    const sessionToken = (JSON.parse(session) as { token: string }).token;
+    expect(urls.filter((url) => url.includes("/preview/")).length).toBeGreaterThan(0);
+    expect(urls.filter((url) => url.includes(server.token) || url.includes(encodeURIComponent(sessionToken)) || url.includes(sessionToken))).toEqual([]);
+    await page.close();
+  });
+});
