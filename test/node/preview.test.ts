@@ -4,13 +4,14 @@
  * page on port 8080, shown in each run's column and side by side, in frames
  * that never carry a token and cannot read the viewer's storage.
  */
-import { chromium, type Browser } from "playwright-core";
+import { spawnSync } from "node:child_process";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TaskView } from "../../src/schema.ts";
+import { launchChromium } from "../support/browser.ts";
 import { startDevServer, type DevServer } from "../support/dev-server.ts";
 import { builds } from "../support/preview-app.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 
 let server: DevServer;
 let browser: Browser;
@@ -18,10 +19,7 @@ let browser: Browser;
 beforeAll(async () => {
   [server, browser] = await Promise.all([
     startDevServer(),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    }),
+    launchChromium(),
   ]);
 });
 
@@ -104,5 +102,28 @@ describe("previews in the viewer", () => {
     expect(urls.filter((url) => url.includes("/preview/")).length).toBeGreaterThan(0);
     expect(urls.filter((url) => url.includes(server.token) || url.includes(encodeURIComponent(sessionToken)) || url.includes(sessionToken))).toEqual([]);
     await page.close();
+  });
+
+  it("the CLI's --preview and --port ask for a preview, and show prints each run's URL", async () => {
+    const sortie = (...args: string[]) => {
+      // worker-configuration.d.ts types process.env with the Worker's vars; the CLI gets only these.
+      const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: "/nonexistent", SORTIE_URL: server.url, SORTIE_TOKEN: server.token };
+      const result = spawnSync(process.execPath, ["cli/sortie.mjs", ...args], { encoding: "utf8", env: env as NodeJS.ProcessEnv });
+      return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+    };
+    expect(sortie("run", "acme/widgets", "x", "--port", "8181").code).toBe(2);
+    const refused = sortie("run", "acme/widgets", "x", "--preview", "node serve.mjs", "--port", "80");
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("preview.port");
+    const prompt = `build it\n#!standin ${JSON.stringify(builds("served on 8181"))}`;
+    const created = sortie("run", "acme/widgets", prompt, "--preview", "node serve.mjs", "--port", "8181", "--json");
+    expect(created.code, created.stderr).toBe(0);
+    const { id } = JSON.parse(created.stdout) as { id: string };
+    const task = await readyPreviews(id);
+    expect(await (await call(new URL(task.runs[0]!.preview!.url).pathname)).text()).toBe("<h1>served on 8181</h1>");
+    const events = (await (await call(`/api/tasks/${id}/events`)).text()).trim().split("\n").map((line) => JSON.parse(line) as { type: string; data: Record<string, unknown> });
+    expect(events.find((e) => e.type === "preview.starting")?.data).toMatchObject({ command: "node serve.mjs", port: 8181 });
+    const shown = sortie("show", id);
+    expect(shown.stdout).toContain(`preview ready ${server.url}/preview/${id}/0/`);
   });
 });

@@ -5,12 +5,12 @@
  */
 import os from "node:os";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TaskEvent } from "../../src/schema.ts";
+import { launchChromium } from "../support/browser.ts";
 import { startDevServer, type DevServer } from "../support/dev-server.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SCREENSHOT = path.join(os.tmpdir(), "sortie-viewer-task.png");
 /** A Bash step that keeps the agent busy: Claude Code refuses a bare `sleep`. */
 const pause = (ms: number, before = "true") => ({ tool: "Bash", input: { command: `${before} && node -e 'setTimeout(() => {}, ${ms})'` } });
@@ -21,10 +21,7 @@ let browser: Browser;
 beforeAll(async () => {
   [server, browser] = await Promise.all([
     startDevServer(),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    }),
+    launchChromium(),
   ]);
 });
 
