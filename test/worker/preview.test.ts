@@ -154,6 +154,30 @@ describe("previews", () => {
     expect((await anonymous(`https://sortie.test/api/tasks/${created.id}/runs/0/screenshot`)).status).toBe(401);
   });
 
+  it("a follow-up turn restarts the preview after the turn, serving what the turn changed", async () => {
+    const steps = [...builds("the first draft"), { tool: "Write", input: { file_path: "index.html", content: "<h1>the second draft</h1>\n" } }, { text: "Changed." }];
+    const created = await createTask({ prompt: scripted(steps, "build the page"), preview, keepWorkspaceMinutes: 5 });
+    await waitForStatus(created.id, ["succeeded"]);
+    const first = (await waitForPreviews(created.id)).runs[0]!.preview!;
+    expect(first.status).toBe("ready");
+    expect(await (await withAuth(first.url)).text()).toBe("<h1>the first draft</h1>");
+    expect((await api(`/api/tasks/${created.id}/messages`, { method: "POST", body: JSON.stringify({ text: "make it the second draft" }) })).status).toBe(202);
+    const deadline = Date.now() + 30_000;
+    let again = first;
+    while (Date.now() < deadline) {
+      const task = await getTask(created.id);
+      again = task.runs[0]!.preview!;
+      if (task.status === "succeeded" && again.status === "ready" && again.startedAt > first.startedAt) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(again.status).toBe("ready");
+    expect(again.startedAt).toBeGreaterThan(first.startedAt);
+    expect(await (await withAuth(again.url)).text()).toBe("<h1>the second draft</h1>");
+    const events = await readEvents(created.id);
+    const order = events.filter((e) => e.type.startsWith("preview.") && e.type !== "preview.output" || e.type === "run.message_delivered").map((e) => (e.type === "preview.stopped" ? `${e.type}:${e.data.reason}` : e.type));
+    expect(order).toEqual(["preview.starting", "preview.ready", "preview.stopped:follow_up", "run.message_delivered", "preview.starting", "preview.ready"]);
+  });
+
   it("a command that never listens ends failed, with its output", async () => {
     const created = await createTask({
       prompt: scripted([{ text: "Nothing to build." }]),
