@@ -82,7 +82,7 @@ export class RunPreviews {
     const exposed = await sandbox.exposePort(preview.port, { hostname: this.ctx.hostname(), name: `preview-${index}` });
     const url = exposed ?? this.ctx.localUrl(index);
     this.set(index, { status: "starting", url, startedAt });
-    this.ctx.record({ run: index, type: "preview.starting", data: { command: preview.command, port: preview.port, url } });
+    this.ctx.record({ run: index, type: "preview.starting", data: { command: preview.command, port: preview.port, url, startedAt } });
     const { processId } = await sandbox.startProcess(preview.command, {
       cwd: place.cwd,
       // The app's own variables only: no credential of Sortie's reaches a preview.
@@ -213,7 +213,8 @@ export class RunPreviews {
     this.ctx.kv.delete(previewKey(index));
     const withOutput = { code: error.code, message: output.trim() ? `${error.message}; its output:\n${output.trim()}` : `${error.message}; it printed nothing` };
     this.set(index, { status: "failed", url: current.url, startedAt: current.startedAt, error: withOutput });
-    this.ctx.record({ run: index, type: "preview.failed", data: { error: { code: error.code, message: error.message }, output } });
+    // The event carries the error exactly as the run's preview shows it, so the state folds from the log.
+    this.ctx.record({ run: index, type: "preview.failed", data: { error: withOutput, output } });
   }
 
   private set(index: number, preview: PreviewView): void {

@@ -33,7 +33,9 @@ export async function ticketUrl(admin: string, root: string): Promise<string> {
  * Cloudflare to the preview's own host, across sites from the viewer
  * (`SameSite=None; Partitioned`, so it works inside the viewer's iframe).
  */
-export async function tradeTicket(admin: string, url: URL, root: string, to: () => Promise<string>): Promise<Response> {
+export async function tradeTicket(admin: string | undefined, url: URL, root: string, to: () => Promise<string>): Promise<Response> {
+  // Without the admin token nothing is signed with a secret: no ticket is good.
+  if (!admin) throw new SortieError("auth_not_configured", "SORTIE_ADMIN_TOKEN is not set, so previews refuse every request", 401);
   const scope = scopeOf(root);
   if (!(await verifyViewerToken(admin, url.searchParams.get("ticket") ?? "", await subjectOf("ticket", scope)))) {
     throw new SortieError("unauthorized", "the preview ticket is invalid or expired; ask for a new one", 401);
