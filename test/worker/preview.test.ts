@@ -178,6 +178,26 @@ describe("previews", () => {
     expect(order).toEqual(["preview.starting", "preview.ready", "preview.stopped:follow_up", "run.message_delivered", "preview.starting", "preview.ready"]);
   });
 
+  it("a workspace run's preview runs as the run's own user, in its worktree", async () => {
+    const created = await createTask({ prompt: "build it", isolation: "workspace", variants: [{ prompt_suffix: `#!standin ${JSON.stringify(builds("a worktree's page"))}` }], preview: { command: "id -u > whoami.txt; node serve.mjs" }, keepWorkspaceMinutes: 5 });
+    await waitForStatus(created.id, ["succeeded"]);
+    const ready = (await waitForPreviews(created.id)).runs[0]!.preview!;
+    expect(ready.status, JSON.stringify(ready.error)).toBe("ready");
+    expect(await (await withAuth(ready.url)).text()).toBe("<h1>a worktree's page</h1>");
+    const events = await readEvents(created.id);
+    const uid = Number(events.find((e) => e.type === "run.worktree")?.data.uid);
+    expect(uid).toBeGreaterThan(20000);
+    // The worktree is the run's user's: what the preview wrote there is that user's too.
+    const stub = env.TaskAgent.get(env.TaskAgent.idFromName(created.id));
+    await runInDurableObject(stub, async (instance) => {
+      const agent = instance as unknown as { previewTarget(run: number): { sandboxId: string; place: { cwd: string } } | null };
+      const target = agent.previewTarget(0)!;
+      const answer = await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes/${target.sandboxId}/exec`, { method: "POST", headers: { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` }, body: JSON.stringify({ command: 'cat "$F"', env: { F: `${target.place.cwd}/whoami.txt` }, bookkeeping: true }) });
+      expect(((await answer.json()) as { stdout: string }).stdout.trim()).toBe(String(uid));
+    });
+    await api(`/api/tasks/${created.id}/runs/0/preview`, { method: "DELETE" });
+  });
+
   it("a command that never listens ends failed, with its output", async () => {
     const created = await createTask({
       prompt: scripted([{ text: "Nothing to build." }]),
