@@ -9,7 +9,7 @@
  * in an opaque origin and cannot read the viewer's storage.
  */
 import { z } from "zod";
-import type { RunView, TaskState } from "../../src/schema.ts";
+import type { PreviewView, RunView, TaskState } from "../../src/schema.ts";
 import { h } from "./dom.ts";
 import { Unauthorized, api, apiJson } from "./session.ts";
 
@@ -25,16 +25,21 @@ async function ticketFor(taskId: string, run: number): Promise<string> {
   return (await apiJson(`/api/tasks/${encodeURIComponent(taskId)}/runs/${run}/preview/session`, PreviewSession, { method: "POST" })).ticketUrl;
 }
 
-/** A sandboxed frame showing a run's preview, which keeps its cookie fresh while it is on the page. */
-function previewFrame(taskId: string, run: number, testid: string): { element: HTMLElement; show: (url: string) => void } {
+/**
+ * A sandboxed frame showing a run's preview, which keeps its cookie fresh
+ * while it is on the page; `show` with a preview that started again (a
+ * follow-up's) loads it again.
+ */
+function previewFrame(taskId: string, run: number, testid: string): { element: HTMLElement; show: (preview: PreviewView) => void } {
   const frame = h("iframe", { class: "preview-frame", sandbox: FRAME_SANDBOX, referrerpolicy: "no-referrer", title: `run ${run}'s preview`, "data-testid": testid, "data-run": run });
   let shown = "";
   let renew: ReturnType<typeof setInterval> | undefined;
   return {
     element: frame,
-    show(url) {
-      if (url === shown) return;
-      shown = url;
+    show(preview) {
+      const key = `${preview.url}@${preview.startedAt}`;
+      if (key === shown) return;
+      shown = key;
       clearInterval(renew);
       ticketFor(taskId, run).then(
         (ticket) => {
@@ -86,7 +91,7 @@ export function previewPanel(taskId: string, index: number): { element: HTMLElem
         error.textContent = preview.error ? `${preview.error.code}: ${preview.error.message}` : "";
         open.hidden = preview.status !== "ready";
         holder.hidden = preview.status !== "ready";
-        if (preview.status === "ready") frame.show(preview.url);
+        if (preview.status === "ready") frame.show(preview);
       }
       if (run.screenshot && !shotLoaded) {
         shotLoaded = true;
@@ -128,7 +133,7 @@ export function compareGrid(taskId: string): { element: HTMLElement; update: (ta
         cells.set(run.index, entry);
         grid.append(entry.cell);
       }
-      entry.frame.show(run.preview!.url);
+      entry.frame.show(run.preview!);
     }
   };
   toggle.addEventListener("click", () => {
