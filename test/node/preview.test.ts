@@ -44,7 +44,7 @@ async function readyPreviews(id: string): Promise<TaskView> {
 }
 
 describe("previews in the viewer", () => {
-  it("shows each run's own page in its column and both side by side, without a token in any URL", async () => {
+  it("shows each run's own page in its column and both side by side, and the judge's screenshots, without a token in any URL", async () => {
     const created = await call("/api/tasks", {
       method: "POST",
       body: JSON.stringify({
@@ -53,6 +53,7 @@ describe("previews in the viewer", () => {
         runs: 2,
         variants: [{ prompt_suffix: `#!standin ${JSON.stringify(builds("the page of run zero"))}` }, { prompt_suffix: `#!standin ${JSON.stringify(builds("the page of run one"))}` }],
         preview: { command: "node serve.mjs" },
+        judge: true,
         keepWorkspaceMinutes: 5,
       }),
     });
@@ -84,6 +85,16 @@ describe("previews in the viewer", () => {
     for (const [run, text] of [[0, "the page of run zero"], [1, "the page of run one"]] as const) {
       const frame = page.frameLocator(`[data-testid=compare-frame][data-run="${run}"]`);
       await expect.poll(() => frame.locator("h1").textContent({ timeout: 10_000 }), { timeout: 20_000 }).toBe(text);
+    }
+
+    // The judge's screenshots, kept with the task, in each run's column.
+    for (const run of [0, 1]) {
+      const shot = page.locator(`[data-testid=run-preview][data-run="${run}"] [data-testid=preview-screenshot]`);
+      await expect.poll(() => shot.evaluate((element) => {
+        // The tests' TypeScript has no DOM library: the element is what the browser says it is.
+        const img = element as unknown as { hidden: boolean; naturalWidth: number };
+        return img.hidden ? 0 : img.naturalWidth;
+      }), { timeout: 60_000 }).toBeGreaterThan(0);
     }
 
     // The app runs in an opaque origin: the viewer's session is out of its reach.
