@@ -129,6 +129,23 @@ export class RunPreviews {
     }
   }
 
+  /**
+   * After the task agent restarted: a preview that was starting had no one
+   * left waiting for its port, so it ends `failed` (its process too). A
+   * ready one goes on serving; only its output is no longer recorded.
+   */
+  async recover(index: number): Promise<void> {
+    if (this.ctx.runOf(index).preview?.status !== "starting" || this.readers.has(index)) return;
+    const target = this.ctx.kv.get<PreviewTarget>(previewKey(index));
+    if (target) {
+      const sandbox = await this.ctx.port().open(target.sandboxId);
+      await sandbox.killProcess(target.processId).catch((error: unknown) => {
+        if (!(error instanceof SandboxUnavailableError)) throw error;
+      });
+    }
+    this.fail(index, { code: "orchestrator_restarted", message: "the task agent restarted while the preview was starting" }, "");
+  }
+
   private get timeoutMs(): number {
     return Math.min(this.ctx.readyTimeoutMs(), PREVIEW.readyTimeoutMs);
   }

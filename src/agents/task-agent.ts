@@ -401,7 +401,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       if (this.live.has(run.index)) continue;
       // A reviewer is driven by its run: with the run not driven here, its sandbox has no one left.
       await this.slots.destroy(reviewSlot(run.index));
-      if (isTerminal(run.status)) await this.cleanUpSlot(run.index, { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
+      if (isTerminal(run.status)) {
+        await this.previews.recover(run.index);
+        await this.cleanUpSlot(run.index, { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
+      }
       else if (run.status === "running") await this.recover(run);
       // A queued run is (again) in the fleet's queue; enqueueing twice changes nothing.
       else if (!isTerminal(task.status)) await (await fleetOf(this.env)).enqueue(task.id, [run.index], task.createdBy);
