@@ -28,6 +28,8 @@ export default defineConfig(async () => {
             SLACK_API_URL: `${inject("slackUrl")}/api`,
             SLACK_ALLOWED_USERS: "U0ALICE,U0BOB,T0FRIENDS",
             FOLLOWUP_WINDOW_MINUTES: "0",
+            // test/worker/preview.test.ts waits for a preview that never listens.
+            PREVIEW_READY_SECONDS: "4",
             TASK_RATE_LIMIT_PER_MINUTE: "1000",
             GITHUB_API_URL: inject("githubApiUrl"),
             GITHUB_APP_ID: "4242",

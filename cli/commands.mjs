@@ -41,6 +41,11 @@ export async function run({ values, positionals: [repo, prompt], client }) {
   if (values.timeout !== undefined) body.timeoutMinutes = minutes(values.timeout);
   if (values.judge) body.judge = true;
   if (values.review !== undefined) body.review = values.review === "" ? {} : { rounds: integer(values.review, "--review", 1) };
+  if (values.port !== undefined && values.preview === undefined) throw usageError("--port goes with --preview");
+  if (values.preview !== undefined) {
+    body.preview = { command: values.preview };
+    if (values.port !== undefined) body.preview.port = integer(values.port, "--port", 1);
+  }
   if (values.pr) body.output = "pr";
   let task;
   try {

@@ -26,9 +26,9 @@ const GLOBAL_OPTIONS = {
 const COMMANDS = {
   run: {
     args: ["repo", "prompt"],
-    usage: 'run <repo> "<prompt>" [-n N] [--agent A] [--isolation L] [--model M] [--branch B] [--setup CMD] [--egress HOST]… [--timeout MIN] [--judge] [--review[=ROUNDS]] [--pr] [--follow]',
+    usage: 'run <repo> "<prompt>" [-n N] [--agent A] [--isolation L] [--model M] [--branch B] [--setup CMD] [--egress HOST]… [--timeout MIN] [--judge] [--review[=ROUNDS]] [--preview "CMD" [--port N]] [--pr] [--follow]',
     summary: "start a task: one or more agents at work on <repo>",
-    options: { runs: { type: "string", short: "n" }, agent: { type: "string", multiple: true }, isolation: { type: "string" }, model: { type: "string" }, branch: { type: "string" }, setup: { type: "string" }, egress: { type: "string", multiple: true }, timeout: { type: "string" }, judge: { type: "boolean" }, review: { type: "string" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
+    options: { runs: { type: "string", short: "n" }, agent: { type: "string", multiple: true }, isolation: { type: "string" }, model: { type: "string" }, branch: { type: "string" }, setup: { type: "string" }, egress: { type: "string", multiple: true }, timeout: { type: "string" }, judge: { type: "boolean" }, review: { type: "string" }, preview: { type: "string" }, port: { type: "string" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
     details: `<repo> is owner/name or https://github.com/owner/name; a <prompt> of - is read from stdin.
   -n, --runs N      N parallel attempts, each in its own sandbox
   --agent A         the agent CLI: claude-code (default), codex, opencode or gemini;
@@ -43,6 +43,9 @@ const COMMANDS = {
   --judge           when every run has ended, a reviewer ranks their diffs and picks a winner
   --review[=ROUNDS] a read-only reviewer checks each run's change; its findings go back to the coder
                     for up to ROUNDS rounds (1 to 5, default 2)
+  --preview "CMD"   serve each succeeded run's app: CMD runs in its kept workspace with PORT set,
+                    and \`sortie show\` gives each run's preview URL
+  --port N          the port CMD listens on (1024 to 65535, default 8080)
   --pr              open a pull request with the result
   -f, --follow      stream the task until it ends; exit 0 only if it succeeded
   --json            the created task (with --follow: the ended task) as JSON`,

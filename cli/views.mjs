@@ -65,6 +65,7 @@ export function taskDetails(task, c) {
       run.queuePosition ? `queue position ${run.queuePosition}` : null,
       run.pendingMessages ? `${run.pendingMessages} message${run.pendingMessages === 1 ? "" : "s"} waiting` : null,
       run.workspaceUntil && run.workspaceUntil > Date.now() ? `workspace kept until ${new Date(run.workspaceUntil).toLocaleTimeString()}` : null,
+      run.preview ? `preview ${run.preview.status}${run.preview.status === "ready" ? ` ${run.preview.url}` : ""}${run.preview.error ? `: ${run.preview.error.code}` : ""}` : null,
       run.memory?.length ? `given ${run.memory.length} memory ${run.memory.length === 1 ? "entry" : "entries"}` : null,
     ].filter(Boolean);
     const crown = task.winner?.run === run.index ? c.green(" ★ winner") : "";

@@ -14,16 +14,20 @@
  * `LOCAL_SANDBOX_UNCONFINED=1`, set by hand, runs everything without walls.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, existsSync, readdirSync, readFileSync } from "node:fs";
+import { createReadStream, existsSync, realpathSync } from "node:fs";
 import fs from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
+import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { timingSafeEqual, createHash } from "node:crypto";
 import { asConfinedUser, type Confinement } from "../src/sandbox/port.ts";
 import { DirectoryLayers, copyTree } from "./layers.ts";
 import { OutputLog } from "./output-log.ts";
+import { PortBridge, proxyRequest, proxyUpgrade } from "./port-bridge.ts";
+import { descendantsOf } from "./processes.ts";
+import { screenshotOf } from "./screenshot.ts";
 import { openWalls, unconfinedByHand, type Walls } from "./walls.ts";
 
 interface ProcessBody {
@@ -33,6 +37,8 @@ interface ProcessBody {
   confine?: Confinement;
   /** One of Sortie's own fixed scripts that needs the host's root (chown, pkill -U, umount): runs outside the walls. */
   bookkeeping?: boolean;
+  /** The port the command listens on inside its walls: bridged out for `/ports/<port>/…` and screenshots. */
+  serves?: number;
 }
 
 /**
@@ -53,6 +59,8 @@ interface HostedProcess {
   /** A started process's output, on disk (an exec's is collected in memory, capped). */
   output: OutputLog | null;
   done: boolean;
+  /** How the host reaches the port the command serves, if it serves one. */
+  bridge?: PortBridge;
 }
 
 interface HostedSandbox {
@@ -81,6 +89,10 @@ export interface LocalHostOptions {
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** A request to a port a sandbox's process serves: `/v1/sandboxes/<id>/ports/<port>/<path the app sees>`. */
+const PORT_PATH = /^\/v1\/sandboxes\/([a-z0-9][a-z0-9-]{0,62})\/ports\/(\d{1,5})(\/.*)?$/;
+/** The browser that takes screenshots of previews. */
+const CHROMIUM = process.env.LOCAL_SANDBOX_CHROMIUM || "/usr/bin/chromium";
 
 const EXEC_OUTPUT_CAP = 32 * 1024 * 1024;
 /** Bytes of one started process's output kept on disk; the rest is dropped (and the stream says so). */
@@ -91,7 +103,8 @@ const EXTRA_PATH = process.env.LOCAL_SANDBOX_EXTRA_PATH ? process.env.LOCAL_SAND
 /** Binaries the container image has on PATH: this package's (claude, node 22) first. */
 const BIN_PATH = [
   ...EXTRA_PATH,
-  path.resolve(here, "../node_modules/.bin"),
+  // Where the binaries really are: the walls hide the checkout, and a linked node_modules with it.
+  path.join(realpathSync(path.resolve(here, "../node_modules")), ".bin"),
   process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
 ].join(":");
 
@@ -124,6 +137,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     : await openWalls({ stateRoots: [root, snapshotRoot, cacheRoot], readable: EXTRA_PATH, plaintextModelEndpoints: options.plaintextModelEndpoints });
   const sandboxes = new Map<string, HostedSandbox>();
   let sandboxesMade = 0;
+  let bridgesMade = 0;
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
   let failOpens = 0;
   const expected = createHash("sha256").update(`Bearer ${options.token}`).digest();
@@ -139,6 +153,29 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       else res.destroy();
     });
   });
+  // A preview's WebSocket (a dev server's hot reload) goes through to its port like its HTTP does.
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const served = authorized(req) ? servedPort(req.url ?? "/") : null;
+    if (!served) return void socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+    served.bridge.target().then(
+      (target) => proxyUpgrade(req, socket, head, target, served.pathAndQuery),
+      () => socket.end("HTTP/1.1 502 Bad Gateway\r\nx-sortie-preview: unreachable\r\ncontent-length: 0\r\n\r\n"),
+    );
+  });
+
+  /** The live process of a sandbox that serves the port a `/ports/…` URL names, and the path it is asked for. */
+  function servedPort(rawUrl: string): { bridge: PortBridge; pathAndQuery: string } | null {
+    const url = new URL(rawUrl, "http://localhost");
+    const match = PORT_PATH.exec(url.pathname);
+    if (!match) return null;
+    const bridge = bridgeOf(match[1]!, Number(match[2]));
+    return bridge ? { bridge, pathAndQuery: `${match[3] ?? "/"}${url.search}` } : null;
+  }
+
+  function bridgeOf(id: string, port: number): PortBridge | null {
+    const hosted = [...(sandboxes.get(id)?.processes.values() ?? [])].filter((p) => !p.done && p.bridge?.port === port).at(-1);
+    return hosted?.bridge ?? null;
+  }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = new URL(req.url ?? "/", "http://localhost");
@@ -156,6 +193,13 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       // A snapshot a running sandbox has mounted goes when that sandbox does.
       await layers.drop(path.join(snapshotRoot, snapshot[1]!));
       return send(res, 200, { deleted: snapshot[1] });
+    }
+    if (PORT_PATH.test(url.pathname)) {
+      const served = servedPort(req.url ?? "/");
+      if (!served) return send(res, 502, { error: { code: "preview_unreachable", message: "no live process serves that port" } }, { "x-sortie-preview": "unreachable" });
+      const target = await served.bridge.target().catch((error: unknown) => error as Error);
+      if (target instanceof Error) return send(res, 502, { error: { code: "preview_unreachable", message: target.message } }, { "x-sortie-preview": "unreachable" });
+      return proxyRequest(req, res, target, served.pathAndQuery);
     }
     if (url.pathname === "/v1/faults" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as { failOpens?: number };
@@ -195,6 +239,14 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       else sandbox.writable.delete(dir);
       return send(res, 200, { writable: [...sandbox.writable] });
     }
+    if (rest === "/screenshot" && req.method === "POST") {
+      const body = JSON.parse(await readBody(req)) as { port?: unknown; path?: unknown };
+      const bridge = typeof body.port === "number" ? bridgeOf(id, body.port) : null;
+      if (!bridge) return send(res, 404, { error: { code: "no_port", message: `no live process of ${id} serves port ${String(body.port)}` } });
+      const png = await screenshotOf(await bridge.target(), typeof body.path === "string" && body.path.startsWith("/") ? body.path : "/", { chromium: CHROMIUM });
+      res.writeHead(200, { "content-type": "image/png", "content-length": png.length }).end(png);
+      return;
+    }
     if (rest === "/egress" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as { hosts?: unknown };
       sandbox.allow = [...new Set([...sandbox.allow, ...strings(body.hosts)])];
@@ -207,7 +259,13 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (rest === "/processes" && req.method === "POST") {
       const body = JSON.parse(await readBody(req)) as ProcessBody;
       const processId = `p${sandbox.processes.size + 1}-${Date.now().toString(36)}`;
-      sandbox.processes.set(processId, await startIn(sandbox, body, path.join(outputRoot, `${id}-${processId}.ndjson`)));
+      const hosted = await startIn(sandbox, body, path.join(outputRoot, `${id}-${processId}.ndjson`));
+      if (typeof body.serves === "number" && body.serves > 0 && body.serves < 65_536) {
+        // Without walls the command shares the host's network: its port is the host's own.
+        hosted.bridge = new PortBridge(walls && !body.bookkeeping ? hosted.child.pid ?? null : null, body.serves, path.join(outputRoot, `port-${++bridgesMade}.sock`));
+        hosted.child.once("close", () => hosted.bridge?.close());
+      }
+      sandbox.processes.set(processId, hosted);
       return send(res, 200, { processId });
     }
     const proc = /^\/processes\/([^/]+)(\/output)?$/.exec(rest);
@@ -518,46 +576,11 @@ function killTree(hosted: HostedProcess): Promise<void> {
   });
 }
 
-/** The processes below `pid`, from each process's parent in /proc. */
-function descendantsOf(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSyncSafe("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    // The parent is the 4th field, after the command name in parentheses (which may hold spaces).
-    const stat = readFileSyncSafe(`/proc/${entry}/stat`);
-    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (parent) children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
-  }
-  const found: number[] = [];
-  for (let queue = [pid]; queue.length; ) {
-    const next = children.get(queue.shift()!) ?? [];
-    found.push(...next);
-    queue.push(...next);
-  }
-  return found;
-}
-
 function signalProcess(pid: number, signal: NodeJS.Signals) {
   try {
     process.kill(pid, signal);
   } catch {
     // Already gone.
-  }
-}
-
-function readdirSyncSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return []; // no /proc (macOS): the process group is all there is
-  }
-}
-
-function readFileSyncSafe(file: string): string {
-  try {
-    return readFileSync(file, "utf8");
-  } catch {
-    return ""; // the process ended meanwhile
   }
 }
 
@@ -585,8 +608,8 @@ async function readBody(req: http.IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown) {
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -30,6 +30,8 @@ import { SandboxManager, type SandboxRuntimeConfig } from "@anthropic-ai/sandbox
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The Sortie checkout: its secrets (.dev.vars) and state (.wrangler/) are no sandbox's business. */
 const CHECKOUT = path.resolve(here, "..");
+/** The toolchain every command may read: where the checkout's node_modules really is (a git worktree may link it from another checkout). */
+const NODE_MODULES = fs.realpathSync(path.join(CHECKOUT, "node_modules"));
 
 /** The model keys a command may be handed, with the variable naming where each goes and its default host. */
 const MODEL_KEYS = [
@@ -214,7 +216,7 @@ class WallsImpl {
         filesystem: {
           // Not /tmp as a whole: the runtime's proxy sockets live there, and a hidden /tmp hides them too.
           denyRead: [...new Set([home, "/root", "/home", CHECKOUT, ...this.stateRoots])],
-          allowRead: [spec.root, path.join(CHECKOUT, "node_modules"), ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
+          allowRead: [spec.root, NODE_MODULES, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
           allowWrite: [spec.root, ...(spec.writable ?? [])],
           // The runtime's own scratch (/tmp/claude) would be shared by every sandbox: none of them writes there.
           denyWrite: ["/tmp/claude"],

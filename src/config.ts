@@ -37,6 +37,8 @@ export interface SortieConfig {
   memoryAutoApproveSeen: number | null;
   /** Fix runs Sortie makes on one of its pull requests, across every trigger. */
   prFixMaxAttempts: number;
+  /** How long a preview's command has to answer on its port (at most 60 s). */
+  previewReadyMs: number;
 }
 
 /**
@@ -49,7 +51,7 @@ export const PLAIN_VARS: ReadonlySet<string> = new Set([
   "WARM_SNAPSHOT_TTL_MINUTES", "WARM_SNAPSHOT_MAX", "WARM_SNAPSHOT_MAX_BYTES", "BACKUP_BUCKET_NAME", "FOLLOWUP_WINDOW_MINUTES",
   "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "GEMINI_BASE_URL", "LOCAL_SANDBOX_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS",
   "GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_TRIGGER_ASSOCIATIONS", "REVIEW_PEER_EXCLUDE", "MEMORY_TTL_DAYS", "MEMORY_AUTO_APPROVE_SEEN",
-  "PR_FIX_MAX_ATTEMPTS",
+  "PR_FIX_MAX_ATTEMPTS", "PREVIEW_HOSTNAME", "PREVIEW_READY_SECONDS",
 ]);
 
 /** Hard ceilings that no configuration raises. */
@@ -118,6 +120,7 @@ export function readConfig(env: Cloudflare.Env): SortieConfig {
     memoryTtlDays: positive(env.MEMORY_TTL_DAYS, 90),
     memoryAutoApproveSeen: positive(env.MEMORY_AUTO_APPROVE_SEEN, 0) || null,
     prFixMaxAttempts: Math.floor(positive(env.PR_FIX_MAX_ATTEMPTS, 3)),
+    previewReadyMs: Math.min(positive(env.PREVIEW_READY_SECONDS, 60), 60) * 1000,
   };
 }
 

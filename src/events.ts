@@ -121,6 +121,16 @@ export const EVENT_DATA = {
   "publish.review_failed": data({ message: str }),
   ...tending,
   "tending.error": data({ message: str }),
+  // A run's preview: the app its workspace serves.
+  "preview.starting": data({ command: str, port: int, url: str, startedAt: num }),
+  "preview.ready": data({ url: str, port: int, ms: num }),
+  "preview.output": data({ stream: str, text: str, truncated: opt(z.boolean()) }),
+  "preview.failed": data({ error: ErrorInfo, output: str }),
+  "preview.stopped": data({ reason: str }),
+  "preview.restarting": data({ reason: str }),
+  "preview.screenshot": data({ file: str, bytes: int, kept: z.boolean() }),
+  "preview.screenshot_skipped": data({ reason: str }),
+  "preview.screenshot_failed": data({ message: str }),
   // Repository memory.
   "memory.delivered": data({ entries: z.array(z.looseObject({ id: str, text: str })) }),
   "memory.proposed": data({ proposed: z.array(z.looseObject({ id: str })), seen: z.array(z.looseObject({ id: str })) }),
@@ -252,6 +262,16 @@ export function applyEvent(fold: TaskFold, event: TaskEvent): TaskFold {
       return patchRun({ baseCommit: event.data.commit, workspace: event.data.source === "template" ? "warm" : event.data.source });
     case "run.worktree":
       return patchRun({ baseCommit: event.data.commit, workspace: "worktree" });
+    case "preview.starting":
+      return patchRun({ preview: { status: "starting", url: event.data.url, startedAt: event.data.startedAt } });
+    case "preview.ready":
+      return run?.preview ? patchRun({ preview: { status: "ready", url: event.data.url, startedAt: run.preview.startedAt } }) : fold;
+    case "preview.stopped":
+      return run?.preview ? patchRun({ preview: { status: "stopped", url: run.preview.url, startedAt: run.preview.startedAt } }) : fold;
+    case "preview.failed":
+      return run ? patchRun({ preview: { status: "failed", url: run.preview?.url ?? "", startedAt: run.preview?.startedAt ?? ts, error: event.data.error } }) : fold;
+    case "preview.screenshot":
+      return event.data.kept ? patchRun({ screenshot: true }) : fold;
     case "memory.delivered":
       return event.data.entries.length > 0 ? patchRun({ memory: event.data.entries.map((entry) => entry.id) }) : fold;
     case "memory.proposed": {

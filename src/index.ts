@@ -3,6 +3,7 @@
  * class behind it. Wrangler reads the Durable Object classes from these exports.
  */
 import { buildApp } from "./api/app.ts";
+import { servePreviewHost } from "./api/preview-hosts.ts";
 
 export { TaskAgent } from "./agents/task-agent.ts";
 export { Fleet } from "./agents/fleet.ts";
@@ -15,5 +16,6 @@ export { ContainerProxy } from "@cloudflare/sandbox";
 const app = buildApp();
 
 export default {
-  fetch: (request, env, ctx) => app.fetch(request, env, ctx),
+  // Preview hosts (Cloudflare's exposed ports) first: they are the runs' apps, never the API.
+  fetch: async (request, env, ctx) => (await servePreviewHost(request, env)) ?? app.fetch(request, env, ctx),
 } satisfies ExportedHandler<Cloudflare.Env>;

@@ -86,6 +86,32 @@ export type ReviewRound = z.infer<typeof ReviewRound>;
 export const ReviewView = z.object({ status: z.enum(REVIEW_STATUSES), rounds: z.array(ReviewRound), reason: z.string().nullable().optional() });
 export type ReviewView = z.infer<typeof ReviewView>;
 
+export const ErrorInfo = z.object({ code: z.string(), message: z.string() });
+export type ErrorInfo = z.infer<typeof ErrorInfo>;
+
+/** Defaults and bounds of a run's preview: the port its command listens on, and how long it may take to answer. */
+export const PREVIEW = { defaultPort: 8080, minPort: 1024, maxPort: 65_535, defaultPath: "/", readyTimeoutMs: 60_000 } as const;
+
+/** `preview` of a task: a command that serves the app a run built, started in its kept workspace once its turn succeeded. */
+export const PreviewRequest = z
+  .object({
+    command: z.string().trim().min(1, "preview.command must not be empty").max(10_000),
+    port: z.int().min(PREVIEW.minPort, `preview.port must be between ${PREVIEW.minPort} and ${PREVIEW.maxPort}`).max(PREVIEW.maxPort, `preview.port must be between ${PREVIEW.minPort} and ${PREVIEW.maxPort}`).optional(),
+    path: z.string().regex(/^\/[\x21-\x7e]*$/, "preview.path must start with / and hold no spaces").max(2000).optional(),
+  })
+  .strict();
+export type PreviewRequest = z.infer<typeof PreviewRequest>;
+
+export const PREVIEW_STATUSES = ["starting", "ready", "failed", "stopped"] as const;
+/** A run's preview as the API shows it: `url` is absolute (the orchestrator's `/preview/<task>/<run>/`, or the sandbox's exposed host). */
+export const PreviewView = z.object({
+  status: z.enum(PREVIEW_STATUSES),
+  url: z.string(),
+  startedAt: z.number(),
+  error: ErrorInfo.optional(),
+});
+export type PreviewView = z.infer<typeof PreviewView>;
+
 /** The body of `POST /api/tasks`. Unknown fields are refused, so a typo is an error, not a silent default. */
 export const CreateTaskBody = z
   .object({
@@ -132,6 +158,8 @@ export const CreateTaskBody = z
     output: z.enum(["diff", "branch", "draft-pr", "pr"]).optional(),
     /** Let a diff that adds files looking like secrets (.env, keys…) be published. */
     allowSecretFiles: z.boolean().optional(),
+    /** Serve the app each run built: `command` with PORT set, in the run's kept workspace, at the run's preview URL. */
+    preview: PreviewRequest.optional(),
     /** Told the outcome when the task ends. */
     notify: z
       .object({
@@ -177,8 +205,6 @@ export const ListTasksQuery = z
   })
   .strict();
 
-export const ErrorInfo = z.object({ code: z.string(), message: z.string() });
-export type ErrorInfo = z.infer<typeof ErrorInfo>;
 
 export const DiffStats = z.object({
   files: z.int(),
@@ -227,6 +253,10 @@ export const RunView = z.object({
   review: ReviewView.nullable().optional(),
   /** The repository-memory entries the run was given in `$SORTIE_MEMORY_FILE` (ids; the `memory.delivered` event has their texts). */
   memory: z.array(z.string()).optional(),
+  /** The app the run built, served from its kept workspace (tasks with `preview`). */
+  preview: PreviewView.nullable().optional(),
+  /** Whether a screenshot of the run's preview is kept (`GET /api/tasks/:id/runs/:n/screenshot`). */
+  screenshot: z.boolean().optional(),
 });
 export type RunView = z.infer<typeof RunView>;
 
@@ -328,6 +358,8 @@ export interface TaskSpec {
   output: "diff" | "branch" | "draft-pr" | "pr";
   allowSecretFiles: boolean;
   setup: string | null;
+  /** The command that serves each run's app, with its port and the path to open; null for none. */
+  preview?: { command: string; port: number; path: string } | null;
   /** The Worker's public origin when the task was created, for links in pull requests and messages. */
   origin: string | null;
   /** A fix run on a pull request Sortie tends: started from its branch, pushed onto it as a new commit. */

@@ -6,11 +6,13 @@
 import { messageOf } from "../errors.ts";
 import type { AgentTurnResult } from "../runners/agent.ts";
 import { markMemoryWinner } from "../store/memory.ts";
-import type { Sandbox } from "../sandbox/port.ts";
-import { isTerminal, type EventInput, type JudgeView, type ReviewView, type TaskState, type TaskStatus } from "../schema.ts";
+import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
+import { PREVIEW, isTerminal, type TaskSpec, type EventInput, type JudgeView, type ReviewView, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
 import { fleetOf } from "./fleet.ts";
+import type { PreviewTarget } from "./preview.ts";
 import type { AgentTurn } from "./run.ts";
+import type { ScreenshotStore } from "./screenshot-store.ts";
 import { judgeSlot, slotNumber, type Slot } from "./slot.ts";
 import { classify, progressKey } from "./task-state.ts";
 
@@ -27,6 +29,8 @@ export interface Candidate {
   deletions: number;
   /** What the run's reviewer concluded, when the task has review lanes. */
   review?: string;
+  /** The PNG of the run's preview in $SORTIE_SCREENSHOTS_DIR, when the task has previews and it was ready. */
+  screenshot?: string;
 }
 
 export interface Verdict {
@@ -38,11 +42,15 @@ export interface Verdict {
 /** The reviewer's instructions: read the diffs from files, answer with one JSON object. */
 export function judgePrompt(taskPrompt: string, candidates: Candidate[]): string {
   const list = candidates
-    .map((c) => `- run ${c.run}: ${c.file} (${c.files} files, +${c.additions} -${c.deletions})${c.review ? `\n  its reviewer: ${c.review}` : ""}`)
+    .map((c) => `- run ${c.run}: ${c.file} (${c.files} files, +${c.additions} -${c.deletions})${c.review ? `\n  its reviewer: ${c.review}` : ""}${c.screenshot ? `\n  its running app: $SORTIE_SCREENSHOTS_DIR/${c.screenshot}` : ""}`)
     .join("\n");
+  const seen = candidates.some((c) => c.screenshot)
+    ? ["Each run's app was also started and photographed: the PNG named in its line, in the directory at $SORTIE_SCREENSHOTS_DIR. Look at them, and say in your reasons what you saw."]
+    : [];
   return [
     `${JUDGE_MARKER} You are reviewing ${candidates.length} candidate changes made by independent coding agents for the same task.`,
     "Read each candidate diff from its file in the current directory. Do not modify anything.",
+    ...seen,
     "Judge correctness first, then completeness, then simplicity and style.",
     'Answer with only one JSON object, no prose around it: {"winner": <run number>, "ranking": [<run numbers, best first>], "reasons": "<two or three sentences>"}',
     "",
@@ -97,6 +105,11 @@ export interface JudgeContext {
   runTurn(slot: Slot, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal): Promise<AgentTurnResult>;
   /** Ends the task if every run and the judge have ended. */
   finishTaskIfDone(): Promise<void>;
+  spec(): TaskSpec;
+  port(): SandboxPort;
+  /** Where a run's live preview is served, for its screenshot. */
+  previewTarget(index: number): PreviewTarget | null;
+  screenshots(): ScreenshotStore;
 }
 
 /** After a run ended `ended`: once every run has, the judge is queued with the candidates, or fails for want of any. */
@@ -130,7 +143,10 @@ export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promis
       await sandbox.writeFile(`${dir}/${file}`, ctx.diffs().text(run.index, JUDGE_DIFF_CHARS));
       candidates.push({ run: run.index, file, files: run.diff.files, additions: run.diff.additions, deletions: run.diff.deletions, ...(run.review ? { review: reviewSummary(run.review) } : {}) });
     }
-    const turn = await ctx.runTurn(judgeSlot, sandbox, { prompt: judgePrompt(task.prompt, candidates), cwd: dir, model: task.model, maxTurns: 20 }, signal);
+    const screenshots = `${sandbox.workdir}/screenshots`;
+    if (ctx.spec().preview) await photographPreviews(ctx, sandbox, screenshots, candidates, signal);
+    const env = candidates.some((c) => c.screenshot) ? { SORTIE_SCREENSHOTS_DIR: screenshots } : undefined;
+    const turn = await ctx.runTurn(judgeSlot, sandbox, { prompt: judgePrompt(task.prompt, candidates), cwd: dir, model: task.model, maxTurns: 20, ...(env ? { env } : {}) }, signal);
     if (signal.aborted) return;
     const costUsd = turn.final?.costUsd ?? 0;
     const verdict = turn.final ? parseVerdict(turn.final.text, candidates.map((c) => c.run)) : null;
@@ -145,6 +161,50 @@ export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promis
     ctx.kv.delete(progressKey(judgeSlot));
     if (!signal.aborted) await ctx.destroySandbox(judgeSlot, sandbox);
   }
+}
+
+/**
+ * Waits for the candidates' previews to leave `starting`, then takes a PNG of
+ * each ready one (outside its sandbox: the backend's browser), keeps it with
+ * the task and puts it in `dir` of the judge's sandbox as `run-<n>.png`. A
+ * preview that failed, or a screenshot that could not be taken, leaves that
+ * candidate without one, and says so in an event.
+ */
+async function photographPreviews(ctx: JudgeContext, sandbox: Sandbox, dir: string, candidates: Candidate[], signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + PREVIEW.readyTimeoutMs + 15_000;
+  const settled = () => candidates.every((c) => {
+    const status = ctx.task().runs[c.run]?.preview?.status;
+    return status !== undefined && status !== "starting";
+  });
+  while (!settled() && Date.now() < deadline && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, 250));
+  for (const candidate of candidates) {
+    const target = ctx.task().runs[candidate.run]?.preview?.status === "ready" ? ctx.previewTarget(candidate.run) : null;
+    if (!target || signal.aborted) continue;
+    try {
+      const png = await ctx.port().screenshot(target.sandboxId, target.port, target.path);
+      if (!png) {
+        ctx.record({ run: candidate.run, type: "preview.screenshot_skipped", data: { reason: "this sandbox backend takes no screenshots" } });
+        continue;
+      }
+      const file = `run-${candidate.run}.png`;
+      // Files travel into a sandbox as text: the PNG goes in as base64 and is decoded there.
+      await sandbox.writeFile(`${dir}/${file}.b64`, base64Of(png));
+      const decoded = await sandbox.exec('base64 -d "$SORTIE_IN" > "$SORTIE_OUT" && rm -f "$SORTIE_IN"', { env: { SORTIE_IN: `${dir}/${file}.b64`, SORTIE_OUT: `${dir}/${file}` }, bookkeeping: true });
+      if (decoded.exitCode !== 0) throw new Error(`decoding the screenshot failed: ${decoded.stderr.trim()}`);
+      candidate.screenshot = file;
+      // A kept screenshot sets the run's `screenshot` (the fold of this event).
+      const kept = ctx.screenshots().put(candidate.run, png);
+      ctx.record({ run: candidate.run, type: "preview.screenshot", data: { file, bytes: png.byteLength, kept } });
+    } catch (error) {
+      ctx.record({ run: candidate.run, type: "preview.screenshot_failed", data: { message: messageOf(error) } });
+    }
+  }
+}
+
+function base64Of(bytes: Uint8Array): string {
+  let binary = "";
+  for (let at = 0; at < bytes.length; at += 0x8000) binary += String.fromCharCode(...bytes.subarray(at, at + 0x8000));
+  return btoa(binary);
 }
 
 /** Records the judge's outcome; its winner becomes the task's unless one was picked already. */

@@ -10,10 +10,13 @@ import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { newTaskId } from "../ids.ts";
 import { resolveRepo } from "../repo.ts";
-import { REVIEW_ROUNDS, type CreateTaskBody, type TaskSpec, type TaskState } from "../schema.ts";
+import { PREVIEW, REVIEW_ROUNDS, type CreateTaskBody, type TaskSpec, type TaskState } from "../schema.ts";
 import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { claimsOf, fleetOf } from "./fleet.ts";
 import { chooseIsolation } from "./isolation.ts";
+
+/** How long a previewed run's workspace is kept when neither the task nor the deployment says. */
+const PREVIEW_WORKSPACE_MINUTES = 15;
 
 export interface LaunchRequest {
   body: CreateTaskBody;
@@ -48,6 +51,14 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
       422,
     );
   }
+  if (body.preview && isolation.level === "analysis") {
+    throw new SortieError("isolation_conflict", `an analysis task changes nothing, so it has no app to preview (isolation ${isolation.inferred ? "inferred" : "declared"}: ${isolation.reason})`, 422);
+  }
+  if (body.preview && body.keepWorkspaceMinutes === 0) {
+    throw new SortieError("preview_needs_workspace", "a preview lives in the run's kept workspace: keepWorkspaceMinutes must be above 0", 400);
+  }
+  // A preview lives as long as the workspace: a deployment that keeps none by default keeps a previewed one for the usual window.
+  const keepWorkspaceMinutes = body.keepWorkspaceMinutes ?? (body.preview && config.followUpWindowMinutes === 0 ? PREVIEW_WORKSPACE_MINUTES : config.followUpWindowMinutes);
   return {
     id,
     repo: repo.slug,
@@ -67,11 +78,12 @@ export function planTask(env: Cloudflare.Env, request: LaunchRequest, id = newTa
     review: body.review ? { agent: body.review.agent ?? null, model: body.review.model ?? null, rounds: body.review.rounds ?? REVIEW_ROUNDS.default } : null,
     key: body.key ?? null,
     maxCostUsd: body.maxCostUsd ?? config.defaultMaxCostUsd,
-    keepWorkspaceMinutes: body.keepWorkspaceMinutes ?? config.followUpWindowMinutes,
+    keepWorkspaceMinutes,
     notify: body.notify ?? null,
     output: body.output ?? "diff",
     allowSecretFiles: body.allowSecretFiles ?? false,
     setup: body.setup ?? null,
+    preview: body.preview ? { command: body.preview.command, port: body.preview.port ?? PREVIEW.defaultPort, path: body.preview.path ?? PREVIEW.defaultPath } : null,
     origin: request.origin ?? null,
   };
 }

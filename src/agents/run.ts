@@ -22,6 +22,7 @@ import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, ty
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
+import type { RunPreviews } from "./preview.ts";
 import { reconcileWarmIndex } from "./warm-index.ts";
 import { prepareWorkspace, setUpCheckout, sizeOf, warmFamilyOf } from "./workspace.ts";
 
@@ -84,6 +85,8 @@ export interface RunContext {
   keepWorkspace(index: number, minutes: number): Promise<void>;
   /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
   reopen(index: number): Promise<void>;
+  /** The runs' previews (tasks with `preview`): started after a succeeded turn, stopped before a follow-up's. */
+  previews: Pick<RunPreviews, "start" | "stop">;
 }
 
 export async function driveRun(ctx: RunContext, index: number, signal: AbortSignal, resume?: RunProgress): Promise<void> {
@@ -102,6 +105,8 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
   try {
     if (resume || followUp) {
       sandbox = await ctx.openSandbox(runSlot(index));
+      // The app is served again once the follow-up's turn is over, from what it changed.
+      if (followUp && spec.preview) await ctx.previews.stop(index, "follow_up");
       ctx.setPhase(index, "agent");
     } else {
       sandbox = await provision(ctx, index, spec, signal);
@@ -210,6 +215,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       // A message that came while the diff was being taken reopens the run at once.
       await ctx.keepWorkspace(index, Math.max(spec.keepWorkspaceMinutes, 1));
       if (lateMessages) await ctx.reopen(index);
+      else if (outcome[0] === "succeeded" && spec.preview && sandbox) await startPreview(ctx, index, sandbox, placementOf(ctx, index, sandbox));
     } else if (live) {
       await ctx.destroySandbox(runSlot(index), sandbox);
       if (outcome) await ctx.finishRun(index, ...outcome);
@@ -221,6 +227,16 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     ctx.record({ run: index, type: "run.retry", data: { attempt: attempt + 1, of: LIMITS.maxInfraRetries, delayMs, error: lostSandbox } });
     await new Promise((resolve) => setTimeout(resolve, delayMs));
     if (!signal.aborted) await driveRun(ctx, index, signal);
+  }
+}
+
+/** Serves the run's app from its kept workspace; a preview that cannot start is the preview's failure, never the run's. */
+async function startPreview(ctx: RunContext, index: number, sandbox: Sandbox, placement: Placement): Promise<void> {
+  try {
+    await ctx.previews.start(index, sandbox, { cwd: placement.repoDir, confine: placement.confine, env: placement.gitEnv });
+  } catch (error) {
+    const failure = { code: "preview_failed", message: messageOf(error) };
+    ctx.record({ run: index, type: "preview.failed", data: { error: failure, output: "" } });
   }
 }
 

@@ -26,6 +26,8 @@ import { judgeSlot, publishSlot, reviewSlot, runSlot, slotFromNumber, slotKey, s
 import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { ViewerStreams } from "./viewer-streams.ts";
+import { RunPreviews, type PreviewTarget } from "./preview.ts";
+import { ScreenshotStore } from "./screenshot-store.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
 import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
 
@@ -47,6 +49,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private borrowed?: TaskContext;
   private taskSlots?: TaskSlots;
   private taskNotifier?: TaskNotifier;
+  private runPreviews?: RunPreviews;
+  private screenshotStore?: ScreenshotStore;
   /** The slots (runs, the judge, the publisher) this instance is driving right now, by slotKey. */
   private readonly live = new Map<string, AbortController>();
   /** Secrets minted during this instance's life (push tokens), redacted like the configured ones. */
@@ -82,6 +86,25 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private get slots(): TaskSlots {
     this.taskSlots ??= new TaskSlots(this.context);
     return this.taskSlots;
+  }
+
+  private get previews(): RunPreviews {
+    this.runPreviews ??= new RunPreviews({
+      kv: this.ctx.storage.kv,
+      spec: () => this.requireSpec(),
+      port: () => sandboxPortFor(this.env, this.config),
+      runOf: (index) => this.runOf(index),
+      record: (input) => this.record(input),
+      localUrl: (index) => `${this.requireSpec().origin ?? ""}/preview/${this.requireTask().id}/${index}/`,
+      hostname: () => this.env.PREVIEW_HOSTNAME || null,
+      readyTimeoutMs: () => this.config.previewReadyMs,
+    });
+    return this.runPreviews;
+  }
+
+  private get screenshots(): ScreenshotStore {
+    this.screenshotStore ??= new ScreenshotStore(this.ctx.storage.sql);
+    return this.screenshotStore;
   }
 
   private get notifier(): TaskNotifier {
@@ -120,6 +143,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       finishTaskIfDone: () => this.finishTaskIfDone(),
       keepWorkspace: (index, minutes) => this.keepWorkspace(index, minutes),
       reopen: (index) => this.reopen(index),
+      previews: this.previews,
+      previewTarget: (index) => this.previews.target(index),
+      screenshots: () => this.screenshots,
       origin: () => this.notifier.origin(),
       index: () => this.index(),
     };
@@ -244,12 +270,35 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     await fleet.enqueue(task.id, [index], task.createdBy);
   }
 
-  /** Alarm callback: a finished run's follow-up window has passed; its workspace goes. */
+  /** Alarm callback: a finished run's follow-up window has passed; its workspace goes, and its preview with it. */
   async expireWorkspace(payload: { slot: number }): Promise<void> {
     const run = this.current?.runs[payload.slot];
     if (!run || !isTerminal(run.status)) return;
+    await this.previews.stop(payload.slot, "workspace_released");
     this.record({ run: payload.slot, type: "run.workspace_released", data: {} });
     await this.slots.destroy(runSlot(payload.slot));
+  }
+
+  /** Where run `run`'s preview is served while it is starting or ready (the Worker's proxy asks); null otherwise. */
+  previewTarget(run: number): PreviewTarget | null {
+    if (!this.current?.runs[run]) return null;
+    return this.previews.target(run);
+  }
+
+  /** `DELETE …/runs/:n/preview`: stops the run's preview; its workspace stays for follow-ups. */
+  async stopPreview(run: number, by: string): Promise<{ task: TaskState } | Refusal> {
+    const target = this.requireTask().runs[run];
+    if (!target) return { refused: { code: "invalid_run", message: `task has runs 0 to ${this.requireTask().runs.length - 1}, not ${run}`, status: 400 } };
+    const status = target.preview?.status;
+    if (status !== "starting" && status !== "ready") return { refused: { code: "no_preview", message: `run ${run} has no live preview${status ? ` (it is ${status})` : ""}`, status: 409 } };
+    await this.previews.stop(run, "deleted");
+    await this.audit(by, "task.preview_stopped", { run });
+    return { task: this.requireTask() };
+  }
+
+  /** The PNG of run `run`'s preview the judge was shown, if one was taken. */
+  screenshot(run: number): Uint8Array | null {
+    return this.screenshots.get(run);
   }
 
   /** Picks the run whose diff later steps publish. */
@@ -346,7 +395,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       if (this.live.has(slotKey(runSlot(run.index)))) continue;
       // A reviewer is driven by its run: with the run not driven here, its sandbox has no one left.
       await this.slots.destroy(reviewSlot(run.index));
-      if (isTerminal(run.status)) await this.cleanUpSlot(runSlot(run.index), { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
+      if (isTerminal(run.status)) {
+        await this.previews.recover(run.index);
+        await this.cleanUpSlot(runSlot(run.index), { keepWorkspace: (run.workspaceUntil ?? 0) > Date.now() });
+      }
       else if (run.status === "running") await this.recover(run);
       // A queued run is (again) in the fleet's queue; enqueueing twice changes nothing.
       else if (!isTerminal(task.status)) await (await fleetOf(this.env)).enqueue(task.id, [run.index], task.createdBy);

@@ -13,6 +13,7 @@ import type { AuthVariables } from "./auth.ts";
 import { requireScope, signSessionToken } from "./auth.ts";
 import { limitBody } from "./body.ts";
 import { memoryRoutes } from "./memory.ts";
+import { previewApiRoutes, previewProxy } from "./previews.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { batchRoutes } from "./batches.ts";
 import { reportRoutes } from "./reports.ts";
@@ -32,6 +33,10 @@ export function buildApp() {
 
   app.get("/healthz", (c) => c.json({ ok: true, backend: readConfig(c.env).sandboxBackend }));
   app.route("/api/tasks", taskRoutes);
+  // Under the task routes' auth (their `*` middleware covers every /api/tasks path).
+  app.route("/api/tasks", previewApiRoutes);
+  // Authenticates itself: a bearer token or the preview's own cookie.
+  app.route("/preview", previewProxy);
   app.route("/api/batches", batchRoutes);
   app.route("/slack", slackRoutes);
   app.route("/github", githubRoutes);

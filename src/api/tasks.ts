@@ -169,6 +169,10 @@ export async function present(requestUrl: string, env: Cloudflare.Env, task: Tas
     task = { ...task, runs: task.runs.map((run) => (run.status === "queued" ? { ...run, queuePosition: positions[run.index] ?? null } : run)) };
   }
   const origin = new URL(requestUrl).origin;
+  // A local preview's URL is the orchestrator's own path: absolute here, against the origin the caller used.
+  if (task.runs.some((run) => run.preview?.url.startsWith("/"))) {
+    task = { ...task, runs: task.runs.map((run) => (run.preview?.url.startsWith("/") ? { ...run, preview: { ...run.preview, url: `${origin}${run.preview.url}` } } : run)) };
+  }
   const token = await signViewerToken(env.SORTIE_ADMIN_TOKEN, task.id, readConfig(env).viewerTokenTtlSeconds);
   const wsOrigin = origin.replace(/^http/, "ws");
   return { ...task, url: `${origin}/api/tasks/${task.id}`, ws: `${wsOrigin}/api/tasks/${task.id}/ws?token=${encodeURIComponent(token)}` };

@@ -39,6 +39,13 @@ export interface SandboxSdkClient {
   /** Archives `dir` (squashfs) into the BACKUP_BUCKET R2 binding; the handle restores it in any sandbox. */
   createBackup(options: { dir: string; name?: string; ttl?: number }): Promise<BackupHandle>;
   restoreBackup(backup: BackupHandle): Promise<{ success: boolean; dir: string; id: string }>;
+  /** A preview URL `https://{port}-{id}-{token}.{hostname}` for the port, served by `proxyToSandbox`; again after a container restart. */
+  exposePort(port: number, options: { hostname: string; name?: string }): Promise<{ url: string; port: number; name: string | undefined }>;
+  unexposePort(port: number): Promise<void>;
+  /** A request to a port of the container (the SDK's Container.containerFetch). */
+  containerFetch(request: Request, port: number): Promise<Response>;
+  /** A WebSocket upgrade to a port of the container. */
+  wsConnect(request: Request, port: number): Promise<Response>;
   destroy(): Promise<void>;
 }
 
@@ -96,6 +103,24 @@ export class CloudflareSandboxPort implements SandboxPort {
     const handle = parseBackupHandle(snapshotId);
     const listed = await this.backups.bucket.list({ prefix: backupPrefix(handle.id) });
     if (listed.objects.length) await this.backups.bucket.delete(listed.objects.map((object) => object.key));
+  }
+
+  /** Straight to the container's port; a container that cannot be reached answers like a port nobody listens on. */
+  async fetchPort(id: string, port: number, request: Request): Promise<Response> {
+    const sdk = this.connect(id);
+    try {
+      return request.headers.get("upgrade")?.toLowerCase() === "websocket" ? await sdk.wsConnect(request, port) : await sdk.containerFetch(request, port);
+    } catch (error) {
+      return Response.json(
+        { error: { code: "preview_unreachable", message: `sandbox ${id} port ${port}: ${error instanceof Error ? error.message : String(error)}` } },
+        { status: 502, headers: { "x-sortie-preview": "unreachable" } },
+      );
+    }
+  }
+
+  /** Screenshots on Cloudflare need the Browser Rendering binding, which this adapter does not drive yet. */
+  async screenshot(): Promise<Uint8Array | null> {
+    return null;
   }
 
   /** The Worker adds the real key to requests for the model host (egress.ts); the agent holds a placeholder. */
@@ -281,6 +306,17 @@ class CloudflareSandbox implements Sandbox {
       env: {},
       revoke: () => this.call("removeOutboundByHost", () => this.sdk.removeOutboundByHost(host)),
     };
+  }
+
+  /** Container ports are the container's own: `serves` needs nothing here, the URL comes from the SDK. */
+  async exposePort(port: number, options: { hostname: string | null; name: string }): Promise<string | null> {
+    if (!options.hostname) return null;
+    const hostname = options.hostname;
+    return (await this.call("exposePort", () => this.sdk.exposePort(port, { hostname, name: options.name }))).url;
+  }
+
+  async unexposePort(port: number): Promise<void> {
+    await this.call("unexposePort", () => this.sdk.unexposePort(port));
   }
 
   /** Runs one SDK call; a failure of the container itself becomes SandboxUnavailableError. */

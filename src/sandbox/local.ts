@@ -72,6 +72,24 @@ export class LocalSandboxPort implements SandboxPort {
     await new LocalHostClient(this.baseUrl, this.token, "").raw("DELETE", `/v1/snapshots/${encodeURIComponent(snapshotId)}`);
   }
 
+  /** Through the host, which bridges the port out of the command's walls; the Worker's own credentials stay behind. */
+  async fetchPort(id: string, port: number, request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const headers = new Headers(request.headers);
+    headers.set("authorization", `Bearer ${this.token}`);
+    const target = `${this.baseUrl}/v1/sandboxes/${encodeURIComponent(id)}/ports/${port}${url.pathname}${url.search}`;
+    try {
+      return await fetch(target, { method: request.method, headers, body: request.body, redirect: "manual" });
+    } catch (error) {
+      throw new SandboxUnavailableError(`local sandbox host unreachable at ${this.baseUrl}`, { cause: error });
+    }
+  }
+
+  async screenshot(id: string, port: number, path: string): Promise<Uint8Array | null> {
+    const response = await new LocalHostClient(this.baseUrl, this.token, id).request("POST", "/screenshot", JSON.stringify({ port, path }));
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
   /** The real key goes to the host, which masks it before the agent's command starts (container/walls.ts). */
   credentialsForAgent(real: AgentCredentials): Record<string, string> {
     return presentCredentials(real);
@@ -202,6 +220,13 @@ class LocalSandbox implements Sandbox {
   async finishCache(key: string, dir: string, keep: boolean): Promise<void> {
     await this.client.json("POST", `/caches/${encodeURIComponent(key)}/finish`, { path: dir, keep });
   }
+
+  /** The orchestrator serves local previews at its own `/preview/…` paths: no public URL here. */
+  async exposePort(): Promise<string | null> {
+    return null;
+  }
+
+  async unexposePort(): Promise<void> {}
 
   /** The task's own hosts join what the host's proxy lets this sandbox's commands reach. */
   async allowEgress(hosts: string[]): Promise<void> {

@@ -33,6 +33,13 @@ export interface ExecOptions {
    * building them; in a container it changes nothing.
    */
   bookkeeping?: boolean;
+  /**
+   * The port the command will listen on (a preview): the backend makes it
+   * reachable by `SandboxPort.fetchPort`. Locally each walled command has a
+   * network namespace of its own, which the host bridges; in a container
+   * every port is the container's.
+   */
+  serves?: number;
 }
 
 /**
@@ -126,6 +133,14 @@ export interface Sandbox {
    * (local) has nothing to open.
    */
   allowEgress(hosts: string[]): Promise<void>;
+  /**
+   * Gives `port` a public URL on `hostname` (Cloudflare's `exposePort`, served
+   * through `proxyToSandbox`), or null where the orchestrator proxies the port
+   * itself (local). Exposing an exposed port again is harmless.
+   */
+  exposePort(port: number, options: { hostname: string | null; name: string }): Promise<string | null>;
+  /** Takes the public URL of `port` away; nothing where there was none. */
+  unexposePort(port: number): Promise<void>;
 }
 
 /** A push token lent to one sandbox's git; `revoke` takes it back. */
@@ -168,6 +183,19 @@ export interface SandboxPort {
    * that adds the key on the way out hands the agent a placeholder instead.
    */
   credentialsForAgent(real: AgentCredentials): Record<string, string>;
+  /**
+   * Sends `request` (HTTP, or a WebSocket upgrade) to `port` of sandbox `id`,
+   * its path and query as the app should see them. A port nothing answers on
+   * is a 502 carrying `x-sortie-preview: unreachable`.
+   */
+  fetchPort(id: string, port: number, request: Request): Promise<Response>;
+  /** A PNG of `path` on `port` of sandbox `id`, rendered in a browser outside the sandbox; null where the backend has no browser. */
+  screenshot(id: string, port: number, path: string): Promise<Uint8Array | null>;
+}
+
+/** Whether a response to `fetchPort` came from the app, not from the backend saying nothing answers. */
+export function answeredByApp(response: Response): boolean {
+  return response.headers.get("x-sortie-preview") !== "unreachable";
 }
 
 /** Raised by an adapter when the sandbox itself (not the command in it) failed. */

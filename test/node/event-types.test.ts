@@ -6,6 +6,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { eventList } from "../../scripts/event-list.ts";
 import { AGENT_KINDS, EVENT_TYPES, TENDING_DECISIONS, isEventType } from "../../src/events.ts";
 
 const SRC = join(import.meta.dirname, "../../src");
@@ -45,13 +46,7 @@ describe("the event union", () => {
   });
 
   it("the README lists every declared event type, by family", () => {
-    const families = new Map<string, string[]>();
-    for (const type of EVENT_TYPES) {
-      const family = type.split(".")[0]!;
-      families.set(family, [...(families.get(family) ?? []), type]);
-    }
-    const list = [...families].map(([family, types]) => `- \`${family}\`: ${types.map((type) => `\`${type}\``).join(", ")}`).join("\n");
-    expect(readFileSync(join(SRC, "../README.md"), "utf8")).toContain(list);
+    expect(readFileSync(join(SRC, "../README.md"), "utf8")).toContain(eventList());
   });
 
   it("the scanner finds an undeclared type", () => {

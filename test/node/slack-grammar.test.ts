@@ -106,3 +106,18 @@ describe("status, cancel and help", () => {
     expect(error("help me")).toContain("takes nothing");
   });
 });
+
+describe("--preview", () => {
+  it("reads a quoted command, spaces and all, Slack's curly quotes too, and an optional port", () => {
+    expect(command('acme/widgets x2 --preview="npm run dev -- --host" --port=5173 build the page')).toMatchObject({ runs: 2, preview: { command: "npm run dev -- --host", port: 5173 }, prompt: "build the page" });
+    expect(command("acme/widgets --preview=\u201cnode serve.mjs\u201d build it")).toMatchObject({ preview: { command: "node serve.mjs" }, prompt: "build it" });
+    expect(command("acme/widgets --preview=make build it")).toMatchObject({ preview: { command: "make" }, prompt: "build it" });
+  });
+
+  it("refuses an unclosed quote, an empty command, a port out of range, and a port without a preview", () => {
+    expect(error('acme/widgets --preview="npm run dev build it')).toContain("needs a command");
+    expect(error('acme/widgets --preview="" build it')).toContain("needs a command");
+    expect(error('acme/widgets --preview="npm start" --port=80 go')).toContain("1024 to 65535");
+    expect(error("acme/widgets --port=8080 go")).toContain("goes with `--preview`");
+  });
+});

@@ -5,37 +5,17 @@
  */
 import os from "node:os";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoggedEvent } from "../../src/schema.ts";
-import { startDevServer, type DevServer } from "../support/dev-server.ts";
+import { serverAndBrowser } from "../support/browser.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SCREENSHOT = path.join(os.tmpdir(), "sortie-viewer-task.png");
 /** A Bash step that keeps the agent busy: Claude Code refuses a bare `sleep`. */
 const pause = (ms: number, before = "true") => ({ tool: "Bash", input: { command: `${before} && node -e 'setTimeout(() => {}, ${ms})'` } });
 
-let server: DevServer;
-let browser: Browser;
-
-beforeAll(async () => {
-  [server, browser] = await Promise.all([
-    startDevServer(),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    }),
-  ]);
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await server?.stop();
-});
-
-async function call(pathname: string, init: RequestInit = {}) {
-  return fetch(`${server.url}${pathname}`, { ...init, headers: { authorization: `Bearer ${server.token}`, ...(init.headers as Record<string, string>) } });
-}
+const harness = serverAndBrowser();
+const call = harness.call;
 
 async function createTask(steps: unknown[], prompt = "viewer test"): Promise<string> {
   const response = await call("/api/tasks", { method: "POST", body: JSON.stringify({ repo: "acme/widgets", prompt: `${prompt}\n#!standin ${JSON.stringify(steps)}` }) });
@@ -57,32 +37,22 @@ async function drawnSeqs(page: Page): Promise<number[]> {
   return seqs.sort((a, b) => a - b);
 }
 
-/** A page signed in through the form, recording every URL it requests. */
-async function signedInPage(): Promise<{ page: Page; urls: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  const urls: string[] = [];
-  page.on("request", (request) => urls.push(request.url()));
-  await page.goto(`${server.url}/`);
-  await page.getByTestId("login-token").fill(server.token);
-  await page.getByTestId("login-submit").click();
-  await page.getByTestId("task-table").waitFor();
-  return { page, urls };
-}
+const signedInPage = () => harness.signedInPage();
 
 describe("the web viewer", () => {
   it("signs in with the admin token but keeps only a session token, and asks again when the session is refused", async () => {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/`);
+    const page = await harness.browser.newPage();
+    await page.goto(`${harness.server.url}/`);
     await page.getByTestId("login-token").fill("not-the-token");
     await page.getByTestId("login-submit").click();
     await expect.poll(() => page.getByTestId("login-error").textContent()).toContain("refused");
 
-    await page.getByTestId("login-token").fill(server.token);
+    await page.getByTestId("login-token").fill(harness.server.token);
     await page.getByTestId("login-submit").click();
     await page.getByTestId("task-table").waitFor();
     const stored = await page.evaluate(() => JSON.stringify(sessionStorage));
     expect(stored).toMatch(/session\.\d+\./);
-    expect(stored).not.toContain(server.token);
+    expect(stored).not.toContain(harness.server.token);
 
     await page.evaluate(() => sessionStorage.setItem("sortie.session", JSON.stringify({ token: "session.9999999999.forged", expiresAt: Date.now() + 3_600_000 })));
     await page.reload();
@@ -105,7 +75,7 @@ describe("the web viewer", () => {
       pause(2500, "echo third"),
       { text: "All done." },
     ], "write NOTES.md slowly");
-    await page.goto(`${server.url}/tasks/${id}`);
+    await page.goto(`${harness.server.url}/tasks/${id}`);
     await expect.poll(() => page.getByTestId("task-repo").textContent()).toBe("acme/widgets");
     // Which CLI runs it and how it is isolated are on the run's column.
     await expect.poll(() => page.getByTestId("run-agent").first().textContent()).toBe("claude-code");
@@ -139,28 +109,28 @@ describe("the web viewer", () => {
     await page.getByTestId("connection").filter({ hasText: "live" }).waitFor();
     await expect.poll(() => drawnSeqs(page)).toEqual((await eventLog(id)).map((e) => e.seq));
 
-    await page.goto(`${server.url}/`);
+    await page.goto(`${harness.server.url}/`);
     const row = page.locator(`[data-testid=task-row][data-task-id="${id}"]`);
     await row.waitFor();
     expect(await row.getAttribute("data-status")).toBe("succeeded");
     await row.getByRole("link").click();
-    await page.waitForURL(`${server.url}/tasks/${id}`);
+    await page.waitForURL(`${harness.server.url}/tasks/${id}`);
 
-    expect(urls.filter((url) => url.includes(server.token))).toEqual([]);
+    expect(urls.filter((url) => url.includes(harness.server.token))).toEqual([]);
     await page.close();
   });
 
   it("Cancel ends a long-running task cancelled", async () => {
     const { page } = await signedInPage();
     const id = await createTask([pause(90_000, "echo long"), { text: "never reached" }], "a long task");
-    await page.goto(`${server.url}/tasks/${id}`);
+    await page.goto(`${harness.server.url}/tasks/${id}`);
     await page.locator('[data-testid=run-events] [data-type="agent.tool_call"]').first().waitFor({ timeout: 30_000 });
     await page.getByTestId("cancel").click();
     await expect.poll(() => page.getByTestId("task-status").locator("[data-status]").getAttribute("data-status"), { timeout: 30_000 }).toBe("cancelled");
     expect(await taskStatus(id)).toBe("cancelled");
     expect(await page.getByTestId("cancel").isDisabled()).toBe(true);
 
-    await page.goto(`${server.url}/?status=cancelled`);
+    await page.goto(`${harness.server.url}/?status=cancelled`);
     await page.locator(`[data-testid=task-row][data-task-id="${id}"]`).waitFor();
     await page.close();
   });
@@ -171,7 +141,7 @@ describe("the web viewer", () => {
     await expect.poll(() => taskStatus(learner), { timeout: 60_000 }).toBe("succeeded");
 
     const { page } = await signedInPage();
-    await page.goto(`${server.url}/repos/acme/widgets/memory`);
+    await page.goto(`${harness.server.url}/repos/acme/widgets/memory`);
     const entry = (text: string) => page.locator("[data-testid=memory-entry]", { has: page.getByTestId("memory-text").filter({ hasText: text }) });
     await entry("The viewer test approves this.").waitFor();
     expect(await entry("The viewer test approves this.").getAttribute("data-status")).toBe("proposed");
@@ -186,7 +156,7 @@ describe("the web viewer", () => {
     expect(await entry("The viewer test edits this.").getAttribute("data-status")).toBe("superseded");
 
     const reader = await createTask([{ tool: "Bash", input: { command: 'cat "$SORTIE_MEMORY_FILE" > given.md' } }, { text: "Read it." }], "read the memory");
-    await page.goto(`${server.url}/tasks/${reader}`);
+    await page.goto(`${harness.server.url}/tasks/${reader}`);
     const given = page.locator("[data-testid=run-events] [data-testid=memory-delivered]");
     await given.waitFor({ timeout: 60_000 });
     const texts = await given.locator("li").allTextContents();

@@ -51,6 +51,10 @@ export interface SdkScript {
   failures?: Partial<Record<SdkMethod, Error>>;
   /** Bytes per chunk of every stream; by default each SSE frame arrives whole. */
   chunkBytes?: number;
+  /** The sandbox's id, as the preview URLs name it. */
+  id?: string;
+  /** What listens on each port of the container: `containerFetch` and `wsConnect` reach it; another port fails as the SDK does. */
+  ports?: Record<number, (request: Request) => Response | Promise<Response>>;
 }
 
 /** Characters per `chunk` event of a file stream: small, so even short files span several events. */
@@ -160,6 +164,36 @@ export class RecordingSandboxSdk implements SandboxSdkClient {
     this.record("restoreBackup", [backup]);
     if (!this.backups.has(backup.id)) throw new Error(`Backup not found: ${backup.id}`);
     return { success: true, dir: backup.dir, id: backup.id };
+  }
+
+  /** Ports exposed now, with their tokens: a restart of the container (`restart()`) forgets the forwarding, not the token. */
+  readonly exposed = new Map<number, string>();
+
+  /** The SDK's rules: 1024–65535 but 3000 (its control server), and a custom domain, never workers.dev. */
+  async exposePort(port: number, options: { hostname: string; name?: string }): Promise<{ url: string; port: number; name: string | undefined }> {
+    this.record("exposePort", [port, options]);
+    if (!Number.isInteger(port) || port < 1024 || port > 65_535 || port === 3000) throw new Error(`Invalid port number: ${port}`);
+    if (options.hostname.endsWith(".workers.dev")) throw new Error("CustomDomainRequiredError: preview URLs need a custom domain, not .workers.dev");
+    const token = this.exposed.get(port) ?? Math.random().toString(36).slice(2, 10).padEnd(16, "0");
+    this.exposed.set(port, token);
+    return { url: `https://${port}-${this.script.id ?? "sandbox"}-${token}.${options.hostname}`, port, name: options.name };
+  }
+
+  async unexposePort(port: number): Promise<void> {
+    this.record("unexposePort", [port]);
+    this.exposed.delete(port);
+  }
+
+  async containerFetch(request: Request, port: number): Promise<Response> {
+    this.record("containerFetch", [request.url, port]);
+    const listener = this.script.ports?.[port];
+    if (!listener) throw new Error(`The container is not listening in the TCP address 10.0.0.1:${port}`);
+    return listener(request);
+  }
+
+  async wsConnect(request: Request, port: number): Promise<Response> {
+    this.record("wsConnect", [request.url, port]);
+    return this.containerFetch(request, port);
   }
 
   async destroy(): Promise<void> {

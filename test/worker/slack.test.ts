@@ -240,7 +240,7 @@ describe("/sortie <repo> <prompt>", () => {
     }
     const help = await slash("help");
     expect(help).toMatchObject({ response_type: "ephemeral" });
-    expect(help.text).toContain("/sortie owner/repo[@branch] [xN] [--pr|--draft] [--agent=NAME] [--isolation=LEVEL] [--review[=ROUNDS]] <prompt>");
+    expect(help.text).toContain("/sortie owner/repo[@branch] [xN] [--pr|--draft] [--agent=NAME] [--isolation=LEVEL] [--review[=ROUNDS]] [--preview=\"CMD\" [--port=N]] <prompt>");
     expect(await countTasks()).toBe(before);
   });
 

@@ -4,6 +4,7 @@ import type { RunView, TaskState } from "../../src/schema.ts";
 import { drawDiff } from "./diff.ts";
 import { formatCost, h, setTimer, statusBadge, timer } from "./dom.ts";
 import { renderEvent } from "./events.ts";
+import { previewPanel } from "./previews.ts";
 import { Unauthorized } from "./session.ts";
 
 /** How close to the bottom (px) a reader must be for new events to keep the list scrolled down. */
@@ -29,10 +30,12 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
   const pick = h("button", { type: "button", class: "secondary small", "data-testid": "pick-winner", "data-run": index, onclick: () => pickWinner(index) }, "Pick winner");
   const events = h("ol", { class: "events", "data-testid": "run-events" });
   const diff = h("section", { class: "diff", "data-testid": "run-diff", hidden: true });
+  const preview = previewPanel(taskId, index);
   const element = h(
     "section",
     { class: "run", "data-testid": "run-column", "data-run": index },
     h("header", { class: "run-head" }, h("div", { class: "run-title" }, h("h2", {}, `Run ${index}`), status, agent, isolation, phase, winnerBadge, h("span", { class: "spacer" }), elapsed, pick), variant, facts, review, error),
+    preview.element,
     events,
     diff,
   );
@@ -97,6 +100,7 @@ export function runColumn(taskId: string, index: number, pickWinner: (run: numbe
       review.hidden = !run.review;
       review.textContent = run.review ? `review ${run.review.status.replace("_", " ")} · ${run.review.rounds.length} round${run.review.rounds.length === 1 ? "" : "s"}${run.review.reason ? ` · ${run.review.reason}` : ""}` : "";
       review.dataset.status = run.review?.status ?? "";
+      preview.update(run);
       if (run.diff && (diffState === "none" || (diffState === "drawn" && keyOf(run) !== drawnKey))) void loadDiff(run);
     },
   };

@@ -8,6 +8,7 @@ import { TaskState, isTerminal } from "../../src/schema.ts";
 import { formatCost, formatTime, h, setTimer, statusBadge, timer } from "./dom.ts";
 import { renderEvent } from "./events.ts";
 import { drawFollowUps } from "./follow-ups.ts";
+import { compareGrid } from "./previews.ts";
 import { runColumn, type RunColumn } from "./run-column.ts";
 import { ApiError, Unauthorized, api, apiJson } from "./session.ts";
 import { followTask } from "./task-stream.ts";
@@ -43,6 +44,7 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
   const followUps = h("section", { class: "card", "data-testid": "pull-request-follow-ups", hidden: true });
   const shared = h("ol", { class: "events shared", "data-testid": "shared-events" });
   const runs = h("div", { class: "runs", "data-testid": "runs" });
+  const compare = compareGrid(task.id);
   runs.style.setProperty("--runs", String(task.runs.length));
 
   const fact = (label: string, value: Node | string) => h("div", {}, h("dt", {}, label), h("dd", {}, value));
@@ -71,6 +73,7 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
     judge,
     followUps,
     h("details", { class: "card shared-strip", open: true }, h("summary", {}, "Task events"), shared),
+    compare.element,
     runs,
   );
 
@@ -89,6 +92,7 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
     drawJudge(judge, task);
     drawFollowUps(followUps, task);
     task.runs.forEach((run, i) => columns[i]?.update(run, task));
+    compare.update(task);
   };
 
   /** Cancel and Pick winner: both answer with the task as it now is. */

@@ -57,6 +57,7 @@ async function startTask(env: Cloudflare.Env, command: Extract<SlackCommand, { k
     ...(command.agent ? { agent: command.agent } : {}),
     ...(command.isolation ? { isolation: command.isolation } : {}),
     ...(command.review ? { review: { rounds: command.review } } : {}),
+    ...(command.preview ? { preview: command.preview } : {}),
   });
   if (!body.success) return ephemeral(`:warning: ${escapeMrkdwn(body.error.issues.map((issue) => issue.message).join("; "))}`);
   let spec: TaskSpec;

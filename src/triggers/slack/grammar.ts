@@ -7,7 +7,7 @@
  * // { ok: true, command: { kind: "run", repo: "acme/widgets", branch: "main", runs: 3, output: "draft-pr", prompt: "add a NOTES.md" } }
  */
 import { LIMITS } from "../../config.ts";
-import { AGENT_NAMES, ISOLATION_LEVELS, REVIEW_ROUNDS, type AgentName } from "../../schema.ts";
+import { AGENT_NAMES, ISOLATION_LEVELS, PREVIEW, REVIEW_ROUNDS, type AgentName } from "../../schema.ts";
 
 /** What a finished task should become beyond its diff. */
 export type SlackOutput = "pr" | "draft-pr";
@@ -15,7 +15,7 @@ export type SlackOutput = "pr" | "draft-pr";
 export type SlackIsolation = (typeof ISOLATION_LEVELS)[number] | "auto";
 
 export type SlackCommand =
-  | { kind: "run"; repo: string; branch: string | null; runs: number; output: SlackOutput | null; agent?: AgentName; isolation?: SlackIsolation; review?: number; prompt: string }
+  | { kind: "run"; repo: string; branch: string | null; runs: number; output: SlackOutput | null; agent?: AgentName; isolation?: SlackIsolation; review?: number; preview?: { command: string; port?: number }; prompt: string }
   | { kind: "status"; id: string }
   | { kind: "cancel"; id: string }
   | { kind: "help" };
@@ -24,7 +24,7 @@ export type ParsedSlackCommand = { ok: true; command: SlackCommand } | { ok: fal
 
 export const SLACK_USAGE = [
   "*Usage*",
-  "`/sortie owner/repo[@branch] [xN] [--pr|--draft] [--agent=NAME] [--isolation=LEVEL] [--review[=ROUNDS]] <prompt>`: start a task (N parallel runs, 1 to 8; `--review`: a reviewer checks each run's change, 1 to 5 rounds)",
+  "`/sortie owner/repo[@branch] [xN] [--pr|--draft] [--agent=NAME] [--isolation=LEVEL] [--review[=ROUNDS]] [--preview=\"CMD\" [--port=N]] <prompt>`: start a task (N parallel runs, 1 to 8; `--review`: a reviewer checks each run's change, 1 to 5 rounds; `--preview`: each run's app served by CMD with PORT set, on port N, 8080 by default)",
   `Agents: ${AGENT_NAMES.join(", ")}. Isolation: ${[...ISOLATION_LEVELS, "auto"].join(", ")}.`,
   "`/sortie status <task id>`: where a task stands",
   "`/sortie cancel <task id>`: stop a task",
@@ -63,6 +63,8 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
   let agent: AgentName | undefined;
   let isolation: SlackIsolation | undefined;
   let review: number | undefined;
+  let preview: { command: string; port?: number } | undefined;
+  let port: number | undefined;
   for (;;) {
     const word = words.peek();
     if (word === null) break;
@@ -88,6 +90,21 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
         words.next();
         continue;
       }
+      if (flag.startsWith("--preview=")) {
+        if (preview !== undefined) return fail("give `--preview` once");
+        const command = words.nextValue("--preview=".length);
+        if (command === null || command.trim() === "") return fail('`--preview` needs a command: `--preview="npm run dev"`');
+        preview = { command };
+        continue;
+      }
+      const ported = /^--port=(\d{1,5})$/.exec(flag);
+      if (ported) {
+        if (port !== undefined) return fail("give `--port` once");
+        port = Number(ported[1]);
+        if (port < PREVIEW.minPort || port > PREVIEW.maxPort) return fail(`\`${word}\`: the port must be ${PREVIEW.minPort} to ${PREVIEW.maxPort}`);
+        words.next();
+        continue;
+      }
       const valued = /^--(agent|isolation)=(.*)$/.exec(flag);
       if (valued) {
         const [, name, value] = valued;
@@ -104,7 +121,7 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
         words.next();
         continue;
       }
-      if (flag !== "--pr" && flag !== "--draft") return fail(`unknown option \`${word}\`; the options are \`xN\`, \`--pr\`, \`--draft\`, \`--agent=NAME\`, \`--isolation=LEVEL\` and \`--review[=ROUNDS]\``);
+      if (flag !== "--pr" && flag !== "--draft") return fail(`unknown option \`${word}\`; the options are \`xN\`, \`--pr\`, \`--draft\`, \`--agent=NAME\`, \`--isolation=LEVEL\`, \`--review[=ROUNDS]\`, \`--preview="CMD"\` and \`--port=N\``);
       if (output !== null) return fail("choose one of `--pr` and `--draft`");
       output = flag === "--pr" ? "pr" : "draft-pr";
       words.next();
@@ -113,9 +130,11 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
     break;
   }
 
+  if (port !== undefined && !preview) return fail("`--port` goes with `--preview`");
+  if (preview && port !== undefined) preview.port = port;
   const prompt = words.rest();
   if (prompt === "") return fail(`what should the agent do in \`${repo[1]}\`? Put the prompt after the repository`);
-  return { ok: true, command: { kind: "run", repo: repo[1]!, branch: branch ?? null, runs: runs ?? 1, output, ...(agent ? { agent } : {}), ...(isolation ? { isolation } : {}), ...(review ? { review } : {}), prompt } };
+  return { ok: true, command: { kind: "run", repo: repo[1]!, branch: branch ?? null, runs: runs ?? 1, output, ...(agent ? { agent } : {}), ...(isolation ? { isolation } : {}), ...(review ? { review } : {}), ...(preview ? { preview } : {}), prompt } };
 }
 
 /**
@@ -146,6 +165,25 @@ class Words {
     const word = this.peek();
     if (word !== null) this.at = this.skipSpace() + word.length;
     return word;
+  }
+
+  /**
+   * The value of the option word ahead, after its first `skip` characters:
+   * up to the closing quote when it opens one (`"` or Slack's curly quotes,
+   * spaces and all), else the rest of the word. Null for an unclosed quote.
+   */
+  nextValue(skip: number): string | null {
+    const start = this.skipSpace() + skip;
+    const open = this.text[start];
+    const close = open === '"' ? '"' : open === "\u201c" ? "\u201d" : null;
+    if (close === null) {
+      const word = this.next();
+      return word === null ? null : word.slice(skip);
+    }
+    const end = this.text.indexOf(close, start + 1);
+    if (end < 0) return null;
+    this.at = end + 1;
+    return this.text.slice(start + 1, end);
   }
 
   rest(): string {
