@@ -18,7 +18,9 @@ if (run.status !== 0) {
 }
 mkdirSync(out, { recursive: true });
 let written = 0;
-for (const match of run.stdout.matchAll(/^SORTIE-FIXTURE (\S+) (.+)$/gm)) {
+// Vitest prints a test's console lines on either stream, coloured.
+const printed = `${run.stdout}\n${run.stderr}`.replace(/\x1b\[[0-9;]*m/g, "");
+for (const match of printed.matchAll(/SORTIE-FIXTURE (\S+) (\{.+\})$/gm)) {
   const [, name, json] = match;
   writeFileSync(join(out, `${name}.json`), `${JSON.stringify(JSON.parse(json!), null, 1)}\n`);
   written++;

@@ -258,13 +258,14 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
   private async reopen(index: number): Promise<void> {
     await this.cancelSchedulesFor("expireWorkspace", index);
-    this.record({ run: index, type: "run.reopened", data: {} });
     const task = this.requireTask();
+    // The task runs again before its run is queued: no state of the log has an ended task with a run waiting.
     if (isTerminal(task.status)) {
       this.record({ run: null, type: "task.status", data: { status: "running", reason: "follow-up" } });
       void this.schedule(task.timeoutMinutes * 60, "onTimeout");
       void this.scheduleEvery(30, "watchdog");
     }
+    this.record({ run: index, type: "run.reopened", data: {} });
     await this.index();
     const fleet = await fleetOf(this.env);
     await fleet.enqueue(task.id, [index], task.createdBy);

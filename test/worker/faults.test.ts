@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { api, createTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
+import { api, createTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForSession, waitForStatus } from "./helpers.ts";
 
 const hold = (ms: number) => ({ tool: "Bash", input: { command: `node -e 'setTimeout(() => {}, ${ms})'` } });
 
@@ -38,7 +38,8 @@ describe("faults", () => {
 
   it("the sandbox vanishing mid-run (its host lost it): the run fails and says so", async () => {
     const created = await createTask({ prompt: scripted([hold(30_000)]) });
-    await waitForPhase(created.id, "agent");
+    // The agent's own process, not one of the commands the run makes before it.
+    await waitForSession(created.id);
     await new Promise((resolve) => setTimeout(resolve, 500));
     await fetch(`${env.LOCAL_SANDBOX_URL}/v1/sandboxes/${created.id}-0`, { method: "DELETE", headers: { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` } });
     const task = await waitForStatus(created.id, ["failed", "succeeded"]);

@@ -75,6 +75,17 @@ export async function waitForPhase(id: string, phase: string, timeoutMs = 30_000
   }
 }
 
+/** Polls until run 0's agent has started its session (its process runs, past the run's own bookkeeping commands). */
+export async function waitForSession(id: string, timeoutMs = 30_000): Promise<TaskView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const task = await getTask(id);
+    if (task.runs[0]?.sessionId) return task;
+    if (Date.now() > deadline) throw new Error(`task ${id}'s agent started no session (status ${task.status}, phase ${task.runs[0]?.phase})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 export async function readEvents(id: string, after = 0): Promise<LoggedEvent[]> {
   const response = await api(`/api/tasks/${id}/events?after=${after}`);
   expect(response.status).toBe(200);

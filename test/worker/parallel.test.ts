@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { claimShardOf, claimsOf, fleetOf } from "../../src/agents/fleet.ts";
 import { planTask, startTasks } from "../../src/agents/launch.ts";
 import { CreateTaskBody, type TaskView } from "../../src/schema.ts";
-import { api, countTasks, createTask, getTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus } from "./helpers.ts";
+import { api, countTasks, createTask, getTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForSession, waitForStatus } from "./helpers.ts";
 
 const hold = (ms: number) => ({ tool: "Bash", input: { command: `node -e 'setTimeout(() => {}, ${ms})'` } });
 const script = (steps: unknown[]) => `#!standin ${JSON.stringify(steps)}`;
@@ -259,7 +259,8 @@ describe("self-healing", () => {
 
   it("fails a run whose agent process was killed, destroys its sandbox and frees its slot", async () => {
     const created = await createTask({ prompt: scripted([hold(30_000)]) });
-    await waitForPhase(created.id, "agent");
+    // The agent's own process, not one of the commands the run makes before it.
+    await waitForSession(created.id);
     let process: { id: string } | undefined;
     for (let i = 0; i < 100 && !process; i++) {
       const listing = (await (await localHost("/v1/sandboxes")).json()) as { processes: { sandbox: string; id: string; done: boolean }[] };
