@@ -9,7 +9,6 @@ import { readConfig, type SortieConfig } from "../config.ts";
 import { deploymentRedactor } from "../redact.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
-import { AckFrame } from "../stream-frames.ts";
 import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import type { SlackTarget } from "../publish/slack.ts";
@@ -21,12 +20,14 @@ import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
+import { reportToPlan } from "./plan-report.ts";
+import { WRITTEN_PLAN_KEY } from "./plan-roles.ts";
 import { reviewSlot } from "./review.ts";
 import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { ViewerStreams } from "./viewer-streams.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
-import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
+import { SPEC_KEY, newTask, pendingKey, progressKey, summaryKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
 
 /** What the modules that drive and report on the task borrow from its agent. */
 type TaskContext = RunContext & JudgeContext & PublicationContext & NotifyContext & SlotContext;
@@ -386,14 +387,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   }
 
   private acknowledge(socket: object, message: string): void {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(message);
-    } catch {
-      return;
-    }
-    const ack = AckFrame.safeParse(parsed);
-    if (ack.success) this.viewers.acknowledge(socket, ack.data.seq);
+    this.viewers.acknowledgeText(socket, message);
   }
 
   override onClose(connection: Connection): void {
@@ -557,6 +551,26 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     const fix = this.requireSpec().tending;
     if (fix) await fixEndedUnpublished(this.env, fix, this.requireTask()).catch((error: unknown) => this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }));
     await this.index();
+    await this.reportToPlan();
+  }
+
+  /** A plan's planner or worker tells its PlanAgent how it ended: the state, the chosen run's diff and closing words, the plan written. */
+  private async reportToPlan(): Promise<void> {
+    const role = this.requireSpec().plan;
+    if (!role) return;
+    const task = this.requireTask();
+    const run = task.winner?.run ?? task.runs.find((r) => r.status === "succeeded" && r.diff)?.index ?? null;
+    try {
+      await reportToPlan(this.env, role.id, {
+        task,
+        run,
+        diff: run !== null && task.runs[run]?.diff ? this.diffs.text(run, Number.POSITIVE_INFINITY) : null,
+        summary: run !== null ? (this.ctx.storage.kv.get<string>(summaryKey(run)) ?? null) : null,
+        plan: role.role === "planner" ? (this.ctx.storage.kv.get(WRITTEN_PLAN_KEY) ?? null) : null,
+      });
+    } catch (error) {
+      this.record({ run: null, type: "plan.report_failed", data: { plan: role.id, message: messageOf(error) } });
+    }
   }
 
   // ---- state -----------------------------------------------------------

@@ -15,6 +15,7 @@ import { limitBody } from "./body.ts";
 import { memoryRoutes } from "./memory.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { batchRoutes } from "./batches.ts";
+import { planRoutes } from "./plans.ts";
 import { reportRoutes } from "./reports.ts";
 import { scheduleRoutes } from "./schedules.ts";
 import { taskRoutes } from "./tasks.ts";
@@ -33,6 +34,7 @@ export function buildApp() {
   app.get("/healthz", (c) => c.json({ ok: true, backend: readConfig(c.env).sandboxBackend }));
   app.route("/api/tasks", taskRoutes);
   app.route("/api/batches", batchRoutes);
+  app.route("/api/plans", planRoutes);
   app.route("/slack", slackRoutes);
   app.route("/github", githubRoutes);
   app.route("/api/schedules", scheduleRoutes);

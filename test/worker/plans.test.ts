@@ -1,0 +1,185 @@
+/**
+ * Plans: a spec becomes a plan (the planner writes $SORTIE_PLAN_FILE), a
+ * person approves it, its subtasks run as ordinary tasks in dependency order
+ * under enforced ownership, and the integrator combines them into one diff.
+ * Real Claude Code plays the planner and every worker against the scripted
+ * model: each subtask's prompt carries its own `#!standin` script.
+ */
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { PlanFile, PlanView } from "../../src/plan-schema.ts";
+import type { TaskEvent } from "../../src/schema.ts";
+import { api, getTask, readEvents, scripted } from "./helpers.ts";
+
+const write = (file: string, content: string) => ({ tool: "Write", input: { file_path: file, content } });
+const bash = (command: string) => ({ tool: "Bash", input: { command } });
+/** The planner's step that writes `plan` to its plan file. */
+const writePlan = (plan: unknown) => bash(`cat > "$SORTIE_PLAN_FILE" <<'JSON'\n${JSON.stringify(plan)}\nJSON`);
+/** A spec whose planner plays `steps`. */
+const plannerSpec = (steps: unknown[]) => scripted(steps, "split this work into subtasks");
+
+type Subtask = PlanFile["subtasks"][number];
+const subtask = (key: string, owns: string[], steps: unknown[], extra: Partial<Subtask> = {}): Subtask => ({
+  key,
+  title: `the ${key} part`,
+  prompt: scripted(steps, `do the ${key} part`),
+  owns,
+  dependsOn: [],
+  acceptance: [],
+  ...extra,
+});
+
+async function createPlan(body: Record<string, unknown>): Promise<PlanView> {
+  const response = await api("/api/plans", { method: "POST", body: JSON.stringify({ repo: "acme/widgets", ...body }) });
+  expect(response.status, await response.clone().text()).toBe(202);
+  return (await response.json()) as PlanView;
+}
+
+async function getPlan(id: string): Promise<PlanView> {
+  const response = await api(`/api/plans/${id}`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as PlanView;
+}
+
+async function waitForPlan(id: string, statuses: string[], timeoutMs = 200_000): Promise<PlanView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const plan = await getPlan(id);
+    if (statuses.includes(plan.status)) return plan;
+    if (Date.now() > deadline) throw new Error(`plan ${id} still ${plan.status} after ${timeoutMs} ms: ${JSON.stringify(plan.subtasks.map((s) => [s.key, s.status, s.error]))}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+async function planEvents(id: string): Promise<TaskEvent[]> {
+  const response = await api(`/api/plans/${id}/events?after=0`);
+  expect(response.status).toBe(200);
+  return (await response.text()).split("\n").filter(Boolean).map((line) => JSON.parse(line) as TaskEvent);
+}
+
+async function planTasks(id: string): Promise<{ id: string; source: string }[]> {
+  const { results } = await env.DB.prepare("SELECT id, source FROM tasks WHERE source = 'plan' AND created_at >= ?").bind(0).all<{ id: string; source: string }>();
+  const plan = await getPlan(id);
+  const mine = new Set([plan.plannerTaskId, ...plan.subtasks.map((s) => s.taskId)]);
+  return results.filter((row) => mine.has(row.id));
+}
+
+const approve = (id: string, body?: unknown) => api(`/api/plans/${id}/approve`, { method: "POST", ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+
+describe("plans", { timeout: 300_000 }, () => {
+  it("a three-subtask plan is held for approval, runs its dependent on its dependency's work, and integrates into one diff", async () => {
+    const plan = {
+      summary: "An api module, a web page, and docs of the api.",
+      subtasks: [
+        subtask("api", ["src/api.js"], [write("src/api.js", "export const api = 'from-api';\n"), { text: "Wrote src/api.js." }]),
+        subtask("web", ["web/**"], [write("web/index.html", "<h1>web</h1>\n"), { text: "Wrote the page." }]),
+        subtask("docs", ["docs/**"], [bash("mkdir -p docs && cat src/api.js > docs/api.md"), { text: "Documented the api." }], { dependsOn: ["api"], acceptance: ["grep -q from-api docs/api.md"] }),
+      ],
+    };
+    const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]) });
+    expect(created.status).toBe("planning");
+    expect(created.ws).toContain(`/api/plans/${created.id}/ws?token=`);
+    const waiting = await waitForPlan(created.id, ["awaiting_approval", "failed"]);
+    expect(waiting.status, JSON.stringify(waiting.error)).toBe("awaiting_approval");
+    expect(waiting.plan?.subtasks.map((s) => s.key)).toEqual(["api", "web", "docs"]);
+    // Held: nothing but the planner has run, and nothing starts while it waits.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const held = await getPlan(created.id);
+    expect(held.status).toBe("awaiting_approval");
+    expect(held.subtasks.map((s) => [s.key, s.status, s.taskId])).toEqual([["api", "pending", null], ["web", "pending", null], ["docs", "pending", null]]);
+    expect((await planTasks(created.id)).map((t) => t.id)).toEqual([held.plannerTaskId]);
+    expect((await (await api(`/api/plans/${created.id}/diff`)).json())).toMatchObject({ error: { code: "diff_not_ready" } });
+
+    const approved = await approve(created.id);
+    expect(approved.status, await approved.clone().text()).toBe(202);
+    const done = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(done.status, JSON.stringify({ error: done.error, subtasks: done.subtasks.map((s) => [s.key, s.status, s.error]) })).toBe("succeeded");
+    expect(done.subtasks.every((s) => s.status === "succeeded" && s.taskId)).toBe(true);
+    // The dependent started after its dependency ended, from its work.
+    const api_ = done.subtasks.find((s) => s.key === "api")!;
+    const docs = done.subtasks.find((s) => s.key === "docs")!;
+    expect(docs.startedAt!).toBeGreaterThanOrEqual(api_.endedAt!);
+    expect(docs.handoff).toContain('"api" (the api part; 1 files, +1 -0): Wrote src/api.js.');
+    expect(docs.handoff).toContain("You own these paths, and only these: docs/**");
+    // Each subtask is an ordinary task of source `plan`, with its claim key.
+    const docsTask = await getTask(docs.taskId!);
+    expect(docsTask.source).toBe("plan");
+    expect(docsTask.key).toBe(`plan:${created.id}:docs`);
+    expect(done.integration).toMatchObject({ status: "succeeded", branch: `sortie/plan-${created.id}`, checks: [{ command: "grep -q from-api docs/api.md", exitCode: 0, subtask: "docs" }] });
+
+    const diff = await (await api(`/api/plans/${created.id}/diff`)).text();
+    expect(diff).toContain("+++ b/src/api.js");
+    expect(diff).toContain("+++ b/web/index.html");
+    expect(diff).toContain("+++ b/docs/api.md");
+    expect(diff.match(/\+export const api = 'from-api';/g)).toHaveLength(2);
+    expect(done.integration?.diff?.files).toBe(3);
+
+    const types = (await planEvents(created.id)).map((e) => e.type);
+    for (const type of ["plan.status", "plan.written", "plan.approved", "subtask.status", "integration.status", "integration.check"]) expect(types).toContain(type);
+    const listed = (await (await api("/api/plans")).json()) as { plans: { id: string; status: string }[] };
+    expect(listed.plans.find((p) => p.id === created.id)?.status).toBe("succeeded");
+  });
+
+  it("a cyclic plan goes back to the planner once, then the plan fails invalid_plan naming the keys of the cycle", async () => {
+    const cyclic = {
+      summary: "Two parts that wait for each other.",
+      subtasks: [subtask("alpha", ["a/**"], [], { dependsOn: ["beta"] }), subtask("beta", ["b/**"], [], { dependsOn: ["alpha"] })],
+    };
+    const created = await createPlan({ spec: plannerSpec([writePlan(cyclic), { text: "Planned." }, writePlan(cyclic), { text: "Planned again." }]) });
+    const failed = await waitForPlan(created.id, ["failed", "awaiting_approval"]);
+    expect(failed.status).toBe("failed");
+    expect(failed.error?.code, JSON.stringify(failed.error)).toBe("invalid_plan");
+    expect(failed.error?.message).toMatch(/cycle: (alpha -> beta -> alpha|beta -> alpha -> beta)/);
+    // The planner was told what was wrong, in its own session.
+    const events = await readEvents(failed.plannerTaskId!);
+    const checks = events.filter((e) => e.type === "run.plan_file");
+    expect(checks.map((e) => e.data.attempt)).toEqual([1, 2]);
+    const inits = events.filter((e) => e.type === "agent.init");
+    expect(new Set(inits.map((e) => e.data.sessionId)).size).toBe(1);
+    expect(failed.subtasks).toEqual([]);
+  });
+
+  it("a worker that strays outside what it owns is sent back once, then fails ownership_violation; the honest one's work stands, nothing is integrated", async () => {
+    const plan = {
+      summary: "Two independent parts.",
+      subtasks: [
+        subtask("honest", ["honest/**"], [write("honest/ok.txt", "mine\n"), { text: "Done." }]),
+        subtask("stray", ["stray/**"], [write("stray/s.txt", "mine\n"), write("src/widget.js", "export const widget = () => 'taken';\n"), { text: "Done." }, { text: "I keep my change to widget.js." }]),
+      ],
+    };
+    const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]), approve: "auto" });
+    const done = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(done.status).toBe("failed");
+    expect(done.error?.code).toBe("ownership_violation");
+    const honest = done.subtasks.find((s) => s.key === "honest")!;
+    const stray = done.subtasks.find((s) => s.key === "stray")!;
+    expect(honest.status).toBe("succeeded");
+    expect(honest.diff?.files).toBe(1);
+    expect(stray.status).toBe("failed");
+    expect(stray.error?.code).toBe("ownership_violation");
+    expect(stray.error?.message).toContain("src/widget.js");
+    const events = await readEvents(stray.taskId!);
+    expect(events.filter((e) => e.type === "run.plan_ownership").map((e) => e.data.attempt)).toEqual([1, 2]);
+    expect(done.integration).toBeNull();
+    expect((await api(`/api/plans/${created.id}/diff`)).status).toBe(409);
+    // The honest worker's change is still there on its own task.
+    const honestDiff = await (await api(`/api/tasks/${honest.taskId}/runs/0/diff`)).text();
+    expect(honestDiff).toContain("+++ b/honest/ok.txt");
+  });
+
+  it("refuses bad input with a 400 and creates nothing", async () => {
+    const before = await env.DB.prepare("SELECT COUNT(*) AS n FROM plans").first<{ n: number }>();
+    for (const body of [{ repo: "acme/widgets" }, { repo: "acme/widgets", spec: "" }, { repo: "acme/widgets", spec: "x", maxSubtasks: 13 }, { repo: "acme/widgets", spec: "x", extra: 1 }]) {
+      const response = await api("/api/plans", { method: "POST", body: JSON.stringify(body) });
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      const error = ((await response.json()) as { error: { code: string; message: string } }).error;
+      expect(error.code).toBeTruthy();
+    }
+    const missing = await api("/api/plans", { method: "POST", body: JSON.stringify({ repo: "acme/widgets" }) });
+    expect(((await missing.json()) as { error: { message: string } }).error.message).toMatch(/spec/);
+    const after = await env.DB.prepare("SELECT COUNT(*) AS n FROM plans").first<{ n: number }>();
+    expect(after?.n).toBe(before?.n);
+    expect((await api("/api/plans/nosuchplan000000000")).status).toBe(404);
+  });
+});
+
