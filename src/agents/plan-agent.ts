@@ -150,8 +150,9 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   async cancel(by: string): Promise<{ plan: PlanState } | Refusal> {
     const plan = this.require();
     if (isPlanTerminal(plan.status)) return { refused: { code: "plan_finished", message: `plan ${plan.id} already ended ${plan.status}`, status: 409 } };
-    await this.stopEverything(`cancelled by ${by}`);
+    // Ended first: the tasks' reports of their own cancellation then find the plan over and change nothing.
     this.finish("cancelled", { code: "cancelled", message: `cancelled by ${by}` });
+    await this.stopEverything(plan, `cancelled by ${by}`);
     await this.index();
     return { plan: this.require() };
   }
@@ -216,7 +217,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     const plan = this.require();
     if (plan.status !== "planning") return this.index();
     if (report.task.status !== "succeeded" || !report.plan) {
-      const error = report.task.error?.code === "invalid_plan" ? report.task.error : { code: "planner_failed", message: `the planner ended ${report.task.status}: ${report.task.error?.message ?? "no plan was written"}` };
+      const error = report.task.error && ["invalid_plan", "budget"].includes(report.task.error.code) ? report.task.error : { code: "planner_failed", message: `the planner ended ${report.task.status}: ${report.task.error?.message ?? "no plan was written"}` };
       this.finish("failed", error);
       return this.index();
     }
@@ -402,9 +403,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
 
   // ---- ending -------------------------------------------------------------
 
-  /** Cancels the planner, every subtask still going, and a running integration. */
-  private async stopEverything(reason: string): Promise<void> {
-    const plan = this.require();
+  /** Cancels the planner, every subtask still going, and a running integration (`plan`: as it was before it ended). */
+  private async stopEverything(plan: PlanState, reason: string): Promise<void> {
     this.integration?.abort();
     const live = [plan.status === "planning" ? plan.plannerTaskId : null, ...plan.subtasks.filter((s) => s.status === "running").map((s) => s.taskId)].filter((id): id is string => !!id);
     await Promise.all(
@@ -426,9 +426,10 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     if (plan.costUsd <= plan.maxCostUsd || isPlanTerminal(plan.status)) return false;
     const error = { code: "budget", message: `the plan spent about $${plan.costUsd.toFixed(4)}, over its $${plan.maxCostUsd} budget` };
     this.later(async () => {
-      if (isPlanTerminal(this.require().status)) return;
-      await this.stopEverything("over the plan's budget");
+      const before = this.require();
+      if (isPlanTerminal(before.status)) return;
       this.finish("failed", error);
+      await this.stopEverything(before, "over the plan's budget");
       await this.index();
     });
     return true;

@@ -70,7 +70,7 @@ export function acceptanceFailureMessage(command: string, exitCode: number, outp
 export function conflictPrompt(summary: string, files: string[], handoffs: { key: string; handoff: string }[]): string {
   return [
     "[sortie integrate] You are integrating the changes of several subtasks of one plan in this repository. Applying them left merge conflicts.",
-    `Resolve the conflict markers in: ${files.join(", ")}. Keep what each subtask meant to do; change nothing else.`,
+    `Resolve the conflicts in: ${files.join(", ")}: conflict markers in the files, or hunks that did not apply left beside them in a .rej file (apply them by hand, then delete the .rej file). Keep what each subtask meant to do; change nothing else.`,
     "The plan:",
     summary,
     "The subtasks' handoffs, for what each meant (quoted):",

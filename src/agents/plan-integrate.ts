@@ -58,14 +58,19 @@ export async function integrate(ctx: IntegrationContext): Promise<IntegrationOut
     await sandbox.writeFile(file, subtask.patch);
     const applied = subtask.patch.trim() === "" ? { exitCode: 0, stderr: "" } : await git('git apply --index --binary --3way "$SORTIE_PATCH"', { SORTIE_PATCH: file });
     if (applied.exitCode !== 0) {
-      const conflicted = (await git("git diff --name-only --diff-filter=U")).stdout.split("\n").filter(Boolean);
+      let conflicted = (await git("git diff --name-only --diff-filter=U")).stdout.split("\n").filter(Boolean);
+      if (conflicted.length === 0) {
+        // No three-way merge was possible (the patch's preimage is not in this repository): what applies is applied, the rest left as .rej files.
+        await git('git apply --reject --binary "$SORTIE_PATCH" || true', { SORTIE_PATCH: file });
+        conflicted = (await git("git ls-files --others --exclude-standard -- '*.rej'")).stdout.split("\n").filter(Boolean).map((rej) => rej.replace(/\.rej$/, ""));
+      }
       ctx.record("integration.conflict", { subtask: subtask.key, files: conflicted, message: applied.stderr.trim().slice(0, 1000) });
       if (conflicted.length === 0) {
         return { status: "failed", checks: [], resolved, failing: null, error: { code: "integration_conflict", message: `the change of "${subtask.key}" does not apply: ${applied.stderr.trim().slice(0, 300)}` } };
       }
       const meeting = ctx.subtasks.slice(0, index + 1).filter((s) => s === subtask || pathsMeet(s.patch, conflicted));
       const ended = await ctx.resolveConflict(sandbox, repoDir, conflicted, meeting);
-      const markers = (await git('git add -A && (git grep -l -e "^<<<<<<< " -e "^>>>>>>> " --cached -- . || true)')).stdout.split("\n").filter(Boolean);
+      const markers = (await git('git add -A && (git grep -l -e "^<<<<<<< " -e "^>>>>>>> " --cached -- . || true) && git ls-files -- "*.rej"')).stdout.split("\n").filter(Boolean);
       ctx.record("integration.resolved", { subtask: subtask.key, files: conflicted, ok: ended && markers.length === 0, markers });
       if (!ended || markers.length > 0) {
         return { status: "failed", checks: [], resolved, failing: null, error: { code: "integration_conflict", message: `the integrator could not resolve the conflict of "${subtask.key}" in ${conflicted.join(", ")}` } };

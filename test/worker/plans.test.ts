@@ -167,6 +167,99 @@ describe("plans", { timeout: 300_000 }, () => {
     expect(honestDiff).toContain("+++ b/honest/ok.txt");
   });
 
+  it("an edited plan at approval runs as edited: a subtask the person removed never runs", async () => {
+    const plan = {
+      summary: "Two parts.",
+      subtasks: [subtask("keep", ["keep/**"], [write("keep/k.txt", "kept\n"), { text: "Kept." }]), subtask("drop", ["drop/**"], [write("drop/d.txt", "dropped\n"), { text: "Dropped." }])],
+    };
+    const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]) });
+    const waiting = await waitForPlan(created.id, ["awaiting_approval", "failed"]);
+    expect(waiting.status).toBe("awaiting_approval");
+    // An edit that breaks the rules is refused, and the plan still waits.
+    const bad = await approve(created.id, { plan: { ...waiting.plan, subtasks: [{ ...waiting.plan!.subtasks[0], dependsOn: ["nowhere"] }] } });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "invalid_plan", message: expect.stringContaining("nowhere") });
+    expect((await getPlan(created.id)).status).toBe("awaiting_approval");
+    const edited = { ...waiting.plan!, subtasks: [{ ...waiting.plan!.subtasks[0]!, title: "keep, as edited" }] };
+    const response = await approve(created.id, { plan: edited });
+    expect(response.status, await response.clone().text()).toBe(202);
+    expect((await approve(created.id)).status).toBe(409);
+    const done = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(done.status, JSON.stringify(done.error)).toBe("succeeded");
+    expect(done.subtasks.map((s) => [s.key, s.title])).toEqual([["keep", "keep, as edited"]]);
+    expect(done.approvedBy).toBeTruthy();
+    // Handoffs begin with the subtask's own prompt; only the planner's prompt (the spec) mentions the dropped one.
+    const dropped = await env.DB.prepare("SELECT COUNT(*) AS n FROM tasks WHERE prompt LIKE ?").bind("do the drop part%").first<{ n: number }>();
+    expect(dropped?.n).toBe(0);
+    const diff = await (await api(`/api/plans/${created.id}/diff`)).text();
+    expect(diff).toContain("+++ b/keep/k.txt");
+    expect(diff).not.toContain("drop/d.txt");
+    const approvedEvent = (await planEvents(created.id)).find((e) => e.type === "plan.approved")!;
+    expect(approvedEvent.data).toMatchObject({ edited: true, removed: ["drop"] });
+  });
+
+  it("a failing acceptance command goes back to its owner's session; the dependent's change that no longer applies is resolved by the integrator", async () => {
+    // The integrator agent plays the script in the plan's summary (its prompt quotes the subtasks' handoffs, so theirs do not count).
+    const integrator = [bash("printf 'line1\\nA-fixed+B\\n' > lock.txt && rm -f lock.txt.rej"), { text: "Resolved lock.txt." }];
+    const plan = {
+      summary: `A lockfile both parts touch.\n#!standin ${JSON.stringify(integrator)}`,
+      subtasks: [
+        subtask(
+          "first",
+          ["lock.txt", "a/**"],
+          [write("lock.txt", "line1\nA\n"), write("a/a.txt", "a\n"), { text: "Wrote the lock." }, write("a/fixed.txt", "fixed\n"), write("lock.txt", "line1\nA-fixed\n"), { text: "Fixed." }],
+          { acceptance: ["test -f a/fixed.txt"] },
+        ),
+        subtask("second", ["lock.txt", "b/**"], [bash("sed -i 's/^A$/A+B/' lock.txt && mkdir -p b && echo b > b/b.txt"), { text: "Extended the lock." }], { dependsOn: ["first"] }),
+      ],
+    };
+    const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]), approve: "auto" });
+    const done = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(done.status, JSON.stringify({ error: done.error, integration: done.integration, subtasks: done.subtasks.map((s) => [s.key, s.status, s.error]) })).toBe("succeeded");
+    const first = done.subtasks.find((s) => s.key === "first")!;
+    expect(first.sentBack).toBe(1);
+    // The failure went to the owner's own session: the same task, one session, the message delivered.
+    const events = await readEvents(first.taskId!);
+    expect(new Set(events.filter((e) => e.type === "agent.init").map((e) => e.data.sessionId)).size).toBe(1);
+    expect(events.some((e) => e.type === "run.message" && String(e.data.text).includes("`test -f a/fixed.txt` exited 1"))).toBe(true);
+    expect(done.integration).toMatchObject({ status: "succeeded", attempts: 2, resolved: ["second"] });
+    const types = (await planEvents(created.id)).map((e) => e.type);
+    for (const type of ["subtask.sent_back", "integration.conflict", "integration.agent", "integration.resolved"]) expect(types).toContain(type);
+    const diff = await (await api(`/api/plans/${created.id}/diff`)).text();
+    expect(diff).toContain("+A-fixed+B");
+    expect(diff).toContain("+++ b/a/fixed.txt");
+    expect(diff).toContain("+++ b/b/b.txt");
+    expect(diff).not.toContain(".rej");
+  });
+
+  it("cancel mid-plan ends every subtask and its task", async () => {
+    const slow = (key: string) => subtask(key, [`${key}/**`], [bash("sleep 60"), { text: "Slept." }]);
+    const created = await createPlan({ spec: plannerSpec([writePlan({ summary: "Two slow parts and one after them.", subtasks: [slow("one"), slow("two"), { ...slow("three"), dependsOn: ["one"] }] }), { text: "Planned." }]), approve: "auto" });
+    const deadline = Date.now() + 120_000;
+    let plan = await getPlan(created.id);
+    const started = (p: PlanView) => p.subtasks.length === 3 && p.subtasks.filter((s) => s.key !== "three").every((s) => s.taskId && s.status === "running");
+    while (!started(plan)) {
+      if (Date.now() > deadline) throw new Error(`subtasks never started: ${JSON.stringify(plan.subtasks.map((s) => [s.key, s.status]))}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      plan = await getPlan(created.id);
+    }
+    const response = await api(`/api/plans/${created.id}/cancel`, { method: "POST" });
+    expect(response.status, await response.clone().text()).toBe(200);
+    const cancelled = (await response.json()) as PlanView;
+    expect(cancelled.status).toBe("cancelled");
+    expect(cancelled.subtasks.map((s) => s.status)).toEqual(["cancelled", "cancelled", "cancelled"]);
+    for (const s of cancelled.subtasks.filter((v) => v.taskId)) expect((await getTask(s.taskId!)).status).toBe("cancelled");
+    expect(cancelled.subtasks.find((s) => s.key === "three")!.taskId).toBeNull();
+    expect((await api(`/api/plans/${created.id}/cancel`, { method: "POST" })).status).toBe(409);
+  });
+
+  it("a plan's budget covers its planner: a plan over maxCostUsd fails budget", async () => {
+    const created = await createPlan({ spec: plannerSpec([bash("sleep 1"), writePlan({ summary: "x", subtasks: [subtask("only", ["x/**"], [{ text: "ok" }])] }), { text: "Planned." }]), maxCostUsd: 0.000001 });
+    const done = await waitForPlan(created.id, ["failed", "awaiting_approval"]);
+    expect(done.status).toBe("failed");
+    expect(done.error?.code).toBe("budget");
+  });
+
   it("refuses bad input with a 400 and creates nothing", async () => {
     const before = await env.DB.prepare("SELECT COUNT(*) AS n FROM plans").first<{ n: number }>();
     for (const body of [{ repo: "acme/widgets" }, { repo: "acme/widgets", spec: "" }, { repo: "acme/widgets", spec: "x", maxSubtasks: 13 }, { repo: "acme/widgets", spec: "x", extra: 1 }]) {
