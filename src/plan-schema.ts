@@ -109,6 +109,9 @@ export const IntegrationView = z.object({
   /** Subtasks whose changes conflicted and were resolved by the integrator agent. */
   resolved: z.array(z.string()),
   attempts: z.int(),
+  /** The pushed commit of `sortie/plan-<id>` and its pull request, when the plan's output asked for them. */
+  commit: z.string().nullable(),
+  pullRequest: z.object({ number: z.int(), url: z.string() }).nullable(),
   error: ErrorInfo.nullable(),
 });
 export type IntegrationView = z.infer<typeof IntegrationView>;

@@ -24,6 +24,7 @@ import { EventLog } from "./event-log.ts";
 import { launchTask, planTask } from "./launch.ts";
 import { acceptanceFailureMessage, conflictPrompt, handoffPrompt } from "./plan-handoff.ts";
 import { integrate, type IntegrationInput } from "./plan-integrate.ts";
+import { publishPlan } from "./plan-publisher.ts";
 import type { PlanReport } from "./plan-report.ts";
 import { checkPlan, dependencyOrder, reachability } from "./plan-rules.ts";
 import type { Refusal } from "./task-state.ts";
@@ -57,6 +58,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   private turn: Promise<void> = Promise.resolve();
   private integration: AbortController | null = null;
   private scrub?: <T>(value: T) => T;
+  /** Push tokens minted during this instance's life, redacted like the configured secrets. */
+  private readonly extraSecrets = new Set<string>();
 
   private get events(): EventLog {
     this.eventLog ??= new EventLog(this.ctx.storage.sql, {
@@ -314,7 +317,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     const plan = this.require();
     const branch = `sortie/plan-${plan.id}`;
     const attempts = (plan.integration?.attempts ?? 0) + 1;
-    this.setState({ ...plan, integration: { status: "running", branch, diff: null, checks: [], resolved: [], attempts, error: null } });
+    this.setState({ ...plan, integration: { status: "running", branch, diff: null, checks: [], resolved: [], attempts, commit: null, pullRequest: null, error: null } });
     if (plan.status !== "integrating") this.setStatus("integrating");
     this.record("integration.status", { status: "running", branch, attempt: attempts });
     await this.index();
@@ -345,7 +348,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       if (outcome.status === "succeeded") {
         this.setState({ ...current, integration: { ...current.integration!, status: "succeeded", diff: outcome.diff, checks: outcome.checks, resolved: outcome.resolved } });
         this.record("integration.status", { status: "succeeded", branch, diff: outcome.diff, checks: outcome.checks.length });
-        this.finish("succeeded", null);
+        if (current.output !== "diff") await this.publish();
+        this.finish(this.require().error ? "failed" : "succeeded", this.require().error);
         return;
       }
       this.setState({ ...current, integration: { ...current.integration!, status: "failed", checks: outcome.checks, resolved: outcome.resolved, error: outcome.error } });
@@ -364,6 +368,40 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       this.integration = null;
       if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the integration sandbox: ${messageOf(error)}` }));
       await this.index();
+    }
+  }
+
+  /** Pushes the integrated diff (and opens its pull request) from a publisher sandbox of its own; a failure is the plan's error, the diff stays. */
+  private async publish(): Promise<void> {
+    const plan = this.require();
+    const port = sandboxPortFor(this.env, readConfig(this.env));
+    const sandboxId = `${plan.id}-publish`;
+    const request = this.ctx.storage.kv.get<PlanRequest>(REQUEST_KEY);
+    let sandbox: Sandbox | undefined;
+    try {
+      sandbox = await port.open(sandboxId);
+      const patch = this.diffs.text(0, Number.POSITIVE_INFINITY);
+      const published = await publishPlan({
+        env: this.env,
+        plan,
+        cloneUrl: resolveRepo(plan.repo, readConfig(this.env).gitBaseUrl).cloneUrl,
+        sandbox,
+        patch,
+        viewerUrl: request?.origin ? `${request.origin}/plans/${plan.id}` : null,
+        addSecret: (secret) => {
+          this.extraSecrets.add(secret);
+          this.scrub = undefined;
+        },
+      });
+      const current = this.require();
+      this.setState({ ...current, integration: { ...current.integration!, commit: published.commit, pullRequest: published.pullRequest } });
+      this.record("integration.published", { branch: current.integration!.branch, commit: published.commit, pullRequest: published.pullRequest });
+    } catch (error) {
+      const failure = { code: "publish_failed", message: messageOf(error) };
+      this.setState({ ...this.require(), error: failure });
+      this.record("integration.publish_failed", { error: failure });
+    } finally {
+      if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the publisher sandbox: ${messageOf(error)}` }));
     }
   }
 
@@ -488,7 +526,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   }
 
   private redact<T>(value: T): T {
-    this.scrub ??= deploymentRedactor(this.env, new Set());
+    this.scrub ??= deploymentRedactor(this.env, this.extraSecrets);
     return this.scrub(value);
   }
 

@@ -64,6 +64,17 @@ async function planTasks(id: string): Promise<{ id: string; source: string }[]> 
   return results.filter((row) => mine.has(row.id));
 }
 
+/** The commit a branch of the fixture repository points at, read from a sandbox as the Worker's own would. */
+async function remoteBranch(branch: string): Promise<string | null> {
+  const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
+  const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/probe-${Math.random().toString(36).slice(2, 10)}`;
+  await fetch(base, { method: "POST", headers, body: JSON.stringify({ readable: [new URL(env.GIT_BASE_URL).pathname] }) });
+  const response = await fetch(`${base}/exec`, { method: "POST", headers, body: JSON.stringify({ command: 'git ls-remote "$REPO" "refs/heads/$BRANCH"', env: { REPO: `${env.GIT_BASE_URL}/acme/widgets.git`, BRANCH: branch } }) });
+  const { stdout } = (await response.json()) as { stdout: string };
+  await fetch(base, { method: "DELETE", headers });
+  return /^([0-9a-f]{40})\s/.exec(stdout)?.[1] ?? null;
+}
+
 const approve = (id: string, body?: unknown) => api(`/api/plans/${id}/approve`, { method: "POST", ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
 
 describe("plans", { timeout: 300_000 }, () => {
@@ -251,6 +262,46 @@ describe("plans", { timeout: 300_000 }, () => {
     for (const s of cancelled.subtasks.filter((v) => v.taskId)) expect((await getTask(s.taskId!)).status).toBe("cancelled");
     expect(cancelled.subtasks.find((s) => s.key === "three")!.taskId).toBeNull();
     expect((await api(`/api/plans/${created.id}/cancel`, { method: "POST" })).status).toBe(409);
+  });
+
+  it("output branch pushes the integrated change of a one-subtask plan as sortie/plan-<id>", async () => {
+    const plan = { summary: "One part: nothing to split.", subtasks: [subtask("only", ["only/**"], [write("only/o.txt", "only\n"), { text: "Done." }])] };
+    const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]), output: "branch", approve: "auto" });
+    const done = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(done.status, JSON.stringify({ error: done.error, integration: done.integration })).toBe("succeeded");
+    expect(done.integration?.commit).toMatch(/^[0-9a-f]{40}$/);
+    expect(await remoteBranch(`sortie/plan-${created.id}`)).toBe(done.integration!.commit);
+    expect((await planEvents(created.id)).some((e) => e.type === "integration.published")).toBe(true);
+  });
+
+  it("retry runs a failed subtask again as a new task, and what depends on it", async () => {
+    const plan = {
+      summary: "A part that strays, and one after it.",
+      subtasks: [
+        subtask("base", ["base/**"], [write("base/b.txt", "base\n"), write("README.md", "taken\n"), { text: "Done." }, { text: "Keeping it." }]),
+        subtask("top", ["top/**"], [write("top/t.txt", "top\n"), { text: "Done." }], { dependsOn: ["base"] }),
+      ],
+    };
+    const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]), approve: "auto" });
+    const failed = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(failed.status).toBe("failed");
+    expect(failed.subtasks.map((s) => s.status)).toEqual(["failed", "blocked"]);
+    expect(failed.subtasks[1]!.error?.code).toBe("dependency_failed");
+    expect(failed.subtasks[1]!.taskId).toBeNull();
+    const firstTask = failed.subtasks[0]!.taskId;
+    expect((await api(`/api/plans/${created.id}/retry`, { method: "POST", body: JSON.stringify({ subtask: "nope" }) })).status).toBe(400);
+    const retried = await api(`/api/plans/${created.id}/retry`, { method: "POST", body: JSON.stringify({ subtask: "base" }) });
+    expect(retried.status, await retried.clone().text()).toBe(202);
+    const restarted = (await retried.json()) as PlanView;
+    expect(restarted.status).toBe("running");
+    expect(["pending", "running"]).toContain(restarted.subtasks[0]!.status);
+    expect(restarted.subtasks[1]!.status).toBe("pending");
+    // The same script strays again: the new task fails the same way, and the dependent is blocked again.
+    const again = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(again.subtasks[0]!.taskId).not.toBe(firstTask);
+    expect(again.subtasks.map((s) => s.status)).toEqual(["failed", "blocked"]);
+    expect(again.error?.code).toBe("ownership_violation");
+    expect((await planEvents(created.id)).filter((e) => e.type === "plan.retry")).toHaveLength(1);
   });
 
   it("a plan's budget covers its planner: a plan over maxCostUsd fails budget", async () => {
