@@ -43,7 +43,7 @@ export function checkPlan(value: unknown, maxSubtasks: number): PlanCheck {
   }
   if (errors.length > 0) return { errors };
   const cycle = findCycle(plan.subtasks);
-  if (cycle) return { errors: [`the dependencies form a cycle: ${cycle.join(" -> ")}`] };
+  if (cycle) return { errors: [`the dependencies form a cycle: ${cycle.join(" -> ")} (each depends on the next)`] };
   const order = dependencyOrder(plan.subtasks);
   const reach = reachability(plan.subtasks);
   for (let i = 0; i < order.length; i++) {
@@ -58,7 +58,7 @@ export function checkPlan(value: unknown, maxSubtasks: number): PlanCheck {
   return errors.length > 0 ? { errors } : { plan };
 }
 
-/** The keys of a dependency cycle, first key repeated at the end, or null when there is none. */
+/** The keys of a dependency cycle, each depending on the next, the first repeated at the end; null when there is none. */
 export function findCycle(subtasks: Pick<PlanSubtask, "key" | "dependsOn">[]): string[] | null {
   const byKey = new Map(subtasks.map((s) => [s.key, s]));
   const state = new Map<string, "visiting" | "done">();
@@ -78,7 +78,7 @@ export function findCycle(subtasks: Pick<PlanSubtask, "key" | "dependsOn">[]): s
   };
   for (const subtask of subtasks) {
     const found = visit(subtask.key);
-    if (found) return found.reverse();
+    if (found) return found;
   }
   return null;
 }
