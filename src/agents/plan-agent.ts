@@ -11,6 +11,8 @@ import { Agent, getAgentByName, type Connection, type ConnectionContext, type WS
 import { readConfig } from "../config.ts";
 import { messageOf } from "../errors.ts";
 import { isPlanTerminal, type CreatePlanBody, type PlanFile, type PlanState, type PlanStatus, type SubtaskStatus, type SubtaskView } from "../plan-schema.ts";
+import { postOrUpdateMessage, type SlackTarget } from "../publish/slack.ts";
+import { planMessage } from "../publish/slack-plan.ts";
 import { deploymentRedactor } from "../redact.ts";
 import { resolveRepo } from "../repo.ts";
 import { runAgentTurn } from "../runners/agent.ts";
@@ -37,6 +39,7 @@ const SEND_BACKS = 1;
 const INTEGRATOR_MAX_TURNS = 40;
 
 const REQUEST_KEY = "sortie:plan-request";
+const SLACK_KEY = "sortie:plan-slack";
 /** Each task's spending last reported, so a report adds only what is new. */
 const costKey = (taskId: string) => `sortie:plan-cost:${taskId}`;
 
@@ -120,6 +123,12 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
 
   diffChunk(index: number): Uint8Array | null {
     return this.diffs.chunk(0, index);
+  }
+
+  /** Hands the plan a Slack message to keep current (posted by the Slack trigger): posted now, updated at every status. */
+  async followInSlack(target: SlackTarget, origin: string): Promise<void> {
+    this.ctx.storage.kv.put(SLACK_KEY, { target, origin });
+    await this.updateSlack();
   }
 
   /**
@@ -478,6 +487,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     if (isPlanTerminal(plan.status)) return;
     this.setState({ ...plan, status, endedAt: Date.now(), error });
     this.record("plan.status", { status, ...(error ? { error } : {}) });
+    this.later(() => this.updateSlack());
   }
 
   // ---- state --------------------------------------------------------------
@@ -485,6 +495,19 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   private setStatus(status: PlanStatus): void {
     this.setState({ ...this.require(), status });
     this.record("plan.status", { status });
+    this.later(() => this.updateSlack());
+  }
+
+  /** Brings the plan's Slack message (if it has one) up to date; a failure is an event, the plan goes on. */
+  private async updateSlack(): Promise<void> {
+    const followed = this.ctx.storage.kv.get<{ target: SlackTarget; origin: string }>(SLACK_KEY);
+    if (!followed) return;
+    try {
+      const target = await postOrUpdateMessage(this.env, followed.target, planMessage(this.require(), followed.origin));
+      this.ctx.storage.kv.put(SLACK_KEY, { ...followed, target });
+    } catch (error) {
+      this.record("plan.slack_failed", { message: messageOf(error) });
+    }
   }
 
   private patchSubtask(key: string, patch: Partial<SubtaskView>): void {

@@ -1,15 +1,12 @@
 /** The plan routes: create, list, read, approve, cancel, retry, the integrated diff, events, and the live WebSocket. */
 import { getAgentByName } from "agents";
 import { Hono } from "hono";
-import { planTask } from "../agents/launch.ts";
-import { plannerPrompt } from "../agents/plan-handoff.ts";
+import { preparePlan, startPlan } from "../agents/plan-start.ts";
 import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
-import { isTaskId, newTaskId } from "../ids.ts";
-import { ApprovePlanBody, CreatePlanBody, ListPlansQuery, PLAN_SUBTASKS, RetrySubtaskBody, type PlanState, type PlanView } from "../plan-schema.ts";
-import { resolveRepo } from "../repo.ts";
-import type { CreateTaskBody } from "../schema.ts";
-import { listPlans, livePlanWithKey, planExists } from "../store/plans.ts";
+import { isTaskId } from "../ids.ts";
+import { ApprovePlanBody, CreatePlanBody, ListPlansQuery, RetrySubtaskBody, type PlanState, type PlanView } from "../plan-schema.ts";
+import { listPlans, planExists } from "../store/plans.ts";
 import { requireScope, signViewerToken, taskScope, type AuthVariables } from "./auth.ts";
 import { jsonBody, validate } from "./body.ts";
 import { afterSeq, diffResponse, eventsResponse, viewerSocket } from "./streams.ts";
@@ -29,61 +26,9 @@ planRoutes.use("*", requireScope(taskScope));
 
 planRoutes.post("/", async (c) => {
   const body = await jsonBody(c, CreatePlanBody);
-  const config = readConfig(c.env);
-  const repo = resolveRepo(body.repo, config.gitBaseUrl);
-  const origin = new URL(c.req.url).origin;
-  const createdBy = c.var.caller.name;
-  const id = newTaskId();
-  const maxSubtasks = body.maxSubtasks ?? PLAN_SUBTASKS.default;
-  const maxCostUsd = body.maxCostUsd ?? config.defaultMaxCostUsd;
-  // The workers' options are checked now, on a stand-in subtask: a plan that could never start its subtasks is refused before it plans.
-  planTask(c.env, { body: workerProbe(body, maxCostUsd), source: "plan", createdBy });
-  const planner = planTask(c.env, {
-    body: {
-      repo: body.repo,
-      prompt: plannerPrompt(body.spec, repo.slug, maxSubtasks),
-      ...(body.branch ? { branch: body.branch } : {}),
-      ...(body.planner?.agent ? { agent: body.planner.agent } : {}),
-      ...(body.planner?.model ? { model: body.planner.model } : {}),
-      isolation: "analysis",
-      maxCostUsd,
-      keepWorkspaceMinutes: 0,
-    },
-    source: "plan",
-    createdBy,
-    origin,
-  });
-  planner.plan = { id, role: "planner", maxSubtasks };
-  if (body.key) {
-    const holder = await livePlanWithKey(c.env.DB, body.key);
-    if (holder) throw new SortieError("claim_conflict", `plan ${holder} already holds key ${body.key}`, 409, { headers: { "x-sortie-holder": holder } });
-  }
+  const prepared = preparePlan(c.env, body, c.var.caller.name, new URL(c.req.url).origin);
   await takeTaskQuota(c.env, c.var.caller, 1);
-  const plan: PlanState = {
-    id,
-    repo: repo.slug,
-    spec: body.spec,
-    branch: body.branch ?? null,
-    status: "planning",
-    approve: body.approve ?? "manual",
-    maxSubtasks,
-    output: body.output ?? "diff",
-    createdBy,
-    createdAt: Date.now(),
-    endedAt: null,
-    plannerTaskId: planner.id,
-    plan: null,
-    approvedBy: null,
-    subtasks: [],
-    integration: null,
-    costUsd: 0,
-    maxCostUsd,
-    key: body.key ?? null,
-    error: null,
-  };
-  const agent = await getAgentByName(c.env.PlanAgent, id);
-  const created = accepted(await agent.create(plan, { body, createdBy, origin }, planner));
-  return c.json(await present(c.req.url, c.env, created), 202);
+  return c.json(await present(c.req.url, c.env, await startPlan(c.env, prepared)), 202);
 });
 
 planRoutes.get("/", async (c) => {
@@ -128,21 +73,6 @@ planRoutes.get("/:id/events", async (c) => {
   const after = afterSeq(c.req.query("after"));
   return eventsResponse((from, limit) => agent.readEvents(from, limit), after);
 });
-
-/** A subtask's task body as the plan will build it, for checking the workers' options before anything is created. */
-function workerProbe(body: CreatePlanBody, maxCostUsd: number): CreateTaskBody {
-  return {
-    repo: body.repo,
-    prompt: "probe",
-    isolation: "sandbox",
-    maxCostUsd,
-    ...(body.workers?.agent ? { agent: body.workers.agent } : {}),
-    ...(body.workers?.model ? { model: body.workers.model } : {}),
-    ...(body.workers?.runs ? { runs: body.workers.runs } : {}),
-    ...(body.workers?.judge ? { judge: body.workers.judge } : {}),
-    ...(body.review ? { review: body.review } : {}),
-  };
-}
 
 function parseJson(text: string): unknown {
   try {
