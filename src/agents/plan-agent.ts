@@ -37,6 +37,8 @@ export const SEND_BACK_WINDOW_MINUTES = 30;
 /** Times a failure of the integration goes back to the subtask that owns it. */
 const SEND_BACKS = 1;
 const INTEGRATOR_MAX_TURNS = 40;
+/** How often a live plan asks its running tasks whether they ended, in case a report was lost (this agent restarted, say). */
+const RECONCILE_SECONDS = 30;
 
 const REQUEST_KEY = "sortie:plan-request";
 const SLACK_KEY = "sortie:plan-slack";
@@ -105,6 +107,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     this.ctx.storage.kv.put(REQUEST_KEY, request);
     this.setState({ ...plan, plannerTaskId: planner.id });
     this.record("plan.status", { status: "planning", planner: planner.id });
+    await this.scheduleEvery(RECONCILE_SECONDS, "reconcile");
     return { plan: this.require() };
   }
 
@@ -207,13 +210,28 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     void this.keepAliveWhile(() => this.decide(step));
   }
 
+  /** Schedule callback: a running task that ended without this agent hearing of it is reported now. */
+  async reconcile(): Promise<void> {
+    const plan = this.state;
+    if (!plan || isPlanTerminal(plan.status)) {
+      for (const schedule of await this.listSchedules()) if (schedule.callback === "reconcile") await this.cancelSchedule(schedule.id);
+      return;
+    }
+    const live = [plan.status === "planning" ? plan.plannerTaskId : null, ...plan.subtasks.filter((s) => s.status === "running").map((s) => s.taskId)].filter((id): id is string => !!id);
+    for (const id of live) {
+      const report = await (await getAgentByName(this.env.TaskAgent, id)).planReport();
+      if (report) this.later(() => this.onTaskEnded(report));
+    }
+  }
+
   private async onTaskEnded(report: PlanReport): Promise<void> {
     const plan = this.state;
     if (!plan) return;
     this.countCost(report.task.id, report.task.costUsd);
     if (report.task.id === plan.plannerTaskId) return this.plannerEnded(report);
     const subtask = plan.subtasks.find((s) => s.taskId === report.task.id);
-    if (!subtask || isPlanTerminal(plan.status)) return this.index();
+    // A subtask that is not running has had its report already (the reconciler and the task may both bring one).
+    if (!subtask || subtask.status !== "running" || isPlanTerminal(plan.status)) return this.index();
     const { task } = report;
     const status: SubtaskStatus = task.status === "succeeded" ? "succeeded" : task.status === "cancelled" ? "cancelled" : "failed";
     if (status === "succeeded") this.putPatch(subtask.key, report.diff ?? "");

@@ -20,7 +20,7 @@ import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
 import { JUDGE_SLOT, driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { PUBLISH_SLOT, drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
-import { reportToPlan } from "./plan-report.ts";
+import { reportToPlan, type PlanReport } from "./plan-report.ts";
 import { WRITTEN_PLAN_KEY } from "./plan-roles.ts";
 import { reviewSlot } from "./review.ts";
 import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
@@ -554,23 +554,31 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     await this.reportToPlan();
   }
 
-  /** A plan's planner or worker tells its PlanAgent how it ended: the state, the chosen run's diff and closing words, the plan written. */
+  /** A plan's planner or worker tells its PlanAgent how it ended (a PlanAgent that missed it asks with `planReport`). */
   private async reportToPlan(): Promise<void> {
     const role = this.requireSpec().plan;
-    if (!role) return;
-    const task = this.requireTask();
-    const run = task.winner?.run ?? task.runs.find((r) => r.status === "succeeded" && r.diff)?.index ?? null;
+    const report = this.planReport();
+    if (!role || !report) return;
     try {
-      await reportToPlan(this.env, role.id, {
-        task,
-        run,
-        diff: run !== null && task.runs[run]?.diff ? this.diffs.text(run, Number.POSITIVE_INFINITY) : null,
-        summary: run !== null ? (this.ctx.storage.kv.get<string>(summaryKey(run)) ?? null) : null,
-        plan: role.role === "planner" ? (this.ctx.storage.kv.get(WRITTEN_PLAN_KEY) ?? null) : null,
-      });
+      await reportToPlan(this.env, role.id, report);
     } catch (error) {
       this.record({ run: null, type: "plan.report_failed", data: { plan: role.id, message: messageOf(error) } });
     }
+  }
+
+  /** How a plan's task ended: the state, the chosen run's diff and closing words, the plan written; null while it runs or outside a plan. */
+  planReport(): PlanReport | null {
+    const task = this.state;
+    const role = task ? this.requireSpec().plan : undefined;
+    if (!task || !role || !isTerminal(task.status)) return null;
+    const run = task.winner?.run ?? task.runs.find((r) => r.status === "succeeded" && r.diff)?.index ?? null;
+    return {
+      task,
+      run,
+      diff: run !== null && task.runs[run]?.diff ? this.diffs.text(run, Number.POSITIVE_INFINITY) : null,
+      summary: run !== null ? (this.ctx.storage.kv.get<string>(summaryKey(run)) ?? null) : null,
+      plan: role.role === "planner" ? (this.ctx.storage.kv.get(WRITTEN_PLAN_KEY) ?? null) : null,
+    };
   }
 
   // ---- state -----------------------------------------------------------
