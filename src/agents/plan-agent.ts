@@ -22,6 +22,8 @@ import type { Sandbox } from "../sandbox/port.ts";
 import type { CreateTaskBody, ErrorInfo, EventInput, TaskSpec } from "../schema.ts";
 import { deletePlan, insertPlan, savePlan } from "../store/plans.ts";
 import { DiffStore } from "./diff-store.ts";
+import { fleetOf } from "./fleet.ts";
+import { setUpCheckout } from "./workspace.ts";
 import { EventLog } from "./event-log.ts";
 import { launchTask, planTask } from "./launch.ts";
 import { acceptanceFailureMessage, conflictPrompt, handoffPrompt } from "./plan-handoff.ts";
@@ -42,6 +44,7 @@ const RECONCILE_SECONDS = 30;
 
 const REQUEST_KEY = "sortie:plan-request";
 const SLACK_KEY = "sortie:plan-slack";
+const PLANNER_SPEC_KEY = "sortie:plan-planner-spec";
 /** Each task's spending last reported, so a report adds only what is new. */
 const costKey = (taskId: string) => `sortie:plan-cost:${taskId}`;
 
@@ -105,6 +108,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       return { refused: { code: (error as { code?: string }).code ?? "planner_failed", message: messageOf(error), status: status === 409 ? 409 : 400 } };
     }
     this.ctx.storage.kv.put(REQUEST_KEY, request);
+    this.ctx.storage.kv.put(PLANNER_SPEC_KEY, planner);
     this.setState({ ...plan, plannerTaskId: planner.id });
     this.record("plan.status", { status: "planning", planner: planner.id });
     await this.scheduleEvery(RECONCILE_SECONDS, "reconcile");
@@ -368,6 +372,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
         subtasks,
         record: (type, data) => this.record(type, data),
         resolveConflict: (open, repoDir, files, meeting) => this.resolveConflict(open, repoDir, files, meeting, abort.signal),
+        setUp: (open, repoDir) => this.setUp(open, repoDir, abort.signal),
         storeDiff: (patch) => this.diffs.write(0, patch),
       });
       if (abort.signal.aborted || this.require().status !== "integrating") return;
@@ -444,6 +449,26 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     this.record("subtask.sent_back", { key: owner.key, delivered: true, taskId: owner.taskId });
     this.record("subtask.status", { key: owner.key, status: "running", taskId: owner.taskId });
     return true;
+  }
+
+  /** The repository's setup in the integration's checkout, as a run's (src/agents/workspace.ts), with the planner's spec for the repository and branch. */
+  private async setUp(sandbox: Sandbox, repoDir: string, signal: AbortSignal): Promise<void> {
+    const spec = this.ctx.storage.kv.get<TaskSpec>(PLANNER_SPEC_KEY);
+    if (!spec) throw new Error("the plan has no planner spec to set up from");
+    const fleet = await fleetOf(this.env);
+    const port = sandboxPortFor(this.env, readConfig(this.env));
+    await setUpCheckout(
+      {
+        sandbox,
+        spec,
+        warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id, bytes, family) => fleet.putWarm(key, id, bytes, family) },
+        signal,
+        setPhase: () => {},
+        record: (type, data) => this.record(type === "log" ? "integration.setup_log" : `integration.${type.replace(/^run\./, "")}`, data),
+        dropSnapshot: (id) => port.dropSnapshot(id),
+      },
+      repoDir,
+    );
   }
 
   /** The integrator agent's turn on conflicted files, in the integration sandbox; its spending is the plan's. */

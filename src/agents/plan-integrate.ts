@@ -32,6 +32,8 @@ export interface IntegrationContext {
   record(type: string, data: Record<string, unknown>): void;
   /** Hands conflicted files to the integrator agent; true when its turn ended well (markers are checked after). */
   resolveConflict(sandbox: Sandbox, repoDir: string, files: string[], subtasks: IntegrationInput[]): Promise<boolean>;
+  /** Runs the repository's setup (`.sortie/setup.sh`, with the dependency cache) in the combined checkout, before the checks. */
+  setUp(sandbox: Sandbox, repoDir: string): Promise<void>;
   /** Keeps the integrated patch; returns its size in bytes. */
   storeDiff(patch: ReadableStream<Uint8Array>): Promise<number>;
 }
@@ -79,6 +81,11 @@ export async function integrate(ctx: IntegrationContext): Promise<IntegrationOut
     }
     const committed = await git('git add -A && git commit -q --allow-empty --no-verify -m "$SORTIE_MESSAGE"', { SORTIE_MESSAGE: `${subtask.key}: ${subtask.title}` });
     if (committed.exitCode !== 0) throw new Error(`could not commit "${subtask.key}": ${committed.stderr.trim().slice(0, 300)}`);
+  }
+  try {
+    await ctx.setUp(sandbox, repoDir);
+  } catch (error) {
+    return { status: "failed", checks: [], resolved, failing: null, error: { code: "setup_failed", message: `the repository's setup failed on the combined change: ${messageOf(error)}` } };
   }
   const checks: IntegrationCheck[] = [];
   const runCheck = async (command: string, subtask: string | null) => {

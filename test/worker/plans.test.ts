@@ -304,6 +304,17 @@ describe("plans", { timeout: 300_000 }, () => {
     expect((await planEvents(created.id)).filter((e) => e.type === "plan.retry")).toHaveLength(1);
   });
 
+  it("the integration runs the repository's setup on the combined change before the acceptance commands", async () => {
+    const plan = { summary: "One part of a repository with a setup step.", subtasks: [subtask("only", ["only/**"], [write("only/o.txt", "o\n"), { text: "Done." }], { acceptance: ["test -f node_modules/.built"] })] };
+    const created = await createPlan({ repo: "acme/bootstrap", spec: plannerSpec([writePlan(plan), { text: "Planned." }]), approve: "auto" });
+    const done = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(done.status, JSON.stringify({ error: done.error, integration: done.integration })).toBe("succeeded");
+    expect(done.integration?.checks).toMatchObject([{ command: "test -f node_modules/.built", exitCode: 0 }]);
+    expect((await planEvents(created.id)).some((e) => e.type === "integration.setup")).toBe(true);
+    // What setup made is not part of the change.
+    expect(await (await api(`/api/plans/${created.id}/diff`)).text()).not.toContain("node_modules");
+  });
+
   it("a plan's budget covers its planner: a plan over maxCostUsd fails budget", async () => {
     const created = await createPlan({ spec: plannerSpec([bash("sleep 1"), writePlan({ summary: "x", subtasks: [subtask("only", ["x/**"], [{ text: "ok" }])] }), { text: "Planned." }]), maxCostUsd: 0.000001 });
     const done = await waitForPlan(created.id, ["failed", "awaiting_approval"]);
