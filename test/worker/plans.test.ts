@@ -9,7 +9,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { PlanFile, PlanView } from "../../src/plan-schema.ts";
 import type { TaskEvent } from "../../src/schema.ts";
-import { api, getTask, readEvents, scripted } from "./helpers.ts";
+import { api, getTask, readEvents, scripted, watch } from "./helpers.ts";
 
 const write = (file: string, content: string) => ({ tool: "Write", input: { file_path: file, content } });
 const bash = (command: string) => ({ tool: "Bash", input: { command } });
@@ -148,6 +148,16 @@ describe("plans", { timeout: 300_000 }, () => {
     const inits = events.filter((e) => e.type === "agent.init");
     expect(new Set(inits.map((e) => e.data.sessionId)).size).toBe(1);
     expect(failed.subtasks).toEqual([]);
+    // The plan's own stream replays its events to a viewer holding the plan's viewer token, and refuses one without.
+    const path = new URL(created.ws).pathname + new URL(created.ws).search;
+    const viewer = await watch(path, { authorization: "" });
+    expect(viewer.status).toBe(101);
+    const deadline = Date.now() + 10_000;
+    while (!viewer.events.some((e) => e.type === "plan.status" && e.data.status === "failed") && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    viewer.close();
+    expect(viewer.events.map((e) => e.seq)).toEqual(viewer.events.map((_, i) => i + 1));
+    expect(viewer.events.find((e) => e.type === "plan.status" && e.data.status === "failed")?.data.error).toMatchObject({ code: "invalid_plan" });
+    expect((await watch(`/api/plans/${created.id}/ws`, { authorization: "" })).status).toBe(401);
   });
 
   it("a worker that strays outside what it owns is sent back once, then fails ownership_violation; the honest one's work stands, nothing is integrated", async () => {
