@@ -6,6 +6,7 @@ import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { isTaskId } from "../ids.ts";
 import { ApprovePlanBody, CreatePlanBody, ListPlansQuery, RetrySubtaskBody, type PlanState, type PlanView } from "../plan-schema.ts";
+import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { listPlans, planExists } from "../store/plans.ts";
 import { requireScope, signViewerToken, taskScope, type AuthVariables } from "./auth.ts";
 import { jsonBody, validate } from "./body.ts";
@@ -26,9 +27,26 @@ planRoutes.use("*", requireScope(taskScope));
 
 planRoutes.post("/", async (c) => {
   const body = await jsonBody(c, CreatePlanBody);
-  const prepared = preparePlan(c.env, body, c.var.caller.name, new URL(c.req.url).origin);
+  const creator = c.var.caller.name;
+  const prepared = preparePlan(c.env, body, creator, new URL(c.req.url).origin);
   await takeTaskQuota(c.env, c.var.caller, 1);
-  return c.json(await present(c.req.url, c.env, await startPlan(c.env, prepared)), 202);
+  // A retried request with the same Idempotency-Key gets the plan the first one made (kept apart from tasks' keys).
+  const header = c.req.header("idempotency-key");
+  const idempotencyKey = header === undefined ? undefined : `plan:${header}`;
+  if (idempotencyKey !== undefined) {
+    if (header!.length === 0 || header!.length > 195) throw new SortieError("invalid_idempotency_key", "Idempotency-Key must be 1 to 195 characters");
+    const earlier = await reserveIdempotencyKey(c.env.DB, creator, idempotencyKey, prepared.plan.id);
+    if (earlier) {
+      c.header("idempotent-replayed", "true");
+      return c.json(await present(c.req.url, c.env, await loadPlan(c.env, earlier)), 202);
+    }
+  }
+  try {
+    return c.json(await present(c.req.url, c.env, await startPlan(c.env, prepared)), 202);
+  } catch (error) {
+    if (idempotencyKey !== undefined) await forgetIdempotencyKey(c.env.DB, creator, idempotencyKey, prepared.plan.id);
+    throw error;
+  }
 });
 
 planRoutes.get("/", async (c) => {

@@ -346,5 +346,21 @@ describe("plans", { timeout: 300_000 }, () => {
     expect(after?.n).toBe(before?.n);
     expect((await api("/api/plans/nosuchplan000000000")).status).toBe(404);
   });
+
+  it("a retried POST with the same Idempotency-Key gets the same plan and starts no second planner", async () => {
+    const body = JSON.stringify({ repo: "acme/widgets", spec: plannerSpec([{ text: "No plan from me." }]) });
+    const headers = { "idempotency-key": `plan-test-${Date.now()}` };
+    const first = await api("/api/plans", { method: "POST", body, headers });
+    expect(first.status).toBe(202);
+    const again = await api("/api/plans", { method: "POST", body, headers });
+    expect(again.status).toBe(202);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    const [a, b] = [(await first.json()) as PlanView, (await again.json()) as PlanView];
+    expect(b.id).toBe(a.id);
+    expect(b.plannerTaskId).toBe(a.plannerTaskId);
+    // A planner that writes no plan, even when told, ends the plan invalid_plan.
+    const failed = await waitForPlan(a.id, ["failed", "awaiting_approval"]);
+    expect(failed.error).toMatchObject({ code: "invalid_plan", message: expect.stringContaining("no plan file was written") });
+  });
 });
 
