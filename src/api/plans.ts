@@ -6,11 +6,11 @@ import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { isTaskId } from "../ids.ts";
 import { ApprovePlanBody, CreatePlanBody, ListPlansQuery, RetrySubtaskBody, type PlanState, type PlanView } from "../plan-schema.ts";
-import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { listPlans, planExists } from "../store/plans.ts";
 import { requireScope, signViewerToken, taskScope, type AuthVariables } from "./auth.ts";
 import { jsonBody, validate } from "./body.ts";
 import { afterSeq, diffResponse, eventsResponse, viewerSocket } from "./streams.ts";
+import { underIdempotencyKey } from "./idempotent.ts";
 import { takeTaskQuota } from "./quota.ts";
 
 type Env = { Bindings: Cloudflare.Env; Variables: AuthVariables };
@@ -30,23 +30,9 @@ planRoutes.post("/", async (c) => {
   const creator = c.var.caller.name;
   const prepared = preparePlan(c.env, body, creator, new URL(c.req.url).origin);
   await takeTaskQuota(c.env, c.var.caller, 1);
-  // A retried request with the same Idempotency-Key gets the plan the first one made (kept apart from tasks' keys).
-  const header = c.req.header("idempotency-key");
-  const idempotencyKey = header === undefined ? undefined : `plan:${header}`;
-  if (idempotencyKey !== undefined) {
-    if (header!.length === 0 || header!.length > 195) throw new SortieError("invalid_idempotency_key", "Idempotency-Key must be 1 to 195 characters");
-    const earlier = await reserveIdempotencyKey(c.env.DB, creator, idempotencyKey, prepared.plan.id);
-    if (earlier) {
-      c.header("idempotent-replayed", "true");
-      return c.json(await present(c.req.url, c.env, await loadPlan(c.env, earlier)), 202);
-    }
-  }
-  try {
-    return c.json(await present(c.req.url, c.env, await startPlan(c.env, prepared)), 202);
-  } catch (error) {
-    if (idempotencyKey !== undefined) await forgetIdempotencyKey(c.env.DB, creator, idempotencyKey, prepared.plan.id);
-    throw error;
-  }
+  // A retried request with the same Idempotency-Key gets the plan the first one made; plans' keys are kept apart from tasks'.
+  const plan = await underIdempotencyKey(c, creator, "plan:", prepared.plan.id, (earlier) => loadPlan(c.env, earlier), () => startPlan(c.env, prepared));
+  return c.json(await present(c.req.url, c.env, plan), 202);
 });
 
 planRoutes.get("/", async (c) => {

@@ -7,9 +7,9 @@ import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { isTaskId } from "../ids.ts";
 import { CreateTaskBody, FollowUpBody, ListTasksQuery, PickWinnerBody, PublishBody, type TaskState, type TaskView } from "../schema.ts";
-import { forgetIdempotencyKey, reserveIdempotencyKey } from "../store/idempotency.ts";
 import { listTasks } from "../store/tasks.ts";
 import { requireScope, signViewerToken, taskScope, type AuthVariables } from "./auth.ts";
+import { underIdempotencyKey } from "./idempotent.ts";
 import { takeTaskQuota } from "./quota.ts";
 import { jsonBody, validate } from "./body.ts";
 import { afterSeq, diffResponse, eventsResponse, viewerSocket } from "./streams.ts";
@@ -34,21 +34,8 @@ taskRoutes.post("/", async (c) => {
   const creator = c.var.caller.name;
   const spec = planTask(c.env, { body, source: "api", createdBy: creator, origin: new URL(c.req.url).origin });
   await takeTaskQuota(c.env, c.var.caller, 1);
-  const idempotencyKey = c.req.header("idempotency-key");
-  if (idempotencyKey !== undefined) {
-    const earlier = await reserveIdempotencyKey(c.env.DB, creator, idempotencyKey, spec.id);
-    if (earlier) {
-      c.header("idempotent-replayed", "true");
-      return c.json(await present(c.req.url, c.env, await loadTask(c.env, earlier)), 202);
-    }
-  }
-  try {
-    const task = await launchTask(c.env, spec, body.supersede ?? false);
-    return c.json(await present(c.req.url, c.env, task), 202);
-  } catch (error) {
-    if (idempotencyKey !== undefined) await forgetIdempotencyKey(c.env.DB, creator, idempotencyKey, spec.id);
-    throw error;
-  }
+  const task = await underIdempotencyKey(c, creator, "", spec.id, (earlier) => loadTask(c.env, earlier), () => launchTask(c.env, spec, body.supersede ?? false));
+  return c.json(await present(c.req.url, c.env, task), 202);
 });
 
 taskRoutes.get("/", async (c) => {
