@@ -56,6 +56,9 @@ export function apiOf(server: DevServer) {
   if (!hostUrl) throw new Error(`no local sandbox host URL in the dev server output:\n${server.output()}`);
 
   return {
+    /** Any API call with the server's token: the raw response. */
+    call,
+
     /** `POST /api/tasks`; the raw response, so a caller can count statuses. */
     submit: (body: Record<string, unknown>) => call("/api/tasks", { method: "POST", body: JSON.stringify(body) }),
 

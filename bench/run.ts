@@ -6,7 +6,7 @@
  * load, latency and throughput run on a second dev server whose sandboxes
  * find the stand-in agent CLI (bench/standin-claude/claude) before Claude Code.
  *
- *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces, review, fleet, walls
+ *   npm run bench                      # bundle, parallel, overhead, burst, load, latency, throughput, workspaces, review, fleet, walls, plans
  *   npm run bench -- parallel burst    # only those
  */
 import fs from "node:fs";
@@ -25,6 +25,7 @@ import { findWorkerd } from "./memory.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchParallel } from "./parallel.ts";
 import { THROUGHPUT_VIEWERS, benchThroughput } from "./throughput.ts";
+import { PLAN_OVERHEAD_GOAL, benchPlans } from "./plans.ts";
 import { benchReview } from "./review.ts";
 import { benchWalls } from "./walls.ts";
 import { benchWorkspaces } from "./workspaces.ts";
@@ -34,7 +35,7 @@ import type { BenchResult } from "./result.ts";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS = path.join(here, "results.json");
 const TIME_LIMIT_MS = 15 * 60_000;
-const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces", "review", "fleet", "walls"] as const;
+const ALL = ["bundle", "parallel", "overhead", "burst", "load", "latency", "throughput", "workspaces", "review", "fleet", "walls", "plans"] as const;
 type BenchName = (typeof ALL)[number];
 
 const TITLES: Record<BenchName, string> = {
@@ -49,6 +50,7 @@ const TITLES: Record<BenchName, string> = {
   review: "Review lanes: a review round's own overhead on a 5,000-file repository",
   fleet: "Fleet: 10,000 concurrently live runs against the Fleet Durable Object, in workerd",
   walls: "Walls: what the local sandboxes' walls add, per command and per run",
+  plans: `Plans: a 6-subtask plan (3 independent, 3 dependent) against the same 6 tasks by hand, goal ≤ ${PLAN_OVERHEAD_GOAL}×`,
 };
 
 /**
@@ -67,6 +69,7 @@ const SERVER_OF: Record<Exclude<BenchName, "bundle" | "fleet">, ServerKind> = {
   workspaces: "demo",
   review: "demo",
   walls: "demo",
+  plans: "demo",
 };
 // The rate limit on task creation (60 a minute by default) is lifted: burst and load measure the fleet, not the limiter.
 const FLEET_ENV = { MAX_SANDBOXES: String(BURST_CAP), MAX_SANDBOXES_PER_CREATOR: String(BURST_CAP), TASK_RATE_LIMIT_PER_MINUTE: "100000" };
@@ -193,6 +196,7 @@ async function runOne(name: BenchName): Promise<BenchResult> {
     : name === "workspaces" ? await benchWorkspaces(api, dev.gitBaseUrl)
     : name === "review" ? await benchReview(api, dev.gitBaseUrl)
     : name === "walls" ? await benchWalls(api, SERVER_ENV.demo)
+    : name === "plans" ? await benchPlans(api)
     : await benchThroughput(api, workerd);
   const reloads = workerReloads() - reloadsBefore;
   if (reloads > 0) {

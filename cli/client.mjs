@@ -34,6 +34,11 @@ export function createClient({ url, token }) {
     cancel: (id) => json("POST", `${task(id)}/cancel`),
     say: (id, body) => json("POST", `${task(id)}/messages`, body),
     pickWinner: (id, run) => json("POST", `${task(id)}/winner`, { run }),
+    createPlan: (body) => json("POST", "/api/plans", body),
+    listPlans: (query) => json("GET", `/api/plans${queryString(query)}`),
+    getPlan: (id) => json("GET", `/api/plans/${encodeURIComponent(id)}`),
+    /** Approves a plan that waits, as written. */
+    approvePlan: (id) => json("POST", `/api/plans/${encodeURIComponent(id)}/approve`),
     /** A repository's memory entries (`repo` is owner/name), optionally of one status. */
     listMemory: (repo, status) => json("GET", `${memory(repo)}${queryString({ status })}`),
     /** Approves or rejects one entry. */

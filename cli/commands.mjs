@@ -9,6 +9,8 @@ import { eventRenderer } from "./events.mjs";
 import { cut, palette, statusColor, TERMINAL, wantsColor } from "./style.mjs";
 import { statusText, summaryLine, taskDetails, taskSucceeded, taskTable } from "./views.mjs";
 
+export { approve, plan, plans } from "./plans.mjs";
+
 const stdout = process.stdout;
 const c = palette(wantsColor(stdout));
 const width = () => stdout.columns || 120;

@@ -109,6 +109,34 @@ Example: sortie diff <id> | git apply --index`,
     options: {},
     details: "  --json            the task as JSON",
   },
+  plan: {
+    args: ["repo", "spec"],
+    usage: 'plan <repo> "<spec>" [--approve] [--branch B] [--pr] [--follow]',
+    summary: "split a spec into a plan of subtasks, run them under ownership rules, integrate them into one change",
+    options: { approve: { type: "boolean" }, branch: { type: "string" }, pr: { type: "boolean" }, follow: { type: "boolean", short: "f" } },
+    details: `A <spec> of - is read from stdin. The plan waits for approval (sortie approve <plan>) unless --approve.
+  --approve         run the plan as soon as the planner has written it
+  --branch B        the branch to start from (default: the repo's default branch)
+  --pr              open a pull request with the integrated change
+  -f, --follow      print the plan's and its subtasks' status changes until it ends; exit 0 only if it succeeded
+  --json            the created plan (with --follow: the ended plan) as JSON`,
+  },
+  plans: {
+    args: [],
+    usage: "plans [--status S] [--repo R]",
+    summary: "list plans, newest first",
+    options: { status: { type: "string" }, repo: { type: "string" } },
+    details: `  --status S        planning, awaiting_approval, running, integrating, succeeded, failed or cancelled
+  --repo R          only plans on owner/name
+  --json            the API's answer: {"plans": [...]}`,
+  },
+  approve: {
+    args: ["plan"],
+    usage: "approve <plan>",
+    summary: "approve a plan that waits for approval, as the planner wrote it",
+    options: {},
+    details: "  --json            the approved plan as JSON",
+  },
   memory: {
     args: ["repo"],
     optional: ["action", "entry"],

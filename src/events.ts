@@ -131,6 +131,32 @@ export const EVENT_DATA = {
   "preview.screenshot": data({ file: str, bytes: int, kept: z.boolean() }),
   "preview.screenshot_skipped": data({ reason: str }),
   "preview.screenshot_failed": data({ message: str }),
+  // A plan's own log (src/agents/plan-agent.ts, `run` null), and its roles in a task's.
+  "plan.status": data({ status: str, planner: opt(str), error: opt(ErrorInfo) }),
+  "plan.written": data({ summary: opt(str), subtasks: z.array(z.looseObject({ key: str })) }),
+  "plan.approved": data({ by: str, edited: opt(z.boolean()), removed: opt(z.array(str)) }),
+  "plan.retry": data({ subtask: str, by: opt(str) }),
+  "plan.error": data({ message: str }),
+  "plan.slack_failed": data({ message: str }),
+  "plan.report_failed": data({ plan: str, message: str }),
+  "subtask.status": data({ key: str, status: str, taskId: opt(str), error: opt(ErrorInfo) }),
+  "subtask.sent_back": data({ key: str, taskId: opt(str), reason: opt(str) }),
+  "integration.status": data({ status: str, branch: opt(str), error: opt(ErrorInfo) }),
+  "integration.conflict": data({ subtask: opt(str), files: opt(z.array(str)) }),
+  "integration.agent": data({ files: opt(z.array(str)), exitCode: opt(num.nullable()), isError: opt(z.boolean()), costUsd: opt(num.nullable()) }),
+  "integration.resolved": data({ subtask: opt(str), files: opt(z.array(str)), ok: opt(z.boolean()) }),
+  "integration.check": data({ command: str, exitCode: opt(num.nullable()), subtask: opt(str.nullable()) }),
+  "integration.published": data({ branch: str }),
+  "integration.publish_failed": data({ error: ErrorInfo }),
+  "integration.setup": data({ durationMs: opt(num) }),
+  "integration.setup_log": data({ stream: opt(str), text: opt(str) }),
+  "integration.snapshot_missed": data({ message: opt(str) }),
+  "integration.snapshot_failed": data({ message: opt(str) }),
+  "integration.dependencies_restored": data({ dirs: opt(z.array(str)) }),
+  "integration.cache_not_saved": data({ message: opt(str) }),
+  "run.plan_file": data({ valid: z.boolean(), attempt: opt(int), errors: opt(z.array(z.unknown())) }),
+  "run.plan_ownership": data({ attempt: int, outside: z.array(str), owns: z.array(str) }),
+  "run.plan_dependencies": data({ patches: int, base: str, commit: str }),
   // Repository memory.
   "memory.delivered": data({ entries: z.array(z.looseObject({ id: str, text: str })) }),
   "memory.proposed": data({ proposed: z.array(z.looseObject({ id: str })), seen: z.array(z.looseObject({ id: str })) }),
@@ -260,6 +286,8 @@ export function applyEvent(fold: TaskFold, event: TaskEvent): TaskFold {
       return patchRun({ baseCommit: event.data.commit, workspace: "clone" });
     case "run.restored":
       return patchRun({ baseCommit: event.data.commit, workspace: event.data.source === "template" ? "warm" : event.data.source });
+    case "run.plan_dependencies":
+      return patchRun({ baseCommit: event.data.commit });
     case "run.worktree":
       return patchRun({ baseCommit: event.data.commit, workspace: "worktree" });
     case "preview.starting":

@@ -9,6 +9,7 @@ export { TaskAgent } from "./agents/task-agent.ts";
 export { Fleet } from "./agents/fleet.ts";
 export { ScheduleAgent } from "./agents/schedule-agent.ts";
 export { PullRequestAgent } from "./agents/pull-request-agent.ts";
+export { PlanAgent } from "./agents/plan-agent.ts";
 // The sandbox class keeps its binding's name; ContainerProxy carries the container's egress to it.
 export { SortieSandbox as Sandbox } from "./sandbox/sortie-sandbox.ts";
 export { ContainerProxy } from "@cloudflare/sandbox";

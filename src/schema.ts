@@ -6,6 +6,7 @@ import { z } from "zod";
 import { LIMITS } from "./config.ts";
 import { isValidBranchName } from "./repo.ts";
 import type { FixRequest } from "./fix-request.ts";
+import type { PlanRole } from "./plan-schema.ts";
 
 export const TASK_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"] as const;
 export const TaskStatus = z.enum(TASK_STATUSES);
@@ -307,7 +308,7 @@ export const TaskState = z.object({
   model: z.string().nullable(),
   maxTurns: z.int(),
   timeoutMinutes: z.number(),
-  source: z.enum(["api", "slack", "github", "schedule"]),
+  source: z.enum(["api", "slack", "github", "schedule", "plan"]),
   createdBy: z.string(),
   status: TaskStatus,
   createdAt: z.number(),
@@ -364,6 +365,8 @@ export interface TaskSpec {
   origin: string | null;
   /** A fix run on a pull request Sortie tends: started from its branch, pushed onto it as a new commit. */
   tending?: FixRequest;
+  /** The task is a plan's planner or the worker of one of its subtasks (src/agents/plan-agent.ts). */
+  plan?: PlanRole;
 }
 
 /**

@@ -19,6 +19,7 @@ import { fleetOf } from "./fleet.ts";
 import { configuredAgents, reviewChange, turnSucceeded, type ReviewLaneContext } from "./review.ts";
 import { reviewSlot, runOfSlot, runSlot, type Slot } from "./slot.ts";
 import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, type RunMemory } from "./memory.ts";
+import { applyDependencyWork, enforceOwnership, planFilePath, PLAN_FILE_VAR, preparePlanFile, takePlan, WRITTEN_PLAN_KEY } from "./plan-roles.ts";
 import { backoffMs, isRetryable } from "./retry.ts";
 import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
@@ -115,6 +116,8 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     }
     const placement = placementOf(ctx, index, sandbox);
     const memory = resume || followUp ? memoryOfEarlierTurn(placement, run.memory?.length ?? 0) : await memoryForRun(ctx, index, sandbox, placement);
+    // A planner writes its plan to a file of its own beside the read-only checkout.
+    const planEnv = spec.plan?.role !== "planner" ? undefined : resume || followUp ? { [PLAN_FILE_VAR]: planFilePath(placement) } : await preparePlanFile(sandbox, placement);
     const turnOf = (prompt: string, resumeSessionId: string | null): AgentTurn => ({
       prompt,
       cwd: placement.repoDir,
@@ -125,6 +128,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       readOnly: placement.level === "analysis",
       placement,
       memory,
+      ...(planEnv ? { env: planEnv } : {}),
     });
     let turn: AgentTurnResult | null = null;
     if (!followUp) {
@@ -157,6 +161,14 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     ctx.setPhase(index, "diffing");
     const base = ctx.runOf(index).baseCommit;
     if (!base) throw new Error("the run has no base commit to diff against");
+    /** One more turn in the run's own session (review findings, a plan's problems, strayed ownership). */
+    const inSession = async (message: string) => {
+      ctx.setPhase(index, "agent");
+      const result = await runTurn(ctx, runSlot(index), open, turnOf(message, ctx.runOf(index).sessionId), signal);
+      ctx.setPhase(index, "diffing");
+      return result;
+    };
+    const note = (type: string, data: Record<string, unknown>) => ctx.record({ run: index, type, data });
     if (placement.level === "analysis") {
       // An analysis run hands back its answer; a checkout it managed to change is a broken wall, not a result.
       const changed = await changesIn(sandbox, placement, base);
@@ -164,6 +176,15 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
         ctx.record({ run: index, type: "run.isolation_violation", data: { changed: changed.slice(0, 50) } });
         outcome = ["failed", { code: "isolation_violation", message: `the analysis run changed the checkout: ${changed.slice(0, 5).join(", ")}` }];
         return;
+      }
+      if (spec.plan?.role === "planner" && turnSucceeded(turn)) {
+        const taken = await takePlan(open, placement, spec.plan.maxSubtasks, { followUp: inSession, note });
+        if (signal.aborted || ctx.runOf(index).status !== "running") return;
+        if ("failure" in taken) {
+          outcome = ["failed", taken.failure];
+          return;
+        }
+        ctx.kv.put(WRITTEN_PLAN_KEY, ctx.redact(taken.plan));
       }
     } else {
       const diff = () => captureDiff(ctx, index, open, placement, base);
@@ -174,17 +195,21 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
         const reason = "the task agent restarted during the review";
         ctx.record({ run: index, type: "review.status", data: { status: "failed", reason } });
       } else if (spec.review && turnSucceeded(turn) && first.stats.files > 0) {
-        const followUp = async (message: string) => {
-          ctx.setPhase(index, "agent");
-          const result = await runTurn(ctx, runSlot(index), open, turnOf(message, ctx.runOf(index).sessionId), signal);
-          ctx.setPhase(index, "diffing");
-          return result;
-        };
-        const last = await reviewChange(reviewLane(ctx, index, spec, open, placement, { agent: agentName, model: run.model ?? spec.model, followUp, diff }, signal), first);
+        const last = await reviewChange(reviewLane(ctx, index, spec, open, placement, { agent: agentName, model: run.model ?? spec.model, followUp: inSession, diff }, signal), first);
         if (last) turn = last;
         // The coder's turns after the review may have learned more.
         learned = await takeLearnings();
         if (signal.aborted || ctx.runOf(index).status !== "running") return;
+      }
+      if (spec.plan?.role === "worker" && turnSucceeded(turn)) {
+        // A plan's worker changes only what its subtask owns: what strays goes back once, then the run fails.
+        const held = await enforceOwnership(spec.plan.owns, () => ctx.diffs().text(index, Number.POSITIVE_INFINITY), { followUp: inSession, note, diff });
+        if (held.turn) turn = held.turn;
+        if (signal.aborted || ctx.runOf(index).status !== "running") return;
+        if (held.failure) {
+          outcome = ["failed", held.failure];
+          return;
+        }
       }
     }
     keep = spec.keepWorkspaceMinutes > 0;
@@ -355,8 +380,14 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
         dropSnapshot: (id) => port.dropSnapshot(id),
       });
       if (signal.aborted) return undefined;
-      if (level === "analysis") await lockDownCheckout(sandbox, placementFor(level, sandbox.workdir, spec.id, index, null));
       if (source !== "clone") ctx.record({ run: index, type: "run.restored", data: { commit, source } });
+      // A plan's subtask starts from the base plus the work of what it depends on, committed: its own diff is taken against that (the run's base).
+      const role = spec.plan?.role === "worker" && spec.plan.patches.length > 0 ? spec.plan : null;
+      if (role) {
+        const start = await applyDependencyWork(sandbox, `${sandbox.workdir}/repo`, role);
+        ctx.record({ run: index, type: "run.plan_dependencies", data: { patches: role.patches.length, base: commit, commit: start } });
+      }
+      if (level === "analysis") await lockDownCheckout(sandbox, placementFor(level, sandbox.workdir, spec.id, index, null));
       return sandbox;
     } catch (error) {
       if (signal.aborted || !isRetryable(error) || attempt >= LIMITS.maxInfraRetries) throw error;

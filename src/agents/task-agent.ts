@@ -9,7 +9,6 @@ import { readConfig, type SortieConfig } from "../config.ts";
 import { deploymentRedactor } from "../redact.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
-import { AckFrame } from "../stream-frames.ts";
 import { applyEvent, emptyFold, type TaskFold } from "../events.ts";
 import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
@@ -22,6 +21,8 @@ import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
 import { driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
+import { reportToPlan, type PlanReport } from "./plan-report.ts";
+import { WRITTEN_PLAN_KEY } from "./plan-roles.ts";
 import { judgeSlot, publishSlot, reviewSlot, runSlot, slotFromNumber, slotKey, slotNumber, type Slot } from "./slot.ts";
 import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
@@ -29,7 +30,7 @@ import { ViewerStreams } from "./viewer-streams.ts";
 import { RunPreviews, type PreviewTarget } from "./preview.ts";
 import { ScreenshotStore } from "./screenshot-store.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
-import { SPEC_KEY, newTask, pendingKey, progressKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
+import { SPEC_KEY, newTask, pendingKey, progressKey, summaryKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
 
 /** What the modules that drive and report on the task borrow from its agent. */
 type TaskContext = RunContext & JudgeContext & PublicationContext & NotifyContext & SlotContext;
@@ -434,14 +435,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   }
 
   private acknowledge(socket: object, message: string): void {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(message);
-    } catch {
-      return;
-    }
-    const ack = AckFrame.safeParse(parsed);
-    if (ack.success) this.viewers.acknowledge(socket, ack.data.seq);
+    this.viewers.acknowledgeText(socket, message);
   }
 
   override onClose(connection: Connection): void {
@@ -588,6 +582,34 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     const fix = this.requireSpec().tending;
     if (fix) await fixEndedUnpublished(this.env, fix, this.requireTask()).catch((error: unknown) => this.record({ run: null, type: "tending.error", data: { message: messageOf(error) } }));
     await this.index();
+    await this.reportToPlan();
+  }
+
+  /** A plan's planner or worker tells its PlanAgent how it ended (a PlanAgent that missed it asks with `planReport`). */
+  private async reportToPlan(): Promise<void> {
+    const role = this.requireSpec().plan;
+    const report = this.planReport();
+    if (!role || !report) return;
+    try {
+      await reportToPlan(this.env, role.id, report);
+    } catch (error) {
+      this.record({ run: null, type: "plan.report_failed", data: { plan: role.id, message: messageOf(error) } });
+    }
+  }
+
+  /** How a plan's task ended: the state, the chosen run's diff and closing words, the plan written; null while it runs or outside a plan. */
+  planReport(): PlanReport | null {
+    const task = this.state;
+    const role = task ? this.requireSpec().plan : undefined;
+    if (!task || !role || !isTerminal(task.status)) return null;
+    const run = task.winner?.run ?? task.runs.find((r) => r.status === "succeeded" && r.diff)?.index ?? null;
+    return {
+      task,
+      run,
+      diff: run !== null && task.runs[run]?.diff ? this.diffs.text(run, Number.POSITIVE_INFINITY) : null,
+      summary: run !== null ? (this.ctx.storage.kv.get<string>(summaryKey(run)) ?? null) : null,
+      plan: role.role === "planner" ? (this.ctx.storage.kv.get(WRITTEN_PLAN_KEY) ?? null) : null,
+    };
   }
 
   // ---- state -----------------------------------------------------------

@@ -14,6 +14,7 @@
 import type { Connection } from "agents";
 import { LIMITS } from "../config.ts";
 import type { TaskEvent } from "../events.ts";
+import { AckFrame } from "../stream-frames.ts";
 import { eventsFrameText } from "../stream-protocol.ts";
 
 /**
@@ -68,6 +69,18 @@ export class ViewerStreams {
 
   remove(connection: Connection): void {
     this.viewers.delete(connection);
+  }
+
+  /** A message a viewer sent: an acknowledgement frame counts, anything else means nothing. */
+  acknowledgeText(socket: object, message: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch {
+      return;
+    }
+    const ack = AckFrame.safeParse(parsed);
+    if (ack.success) this.acknowledge(socket, ack.data.seq);
   }
 
   /** A viewer has read every event up to `seq`. */

@@ -16,6 +16,7 @@ import { memoryRoutes } from "./memory.ts";
 import { previewApiRoutes, previewProxy } from "./previews.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { batchRoutes } from "./batches.ts";
+import { planRoutes } from "./plans.ts";
 import { reportRoutes } from "./reports.ts";
 import { scheduleRoutes } from "./schedules.ts";
 import { taskRoutes } from "./tasks.ts";
@@ -38,6 +39,7 @@ export function buildApp() {
   // Authenticates itself: a bearer token or the preview's own cookie.
   app.route("/preview", previewProxy);
   app.route("/api/batches", batchRoutes);
+  app.route("/api/plans", planRoutes);
   app.route("/slack", slackRoutes);
   app.route("/github", githubRoutes);
   app.route("/api/schedules", scheduleRoutes);

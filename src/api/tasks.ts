@@ -8,8 +8,10 @@ import { SortieError } from "../errors.ts";
 import { isTaskId } from "../ids.ts";
 import { CreateTaskBody, FollowUpBody, ListTasksQuery, PickWinnerBody, PublishBody, type TaskState, type TaskView } from "../schema.ts";
 import { listTasks } from "../store/tasks.ts";
-import { allows, bearerOf, callerOf, requireScope, signViewerToken, taskScope, verifySessionToken, verifyViewerToken, type AuthVariables } from "./auth.ts";
+import { requireScope, signViewerToken, taskScope, type AuthVariables } from "./auth.ts";
+import { idempotencyKeyOf } from "./idempotent.ts";
 import { jsonBody, validate } from "./body.ts";
+import { afterSeq, diffResponse, eventsResponse, viewerSocket } from "./streams.ts";
 
 type Env = { Bindings: Cloudflare.Env; Variables: AuthVariables };
 
@@ -18,24 +20,10 @@ export const taskRoutes = new Hono<Env>();
 /** The WebSocket upgrade authenticates itself (header or viewer token), so it is mounted before `requireScope`. */
 taskRoutes.get("/:id/ws", async (c) => {
   const id = c.req.param("id");
-  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
-    throw new SortieError("upgrade_required", "this endpoint speaks WebSocket only", 426);
-  }
-  const admin = c.env.SORTIE_ADMIN_TOKEN;
-  const caller = await callerOf(c.env, bearerOf(c.req.header("authorization")));
-  const token = c.req.query("token");
-  const allowed =
-    (caller !== null && allows(caller, "tasks:read")) ||
-    (!!admin && token !== undefined && ((await verifyViewerToken(admin, token, id)) || (await verifySessionToken(admin, token))));
-  if (!allowed) throw new SortieError("unauthorized", "a bearer token or a valid viewer token for this task is required", 401);
-  await requireKnownTask(c.env, id);
-  const agent = await getAgentByName(c.env.TaskAgent, id);
-  // Without the offer of permessage-deflate: a frame is built once for every viewer, and compressing it again per socket would cost the TaskAgent CPU for each of them.
-  const headers = new Headers(c.req.raw.headers);
-  headers.delete("sec-websocket-extensions");
-  const upgraded = await agent.fetch(new Request(c.req.raw, { headers }));
-  // The agent's 101 has immutable headers; a copy lets the app's middleware add its own.
-  return new Response(null, { status: upgraded.status, headers: new Headers(upgraded.headers), webSocket: upgraded.webSocket });
+  return viewerSocket(c.env, c.req.raw, id, "task", async () => {
+    await requireKnownTask(c.env, id);
+    return getAgentByName(c.env.TaskAgent, id);
+  });
 });
 
 taskRoutes.use("*", requireScope(taskScope));
@@ -44,7 +32,7 @@ taskRoutes.post("/", async (c) => {
   const body = await jsonBody(c, CreateTaskBody);
   const creator = c.var.caller.name;
   const spec = planTask(c.env, { body, source: "api", createdBy: creator, origin: new URL(c.req.url).origin });
-  const idempotencyKey = c.req.header("idempotency-key");
+  const idempotencyKey = idempotencyKeyOf(c);
   const started = await startTasks(c.env, {
     specs: [spec],
     starter: c.var.caller,
@@ -99,39 +87,15 @@ taskRoutes.get("/:id/runs/:n/diff", async (c) => {
   if (!run) throw new SortieError("not_found", `task ${id} has no run ${c.req.param("n")}`, 404);
   if (!run.diff) throw new SortieError("diff_not_ready", `run ${n} has no diff yet (status ${run.status}${run.phase ? `, phase ${run.phase}` : ""})`, 409);
   const agent = await getAgentByName(c.env.TaskAgent, id);
-  const chunks = await agent.diffChunkCount(n);
-  let next = 0;
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (next >= chunks) return controller.close();
-      const chunk = await agent.diffChunk(n, next++);
-      if (chunk) controller.enqueue(chunk);
-    },
-  });
-  return new Response(body, { headers: { "content-type": "text/x-diff; charset=utf-8", "x-sortie-diff-files": String(run.diff.files) } });
+  return diffResponse(await agent.diffChunkCount(n), (index) => agent.diffChunk(n, index), run.diff.files);
 });
 
 taskRoutes.get("/:id/events", async (c) => {
   const id = c.req.param("id");
   await requireKnownTask(c.env, id);
-  const after = Number(c.req.query("after") ?? 0);
-  if (!Number.isInteger(after) || after < 0) throw new SortieError("invalid_query", "after must be a non-negative integer seq");
+  const after = afterSeq(c.req.query("after"));
   const agent = await getAgentByName(c.env.TaskAgent, id);
-  const encoder = new TextEncoder();
-  let cursor = after;
-  let done = false;
-  const pageSize = 500;
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (done) return controller.close();
-      const page = await agent.readEvents(cursor, pageSize);
-      if (page.count < pageSize) done = true;
-      if (page.count === 0) return controller.close();
-      cursor = page.lastSeq;
-      controller.enqueue(encoder.encode(page.ndjson));
-    },
-  });
-  return new Response(body, { headers: { "content-type": "application/x-ndjson; charset=utf-8" } });
+  return eventsResponse((from, limit) => agent.readEvents(from, limit), after);
 });
 
 /** The agent of a task that exists (404 otherwise). */

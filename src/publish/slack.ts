@@ -9,7 +9,7 @@ import { isTerminal, type RunView, type TaskState, type TaskStatus } from "../sc
 import { deploymentRedactor } from "../redact.ts";
 
 /** Button action ids, matched by `POST /slack/interactions`. */
-export const SLACK_ACTIONS = { cancel: "sortie_cancel", winner: "sortie_winner", openPr: "sortie_open_pr" } as const;
+export const SLACK_ACTIONS = { cancel: "sortie_cancel", winner: "sortie_winner", openPr: "sortie_open_pr", approvePlan: "sortie_plan_approve" } as const;
 
 const DEFAULT_API_URL = "https://slack.com/api";
 const PROMPT_CHARS = 300;
@@ -133,7 +133,11 @@ export function taskText(task: TaskState): string {
  * @example target = await postOrUpdate(env, target, task, taskLinks(origin, task.id))
  */
 export async function postOrUpdate(env: Cloudflare.Env, target: SlackTarget, task: TaskState, links: TaskLinks): Promise<SlackTarget> {
-  const message: SlackMessage = { text: taskText(task), blocks: taskBlocks(task, links) };
+  return postOrUpdateMessage(env, target, { text: taskText(task), blocks: taskBlocks(task, links) });
+}
+
+/** Posts `message` to the target, or updates it where it was posted before; returns where it is now. */
+export async function postOrUpdateMessage(env: Cloudflare.Env, target: SlackTarget, message: SlackMessage): Promise<SlackTarget> {
   const token = env.SLACK_BOT_TOKEN;
   if (token) {
     if (target.ts) {
@@ -223,11 +227,11 @@ function label(status: TaskStatus): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-function button(text: string, actionId: string, value: string, style?: "primary" | "danger"): SlackButton {
+export function button(text: string, actionId: string, value: string, style?: "primary" | "danger"): SlackButton {
   return { type: "button", text: plain(text), action_id: actionId, value, ...(style ? { style } : {}) };
 }
 
-function mrkdwn(text: string): Text {
+export function mrkdwn(text: string): Text {
   return { type: "mrkdwn", text };
 }
 

@@ -16,7 +16,7 @@ const sources = (readdirSync(SRC, { recursive: true }) as string[]).filter((file
 function recordedTypes(text: string): string[] {
   const found: string[] = [];
   for (const match of text.matchAll(/\btype:\s*(?:[\w.]+\s*\?\s*)?"([a-z_]+(?:\.[a-z_]+)?)"(?:\s*:\s*"([a-z_]+(?:\.[a-z_]+)?)")?/g)) found.push(match[1]!, ...(match[2] ? [match[2]] : []));
-  for (const match of text.matchAll(/\brecord\(\s*"([a-z_]+(?:\.[a-z_]+)?)"/g)) found.push(match[1]!);
+  for (const match of text.matchAll(/\b(?:record|note)\(\s*"([a-z_]+(?:\.[a-z_]+)?)"/g)) found.push(match[1]!);
   for (const match of text.matchAll(/\bset\([^;]*?,\s*"(review\.[a-z_]+)"/g)) found.push(match[1]!);
   for (const match of text.matchAll(/\bonStep\(\s*"([a-z_]+)"/g)) found.push(`publish.${match[1]}`);
   return found;

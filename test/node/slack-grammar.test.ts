@@ -121,3 +121,17 @@ describe("--preview", () => {
     expect(error("acme/widgets --port=8080 go")).toContain("goes with `--preview`");
   });
 });
+
+describe("starting a plan", () => {
+  it("reads `plan owner/repo[@branch] <spec>`, keeping the spec's lines", () => {
+    expect(command("plan acme/widgets split the api\nand the docs")).toEqual({ kind: "plan", repo: "acme/widgets", branch: null, spec: "split the api\nand the docs" });
+    expect(command("plan acme/widgets@release/2 do it")).toEqual({ kind: "plan", repo: "acme/widgets", branch: "release/2", spec: "do it" });
+  });
+
+  it("refuses a plan without a repository or a spec, naming what is missing", () => {
+    expect(error("plan")).toMatch(/needs a repository and a spec/);
+    expect(error("plan widgets do it")).toMatch(/needs a repository and a spec/);
+    expect(error("plan acme/widgets")).toMatch(/Put the spec after the repository/);
+    expect(error("plan acme/widgets@ x")).toMatch(/names no branch/);
+  });
+});

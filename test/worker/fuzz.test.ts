@@ -49,7 +49,7 @@ beforeAll(async () => {
 });
 
 async function counts() {
-  const tables = ["tasks", "schedules", "api_tokens", "idempotency_keys", "memory_entries"];
+  const tables = ["tasks", "schedules", "api_tokens", "idempotency_keys", "memory_entries", "plans"];
   const rows = await Promise.all(tables.map((table) => env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table}`).first<{ n: number }>()));
   return rows.map((row) => row!.n);
 }
@@ -74,6 +74,10 @@ describe("fuzzing the public endpoints", () => {
       ["POST", "/api/repos/acme/widgets/memory/m000000000000000/supersede"],
       ["POST", "/api/repos/acme/widgets/memory/m000000000000000/approve"],
       ["POST", "/api/repos/acme/nothing/memory/publish"],
+      ["POST", "/api/plans"],
+      ["POST", "/api/plans/0000000000000000000/approve"],
+      ["POST", "/api/plans/0000000000000000000/retry"],
+      ["POST", "/api/plans/0000000000000000000/cancel"],
     ] as const;
     const before = await counts();
     const seen = new Map<number, number>();
@@ -94,7 +98,7 @@ describe("fuzzing the public endpoints", () => {
 
   it("answers random query strings and ids with 4xx only", async () => {
     const next = random(7);
-    const paths = ["/api/tasks?", `/api/tasks/${finished}/events?`, "/api/audit?", "/api/usage?", `/api/tasks/${finished}/runs/`, "/api/schedules/", "/api/tasks/", "/api/repos/acme/widgets/memory?", "/api/repos/acme/widgets/memory/"];
+    const paths = ["/api/tasks?", `/api/tasks/${finished}/events?`, "/api/audit?", "/api/usage?", `/api/tasks/${finished}/runs/`, "/api/schedules/", "/api/tasks/", "/api/repos/acme/widgets/memory?", "/api/repos/acme/widgets/memory/", "/api/plans?", "/api/plans/"];
     for (let i = 0; i < 140; i++) {
       const base = paths[i % paths.length]!;
       // Percent-encoded bytes, including sequences that are not UTF-8 at all.

@@ -405,3 +405,35 @@ describe("postOrUpdate", () => {
     ]);
   });
 });
+
+describe("/sortie plan <repo> <spec>", () => {
+  it("plans, posts the plan with an Approve button, and the button starts its subtasks", async () => {
+    const at = place();
+    const plan = { summary: "One part.", subtasks: [{ key: "only", title: "the only part", prompt: `do it\n${script([{ tool: "Write", input: { file_path: "only/o.txt", content: "o\n" } }, { text: "Done." }])}`, owns: ["only/**"] }] };
+    const planner = script([{ tool: "Bash", input: { command: `cat > "$SORTIE_PLAN_FILE" <<'JSON'\n${JSON.stringify(plan)}\nJSON` } }, { text: "Planned." }]);
+    const reply = await slash(`plan acme/widgets split the work\n${planner}`, at);
+    expect(reply.response_type).toBe("ephemeral");
+    const id = /Planning `([a-z0-9]{19})`/.exec(reply.text)?.[1] ?? "";
+    expect(id).not.toBe("");
+    // Once written, the plan's message carries the Approve button with the plan's id.
+    const approvable = await waitForCalls((call) => (call.method === "chat.postMessage" || call.method === "chat.update") && call.body.channel === at.channel && buttonsOf(call.body.blocks).some((b) => b.action_id === "sortie_plan_approve"), 1, 60_000);
+    const posted = (await slackRecord()).calls.find(inChannel(at.channel, "chat.postMessage"))!;
+    expect(buttonsOf(approvable[0]!.body.blocks).find((b) => b.action_id === "sortie_plan_approve")?.value).toBe(id);
+    expect(textsOf(approvable[0]!.body.blocks).join("\n")).toContain("*only* the only part");
+    expect((await (await api(`/api/plans/${id}`)).json()) as { status: string }).toMatchObject({ status: "awaiting_approval", createdBy: "slack:T0ACME:U0ALICE" });
+    const pressed = await press("sortie_plan_approve", id, { ...at, ts: posted.ts! });
+    expect(pressed.status).toBe(200);
+    await waitForCalls(toResponseUrl(at.responseUrl), 1);
+    // The plan runs on to its end; its message is updated in place, without the button.
+    const deadline = Date.now() + 120_000;
+    let status = "";
+    while (!["succeeded", "failed"].includes(status)) {
+      if (Date.now() > deadline) throw new Error(`plan ${id} still ${status}`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      status = ((await (await api(`/api/plans/${id}`)).json()) as { status: string }).status;
+    }
+    expect(status).toBe("succeeded");
+    const updates = await waitForCalls((call) => call.method === "chat.update" && call.body.ts === posted.ts && /succeeded/.test(call.body.text ?? ""), 1);
+    expect(buttonsOf(updates.at(-1)!.body.blocks)).toEqual([]);
+  });
+});

@@ -1,6 +1,6 @@
 /**
- * The viewer's entry: picks the page for the path (`/`, `/tasks/<id>` or
- * `/repos/<owner>/<name>/memory`),
+ * The viewer's entry: picks the page for the path (`/`, `/tasks/<id>`,
+ * `/plans/<id>` or `/repos/<owner>/<name>/memory`),
  * asks for the admin token when there is no session, and tears the page
  * down (sockets, polls) before showing another.
  */
@@ -9,6 +9,7 @@ import "../style.css";
 import { dashboardPage } from "./dashboard.ts";
 import { h, tickTimers } from "./dom.ts";
 import { memoryPage } from "./memory-page.ts";
+import { planPage } from "./plan-page.ts";
 import { loginForm, sessionToken, signOut, whenUnauthorized } from "./session.ts";
 import { taskPage } from "./task-page.ts";
 
@@ -23,6 +24,8 @@ function pageFor(pathname: string): Page {
   if (pathname === "/" || pathname === "/index.html") return dashboardPage;
   const task = /^\/tasks\/([A-Za-z0-9_-]+)\/?$/.exec(pathname);
   if (task) return (into, signal) => taskPage(into, signal, task[1]!);
+  const plan = /^\/plans\/([A-Za-z0-9_-]+)\/?$/.exec(pathname);
+  if (plan) return (into, signal) => planPage(into, signal, plan[1]!);
   const memory = /^\/repos\/([A-Za-z0-9-]+)\/([A-Za-z0-9._-]+)\/memory\/?$/.exec(pathname);
   if (memory) return (into, signal) => memoryPage(into, signal, `${memory[1]}/${memory[2]}`);
   return (into) => into.replaceChildren(h("section", { class: "card" }, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "/" }, "Back to the tasks"))));

@@ -65,6 +65,7 @@ function drawTask(root: HTMLElement, signal: AbortSignal, initial: TaskState): v
         fact("created", formatTime(task.createdAt)),
         fact("winner", winner),
         fact("memory", h("a", { href: `/repos/${task.repo}/memory`, "data-testid": "task-memory-link" }, "repository memory")),
+        planOf(task.key) ? fact("plan", h("a", { href: `/plans/${planOf(task.key)!.id}`, "data-testid": "task-plan-link" }, `plan ${planOf(task.key)!.id}, subtask ${planOf(task.key)!.subtask}`)) : "",
       ),
       taskError,
       h("div", { class: "actions" }, cancel, openPr),
@@ -151,4 +152,10 @@ function drawJudge(panel: HTMLElement, task: TaskState): void {
     verdict.reasons ? h("p", { class: "reasons", "data-testid": "judge-reasons" }, verdict.reasons) : "",
     verdict.error ? h("p", { class: "error small" }, `${verdict.error.code}: ${verdict.error.message}`) : "",
   );
+}
+
+/** The plan a subtask's task belongs to, read from its claim key `plan:<plan id>:<subtask key>`. */
+function planOf(key: string | null): { id: string; subtask: string } | null {
+  const match = /^plan:([a-z0-9]+):([a-z0-9-]+)$/.exec(key ?? "");
+  return match ? { id: match[1]!, subtask: match[2]! } : null;
 }

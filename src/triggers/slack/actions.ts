@@ -5,12 +5,15 @@
  */
 import { getAgentByName } from "agents";
 import { escapeMrkdwn, postOrUpdate, respondToSlack, SLACK_ACTIONS, taskBlocks, taskLinks, taskText } from "../../publish/slack.ts";
+import { isTaskId } from "../../ids.ts";
+import type { PlanState } from "../../plan-schema.ts";
 import type { TaskState } from "../../schema.ts";
+import { planExists } from "../../store/plans.ts";
 import { findTask } from "./commands.ts";
 import { slackActor, type BlockActions } from "./payloads.ts";
 import { writeLog } from "../../log.ts";
 
-type Outcome = { task: TaskState } | { refused: { message: string } } | { note: string };
+type Outcome = { task: TaskState } | { plan: PlanState } | { refused: { message: string } } | { note: string };
 
 /** Carries out each pressed button and tells the presser what happened. */
 export async function handleBlockActions(env: Cloudflare.Env, payload: BlockActions, origin: string): Promise<void> {
@@ -40,6 +43,10 @@ async function perform(env: Cloudflare.Env, actionId: string, value: string, act
       if (!task) return { refused: { message: `No task ${value}.` } };
       return (await getAgentByName(env.TaskAgent, task.id)).publish(undefined, "pr", actor);
     }
+    case SLACK_ACTIONS.approvePlan: {
+      if (!isTaskId(value) || !(await planExists(env.DB, value))) return { refused: { message: `No plan ${value}.` } };
+      return (await getAgentByName(env.PlanAgent, value)).approve(undefined, actor);
+    }
     default:
       // A button of another app feature (or a link button): nothing to do, the 200 was the answer.
       writeLog("log", { event: "slack.action_ignored", actionId });
@@ -49,6 +56,11 @@ async function perform(env: Cloudflare.Env, actionId: string, value: string, act
 
 async function report(env: Cloudflare.Env, payload: BlockActions, origin: string, outcome: Outcome): Promise<void> {
   const responseUrl = payload.response_url;
+  if ("plan" in outcome) {
+    // The plan agent keeps its own message current; the presser is told it went through.
+    if (responseUrl) await respondToSlack(env, responseUrl, { response_type: "ephemeral", replace_original: false, text: `Approved plan \`${outcome.plan.id}\`: its subtasks are starting.` });
+    return;
+  }
   if ("task" in outcome) {
     const task = outcome.task;
     const links = taskLinks(origin, task.id, task.repo);

@@ -9,7 +9,10 @@ import { admitTasks, planTask, type Admission } from "../../agents/launch.ts";
 import { SortieError, messageOf } from "../../errors.ts";
 import { isTaskId } from "../../ids.ts";
 import { escapeMrkdwn, postOrUpdate, respondToSlack, taskBlocks, taskLinks, taskText, type SlackBlock, type SlackTarget } from "../../publish/slack.ts";
+import { forgetIdempotencyKey, reserveIdempotencyKey } from "../../store/idempotency.ts";
 import { taskExists } from "../../store/tasks.ts";
+import { preparePlan, startPlan, type PreparedPlan } from "../../agents/plan-start.ts";
+import { CreatePlanBody } from "../../plan-schema.ts";
 import { CreateTaskBody, type TaskSpec, type TaskState } from "../../schema.ts";
 import { SLACK_USAGE, parseSlackCommand, type SlackCommand } from "./grammar.ts";
 import { slackActor, type SlashCommand } from "./payloads.ts";
@@ -44,7 +47,39 @@ export async function answerCommand(env: Cloudflare.Env, payload: SlashCommand, 
       return cancelTask(env, command.id, payload, context);
     case "run":
       return startTask(env, command, payload, context);
+    case "plan":
+      return startPlanFromSlack(env, command, payload, context);
   }
+}
+
+async function startPlanFromSlack(env: Cloudflare.Env, command: Extract<SlackCommand, { kind: "plan" }>, payload: SlashCommand, context: CommandContext): Promise<SlackReply> {
+  const body = CreatePlanBody.safeParse({ repo: command.repo, spec: command.spec, ...(command.branch ? { branch: command.branch } : {}) });
+  if (!body.success) return ephemeral(`:warning: ${escapeMrkdwn(body.error.issues.map((issue) => issue.message).join("; "))}`);
+  let prepared: PreparedPlan;
+  try {
+    prepared = preparePlan(env, body.data, slackActor(payload.team_id, payload.user_id), context.origin);
+  } catch (error) {
+    if (error instanceof SortieError) return ephemeral(`:warning: ${escapeMrkdwn(error.message)}`);
+    throw error;
+  }
+  const id = prepared.plan.id;
+  const deliveryKey = `command:${payload.team_id}:${payload.trigger_id}`;
+  const earlier = await reserveIdempotencyKey(env.DB, DELIVERY_CREATOR, deliveryKey, id);
+  if (earlier) return ephemeral(`This command already started \`${earlier}\`.`);
+  const target: SlackTarget = { channel: payload.channel_id, responseUrl: payload.response_url };
+  context.defer("slack.plan", async () => {
+    try {
+      await startPlan(env, prepared);
+    } catch (error) {
+      await forgetIdempotencyKey(env.DB, DELIVERY_CREATOR, deliveryKey, id);
+      await respondToSlack(env, payload.response_url, { response_type: "ephemeral", text: `:x: Plan \`${id}\` could not start: ${escapeMrkdwn(messageOf(error))}` });
+      throw error;
+    }
+    // From here the plan agent keeps its message current; it gets an Approve button when the plan is written.
+    await (await getAgentByName(env.PlanAgent, id)).followInSlack(target, context.origin);
+  });
+  const text = `:memo: Planning \`${id}\` on \`${escapeMrkdwn(prepared.plan.repo)}\`. The plan will be posted here with an Approve button.`;
+  return env.SLACK_BOT_TOKEN ? ephemeral(text) : { response_type: "in_channel", text };
 }
 
 async function startTask(env: Cloudflare.Env, command: Extract<SlackCommand, { kind: "run" }>, payload: SlashCommand, context: CommandContext): Promise<SlackReply> {

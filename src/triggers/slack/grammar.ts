@@ -16,6 +16,7 @@ export type SlackIsolation = (typeof ISOLATION_LEVELS)[number] | "auto";
 
 export type SlackCommand =
   | { kind: "run"; repo: string; branch: string | null; runs: number; output: SlackOutput | null; agent?: AgentName; isolation?: SlackIsolation; review?: number; preview?: { command: string; port?: number }; prompt: string }
+  | { kind: "plan"; repo: string; branch: string | null; spec: string }
   | { kind: "status"; id: string }
   | { kind: "cancel"; id: string }
   | { kind: "help" };
@@ -26,6 +27,7 @@ export const SLACK_USAGE = [
   "*Usage*",
   "`/sortie owner/repo[@branch] [xN] [--pr|--draft] [--agent=NAME] [--isolation=LEVEL] [--review[=ROUNDS]] [--preview=\"CMD\" [--port=N]] <prompt>`: start a task (N parallel runs, 1 to 8; `--review`: a reviewer checks each run's change, 1 to 5 rounds; `--preview`: each run's app served by CMD with PORT set, on port N, 8080 by default)",
   `Agents: ${AGENT_NAMES.join(", ")}. Isolation: ${[...ISOLATION_LEVELS, "auto"].join(", ")}.`,
+  "`/sortie plan owner/repo[@branch] <spec>`: split the spec into a plan of subtasks; the plan's message gets an Approve button",
   "`/sortie status <task id>`: where a task stands",
   "`/sortie cancel <task id>`: stop a task",
   "`/sortie help`: this message",
@@ -51,6 +53,16 @@ export function parseSlackCommand(text: string): ParsedSlackCommand {
     if (id === null) return fail(`\`${keyword}\` needs a task id: \`/sortie ${keyword} <task id>\``);
     if (words.rest() !== "") return fail(`\`${keyword}\` takes one task id and nothing else`);
     return { ok: true, command: { kind: keyword, id } };
+  }
+
+  if (keyword === "plan") {
+    const target = words.next();
+    const named = target === null ? null : REPO_TOKEN.exec(target);
+    if (!named) return fail("`plan` needs a repository and a spec: `/sortie plan owner/repo[@branch] <spec>`");
+    if (named[2] === "") return fail(`\`${target}\` names no branch after \`@\``);
+    const spec = words.rest();
+    if (spec === "") return fail(`what should the plan do in \`${named[1]}\`? Put the spec after the repository`);
+    return { ok: true, command: { kind: "plan", repo: named[1]!, branch: named[2] ?? null, spec } };
   }
 
   const repo = REPO_TOKEN.exec(first);

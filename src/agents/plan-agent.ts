@@ -1,0 +1,668 @@
+/**
+ * PlanAgent: one Durable Object per plan, named by the plan id. It plans,
+ * assigns and integrates, and never edits a file: the planner is a task at
+ * the `analysis` level, each subtask an ordinary task (source `plan`) started
+ * through the same launch path as any other, and the integration happens in
+ * a sandbox of the plan's own (src/agents/plan-integrate.ts). It holds the
+ * plan's state and its own event log, and decides what happens next when one
+ * of its tasks reports its end (src/agents/plan-report.ts).
+ */
+import { Agent, getAgentByName, type Connection, type ConnectionContext, type WSMessage } from "agents";
+import { readConfig } from "../config.ts";
+import { messageOf } from "../errors.ts";
+import { isPlanTerminal, type CreatePlanBody, type PlanFile, type PlanState, type PlanStatus, type SubtaskStatus, type SubtaskView } from "../plan-schema.ts";
+import { postOrUpdateMessage, type SlackTarget } from "../publish/slack.ts";
+import { planMessage } from "../publish/slack-plan.ts";
+import { deploymentRedactor } from "../redact.ts";
+import { resolveRepo } from "../repo.ts";
+import { runAgentTurn } from "../runners/agent.ts";
+import { adapterFor, modelCredentials } from "../runners/index.ts";
+import { sandboxPortFor } from "../sandbox/index.ts";
+import type { Sandbox } from "../sandbox/port.ts";
+import type { CreateTaskBody, ErrorInfo, EventInput, TaskSpec } from "../schema.ts";
+import { deletePlan, insertPlan, savePlan } from "../store/plans.ts";
+import { DiffStore } from "./diff-store.ts";
+import { fleetOf } from "./fleet.ts";
+import { setUpCheckout } from "./workspace.ts";
+import { EventLog } from "./event-log.ts";
+import { planTask, startTasks } from "./launch.ts";
+import { acceptanceFailureMessage, conflictPrompt, handoffPrompt } from "./plan-handoff.ts";
+import { integrate, type IntegrationInput } from "./plan-integrate.ts";
+import { publishPlan } from "./plan-publisher.ts";
+import type { PlanReport } from "./plan-report.ts";
+import { checkPlan, dependencyOrder, reachability } from "./plan-rules.ts";
+import type { Refusal } from "./task-state.ts";
+import { ViewerStreams } from "./viewer-streams.ts";
+
+/** How long a subtask's workspace is kept after it ends, so an integration failure can go back to its session. */
+export const SEND_BACK_WINDOW_MINUTES = 30;
+/** Times a failure of the integration goes back to the subtask that owns it. */
+const SEND_BACKS = 1;
+const INTEGRATOR_MAX_TURNS = 40;
+/** How often a live plan asks its running tasks whether they ended, in case a report was lost (this agent restarted, say). */
+const RECONCILE_SECONDS = 30;
+
+const REQUEST_KEY = "sortie:plan-request";
+const SLACK_KEY = "sortie:plan-slack";
+const PLANNER_SPEC_KEY = "sortie:plan-planner-spec";
+/** Each task's spending last reported, so a report adds only what is new. */
+const costKey = (taskId: string) => `sortie:plan-cost:${taskId}`;
+
+/** What the plan was asked for, kept for launching its subtasks. */
+export interface PlanRequest {
+  body: CreatePlanBody;
+  createdBy: string;
+  origin: string | null;
+}
+
+export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
+  static override options = { sendIdentityOnConnect: false };
+  override initialState: PlanState | null = null;
+
+  private eventLog?: EventLog;
+  private viewerStreams?: ViewerStreams;
+  private diffStore?: DiffStore;
+  /** Decisions run one at a time: a report that arrives while one runs waits its turn. */
+  private turn: Promise<void> = Promise.resolve();
+  private integration: AbortController | null = null;
+  private scrub?: <T>(value: T) => T;
+  /** Push tokens minted during this instance's life, redacted like the configured secrets. */
+  private readonly extraSecrets = new Set<string>();
+
+  private get events(): EventLog {
+    this.eventLog ??= new EventLog(this.ctx.storage.sql, {
+      transaction: (write) => this.ctx.storage.transactionSync(write),
+      stored: (events) => this.viewers.publish(events),
+    });
+    return this.eventLog;
+  }
+
+  private get viewers(): ViewerStreams {
+    this.viewerStreams ??= new ViewerStreams(
+      this.events,
+      () => this.getConnections(),
+      () => (this.state ? JSON.stringify({ type: "cf_agent_state", state: this.state }) : null),
+    );
+    return this.viewerStreams;
+  }
+
+  private get diffs(): DiffStore {
+    this.diffStore ??= new DiffStore(this.ctx.storage.sql);
+    return this.diffStore;
+  }
+
+  // ---- the plan's surface (RPC from the Worker and its tasks) ----------
+
+  /**
+   * Creates the plan and starts its planner. If the planner cannot start, the
+   * plan's row goes again and the refusal is returned: nothing half-created.
+   */
+  async create(plan: PlanState, request: PlanRequest, planner: TaskSpec): Promise<{ plan: PlanState } | Refusal> {
+    if (this.state) return { plan: this.state };
+    await insertPlan(this.env.DB, plan);
+    try {
+      await startTasks(this.env, { specs: [planner], starter: { name: planner.createdBy } });
+    } catch (error) {
+      await deletePlan(this.env.DB, plan.id);
+      const status = typeof (error as { status?: unknown }).status === "number" ? (error as { status: number }).status : 500;
+      return { refused: { code: (error as { code?: string }).code ?? "planner_failed", message: messageOf(error), status: status === 409 ? 409 : 400 } };
+    }
+    this.ctx.storage.kv.put(REQUEST_KEY, request);
+    this.ctx.storage.kv.put(PLANNER_SPEC_KEY, planner);
+    this.setState({ ...plan, plannerTaskId: planner.id });
+    this.record("plan.status", { status: "planning", planner: planner.id });
+    await this.scheduleEvery(RECONCILE_SECONDS, "reconcile");
+    return { plan: this.require() };
+  }
+
+  view(): PlanState | null {
+    return this.state;
+  }
+
+  readEvents(after: number, limit: number): { ndjson: string; count: number; lastSeq: number } {
+    const page = this.events.page(after, limit);
+    return { ndjson: page.map((event) => `${JSON.stringify(event)}\n`).join(""), count: page.length, lastSeq: page.at(-1)?.seq ?? after };
+  }
+
+  diffChunkCount(): number {
+    return this.diffs.chunkCount(0);
+  }
+
+  diffChunk(index: number): Uint8Array | null {
+    return this.diffs.chunk(0, index);
+  }
+
+  /** Hands the plan a Slack message to keep current (posted by the Slack trigger): posted now, updated at every status. */
+  async followInSlack(target: SlackTarget, origin: string): Promise<void> {
+    this.ctx.storage.kv.put(SLACK_KEY, { target, origin });
+    await this.updateSlack();
+  }
+
+  /**
+   * A task of this plan ended (or ended again after a send-back). The
+   * decision is queued, not awaited: a task that reports while this agent is
+   * cancelling it must not wait on the cancel.
+   */
+  taskEnded(report: PlanReport): void {
+    this.later(() => this.onTaskEnded(report));
+  }
+
+  /** Approves the plan as written, or an edited plan (checked like the planner's); subtasks left out never run. */
+  async approve(edited: unknown, by: string): Promise<{ plan: PlanState } | Refusal> {
+    const plan = this.require();
+    if (plan.status !== "awaiting_approval") return { refused: { code: "not_awaiting_approval", message: `plan ${plan.id} is ${plan.status}, not awaiting approval`, status: 409 } };
+    let chosen = plan.plan!;
+    if (edited !== undefined) {
+      const check = checkPlan(edited, plan.maxSubtasks);
+      if ("errors" in check) return { refused: { code: "invalid_plan", message: `the edited plan is invalid: ${check.errors.join("; ")}`, status: 400 } };
+      chosen = check.plan;
+    }
+    const removed = plan.plan!.subtasks.map((s) => s.key).filter((key) => !chosen.subtasks.some((s) => s.key === key));
+    this.setState({ ...plan, plan: chosen, subtasks: subtaskViews(chosen), approvedBy: by });
+    this.record("plan.approved", { by, edited: edited !== undefined, removed, subtasks: chosen.subtasks.map((s) => s.key) });
+    this.setStatus("running");
+    this.later(() => this.advance());
+    return { plan: this.require() };
+  }
+
+  /** Ends the plan `cancelled`: the planner or every subtask still going is cancelled with it. */
+  async cancel(by: string): Promise<{ plan: PlanState } | Refusal> {
+    const plan = this.require();
+    if (isPlanTerminal(plan.status)) return { refused: { code: "plan_finished", message: `plan ${plan.id} already ended ${plan.status}`, status: 409 } };
+    // Ended first: the tasks' reports of their own cancellation then find the plan over and change nothing.
+    this.finish("cancelled", { code: "cancelled", message: `cancelled by ${by}` });
+    await this.stopEverything(plan, `cancelled by ${by}`);
+    await this.index();
+    return { plan: this.require() };
+  }
+
+  /** Runs a failed (or blocked, or cancelled) subtask again, and everything that depends on it. */
+  async retrySubtask(key: string, by: string): Promise<{ plan: PlanState } | Refusal> {
+    const plan = this.require();
+    const subtask = plan.subtasks.find((s) => s.key === key);
+    if (!subtask) return { refused: { code: "invalid_subtask", message: `plan ${plan.id} has no subtask ${key}`, status: 400 } };
+    if (!["failed", "blocked", "cancelled"].includes(subtask.status)) return { refused: { code: "subtask_not_failed", message: `subtask ${key} is ${subtask.status}; only a failed one is retried`, status: 409 } };
+    if (plan.status !== "failed" && plan.status !== "running") return { refused: { code: "plan_not_retryable", message: `plan ${plan.id} is ${plan.status}`, status: 409 } };
+    const reach = reachability(plan.subtasks);
+    const again = new Set([key, ...plan.subtasks.filter((s) => reach.get(s.key)!.has(key)).map((s) => s.key)]);
+    this.setState({
+      ...plan,
+      status: "running",
+      endedAt: null,
+      error: null,
+      integration: null,
+      subtasks: plan.subtasks.map((s) => (again.has(s.key) ? { ...s, status: "pending", taskId: null, error: null, startedAt: null, endedAt: null, diff: null, summary: null, sentBack: 0 } : s)),
+    });
+    this.record("plan.retry", { subtask: key, by, subtasks: [...again] });
+    this.record("plan.status", { status: "running" });
+    this.later(() => this.advance());
+    await this.index();
+    return { plan: this.require() };
+  }
+
+  // ---- deciding ---------------------------------------------------------
+
+  /** Runs `step` after every decision before it. */
+  private decide(step: () => Promise<void>): Promise<void> {
+    const next = this.turn.then(step).catch((error: unknown) => this.record("plan.error", { message: messageOf(error) }));
+    this.turn = next;
+    return next;
+  }
+
+  /** A decision that may take long (launches, an integration), in the background: the caller is not held. */
+  private later(step: () => Promise<void>): void {
+    void this.keepAliveWhile(() => this.decide(step));
+  }
+
+  /** Schedule callback: a running task that ended without this agent hearing of it is reported now. */
+  async reconcile(): Promise<void> {
+    const plan = this.state;
+    if (!plan || isPlanTerminal(plan.status)) {
+      for (const schedule of await this.listSchedules()) if (schedule.callback === "reconcile") await this.cancelSchedule(schedule.id);
+      return;
+    }
+    const live = [plan.status === "planning" ? plan.plannerTaskId : null, ...plan.subtasks.filter((s) => s.status === "running").map((s) => s.taskId)].filter((id): id is string => !!id);
+    for (const id of live) {
+      const report = await (await getAgentByName(this.env.TaskAgent, id)).planReport();
+      if (report) this.later(() => this.onTaskEnded(report));
+    }
+  }
+
+  private async onTaskEnded(report: PlanReport): Promise<void> {
+    const plan = this.state;
+    if (!plan) return;
+    this.countCost(report.task.id, report.task.costUsd);
+    if (report.task.id === plan.plannerTaskId) return this.plannerEnded(report);
+    const subtask = plan.subtasks.find((s) => s.taskId === report.task.id);
+    // A subtask that is not running has had its report already (the reconciler and the task may both bring one).
+    if (!subtask || subtask.status !== "running" || isPlanTerminal(plan.status)) return this.index();
+    const { task } = report;
+    const status: SubtaskStatus = task.status === "succeeded" ? "succeeded" : task.status === "cancelled" ? "cancelled" : "failed";
+    if (status === "succeeded") this.putPatch(subtask.key, report.diff ?? "");
+    const run = report.run !== null ? task.runs[report.run] : undefined;
+    this.patchSubtask(subtask.key, { status, endedAt: task.endedAt ?? Date.now(), error: task.error, diff: run?.diff ?? null, summary: report.summary ? report.summary.slice(-2000) : null });
+    this.record("subtask.status", { key: subtask.key, status, taskId: task.id, ...(task.error ? { error: task.error } : {}) });
+    if (this.overBudget()) return;
+    this.later(() => this.advance());
+    await this.index();
+  }
+
+  private async plannerEnded(report: PlanReport): Promise<void> {
+    const plan = this.require();
+    if (plan.status !== "planning") return this.index();
+    if (report.task.status !== "succeeded" || !report.plan) {
+      const error = report.task.error && ["invalid_plan", "budget"].includes(report.task.error.code) ? report.task.error : { code: "planner_failed", message: `the planner ended ${report.task.status}: ${report.task.error?.message ?? "no plan was written"}` };
+      this.finish("failed", error);
+      return this.index();
+    }
+    // The planner's run checked it; checked again here, the plan trusted is the one this agent read.
+    const check = checkPlan(report.plan, plan.maxSubtasks);
+    if ("errors" in check) {
+      this.finish("failed", { code: "invalid_plan", message: `the plan is invalid: ${check.errors.join("; ")}` });
+      return this.index();
+    }
+    this.setState({ ...plan, plan: check.plan, subtasks: subtaskViews(check.plan) });
+    this.record("plan.written", { summary: check.plan.summary, subtasks: check.plan.subtasks.map((s) => ({ key: s.key, dependsOn: s.dependsOn, owns: s.owns })) });
+    if (this.overBudget()) return;
+    if (plan.approve === "auto") {
+      this.setState({ ...this.require(), approvedBy: "auto" });
+      this.record("plan.approved", { by: "auto", edited: false, removed: [], subtasks: check.plan.subtasks.map((s) => s.key) });
+      this.setStatus("running");
+      this.later(() => this.advance());
+    } else {
+      this.setStatus("awaiting_approval");
+    }
+    await this.index();
+  }
+
+  /** Starts what may start, blocks what cannot, and integrates or ends the plan once every subtask has ended. */
+  private async advance(): Promise<void> {
+    let plan = this.require();
+    if (plan.status !== "running" && plan.status !== "integrating") return;
+    if (plan.status === "running") {
+      for (const subtask of dependencyOrder(plan.subtasks)) {
+        if (subtask.status !== "pending") continue;
+        const current = this.require().subtasks;
+        const deps = subtask.dependsOn.map((key) => current.find((s) => s.key === key)!);
+        const stopped = deps.find((d) => d.status === "failed" || d.status === "blocked" || d.status === "cancelled");
+        if (stopped) {
+          this.patchSubtask(subtask.key, { status: "blocked", endedAt: Date.now(), error: { code: "dependency_failed", message: `"${stopped.key}" ${stopped.status === "blocked" ? "was blocked" : `ended ${stopped.status}`}` } });
+          this.record("subtask.status", { key: subtask.key, status: "blocked", dependency: stopped.key });
+          continue;
+        }
+        if (deps.every((d) => d.status === "succeeded")) await this.launch(subtask.key);
+      }
+    }
+    plan = this.require();
+    if (isPlanTerminal(plan.status) || !plan.subtasks.every((s) => ["succeeded", "failed", "blocked", "cancelled"].includes(s.status))) return this.index();
+    const failed = plan.subtasks.filter((s) => s.status !== "succeeded");
+    if (failed.length > 0) {
+      const owner = failed.find((s) => s.error?.code === "ownership_violation");
+      const first = owner ?? failed.find((s) => s.status === "failed") ?? failed[0]!;
+      const code = owner ? "ownership_violation" : "subtask_failed";
+      this.finish("failed", { code, message: `subtask "${first.key}" ${first.status}: ${first.error?.message ?? "no reason given"}` });
+      return this.index();
+    }
+    await this.integrateAll();
+  }
+
+  private async launch(key: string): Promise<void> {
+    const plan = this.require();
+    const request = this.ctx.storage.kv.get<PlanRequest>(REQUEST_KEY)!;
+    const subtask = plan.plan!.subtasks.find((s) => s.key === key)!;
+    const ordered = dependencyOrder(plan.plan!.subtasks);
+    const needed = reachability(plan.plan!.subtasks).get(key)!;
+    const dependencies = plan.subtasks.filter((s) => subtask.dependsOn.includes(s.key));
+    const handoff = handoffPrompt(plan.plan!, subtask, dependencies);
+    const remaining = plan.maxCostUsd - plan.costUsd;
+    const { body } = request;
+    const taskBody: CreateTaskBody = {
+      repo: plan.repo,
+      prompt: handoff,
+      ...(plan.branch ? { branch: plan.branch } : {}),
+      ...(body.workers?.agent ? { agent: body.workers.agent } : {}),
+      ...(body.workers?.model ? { model: body.workers.model } : {}),
+      ...(body.workers?.runs ? { runs: body.workers.runs } : {}),
+      ...(body.workers?.judge ? { judge: body.workers.judge } : {}),
+      ...(body.review ? { review: body.review } : {}),
+      isolation: "sandbox",
+      key: `plan:${plan.id}:${key}`,
+      maxCostUsd: Math.max(0.01, Math.min(1000, remaining)),
+      keepWorkspaceMinutes: SEND_BACK_WINDOW_MINUTES,
+    };
+    try {
+      const spec = planTask(this.env, { body: taskBody, source: "plan", createdBy: plan.createdBy, ...(request.origin ? { origin: request.origin } : {}) });
+      const patches = ordered.filter((s) => needed.has(s.key)).map((s) => this.patchOf(s.key));
+      spec.plan = { id: plan.id, role: "worker", subtask: key, owns: subtask.owns, patches };
+      this.patchSubtask(key, { status: "running", taskId: spec.id, handoff: this.redact(handoff), startedAt: Date.now() });
+      this.record("subtask.status", { key, status: "running", taskId: spec.id });
+      await startTasks(this.env, { specs: [spec], starter: { name: spec.createdBy } });
+    } catch (error) {
+      const failure = { code: (error as { code?: string }).code ?? "launch_failed", message: messageOf(error) };
+      this.patchSubtask(key, { status: "failed", endedAt: Date.now(), error: failure });
+      this.record("subtask.status", { key, status: "failed", error: failure });
+    }
+  }
+
+  private async integrateAll(): Promise<void> {
+    const plan = this.require();
+    const branch = `sortie/plan-${plan.id}`;
+    const attempts = (plan.integration?.attempts ?? 0) + 1;
+    this.setState({ ...plan, integration: { status: "running", branch, diff: null, checks: [], resolved: [], attempts, commit: null, pullRequest: null, error: null } });
+    if (plan.status !== "integrating") this.setStatus("integrating");
+    this.record("integration.status", { status: "running", branch, attempt: attempts });
+    await this.index();
+    const config = readConfig(this.env);
+    const port = sandboxPortFor(this.env, config);
+    const sandboxId = `${plan.id}-integrate`;
+    const abort = new AbortController();
+    this.integration = abort;
+    let sandbox: Sandbox | undefined;
+    try {
+      // A fresh sandbox for every attempt: nothing of an earlier one carries over.
+      await port.destroy(sandboxId);
+      sandbox = await port.open(sandboxId);
+      const ordered = dependencyOrder(plan.plan!.subtasks);
+      const subtasks: IntegrationInput[] = ordered.map((s) => ({ key: s.key, title: s.title, patch: this.patchOf(s.key), acceptance: s.acceptance, handoff: plan.subtasks.find((v) => v.key === s.key)?.handoff ?? s.prompt }));
+      const outcome = await integrate({
+        sandbox,
+        cloneUrl: resolveRepo(plan.repo, config.gitBaseUrl).cloneUrl,
+        branch: plan.branch,
+        planBranch: branch,
+        subtasks,
+        record: (type, data) => this.record(type, data),
+        resolveConflict: (open, repoDir, files, meeting) => this.resolveConflict(open, repoDir, files, meeting, abort.signal),
+        setUp: (open, repoDir) => this.setUp(open, repoDir, abort.signal),
+        storeDiff: (patch) => this.diffs.write(0, patch),
+      });
+      if (abort.signal.aborted || this.require().status !== "integrating") return;
+      const current = this.require();
+      if (outcome.status === "succeeded") {
+        this.setState({ ...current, integration: { ...current.integration!, status: "succeeded", diff: outcome.diff, checks: outcome.checks, resolved: outcome.resolved } });
+        this.record("integration.status", { status: "succeeded", branch, diff: outcome.diff, checks: outcome.checks.length });
+        if (current.output !== "diff") await this.publish();
+        this.finish(this.require().error ? "failed" : "succeeded", this.require().error);
+        return;
+      }
+      this.setState({ ...current, integration: { ...current.integration!, status: "failed", checks: outcome.checks, resolved: outcome.resolved, error: outcome.error } });
+      this.record("integration.status", { status: "failed", branch, error: outcome.error });
+      const owner = outcome.failing?.subtask ? current.subtasks.find((s) => s.key === outcome.failing!.subtask) : undefined;
+      if (owner && outcome.failing && owner.sentBack < SEND_BACKS && owner.taskId && (await this.sendBack(owner, acceptanceFailureMessage(outcome.failing.command, outcome.failing.exitCode, outcome.failing.output)))) return;
+      this.finish("failed", outcome.error);
+    } catch (error) {
+      if (abort.signal.aborted) return;
+      const failure = { code: "integration_failed", message: messageOf(error) };
+      const current = this.require();
+      this.setState({ ...current, integration: { ...current.integration!, status: "failed", error: failure } });
+      this.record("integration.status", { status: "failed", branch, error: failure });
+      this.finish("failed", failure);
+    } finally {
+      this.integration = null;
+      if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the integration sandbox: ${messageOf(error)}` }));
+      await this.index();
+    }
+  }
+
+  /** Pushes the integrated diff (and opens its pull request) from a publisher sandbox of its own; a failure is the plan's error, the diff stays. */
+  private async publish(): Promise<void> {
+    const plan = this.require();
+    const port = sandboxPortFor(this.env, readConfig(this.env));
+    const sandboxId = `${plan.id}-publish`;
+    const request = this.ctx.storage.kv.get<PlanRequest>(REQUEST_KEY);
+    let sandbox: Sandbox | undefined;
+    try {
+      sandbox = await port.open(sandboxId);
+      const patch = this.diffs.text(0, Number.POSITIVE_INFINITY);
+      const published = await publishPlan({
+        env: this.env,
+        plan,
+        cloneUrl: resolveRepo(plan.repo, readConfig(this.env).gitBaseUrl).cloneUrl,
+        sandbox,
+        patch,
+        viewerUrl: request?.origin ? `${request.origin}/plans/${plan.id}` : null,
+        addSecret: (secret) => {
+          this.extraSecrets.add(secret);
+          this.scrub = undefined;
+        },
+      });
+      const current = this.require();
+      this.setState({ ...current, integration: { ...current.integration!, commit: published.commit, pullRequest: published.pullRequest } });
+      this.record("integration.published", { branch: current.integration!.branch, commit: published.commit, pullRequest: published.pullRequest });
+    } catch (error) {
+      const failure = { code: "publish_failed", message: messageOf(error) };
+      this.setState({ ...this.require(), error: failure });
+      this.record("integration.publish_failed", { error: failure });
+    } finally {
+      if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the publisher sandbox: ${messageOf(error)}` }));
+    }
+  }
+
+  /** Sends a failure of the integration back to the owner's session; false when its task takes no more messages. */
+  private async sendBack(owner: SubtaskView, message: string): Promise<boolean> {
+    const task = await getAgentByName(this.env.TaskAgent, owner.taskId!);
+    const outcome = await task.message(message, undefined, "sortie");
+    if ("refused" in outcome) {
+      this.record("subtask.sent_back", { key: owner.key, delivered: false, reason: outcome.refused.message });
+      return false;
+    }
+    this.patchSubtask(owner.key, { status: "running", sentBack: owner.sentBack + 1, endedAt: null });
+    this.record("subtask.sent_back", { key: owner.key, delivered: true, taskId: owner.taskId });
+    this.record("subtask.status", { key: owner.key, status: "running", taskId: owner.taskId });
+    return true;
+  }
+
+  /** The repository's setup in the integration's checkout, as a run's (src/agents/workspace.ts), with the planner's spec for the repository and branch. */
+  private async setUp(sandbox: Sandbox, repoDir: string, signal: AbortSignal): Promise<void> {
+    const spec = this.ctx.storage.kv.get<TaskSpec>(PLANNER_SPEC_KEY);
+    if (!spec) throw new Error("the plan has no planner spec to set up from");
+    const fleet = await fleetOf(this.env);
+    const port = sandboxPortFor(this.env, readConfig(this.env));
+    await setUpCheckout(
+      {
+        sandbox,
+        spec,
+        warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id, bytes, family) => fleet.putWarm(key, id, bytes, family) },
+        signal,
+        setPhase: () => {},
+        record: (type, data) => this.record(type === "log" ? "integration.setup_log" : `integration.${type.replace(/^run\./, "")}`, data),
+        dropSnapshot: (id) => port.dropSnapshot(id),
+      },
+      repoDir,
+    );
+  }
+
+  /** The integrator agent's turn on conflicted files, in the integration sandbox; its spending is the plan's. */
+  private async resolveConflict(sandbox: Sandbox, repoDir: string, files: string[], meeting: IntegrationInput[], signal: AbortSignal): Promise<boolean> {
+    const plan = this.require();
+    const request = this.ctx.storage.kv.get<PlanRequest>(REQUEST_KEY)!;
+    const adapter = adapterFor(request.body.workers?.agent ?? "claude-code");
+    const model = modelCredentials(this.env, adapter.provider);
+    const credentials = sandboxPortFor(this.env, readConfig(this.env)).credentialsForAgent(model.credentials);
+    const prompt = conflictPrompt(plan.plan!.summary, files, meeting.map((s) => ({ key: s.key, handoff: s.handoff })));
+    const result = await runAgentTurn(
+      sandbox,
+      adapter,
+      { prompt, cwd: repoDir, maxTurns: INTEGRATOR_MAX_TURNS, model: request.body.workers?.model ?? null, credentials },
+      { onEvent: () => {}, onProcessStarted: () => {}, onOutputConsumed: () => {}, signal },
+    );
+    const cost = result.final?.costUsd ?? 0;
+    this.countCost(`${plan.id}-integrator-${Date.now()}`, cost);
+    this.record("integration.agent", { files, exitCode: result.exitCode, isError: result.final?.isError ?? true, costUsd: cost });
+    return !!result.final && !result.final.isError && result.exitCode === 0;
+  }
+
+  // ---- ending -------------------------------------------------------------
+
+  /** Cancels the planner, every subtask still going, and a running integration (`plan`: as it was before it ended). */
+  private async stopEverything(plan: PlanState, reason: string): Promise<void> {
+    this.integration?.abort();
+    const live = [plan.status === "planning" ? plan.plannerTaskId : null, ...plan.subtasks.filter((s) => s.status === "running").map((s) => s.taskId)].filter((id): id is string => !!id);
+    await Promise.all(
+      live.map(async (id) => {
+        const task = await getAgentByName(this.env.TaskAgent, id);
+        await task.cancel(`plan ${plan.id}: ${reason}`);
+      }),
+    );
+    const current = this.require();
+    for (const subtask of current.subtasks.filter((s) => s.status === "running" || s.status === "pending")) {
+      this.patchSubtask(subtask.key, { status: "cancelled", endedAt: Date.now(), error: { code: "cancelled", message: reason } });
+      this.record("subtask.status", { key: subtask.key, status: "cancelled" });
+    }
+  }
+
+  /** The plan's spending crossed its budget: everything stops, and the plan fails `budget`. */
+  private overBudget(): boolean {
+    const plan = this.require();
+    if (plan.costUsd <= plan.maxCostUsd || isPlanTerminal(plan.status)) return false;
+    const error = { code: "budget", message: `the plan spent about $${plan.costUsd.toFixed(4)}, over its $${plan.maxCostUsd} budget` };
+    this.later(async () => {
+      const before = this.require();
+      if (isPlanTerminal(before.status)) return;
+      this.finish("failed", error);
+      await this.stopEverything(before, "over the plan's budget");
+      await this.index();
+    });
+    return true;
+  }
+
+  private finish(status: Extract<PlanStatus, "succeeded" | "failed" | "cancelled">, error: ErrorInfo | null): void {
+    const plan = this.require();
+    if (isPlanTerminal(plan.status)) return;
+    this.setState({ ...plan, status, endedAt: Date.now(), error });
+    this.record("plan.status", { status, ...(error ? { error } : {}) });
+    this.later(() => this.updateSlack());
+  }
+
+  // ---- state --------------------------------------------------------------
+
+  private setStatus(status: PlanStatus): void {
+    this.setState({ ...this.require(), status });
+    this.record("plan.status", { status });
+    this.later(() => this.updateSlack());
+  }
+
+  /** Brings the plan's Slack message (if it has one) up to date; a failure is an event, the plan goes on. */
+  private async updateSlack(): Promise<void> {
+    const followed = this.ctx.storage.kv.get<{ target: SlackTarget; origin: string }>(SLACK_KEY);
+    if (!followed) return;
+    try {
+      const target = await postOrUpdateMessage(this.env, followed.target, planMessage(this.require(), followed.origin));
+      this.ctx.storage.kv.put(SLACK_KEY, { ...followed, target });
+    } catch (error) {
+      this.record("plan.slack_failed", { message: messageOf(error) });
+    }
+  }
+
+  private patchSubtask(key: string, patch: Partial<SubtaskView>): void {
+    const plan = this.require();
+    this.setState({ ...plan, subtasks: plan.subtasks.map((s) => (s.key === key ? { ...s, ...patch } : s)) });
+  }
+
+  private countCost(taskId: string, total: number): void {
+    const before = this.ctx.storage.kv.get<number>(costKey(taskId)) ?? 0;
+    if (total === before) return;
+    this.ctx.storage.kv.put(costKey(taskId), total);
+    const plan = this.require();
+    const subtasks = plan.subtasks.map((s) => (s.taskId === taskId ? { ...s, costUsd: s.costUsd + total - before } : s));
+    this.setState({ ...plan, subtasks, costUsd: plan.costUsd + total - before });
+  }
+
+  private putPatch(key: string, patch: string): void {
+    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS plan_patches (key TEXT PRIMARY KEY, patch TEXT NOT NULL)");
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO plan_patches (key, patch) VALUES (?, ?)", key, patch);
+  }
+
+  private patchOf(key: string): string {
+    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS plan_patches (key TEXT PRIMARY KEY, patch TEXT NOT NULL)");
+    const rows = this.ctx.storage.sql.exec<{ patch: string }>("SELECT patch FROM plan_patches WHERE key = ?", key).toArray();
+    return rows[0]?.patch ?? "";
+  }
+
+  private record(type: string, data: Record<string, unknown>): void {
+    const input: EventInput = { run: null, type, data: this.redact(data) };
+    this.events.append(input);
+    this.events.flush();
+  }
+
+  /** Keeps the D1 index current; a failure is an event, and the next change writes it again. */
+  private async index(): Promise<void> {
+    const plan = this.state;
+    if (!plan) return;
+    await savePlan(this.env.DB, plan).catch((error: unknown) => this.record("index.error", { message: messageOf(error) }));
+  }
+
+  private redact<T>(value: T): T {
+    this.scrub ??= deploymentRedactor(this.env, this.extraSecrets);
+    return this.scrub(value);
+  }
+
+  private require(): PlanState {
+    if (!this.state) throw new Error("no such plan");
+    return this.state;
+  }
+
+  /** What the plan shows never carries a secret; pending events are stored before the state that followed them. */
+  override setState(state: PlanState | null): void {
+    this.eventLog?.flush();
+    super.setState(state && this.redact(state));
+    this.viewerStreams?.publishState();
+  }
+
+  override validateStateChange(_next: PlanState | null, source: Connection | "server"): void {
+    if (source !== "server") throw new Error("plan state is read-only for clients");
+  }
+
+  /** On a wake during an integration: the integration that was under way is lost, so it runs again. */
+  override async onStart(): Promise<void> {
+    if (this.state?.status === "integrating" && !this.integration && this.state.integration?.status === "running") this.later(() => this.integrateAll());
+  }
+
+  // ---- viewers ------------------------------------------------------------
+
+  override onConnect(connection: Connection, ctx: ConnectionContext): void {
+    const after = Number(new URL(ctx.request.url).searchParams.get("after") ?? 0);
+    this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0);
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (typeof message === "string" && message.startsWith('{"type":"ack"')) return this.acknowledge(ws, message);
+    return this.lifecycle.webSocketMessage(ws, message);
+  }
+
+  override onMessage(connection: Connection, message: WSMessage): void {
+    if (typeof message === "string") this.acknowledge(connection, message);
+  }
+
+  private acknowledge(socket: object, message: string): void {
+    this.viewers.acknowledgeText(socket, message);
+  }
+
+  override onClose(connection: Connection): void {
+    this.viewers.remove(connection);
+  }
+
+  override shouldSendProtocolMessages(): boolean {
+    return false;
+  }
+}
+
+/** The subtasks of a plan as they start: each pending. */
+function subtaskViews(plan: PlanFile): SubtaskView[] {
+  return plan.subtasks.map((s) => ({
+    key: s.key,
+    title: s.title,
+    status: "pending",
+    taskId: null,
+    dependsOn: s.dependsOn,
+    owns: s.owns,
+    acceptance: s.acceptance,
+    handoff: null,
+    diff: null,
+    summary: null,
+    sentBack: 0,
+    costUsd: 0,
+    startedAt: null,
+    endedAt: null,
+    error: null,
+  }));
+}
