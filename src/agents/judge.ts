@@ -6,6 +6,7 @@
 import { messageOf } from "../errors.ts";
 import type { AgentTurnResult } from "../runners/agent.ts";
 import { markMemoryWinner } from "../store/memory.ts";
+import { writeBinaryFile } from "../sandbox/files.ts";
 import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
 import { PREVIEW, isTerminal, type TaskSpec, type EventInput, type JudgeView, type ReviewView, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "./diff-store.ts";
@@ -14,7 +15,8 @@ import type { PreviewTarget } from "./preview.ts";
 import type { AgentTurn } from "./run.ts";
 import type { ScreenshotStore } from "./screenshot-store.ts";
 import { judgeSlot, slotNumber, type Slot } from "./slot.ts";
-import { classify, progressKey } from "./task-state.ts";
+import { classify } from "./failures.ts";
+import { progressKey } from "./task-state.ts";
 
 /** A marker the judge prompt carries, so tools and stand-ins can tell a judging turn from a coding one. */
 export const JUDGE_MARKER = "[sortie judge]";
@@ -187,10 +189,7 @@ async function photographPreviews(ctx: JudgeContext, sandbox: Sandbox, dir: stri
         continue;
       }
       const file = `run-${candidate.run}.png`;
-      // Files travel into a sandbox as text: the PNG goes in as base64 and is decoded there.
-      await sandbox.writeFile(`${dir}/${file}.b64`, base64Of(png));
-      const decoded = await sandbox.exec('base64 -d "$SORTIE_IN" > "$SORTIE_OUT" && rm -f "$SORTIE_IN"', { env: { SORTIE_IN: `${dir}/${file}.b64`, SORTIE_OUT: `${dir}/${file}` }, bookkeeping: true });
-      if (decoded.exitCode !== 0) throw new Error(`decoding the screenshot failed: ${decoded.stderr.trim()}`);
+      await writeBinaryFile(sandbox, `${dir}/${file}`, png);
       candidate.screenshot = file;
       // A kept screenshot sets the run's `screenshot` (the fold of this event).
       const kept = ctx.screenshots().put(candidate.run, png);
@@ -199,12 +198,6 @@ async function photographPreviews(ctx: JudgeContext, sandbox: Sandbox, dir: stri
       ctx.record({ run: candidate.run, type: "preview.screenshot_failed", data: { message: messageOf(error) } });
     }
   }
-}
-
-function base64Of(bytes: Uint8Array): string {
-  let binary = "";
-  for (let at = 0; at < bytes.length; at += 0x8000) binary += String.fromCharCode(...bytes.subarray(at, at + 0x8000));
-  return btoa(binary);
 }
 
 /** Records the judge's outcome; its winner becomes the task's unless one was picked already. */

@@ -14,6 +14,7 @@ import { defaultBranch, mintPushToken, openPullRequest } from "../publish/github
 import { deploymentRedactor } from "../redact.ts";
 import { resolveRepo } from "../repo.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
+import { readFileCapped, stagedPatch } from "../sandbox/files.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import { listMemory } from "../store/memory.ts";
 
@@ -77,15 +78,12 @@ async function sectionPatch(sandbox: Sandbox, cloneUrl: string, entries: string[
   const dir = `${sandbox.workdir}/source`;
   await sandbox.checkout(cloneUrl, { dir, timeoutMs: 5 * 60_000 });
   const file = `${dir}/AGENTS.md`;
-  const read = await sandbox.exec('if [ -f "$SORTIE_FILE" ]; then cat -- "$SORTIE_FILE"; else exit 3; fi', { env: { SORTIE_FILE: file } });
-  if (read.exitCode !== 0 && read.exitCode !== NO_FILE) throw new Error(`could not read AGENTS.md: ${read.stderr.trim().slice(0, 300)}`);
-  const current = read.exitCode === NO_FILE ? null : read.stdout;
+  const current = await readFileCapped(sandbox, file, AGENTS_MD_BYTES);
   const next = withMemorySection(current, entries);
   if (next === current) throw new SortieError("memory_published", "AGENTS.md already carries exactly these approved entries", 409);
   await sandbox.writeFile(file, next);
-  const diff = await sandbox.exec('cd "$SORTIE_DIR" && git add AGENTS.md && git diff --cached --binary > "$SORTIE_PATCH"', { env: { SORTIE_DIR: dir, SORTIE_PATCH: patchPath } });
-  if (diff.exitCode !== 0) throw new Error(`could not take the AGENTS.md change: ${diff.stderr.trim().slice(0, 300)}`);
+  await stagedPatch(sandbox, dir, "AGENTS.md", patchPath);
 }
 
-/** The read's exit status when the repository has no AGENTS.md. */
-const NO_FILE = 3;
+/** Largest AGENTS.md read (a repository's own is far smaller). */
+const AGENTS_MD_BYTES = 4 << 20;

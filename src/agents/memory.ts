@@ -8,9 +8,10 @@
 import { LIMITS, type SortieConfig } from "../config.ts";
 import { messageOf } from "../errors.ts";
 import type { Sandbox } from "../sandbox/port.ts";
+import { handOverReadOnly, makePrivateDir, readFileCapped } from "../sandbox/files.ts";
 import type { EventInput, MemoryEntry, TaskState } from "../schema.ts";
 import { recordLearnings, takeMemoryForRun, type Fact, type Proposals } from "../store/memory.ts";
-import type { Placement } from "./placement.ts";
+import type { Placement } from "../sandbox/placement.ts";
 
 /** The environment variables an agent gets: where to write what it learned, and where the approved memory is. */
 export const LEARNINGS_VAR = "SORTIE_LEARNINGS_FILE";
@@ -115,23 +116,15 @@ export function memoryMarkdown(repo: string, entries: Pick<MemoryEntry, "id" | "
  */
 export async function deliverMemory(ctx: MemoryContext, run: number, repo: string, sandbox: Sandbox, placement: Placement): Promise<{ memory: RunMemory; delivered: string[] }> {
   const paths = memoryPaths(placement);
-  const uid = placement.confine?.uid;
-  const made = await sandbox.exec(
-    uid ? 'install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$SORTIE_DIR"' : 'install -d -m 0700 "$SORTIE_DIR"',
-    // Giving the directory to the run's user needs root outside the local backend's walls.
-    { env: { SORTIE_DIR: paths.dir, ...(uid ? { SORTIE_UID: String(uid) } : {}) }, ...(uid ? { bookkeeping: true } : {}) },
-  );
-  if (made.exitCode !== 0) throw new Error(`could not make the run's memory directory: ${made.stderr.trim().slice(0, 300)}`);
+  // The run's user writes its learnings there; root reads them back after the run.
+  await makePrivateDir(sandbox, paths.dir, placement.confine);
   const config = ctx.config();
   const entries = await takeMemoryForRun(ctx.db, memoryRepoKey(repo), { ttlMs: config.memoryTtlDays * 86_400_000, limit: LIMITS.memoryDelivered });
   const env: Record<string, string> = { [LEARNINGS_VAR]: paths.learnings };
   if (entries.length > 0) {
     await sandbox.writeFile(paths.memory, memoryMarkdown(repo, entries));
     // Root wrote it; the run's user reads it.
-    await sandbox.exec(uid ? 'chown "$SORTIE_UID:$SORTIE_UID" "$SORTIE_FILE" && chmod 0400 "$SORTIE_FILE"' : 'chmod 0400 "$SORTIE_FILE"', {
-      env: { SORTIE_FILE: paths.memory, ...(uid ? { SORTIE_UID: String(uid) } : {}) },
-      ...(uid ? { bookkeeping: true } : {}),
-    });
+    await handOverReadOnly(sandbox, paths.memory, placement.confine);
     env[MEMORY_VAR] = paths.memory;
     ctx.record({ run, type: "memory.delivered", data: { entries: entries.map((entry) => ({ id: entry.id, text: entry.text })) } });
   }
@@ -150,12 +143,7 @@ export function memoryOfEarlierTurn(placement: Placement, delivered: number): Ru
  * nothing), and only when it is a plain file. Empty when there is none.
  */
 export async function readLearnings(sandbox: Sandbox, placement: Placement): Promise<string> {
-  const read = await sandbox.exec('if [ -f "$SORTIE_FILE" ] && [ ! -L "$SORTIE_FILE" ]; then head -c "$SORTIE_BYTES" -- "$SORTIE_FILE"; fi', {
-    env: { SORTIE_FILE: memoryPaths(placement).learnings, SORTIE_BYTES: String(LIMITS.memoryLearningsFileBytes) },
-    ...(placement.confine ? { confine: { uid: placement.confine.uid, home: placement.confine.home } } : {}),
-  });
-  if (read.exitCode !== 0) throw new Error(`could not read the learnings file: ${read.stderr.trim().slice(0, 300)}`);
-  return read.stdout;
+  return (await readFileCapped(sandbox, memoryPaths(placement).learnings, LIMITS.memoryLearningsFileBytes, { reader: placement.confine, plainOnly: true })) ?? "";
 }
 
 /**

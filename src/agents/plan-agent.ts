@@ -27,7 +27,7 @@ import { setUpCheckout } from "./workspace.ts";
 import { EventLog } from "./event-log.ts";
 import { planTask, startTasks } from "./launch.ts";
 import { acceptanceFailureMessage, conflictPrompt, handoffPrompt } from "./plan-handoff.ts";
-import { integrate, type IntegrationInput } from "./plan-integrate.ts";
+import { integrate, type IntegrationInput } from "../sandbox/integration.ts";
 import { publishPlan } from "./plan-publisher.ts";
 import type { PlanReport } from "./plan-report.ts";
 import { checkPlan, dependencyOrder, reachability } from "./plan-rules.ts";

@@ -7,9 +7,10 @@
  */
 import type { AgentTurnResult } from "../runners/agent.ts";
 import type { Sandbox } from "../sandbox/port.ts";
+import { commitPatches, makePrivateDir, readFileCapped } from "../sandbox/files.ts";
 import type { ErrorInfo, TaskSpec } from "../schema.ts";
 import type { PlanFile, PlanRole } from "../plan-schema.ts";
-import type { Placement } from "./placement.ts";
+import type { Placement } from "../sandbox/placement.ts";
 import { checkPlanText, ownedBy, pathsOfPatch } from "./plan-rules.ts";
 
 export const PLAN_FILE_VAR = "SORTIE_PLAN_FILE";
@@ -34,22 +35,13 @@ export function planFilePath(placement: Pick<Placement, "scratchDir">): string {
 export async function preparePlanFile(sandbox: Sandbox, placement: Placement): Promise<Record<string, string>> {
   const file = planFilePath(placement);
   const dir = file.slice(0, file.lastIndexOf("/"));
-  const uid = placement.confine?.uid;
-  const made = await sandbox.exec(uid ? 'install -d -m 0700 -o "$SORTIE_UID" -g "$SORTIE_UID" "$SORTIE_DIR"' : 'install -d -m 0700 "$SORTIE_DIR"', {
-    env: { SORTIE_DIR: dir, ...(uid ? { SORTIE_UID: String(uid) } : {}) },
-    ...(uid ? { bookkeeping: true } : {}),
-  });
-  if (made.exitCode !== 0) throw new Error(`could not make the plan directory: ${made.stderr.trim().slice(0, 300)}`);
+  await makePrivateDir(sandbox, dir, placement.confine);
   return { [PLAN_FILE_VAR]: file };
 }
 
 /** The plan file as the planner's own user reads it (a link it planted reaches nothing more), or null. */
 async function readPlanFile(sandbox: Sandbox, placement: Placement): Promise<string | null> {
-  const read = await sandbox.exec('if [ -f "$SORTIE_FILE" ] && [ ! -L "$SORTIE_FILE" ]; then head -c "$SORTIE_BYTES" -- "$SORTIE_FILE"; else exit 3; fi', {
-    env: { SORTIE_FILE: planFilePath(placement), SORTIE_BYTES: String(PLAN_FILE_BYTES) },
-    ...(placement.confine ? { confine: { uid: placement.confine.uid, home: placement.confine.home } } : {}),
-  });
-  return read.exitCode === 0 ? read.stdout : null;
+  return readFileCapped(sandbox, planFilePath(placement), PLAN_FILE_BYTES, { reader: placement.confine, plainOnly: true });
 }
 
 /**
@@ -111,30 +103,13 @@ function ownershipMessage(outside: string[], owns: readonly string[]): string {
   ].join("\n");
 }
 
-const APPLY_SCRIPT = [
-  "set -eu",
-  'cd "$SORTIE_REPO"',
-  'for patch in "$SORTIE_PATCHES"/*.diff; do git apply --index --binary "$patch"; done',
-  'git -c user.name=Sortie -c user.email=sortie@localhost commit -q --allow-empty --no-verify -m "$SORTIE_MESSAGE"',
-  "git rev-parse HEAD",
-].join("\n");
-
 /**
  * Applies the dependencies' changes on the checkout and commits them, so a
  * dependent subtask builds on what it depends on and its own diff is taken
  * against that commit. Returns the new base.
  */
 export async function applyDependencyWork(sandbox: Sandbox, repoDir: string, role: Extract<PlanRole, { role: "worker" }>): Promise<string> {
-  const dir = `${sandbox.workdir}/plan-patches`;
-  for (const [index, patch] of role.patches.entries()) await sandbox.writeFile(`${dir}/${String(index).padStart(3, "0")}.diff`, patch);
-  const result = await sandbox.exec(APPLY_SCRIPT, {
-    env: { SORTIE_REPO: repoDir, SORTIE_PATCHES: dir, SORTIE_MESSAGE: `sortie plan ${role.id}: the work ${role.subtask} depends on` },
-    timeoutMs: 5 * 60_000,
-  });
-  if (result.exitCode !== 0) throw new Error(`could not apply the dependencies' changes: ${result.stderr.trim().slice(0, 500)}`);
-  const commit = result.stdout.trim().split("\n").at(-1) ?? "";
-  if (!/^[0-9a-f]{40}$/.test(commit)) throw new Error("could not read the commit of the dependencies' changes");
-  return commit;
+  return commitPatches(sandbox, repoDir, role.patches, `sortie plan ${role.id}: the work ${role.subtask} depends on`);
 }
 
 /** The plan role of a task, if it has one. */

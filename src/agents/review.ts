@@ -11,8 +11,9 @@ import { messageOf } from "../errors.ts";
 import type { AgentTurnResult } from "../runners/agent.ts";
 import { installPeerView, packPeerView, type PeerSource } from "../sandbox/peer-view.ts";
 import type { Sandbox } from "../sandbox/port.ts";
+import { readFileCapped } from "../sandbox/files.ts";
 import { ReviewVerdict, type AgentName, type ReviewFinding, type ReviewRound, type ReviewView, type TaskSpec } from "../schema.ts";
-import { ANALYSIS_UID } from "./placement.ts";
+import { ANALYSIS_UID } from "../sandbox/placement.ts";
 import type { AgentTurn } from "./run.ts";
 
 /** A marker the reviewer's prompt carries, so tools and stand-ins can tell a reviewing turn from a coding one. */
@@ -21,6 +22,8 @@ export const REVIEW_MARKER = "[sortie review]";
 /** Largest part of the diff a reviewer is given. */
 const REVIEW_DIFF_CHARS = 400_000;
 const REVIEWER_MAX_TURNS = 40;
+/** Largest verdict file read. */
+const REVIEW_FILE_BYTES = 1 << 20;
 
 /** Where a reviewer's files are in its sandbox. */
 export function reviewerPaths(workdir: string) {
@@ -276,6 +279,5 @@ async function reviewRound(ctx: ReviewLaneContext, round: number, reviewer: { ag
 
 /** The verdict file, read as the reviewer's own user: a link it planted there reaches nothing it could not read itself. */
 async function readAsReviewer(sandbox: Sandbox, file: string, confine: { uid: number; home: string }): Promise<string | null> {
-  const result = await sandbox.exec('head -c 1048576 -- "$SORTIE_REVIEW_FILE"', { env: { SORTIE_REVIEW_FILE: file }, confine });
-  return result.exitCode === 0 ? result.stdout : null;
+  return readFileCapped(sandbox, file, REVIEW_FILE_BYTES, { reader: confine });
 }

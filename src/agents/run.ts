@@ -11,6 +11,7 @@ import { takeDiff } from "../publish/diff.ts";
 import { secretFilesIn } from "../publish/secret-files.ts";
 import { runAgentTurn, type AgentEvent, type AgentTurnResult } from "../runners/agent.ts";
 import { adapterFor, modelCredentials } from "../runners/index.ts";
+import { dirBytes } from "../sandbox/files.ts";
 import { peerViewExcludes } from "../sandbox/peer-view.ts";
 import { SandboxUnavailableError, type Confinement, type Sandbox, type SandboxPort } from "../sandbox/port.ts";
 import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
@@ -20,12 +21,13 @@ import { configuredAgents, reviewChange, turnSucceeded, type ReviewLaneContext }
 import { reviewSlot, runOfSlot, runSlot, type Slot } from "./slot.ts";
 import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, type RunMemory } from "./memory.ts";
 import { applyDependencyWork, enforceOwnership, planFilePath, PLAN_FILE_VAR, preparePlanFile, takePlan, WRITTEN_PLAN_KEY } from "./plan-roles.ts";
-import { backoffMs, isRetryable } from "./retry.ts";
-import { classify, pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
-import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "./placement.ts";
+import { classify, isRetryable } from "./failures.ts";
+import { backoffMs } from "./retry.ts";
+import { pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
+import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "../sandbox/placement.ts";
 import type { RunPreviews } from "./preview.ts";
 import { reconcileWarmIndex } from "./warm-index.ts";
-import { prepareWorkspace, setUpCheckout, sizeOf, warmFamilyOf } from "./workspace.ts";
+import { prepareWorkspace, setUpCheckout, warmFamilyOf } from "./workspace.ts";
 
 /** One turn of the agent: a prompt, or a follow-up continuing `resumeSessionId`. */
 export interface AgentTurn {
@@ -468,7 +470,7 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
       ctx.record({ run: index, type: "run.snapshot_failed", data: { message: messageOf(error) } });
       return null;
     });
-    if (taken) for (const displaced of await fleet.putWarm(key, taken, await sizeOf(sandbox, placement.repoDir), family)) await port.dropSnapshot(displaced);
+    if (taken) for (const displaced of await fleet.putWarm(key, taken, await dirBytes(sandbox, placement.repoDir), family)) await port.dropSnapshot(displaced);
   }
   await handOverWorktree(sandbox, placement);
 }

@@ -4,10 +4,11 @@
  * neither outlives a restart of the agent.
  */
 import { messageOf } from "../errors.ts";
+import { answers } from "../sandbox/files.ts";
 import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
 import type { EventInput, TaskState } from "../schema.ts";
 import { fleetOf } from "./fleet.ts";
-import { isSharedSandbox, removeWorktree } from "./placement.ts";
+import { isSharedSandbox, removeWorktree } from "../sandbox/placement.ts";
 import { runOfSlot, sandboxIdFor, slotKey, slotNumber, type Slot } from "./slot.ts";
 import { grantKey, sandboxKey } from "./task-state.ts";
 
@@ -103,12 +104,6 @@ export class TaskSlots {
   /** Whether the slot's open sandbox still runs a command; true when this instance holds none. */
   private async answers(slot: Slot): Promise<boolean> {
     const sandbox = this.handles.get(slotKey(slot));
-    if (!sandbox) return true;
-    try {
-      const result = await sandbox.exec("true", { timeoutMs: 10_000 });
-      return result.exitCode === 0;
-    } catch {
-      return false;
-    }
+    return sandbox ? answers(sandbox) : true;
   }
 }

@@ -3,10 +3,7 @@
  * task's state, and the outcome its runs add up to. Nothing here reads
  * storage or touches a sandbox.
  */
-import { messageOf } from "../errors.ts";
-import { SetupError } from "../runners/setup.ts";
-import { CloneError } from "../sandbox/checkout.ts";
-import { SandboxUnavailableError, type StreamOffsets } from "../sandbox/port.ts";
+import type { StreamOffsets } from "../sandbox/port.ts";
 import type { ErrorInfo, RunVariant, RunView, TaskSpec, TaskState, TaskStatus } from "../schema.ts";
 import { slotNumber, type Slot } from "./slot.ts";
 
@@ -99,11 +96,4 @@ export function taskOutcome(task: TaskState): { status: TaskStatus; error: Error
   }
   const failed = task.runs.find((run) => run.status === "failed");
   return { status: "failed", error: failed?.error ?? { code: "failed", message: "every run failed" } };
-}
-
-export function classify(error: unknown): ErrorInfo {
-  if (error instanceof CloneError) return { code: "clone_failed", message: error.message };
-  if (error instanceof SetupError) return { code: "setup_failed", message: error.message };
-  if (error instanceof SandboxUnavailableError) return { code: "sandbox_unavailable", message: error.message };
-  return { code: "internal", message: messageOf(error) };
 }

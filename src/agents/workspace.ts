@@ -5,6 +5,7 @@
  * on the same repository, branch and base commit restore a warm snapshot.
  */
 import { cacheEnv, findSetup, lockfileHash, runSetup } from "../runners/setup.ts";
+import { dirBytes, dirExists, headCommit, remoteHead } from "../sandbox/files.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import type { TaskSpec } from "../schema.ts";
 
@@ -36,7 +37,7 @@ export function warmFamilyOf(spec: TaskSpec): string {
 
 export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit: string; source: WorkspaceSource }> {
   const { sandbox, spec, repoDir } = ctx;
-  const head = await remoteHead(sandbox, spec);
+  const head = await remoteHead(sandbox, spec.cloneUrl, spec.branch);
   const family = warmFamilyOf(spec);
   const key = head ? `${family}@${head}` : null;
 
@@ -57,14 +58,14 @@ export async function prepareWorkspace(ctx: WorkspaceContext): Promise<{ commit:
     const { commit } = await sandbox.checkout(spec.cloneUrl, { dir: repoDir, branch: spec.branch });
     ctx.record("run.cloned", { commit });
     await setUpCheckout(ctx, repoDir);
-    const bytes = await sizeOf(sandbox, repoDir);
+    const bytes = await dirBytes(sandbox, repoDir);
     const snapshot = await sandbox.snapshot(repoDir).catch((error: unknown) => {
       // A snapshot only saves the other runs time: without one they clone and set up themselves.
       ctx.record("run.snapshot_failed", { message: error instanceof Error ? error.message : String(error) });
       return null;
     });
     // Setup takes a while: a branch that moved meanwhile has a newer snapshot coming, which this one must not replace.
-    if (snapshot && key && commit === head && (await remoteHead(sandbox, spec)) === head) {
+    if (snapshot && key && commit === head && (await remoteHead(sandbox, spec.cloneUrl, spec.branch)) === head) {
       for (const displaced of await ctx.warm.putWarm(key, snapshot, bytes, family)) await ctx.dropSnapshot(displaced);
     }
     if (mine) made(snapshot);
@@ -136,38 +137,18 @@ export async function setUpCheckout(ctx: SetupContext, repoDir: string): Promise
   if (lockHash === "none") return true;
   for (const dir of DEPENDENCY_DIRS) {
     if (restored.includes(dir)) continue;
-    const present = await sandbox.exec('test -d "$SORTIE_DIR"', { env: { SORTIE_DIR: `${repoDir}/${dir}` }, bookkeeping: true });
-    if (present.exitCode !== 0) continue;
-    const bytes = await sizeOf(sandbox, `${repoDir}/${dir}`);
+    if (!(await dirExists(sandbox, `${repoDir}/${dir}`))) continue;
+    const bytes = await dirBytes(sandbox, `${repoDir}/${dir}`);
     const snapshot = await sandbox.snapshot(`${repoDir}/${dir}`).catch(() => null);
     if (snapshot) for (const displaced of await ctx.warm.putWarm(depsKey(dir), snapshot, bytes, depsFamily(dir))) await ctx.dropSnapshot(displaced);
   }
   return true;
 }
 
-/** How many bytes a directory holds (for the warm snapshots' size cap); 0 if unknown. */
-export async function sizeOf(sandbox: Sandbox, dir: string): Promise<number> {
-  // du follows no links and runs nothing it finds.
-  const result = await sandbox.exec('du -sb "$SORTIE_DIR" | cut -f1', { env: { SORTIE_DIR: dir }, bookkeeping: true });
-  return Number(result.stdout.trim()) || 0;
-}
-
-/** The commit the branch (or the default branch) points at, asked of the remote without cloning; null if unknown. */
-async function remoteHead(sandbox: Sandbox, spec: TaskSpec): Promise<string | null> {
-  const result = await sandbox.exec('git ls-remote -- "$SORTIE_REPO_URL" "${SORTIE_BRANCH:-HEAD}"', {
-    env: { SORTIE_REPO_URL: spec.cloneUrl, SORTIE_BRANCH: spec.branch ? `refs/heads/${spec.branch}` : "" },
-    timeoutMs: 60_000,
-    bookkeeping: true,
-  });
-  return result.exitCode === 0 ? (/^([0-9a-f]{40})\s/m.exec(result.stdout)?.[1] ?? null) : null;
-}
-
 async function tryRestore(ctx: WorkspaceContext, snapshot: string, head: string): Promise<boolean> {
   try {
     await ctx.sandbox.restore(snapshot, ctx.repoDir);
-    const check = await ctx.sandbox.exec('git -C "$SORTIE_REPO" rev-parse HEAD', { env: { SORTIE_REPO: ctx.repoDir } });
-    if (check.stdout.trim() !== head) return false;
-    return true;
+    return (await headCommit(ctx.sandbox, ctx.repoDir)) === head;
   } catch (error) {
     ctx.record("run.snapshot_missed", { snapshot, message: error instanceof Error ? error.message : String(error) });
     return false;

@@ -14,7 +14,7 @@ import {
   type SandboxPort,
   type StreamOffsets,
 } from "./port.ts";
-import { CloneError } from "./checkout.ts";
+import { CloneError, type CloneFailure } from "./checkout.ts";
 import { AGENT_API_KEY_PLACEHOLDER, GEMINI_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER, OPENAI_API_KEY_PLACEHOLDER, TASK_EGRESS_HANDLER } from "./egress.ts";
 import { writeLog } from "../log.ts";
 
@@ -150,7 +150,7 @@ class CloudflareSandbox implements Sandbox {
         ...(options.branch ? { branch: options.branch } : {}),
       });
     } catch (error) {
-      throw new CloneError(error instanceof Error ? error.message : String(error));
+      throw cloneFailure(error);
     }
     const head = await this.exec('git -C "$SORTIE_DIR" rev-parse HEAD', { env: { SORTIE_DIR: options.dir } });
     const commit = head.stdout.trim();
@@ -369,4 +369,19 @@ function toOutput(event: LogEvent): ProcessOutput | null {
 async function* fileBytes(events: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array, void> {
   const encoder = new TextEncoder();
   for await (const chunk of streamFile(events)) yield typeof chunk === "string" ? encoder.encode(chunk) : chunk;
+}
+
+/** The SDK's git error codes, as the reason a clone failed (a container that went away is the sandbox's failure, not the clone's). */
+const SDK_CLONE_FAILURES: Record<string, CloneFailure> = {
+  GIT_NETWORK_ERROR: "network",
+  GIT_REPOSITORY_NOT_FOUND: "not_found",
+  GIT_BRANCH_NOT_FOUND: "branch_not_found",
+  GIT_AUTH_FAILED: "auth",
+};
+
+function cloneFailure(error: unknown): Error {
+  const code = typeof (error as { code?: unknown } | null)?.code === "string" ? (error as { code: string }).code : "";
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === "CONTAINER_UNAVAILABLE") return new SandboxUnavailableError(`the sandbox went away during the clone: ${message}`, { cause: error });
+  return new CloneError(message, SDK_CLONE_FAILURES[code] ?? "other");
 }

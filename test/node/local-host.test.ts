@@ -6,11 +6,13 @@ import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalSandboxHost } from "../../container/local-host.ts";
 import { parseNumstat, takeDiff } from "../../src/publish/diff.ts";
+import { isRetryable } from "../../src/agents/failures.ts";
 import { CloneError } from "../../src/sandbox/checkout.ts";
 import { LocalSandboxPort } from "../../src/sandbox/local.ts";
 import { SandboxUnavailableError, type ProcessOutput, type Sandbox } from "../../src/sandbox/port.ts";
@@ -167,15 +169,32 @@ describe("checkout", () => {
     expect(await readText(sandbox, path.join(dir, "DEVELOP.md"))).toBe("only on develop\n");
   });
 
-  it("throws CloneError for a repository that does not exist", async () => {
-    const attempt = sandbox.checkout(`${gitBase}/acme/nothing-here.git`, { dir: path.join(sandbox.workdir, "missing") });
-    await expect(attempt).rejects.toBeInstanceOf(CloneError);
+  it("throws CloneError for a repository that does not exist, not worth a retry", async () => {
+    const error: unknown = await sandbox.checkout(`${gitBase}/acme/nothing-here.git`, { dir: path.join(sandbox.workdir, "missing") }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CloneError);
+    expect((error as CloneError).reason).toBe("not_found");
+    expect(isRetryable(error)).toBe(false);
   });
 
   it("throws CloneError in git's words for a branch that does not exist", async () => {
     const error: unknown = await sandbox.checkout(widgetsUrl(), { dir: path.join(sandbox.workdir, "nobranch"), branch: "no-such-branch" }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CloneError);
     expect((error as CloneError).message).toContain("no-such-branch");
+    expect((error as CloneError).reason).toBe("branch_not_found");
+    expect(isRetryable(error)).toBe(false);
+  });
+
+  it("a remote whose host cannot be reached is a network failure, worth a retry (told by exit statuses, not git's words)", async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as net.AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const error: unknown = await sandbox.checkout(`http://127.0.0.1:${closed}/acme/widgets.git`, { dir: path.join(sandbox.workdir, "unreachable") }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CloneError);
+    expect((error as CloneError).reason).toBe("network");
+    expect(isRetryable(error)).toBe(true);
   });
 });
 

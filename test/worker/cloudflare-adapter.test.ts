@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { isRetryable } from "../../src/agents/failures.ts";
 import { CloneError } from "../../src/sandbox/checkout.ts";
 import { CloudflareSandboxPort } from "../../src/sandbox/cloudflare.ts";
 import { SandboxUnavailableError, type ProcessOutput } from "../../src/sandbox/port.ts";
@@ -89,6 +90,25 @@ describe("checkout", () => {
     expect(error).toBeInstanceOf(CloneError);
     expect(error.message).toContain("Repository not found");
     expect(sdk.calls.map((call) => call.method)).toEqual(["gitCheckout"]);
+  });
+
+  it("reads why a clone failed from the SDK's error code: only the network's failure is retried, a lost container is the sandbox's", async () => {
+    const sdkError = (code: string) => Object.assign(new Error(`git checkout failed (${code})`), { code });
+    const cases: [string, string | null, boolean][] = [
+      ["GIT_NETWORK_ERROR", "network", true],
+      ["GIT_REPOSITORY_NOT_FOUND", "not_found", false],
+      ["GIT_BRANCH_NOT_FOUND", "branch_not_found", false],
+      ["GIT_AUTH_FAILED", "auth", false],
+      ["GIT_CLONE_FAILED", "other", false],
+      ["CONTAINER_UNAVAILABLE", null, true],
+    ];
+    for (const [code, reason, retryable] of cases) {
+      const { sandbox } = await open({ exec: headAt(COMMIT), failures: { gitCheckout: sdkError(code) } });
+      const error = await rejection(sandbox.checkout(REPO, { dir: DIR }));
+      if (reason) expect((error as CloneError).reason, code).toBe(reason);
+      else expect(error, code).toBeInstanceOf(SandboxUnavailableError);
+      expect(isRetryable(error), code).toBe(retryable);
+    }
   });
 
   it("turns a clone whose HEAD cannot be read into CloneError", async () => {

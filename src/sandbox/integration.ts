@@ -9,7 +9,7 @@
 import { messageOf } from "../errors.ts";
 import { takeDiff } from "../publish/diff.ts";
 import type { IntegrationCheck } from "../plan-schema.ts";
-import type { Sandbox } from "../sandbox/port.ts";
+import type { Sandbox } from "./port.ts";
 import type { DiffStats, ErrorInfo } from "../schema.ts";
 
 /** One subtask's part of the integration, in dependency order. */

@@ -11,7 +11,7 @@
  *   home belongs to a user of its own (mode 0700), so a run cannot read
  *   another's files; the sandbox, its CPU and its network are shared.
  */
-import type { Confinement, Sandbox } from "../sandbox/port.ts";
+import type { Confinement, Sandbox } from "./port.ts";
 import type { IsolationLevel, TaskSpec } from "../schema.ts";
 
 export interface Placement {
