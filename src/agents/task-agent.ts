@@ -447,9 +447,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return false;
   }
 
-  /** The task's state is its log's fold: nothing sets it, a viewer least of all. */
+  /** The task's state is its log's fold (`current`); the SDK's own state is never set by this agent, and viewers set nothing. */
   override validateStateChange(_next: TaskState | null, source: Connection | "server"): void {
-    throw new Error(source === "server" ? "the task's state is the fold of its events: record an event" : "task state is read-only for clients");
+    if (source !== "server") throw new Error("task state is read-only for clients");
   }
 
   // ---- driving runs ----------------------------------------------------
@@ -599,7 +599,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   /** How a plan's task ended: the state, the chosen run's diff and closing words, the plan written; null while it runs or outside a plan. */
   planReport(): PlanReport | null {
-    const task = this.state;
+    const task = this.current;
     const role = task ? this.requireSpec().plan : undefined;
     if (!task || !role || !isTerminal(task.status)) return null;
     const run = task.winner?.run ?? task.runs.find((r) => r.status === "succeeded" && r.diff)?.index ?? null;
