@@ -154,3 +154,26 @@ export async function watch(path: string, headers: Record<string, string> = {}) 
   };
   return viewer;
 }
+
+/**
+ * Runs `command` (with `vars` in its environment) in a scratch sandbox of the local host, then removes
+ * the sandbox. `open` is the body the sandbox is created with (`readable` paths, as the Worker opens
+ * one); `bookkeeping` runs the command outside the walls, as a person at their own machine would.
+ */
+export async function inScratchSandbox(command: string, vars: Record<string, string> = {}, options: { open?: Record<string, unknown>; bookkeeping?: boolean } = {}) {
+  const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
+  const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/probe-${Math.random().toString(36).slice(2, 10)}`;
+  await fetch(base, { method: "POST", headers, ...(options.open ? { body: JSON.stringify(options.open) } : {}) });
+  try {
+    const response = await fetch(`${base}/exec`, { method: "POST", headers, body: JSON.stringify({ command, env: vars, ...(options.bookkeeping ? { bookkeeping: true } : {}) }) });
+    return (await response.json()) as { stdout: string; stderr: string; exitCode: number };
+  } finally {
+    await fetch(base, { method: "DELETE", headers });
+  }
+}
+
+/** The commit a branch of the fixture's acme/widgets points at, asked of git in a scratch sandbox opened as the Worker opens one. */
+export async function remoteBranch(branch: string): Promise<string | null> {
+  const { stdout } = await inScratchSandbox('git ls-remote "$REPO" "refs/heads/$BRANCH"', { REPO: `${env.GIT_BASE_URL}/acme/widgets.git`, BRANCH: branch }, { open: { readable: [new URL(env.GIT_BASE_URL).pathname] } });
+  return /^([0-9a-f]{40})\s/.exec(stdout)?.[1] ?? null;
+}

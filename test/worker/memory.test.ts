@@ -12,7 +12,7 @@ import { MEMORY_SECTION_END, MEMORY_SECTION_START } from "../../src/publish/agen
 import type { MemoryEntry, LoggedEvent } from "../../src/schema.ts";
 import { recordLearnings } from "../../src/store/memory.ts";
 import type { GitHubCall } from "../standins/github.d.mts";
-import { ADMIN, api, createTask, readEvents, scripted, waitForStatus } from "./helpers.ts";
+import { ADMIN, api, createTask, inScratchSandbox, readEvents, scripted, waitForStatus } from "./helpers.ts";
 
 const KEY = "sk-ant-api03-pastedKey0123456789abcdef";
 
@@ -290,22 +290,7 @@ describe("bad input", () => {
 
 /** A file as a branch of the fixture's bare repository has it, read with git in a scratch sandbox. */
 async function fileOnBranch(repo: string, branch: string, file: string): Promise<string> {
-  const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
-  const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/probe-${Math.random().toString(36).slice(2, 10)}`;
-  await fetch(base, { method: "POST", headers });
-  try {
-    const response = await fetch(`${base}/exec`, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({
-        command: 'git clone -q --depth 1 --branch "$BRANCH" "$REPO" probe && cat "probe/$FILE"',
-        env: { REPO: `${env.GIT_BASE_URL}/${repo}.git`, BRANCH: branch, FILE: file },
-      }),
-    });
-    const { stdout, exitCode, stderr } = (await response.json()) as { stdout: string; exitCode: number; stderr: string };
-    expect(exitCode, stderr).toBe(0);
-    return stdout;
-  } finally {
-    await fetch(base, { method: "DELETE", headers });
-  }
+  const { stdout, exitCode, stderr } = await inScratchSandbox('git clone -q --depth 1 --branch "$BRANCH" "$REPO" probe && cat "probe/$FILE"', { REPO: `${env.GIT_BASE_URL}/${repo}.git`, BRANCH: branch, FILE: file });
+  expect(exitCode, stderr).toBe(0);
+  return stdout;
 }

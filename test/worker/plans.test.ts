@@ -9,7 +9,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { PlanFile, PlanView } from "../../src/plan-schema.ts";
 import type { LoggedEvent } from "../../src/schema.ts";
-import { api, getTask, readEvents, scripted, watch } from "./helpers.ts";
+import { api, getTask, readEvents, remoteBranch, scripted, watch } from "./helpers.ts";
 
 const write = (file: string, content: string) => ({ tool: "Write", input: { file_path: file, content } });
 const bash = (command: string) => ({ tool: "Bash", input: { command } });
@@ -62,17 +62,6 @@ async function planTasks(id: string): Promise<{ id: string; source: string }[]> 
   const plan = await getPlan(id);
   const mine = new Set([plan.plannerTaskId, ...plan.subtasks.map((s) => s.taskId)]);
   return results.filter((row) => mine.has(row.id));
-}
-
-/** The commit a branch of the fixture repository points at, read from a sandbox as the Worker's own would. */
-async function remoteBranch(branch: string): Promise<string | null> {
-  const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
-  const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/probe-${Math.random().toString(36).slice(2, 10)}`;
-  await fetch(base, { method: "POST", headers, body: JSON.stringify({ readable: [new URL(env.GIT_BASE_URL).pathname] }) });
-  const response = await fetch(`${base}/exec`, { method: "POST", headers, body: JSON.stringify({ command: 'git ls-remote "$REPO" "refs/heads/$BRANCH"', env: { REPO: `${env.GIT_BASE_URL}/acme/widgets.git`, BRANCH: branch } }) });
-  const { stdout } = (await response.json()) as { stdout: string };
-  await fetch(base, { method: "DELETE", headers });
-  return /^([0-9a-f]{40})\s/.exec(stdout)?.[1] ?? null;
 }
 
 const approve = (id: string, body?: unknown) => api(`/api/plans/${id}/approve`, { method: "POST", ...(body === undefined ? {} : { body: JSON.stringify(body) }) });

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { TaskView } from "../../src/schema.ts";
 import type { GitHubCall } from "../standins/github.d.mts";
-import { api, createTask, readEvents, scripted, waitForStatus } from "./helpers.ts";
+import { api, createTask, readEvents, remoteBranch, scripted, waitForStatus } from "./helpers.ts";
 
 const write = (file: string, content = `${file}\n`) => ({ tool: "Write", input: { file_path: file, content } });
 
@@ -12,22 +12,6 @@ beforeEach(async () => {
 
 async function githubCalls(): Promise<GitHubCall[]> {
   return ((await (await fetch(`${env.GITHUB_API_URL}/__calls`)).json()) as { calls: GitHubCall[] }).calls;
-}
-
-/** The commit a branch points at in the fixture's bare repository, asked of git in a scratch sandbox. */
-async function remoteBranch(branch: string): Promise<string | null> {
-  const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
-  const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/probe-${Math.random().toString(36).slice(2, 10)}`;
-  // Opened as the Worker opens one: the fixtures' directory is readable to it.
-  await fetch(base, { method: "POST", headers, body: JSON.stringify({ readable: [new URL(env.GIT_BASE_URL).pathname] }) });
-  const response = await fetch(`${base}/exec`, {
-    method: "POST",
-    headers,
-    body: JSON.stringify({ command: 'git ls-remote "$REPO" "refs/heads/$BRANCH"', env: { REPO: `${env.GIT_BASE_URL}/acme/widgets.git`, BRANCH: branch } }),
-  });
-  const { stdout } = (await response.json()) as { stdout: string };
-  await fetch(base, { method: "DELETE", headers });
-  return /^([0-9a-f]{40})\s/.exec(stdout)?.[1] ?? null;
 }
 
 async function waitForPublication(id: string): Promise<TaskView> {

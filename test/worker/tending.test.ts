@@ -12,7 +12,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { TaskView } from "../../src/schema.ts";
 import { claimTendingKey, endFix, findTendedPull, queueTrigger, recordTendedPull, takeAttempt } from "../../src/store/pull-requests.ts";
 import type { GitHubCall } from "../standins/github.d.mts";
-import { api, createTask, getTask, readEvents, scripted, waitForStatus } from "./helpers.ts";
+import { api, createTask, getTask, inScratchSandbox, readEvents, scripted, waitForStatus } from "./helpers.ts";
 
 const SECRET = "test-github-webhook-secret";
 const REPO = "acme/widgets";
@@ -61,21 +61,9 @@ async function deliver(event: string, payload: unknown, id = `tending-${Date.now
  * repositories read-only to sandboxes.
  */
 async function shell(command: string, vars: Record<string, string> = {}): Promise<string> {
-  const headers = { authorization: `Bearer ${env.LOCAL_SANDBOX_TOKEN}` };
-  const base = `${env.LOCAL_SANDBOX_URL}/v1/sandboxes/probe-${Math.random().toString(36).slice(2, 10)}`;
-  await fetch(base, { method: "POST", headers });
-  try {
-    const response = await fetch(`${base}/exec`, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({ command: `set -e\ngit clone --quiet "$REPO" repo && cd repo\n${command}`, env: { REPO: `${env.GIT_BASE_URL}/${REPO}.git`, ...vars }, bookkeeping: true }),
-    });
-    const result = (await response.json()) as { stdout: string; stderr: string; exitCode: number };
-    expect(result.exitCode, result.stderr).toBe(0);
-    return result.stdout;
-  } finally {
-    await fetch(base, { method: "DELETE", headers });
-  }
+  const result = await inScratchSandbox(`set -e\ngit clone --quiet "$REPO" repo && cd repo\n${command}`, { REPO: `${env.GIT_BASE_URL}/${REPO}.git`, ...vars }, { bookkeeping: true });
+  expect(result.exitCode, result.stderr).toBe(0);
+  return result.stdout;
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 60_000): Promise<T> {
