@@ -45,7 +45,7 @@ export default defineConfig(async () => {
     test: {
       // `npm run record:logs` runs the recorder of test/node/fold.test.ts's fixtures instead (scripts/record-logs.ts).
       include: process.env.SORTIE_RECORD_LOGS ? ["test/worker/record-logs.capture.ts"] : ["test/worker/**/*.test.ts"],
-      globalSetup: ["test/support/global-setup.ts", "test/support/escape-fixtures.ts"],
+      globalSetup: ["test/support/global-setup.ts", "test/support/escape-fixtures.ts", "test/support/browser-rendering.ts"],
       setupFiles: ["test/support/apply-migrations.ts"],
       // One file at a time: they share the local sandbox host, its fault injection and its counts.
       fileParallelism: false,

@@ -16,7 +16,16 @@ export { ContainerProxy } from "@cloudflare/sandbox";
 
 const app = buildApp();
 
+/** The paths the Worker answers on the viewer's host; the viewer's files (ASSETS) answer the rest. */
+const WORKER_PATHS = /^\/(?:api|slack|github|preview)(?:\/|$)|^\/healthz$/;
+
 export default {
-  // Preview hosts (Cloudflare's exposed ports) first: they are the runs' apps, never the API.
-  fetch: async (request, env, ctx) => (await servePreviewHost(request, env)) ?? app.fetch(request, env, ctx),
+  // Preview hosts (Cloudflare's exposed ports) first, on every path: they are the runs' apps, never the API nor
+  // the viewer (wrangler.jsonc sends every request to the Worker first for this).
+  fetch: async (request, env, ctx) => {
+    const preview = await servePreviewHost(request, env);
+    if (preview) return preview;
+    if (env.ASSETS && !WORKER_PATHS.test(new URL(request.url).pathname)) return env.ASSETS.fetch(request);
+    return app.fetch(request, env, ctx);
+  },
 } satisfies ExportedHandler<Cloudflare.Env>;

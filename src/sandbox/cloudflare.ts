@@ -16,6 +16,7 @@ import {
 } from "./port.ts";
 import { CloneError, type CloneFailure } from "./checkout.ts";
 import { AGENT_API_KEY_PLACEHOLDER, GEMINI_API_KEY_PLACEHOLDER, GIT_PUSH_HANDLER, MODEL_ONLY_HANDLER, OPENAI_API_KEY_PLACEHOLDER, TASK_EGRESS_HANDLER } from "./egress.ts";
+import { screenshotThroughBrowser } from "./screenshot.ts";
 import { writeLog } from "../log.ts";
 
 /**
@@ -83,10 +84,14 @@ const cacheIndexKey = (key: string) => `sortie/caches/${key}.json`;
  */
 export class CloudflareSandboxPort implements SandboxPort {
   readonly backend = "cloudflare" as const;
-  /** Without `backups` (no BACKUP_BUCKET binding) every run clones and sets up for itself. */
+  /**
+   * Without `backups` (no BACKUP_BUCKET binding) every run clones and sets up for itself; without `browser` (no
+   * Browser Rendering binding, BROWSER) no preview is photographed for the judge.
+   */
   constructor(
     private readonly connect: (id: string) => SandboxSdkClient,
     private readonly backups: BackupStore | null = null,
+    private readonly browser: BrowserRun | null = null,
   ) {}
 
   async open(id: string): Promise<Sandbox> {
@@ -118,9 +123,10 @@ export class CloudflareSandboxPort implements SandboxPort {
     }
   }
 
-  /** Screenshots on Cloudflare need the Browser Rendering binding, which this adapter does not drive yet. */
-  async screenshot(): Promise<Uint8Array | null> {
-    return null;
+  /** The Browser Rendering binding's Chromium, its page's requests answered from the container's port (screenshot.ts). */
+  async screenshot(id: string, port: number, path: string): Promise<Uint8Array | null> {
+    if (!this.browser) return null;
+    return screenshotThroughBrowser(this.browser, (request) => this.fetchPort(id, port, request), path);
   }
 
   /** The Worker adds the real key to requests for the model host (egress.ts); the agent holds a placeholder. */

@@ -14,5 +14,5 @@ export function sandboxPortFor(env: Cloudflare.Env, config: SortieConfig): Sandb
   const backups = env.BACKUP_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY && (env.CLOUDFLARE_R2_ACCOUNT_ID || env.CLOUDFLARE_ACCOUNT_ID)
     ? { bucket: env.BACKUP_BUCKET, snapshotTtlSeconds: Math.max(config.warmSnapshotTtlMinutes, 60) * 60 }
     : null;
-  return new CloudflareSandboxPort((id) => getSandbox(env.Sandbox as never, id), backups);
+  return new CloudflareSandboxPort((id) => getSandbox(env.Sandbox as never, id), backups, env.BROWSER ?? null);
 }

@@ -5,6 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,8 @@ import { startDevServer, type DevServer } from "../support/dev-server.ts";
 let server: DevServer;
 
 beforeAll(async () => {
-  server = await startDevServer();
+  // A preview domain, so the last test can ask for a viewer's file on a preview host.
+  server = await startDevServer({ PREVIEW_HOSTNAME: "previews.test" });
 });
 
 afterAll(async () => {
@@ -79,4 +81,31 @@ describe("npm run dev, end to end", () => {
     expect(response.status).toBe(401);
     expect(await response.json()).toMatchObject({ error: { code: "unauthorized" } });
   });
+
+  it("serves the viewer's files on its own host, and none of them on a preview host", async () => {
+    const index = await fetch(`${server.url}/tasks/some-task`);
+    expect(index.status).toBe(200);
+    const html = await index.text();
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toBeDefined();
+    expect((await fetch(`${server.url}${script}`)).headers.get("content-type")).toMatch(/javascript/);
+    // The same paths on a run's preview host are the run's app: behind its credentials, never the viewer.
+    const previewHost = "8080-task1-0-abcdefgh12345678.previews.test";
+    for (const pathname of [script!, "/", "/tasks/some-task"]) {
+      const response = await getOnHost(`${server.url}${pathname}`, previewHost);
+      expect(response.status, pathname).toBe(401);
+      expect(JSON.parse(response.body)).toMatchObject({ error: { code: "unauthorized" } });
+    }
+  });
 });
+
+/** A GET naming another host than the server's address (fetch keeps its own Host header). */
+function getOnHost(url: string, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http.get(url, { headers: { host } }, (response) => {
+      let body = "";
+      response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+    }).on("error", reject);
+  });
+}

@@ -93,6 +93,30 @@ describe("previews on cloudflare", () => {
     expect(response.headers.get("x-sortie-preview")).toBe("unreachable");
   });
 
+  it("photograph a preview with the Browser Rendering binding, the page and its stylesheet answered from the container's port", async () => {
+    const page = `<!doctype html><html><head><link rel="stylesheet" href="/style.css?v=2"></head><body><h1>run 0</h1></body></html>`;
+    const sdk = new RecordingSandboxSdk({
+      ports: {
+        8080: (request) => new URL(request.url).pathname === "/style.css"
+          ? new Response("html, body { margin: 0; background: rgb(12, 200, 34); color: rgb(12, 200, 34); }", { headers: { "content-type": "text/css" } })
+          : new Response(page, { headers: { "content-type": "text/html" } }),
+      },
+    });
+    const port = new CloudflareSandboxPort(() => sdk, null, env.BROWSER);
+    const png = await port.screenshot("task1-0", 8080, "/app?tab=1");
+    expect(png).not.toBeNull();
+    const image = await decodeFirstPixel(png!);
+    expect({ width: image.width, height: image.height }).toEqual({ width: 1280, height: 800 });
+    // The stylesheet came from the container too: the page's corner has its colour.
+    expect(image.rgb).toEqual([12, 200, 34]);
+    const fetched = sdk.argsOf("containerFetch").map(([url, onPort]) => `${new URL(url as string).pathname}${new URL(url as string).search} ${onPort}`);
+    expect(fetched).toEqual(expect.arrayContaining(["/app?tab=1 8080", "/style.css?v=2 8080"]));
+    // No binding, no screenshot (the judge records preview.screenshot_skipped).
+    expect(await new CloudflareSandboxPort(() => sdk).screenshot("task1-0", 8080, "/")).toBeNull();
+    // A port nothing listens on is no picture of the app.
+    await expect(new CloudflareSandboxPort(() => new RecordingSandboxSdk({ ports: {} }), null, env.BROWSER).screenshot("task1-0", 8080, "/")).rejects.toThrow(/502/);
+  });
+
   it("workers.dev cannot carry preview URLs", async () => {
     const sandbox = await new CloudflareSandboxPort(() => new RecordingSandboxSdk()).open("task1-0");
     await expect(sandbox.exposePort(8080, { hostname: "sortie.acme.workers.dev", name: "preview-0" })).rejects.toThrow(/CustomDomainRequired/);
@@ -117,3 +141,27 @@ describe("previews on cloudflare", () => {
     expect((await api("/api/tasks?limit=1")).status).toBe(200);
   });
 });
+
+/** A PNG's size and the colour of its top-left pixel (every PNG filter leaves a first row's first pixel as it is). */
+async function decodeFirstPixel(png: Uint8Array): Promise<{ width: number; height: number; rgb: number[] }> {
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  expect([...png.slice(0, 8)]).toEqual([137, 80, 78, 71, 13, 10, 26, 10]);
+  const idat: Uint8Array[] = [];
+  let width = 0;
+  let height = 0;
+  let channels = 3;
+  for (let at = 8; at < png.byteLength; ) {
+    const length = view.getUint32(at);
+    const type = new TextDecoder().decode(png.slice(at + 4, at + 8));
+    const data = png.slice(at + 8, at + 8 + length);
+    if (type === "IHDR") {
+      width = view.getUint32(at + 8);
+      height = view.getUint32(at + 12);
+      channels = data[9] === 6 ? 4 : 3;
+    }
+    if (type === "IDAT") idat.push(data);
+    at += 12 + length;
+  }
+  const inflated = new Uint8Array(await new Response(new Blob(idat).stream().pipeThrough(new DecompressionStream("deflate"))).arrayBuffer());
+  return { width, height, rgb: [...inflated.slice(1, 1 + Math.min(channels, 3))] };
+}
