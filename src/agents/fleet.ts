@@ -16,6 +16,7 @@ import { readConfig } from "../config.ts";
 import { messageOf } from "../errors.ts";
 import { openTasksCreatedBefore } from "../store/tasks.ts";
 import { writeLog } from "../log.ts";
+import { planOfHolder } from "./slot.ts";
 
 /** How long a claim lives without renewal. The owning task agent renews it every LEASE_RENEW_SECONDS. */
 export const LEASE_SECONDS = 90;
@@ -266,6 +267,12 @@ export class Fleet extends Agent<Cloudflare.Env> {
     }
   }
 
+  /** The agent a slot belongs to: a task's, or a plan's for its own sandboxes (holder `plan:<id>`, plan-slots.ts). */
+  private async holderOf(holder: string): Promise<{ grantRun(slot: number): Promise<boolean>; holdsSlot(slot: number): Promise<boolean> }> {
+    const plan = planOfHolder(holder);
+    return plan ? getAgentByName(this.env.PlanAgent, plan) : getAgentByName(this.env.TaskAgent, holder);
+  }
+
   private liveCounts(): LiveCounts {
     void this.sql_; // opening the tables counts the live slots, once
     return this.counts!;
@@ -281,8 +288,7 @@ export class Fleet extends Agent<Cloudflare.Env> {
 
   private async grant(taskId: string, run: number): Promise<void> {
     try {
-      const agent = await getAgentByName(this.env.TaskAgent, taskId);
-      const accepted = await agent.grantRun(run);
+      const accepted = await (await this.holderOf(taskId)).grantRun(run);
       if (!accepted) this.release(taskId, run);
     } catch (error) {
       // The task agent could not be reached (restarting, say): the run waits in the queue again and the sweeper retries.
@@ -311,8 +317,7 @@ export class Fleet extends Agent<Cloudflare.Env> {
     ).toArray();
     const ask = async (slot: SlotRow) => {
       try {
-        const agent = await getAgentByName(this.env.TaskAgent, slot.task_id);
-        if (await agent.holdsSlot(slot.run)) this.sql_.exec("UPDATE fleet_slots SET checked_at = ? WHERE seq = ?", Date.now(), slot.seq);
+        if (await (await this.holderOf(slot.task_id)).holdsSlot(slot.run)) this.sql_.exec("UPDATE fleet_slots SET checked_at = ? WHERE seq = ?", Date.now(), slot.seq);
         else this.release(slot.task_id, slot.run);
       } catch (error) {
         writeLog("error", { event: "fleet.sweep_failed", taskId: slot.task_id, message: messageOf(error) }, this.env);

@@ -26,8 +26,9 @@ import { fleetOf } from "./fleet.ts";
 import { setUpCheckout } from "./workspace.ts";
 import { EventLog } from "./event-log.ts";
 import { planTask, startTasks } from "./launch.ts";
-import { acceptanceFailureMessage, conflictPrompt, handoffPrompt } from "./plan-handoff.ts";
-import { integrate, type IntegrationInput } from "../sandbox/integration.ts";
+import { acceptanceFailureMessage, conflictPrompt, handoffPrompt, repairPrompt } from "./plan-handoff.ts";
+import { integrate, type IntegrationInput, type IntegrationOutcome } from "../sandbox/integration.ts";
+import { PlanSlots } from "./plan-slots.ts";
 import { publishPlan } from "./plan-publisher.ts";
 import type { PlanReport } from "./plan-report.ts";
 import { checkPlan, dependencyOrder, reachability } from "./plan-rules.ts";
@@ -62,6 +63,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   private eventLog?: EventLog;
   private viewerStreams?: ViewerStreams;
   private diffStore?: DiffStore;
+  private planSlots?: PlanSlots;
   /** Decisions run one at a time: a report that arrives while one runs waits its turn. */
   private turn: Promise<void> = Promise.resolve();
   private integration: AbortController | null = null;
@@ -86,12 +88,33 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     return this.viewerStreams;
   }
 
+  private get slots(): PlanSlots {
+    this.planSlots ??= new PlanSlots({
+      env: this.env,
+      kv: this.ctx.storage.kv,
+      planId: () => this.require().id,
+      creator: () => this.require().createdBy,
+      record: (type, data) => this.record(type, data),
+    });
+    return this.planSlots;
+  }
+
   private get diffs(): DiffStore {
     this.diffStore ??= new DiffStore(this.ctx.storage.sql);
     return this.diffStore;
   }
 
   // ---- the plan's surface (RPC from the Worker and its tasks) ----------
+
+  /** The fleet grants the integrator's or the publisher's sandbox slot (plan-slots.ts); false if nothing waits for it. */
+  grantRun(slot: number): boolean {
+    return this.slots.granted(slot);
+  }
+
+  /** Whether the slot is still held (asked by the fleet's sweeper). */
+  holdsSlot(slot: number): boolean {
+    return this.slots.holds(slot);
+  }
 
   /**
    * Creates the plan and starts its planner. If the planner cannot start, the
@@ -344,6 +367,10 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     }
   }
 
+  /**
+   * Integrates every subtask's change in a sandbox of the plan's own, under the fleet's caps; then publishes (from
+   * a sandbox of its own, once the integration's is gone and its slot given back) or sends a failure back.
+   */
   private async integrateAll(): Promise<void> {
     const plan = this.require();
     const branch = `sortie/plan-${plan.id}`;
@@ -352,43 +379,11 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     if (plan.status !== "integrating") this.setStatus("integrating");
     this.record("integration.status", { status: "running", branch, attempt: attempts });
     await this.index();
-    const config = readConfig(this.env);
-    const port = sandboxPortFor(this.env, config);
-    const sandboxId = `${plan.id}-integrate`;
     const abort = new AbortController();
     this.integration = abort;
-    let sandbox: Sandbox | undefined;
+    let outcome: IntegrationOutcome;
     try {
-      // A fresh sandbox for every attempt: nothing of an earlier one carries over.
-      await port.destroy(sandboxId);
-      sandbox = await port.open(sandboxId);
-      const ordered = dependencyOrder(plan.plan!.subtasks);
-      const subtasks: IntegrationInput[] = ordered.map((s) => ({ key: s.key, title: s.title, patch: this.patchOf(s.key), acceptance: s.acceptance, handoff: plan.subtasks.find((v) => v.key === s.key)?.handoff ?? s.prompt }));
-      const outcome = await integrate({
-        sandbox,
-        cloneUrl: resolveRepo(plan.repo, config.gitBaseUrl).cloneUrl,
-        branch: plan.branch,
-        planBranch: branch,
-        subtasks,
-        record: (type, data) => this.record(type, data),
-        resolveConflict: (open, repoDir, files, meeting) => this.resolveConflict(open, repoDir, files, meeting, abort.signal),
-        setUp: (open, repoDir) => this.setUp(open, repoDir, abort.signal),
-        storeDiff: (patch) => this.diffs.write(0, patch),
-      });
-      if (abort.signal.aborted || this.require().status !== "integrating") return;
-      const current = this.require();
-      if (outcome.status === "succeeded") {
-        this.setState({ ...current, integration: { ...current.integration!, status: "succeeded", diff: outcome.diff, checks: outcome.checks, resolved: outcome.resolved } });
-        this.record("integration.status", { status: "succeeded", branch, diff: outcome.diff, checks: outcome.checks.length });
-        if (current.output !== "diff") await this.publish();
-        this.finish(this.require().error ? "failed" : "succeeded", this.require().error);
-        return;
-      }
-      this.setState({ ...current, integration: { ...current.integration!, status: "failed", checks: outcome.checks, resolved: outcome.resolved, error: outcome.error } });
-      this.record("integration.status", { status: "failed", branch, error: outcome.error });
-      const owner = outcome.failing?.subtask ? current.subtasks.find((s) => s.key === outcome.failing!.subtask) : undefined;
-      if (owner && outcome.failing && owner.sentBack < SEND_BACKS && owner.taskId && (await this.sendBack(owner, acceptanceFailureMessage(outcome.failing.command, outcome.failing.exitCode, outcome.failing.output)))) return;
-      this.finish("failed", outcome.error);
+      outcome = await this.slots.hold("integrator", abort.signal, () => this.integrateInSandbox(plan, branch, abort.signal));
     } catch (error) {
       if (abort.signal.aborted) return;
       const failure = { code: "integration_failed", message: messageOf(error) };
@@ -396,44 +391,105 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       this.setState({ ...current, integration: { ...current.integration!, status: "failed", error: failure } });
       this.record("integration.status", { status: "failed", branch, error: failure });
       this.finish("failed", failure);
+      return;
     } finally {
       this.integration = null;
-      if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the integration sandbox: ${messageOf(error)}` }));
       await this.index();
+    }
+    if (abort.signal.aborted || this.require().status !== "integrating") return;
+    await this.concludeIntegration(outcome, branch);
+    await this.index();
+  }
+
+  /** What follows an integration: publication and the plan's end, or a failure sent back to its owner, or the plan's end. */
+  private async concludeIntegration(outcome: IntegrationOutcome, branch: string): Promise<void> {
+    const current = this.require();
+    if (outcome.status === "succeeded") {
+      this.setState({ ...current, integration: { ...current.integration!, status: "succeeded", diff: outcome.diff, checks: outcome.checks, resolved: outcome.resolved } });
+      this.record("integration.status", { status: "succeeded", branch, diff: outcome.diff, checks: outcome.checks.length });
+      if (current.output !== "diff") await this.publish();
+      this.finish(this.require().error ? "failed" : "succeeded", this.require().error);
+      return;
+    }
+    this.setState({ ...current, integration: { ...current.integration!, status: "failed", checks: outcome.checks, resolved: outcome.resolved, error: outcome.error } });
+    this.record("integration.status", { status: "failed", branch, error: outcome.error });
+    const owner = outcome.failing?.subtask ? current.subtasks.find((s) => s.key === outcome.failing!.subtask) : undefined;
+    // A failure the integrator answered already (it followed a conflict resolution) is not sent to an owner as well.
+    if (owner && outcome.failing && !outcome.integratorAnswered && owner.sentBack < SEND_BACKS && owner.taskId && (await this.sendBack(owner, acceptanceFailureMessage(outcome.failing.command, outcome.failing.exitCode, outcome.failing.output)))) return;
+    this.finish("failed", outcome.error);
+  }
+
+  /** The integration proper, in a fresh sandbox destroyed after it whatever happened. */
+  private async integrateInSandbox(plan: PlanState, branch: string, signal: AbortSignal): Promise<IntegrationOutcome> {
+    const config = readConfig(this.env);
+    const port = sandboxPortFor(this.env, config);
+    const sandboxId = `${plan.id}-integrate`;
+    let sandbox: Sandbox | undefined;
+    try {
+      // A fresh sandbox for every attempt: nothing of an earlier one carries over.
+      await port.destroy(sandboxId);
+      sandbox = await port.open(sandboxId);
+      const ordered = dependencyOrder(plan.plan!.subtasks);
+      const subtasks: IntegrationInput[] = ordered.map((s) => ({ key: s.key, title: s.title, patch: this.patchOf(s.key), acceptance: s.acceptance, handoff: plan.subtasks.find((v) => v.key === s.key)?.handoff ?? s.prompt }));
+      return await integrate({
+        sandbox,
+        cloneUrl: resolveRepo(plan.repo, config.gitBaseUrl).cloneUrl,
+        branch: plan.branch,
+        planBranch: branch,
+        subtasks,
+        record: (type, data) => this.record(type, data),
+        resolveConflict: (open, repoDir, files, meeting) =>
+          this.integratorTurn(open, repoDir, conflictPrompt(plan.plan!.summary, files, meeting.map((s) => ({ key: s.key, handoff: s.handoff }))), { files }, signal),
+        repairResolution: (open, repoDir, failing, resolutions) =>
+          this.integratorTurn(open, repoDir, repairPrompt(plan.plan!.summary, failing, resolutions), { files: resolutions.flatMap((r) => r.files), repair: failing.command }, signal),
+        setUp: (open, repoDir) => this.setUp(open, repoDir, signal),
+        storeDiff: (patch) => this.diffs.write(0, patch),
+      });
+    } finally {
+      if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the integration sandbox: ${messageOf(error)}` }));
     }
   }
 
-  /** Pushes the integrated diff (and opens its pull request) from a publisher sandbox of its own; a failure is the plan's error, the diff stays. */
+  /** Pushes the integrated diff (and opens its pull request) from a publisher sandbox of its own, under the fleet's caps; a failure is the plan's error, the diff stays. */
   private async publish(): Promise<void> {
     const plan = this.require();
     const port = sandboxPortFor(this.env, readConfig(this.env));
     const sandboxId = `${plan.id}-publish`;
     const request = this.ctx.storage.kv.get<PlanRequest>(REQUEST_KEY);
-    let sandbox: Sandbox | undefined;
+    const abort = new AbortController();
+    this.integration = abort;
     try {
-      sandbox = await port.open(sandboxId);
-      const patch = this.diffs.text(0, Number.POSITIVE_INFINITY);
-      const published = await publishPlan({
-        env: this.env,
-        plan,
-        cloneUrl: resolveRepo(plan.repo, readConfig(this.env).gitBaseUrl).cloneUrl,
-        sandbox,
-        patch,
-        viewerUrl: request?.origin ? `${request.origin}/plans/${plan.id}` : null,
-        addSecret: (secret) => {
-          this.extraSecrets.add(secret);
-          this.scrub = undefined;
-        },
+      await this.slots.hold("publisher", abort.signal, async () => {
+        let sandbox: Sandbox | undefined;
+        try {
+          sandbox = await port.open(sandboxId);
+          const patch = this.diffs.text(0, Number.POSITIVE_INFINITY);
+          const published = await publishPlan({
+            env: this.env,
+            plan,
+            cloneUrl: resolveRepo(plan.repo, readConfig(this.env).gitBaseUrl).cloneUrl,
+            sandbox,
+            patch,
+            viewerUrl: request?.origin ? `${request.origin}/plans/${plan.id}` : null,
+            addSecret: (secret) => {
+              this.extraSecrets.add(secret);
+              this.scrub = undefined;
+            },
+          });
+          const current = this.require();
+          this.setState({ ...current, integration: { ...current.integration!, commit: published.commit, pullRequest: published.pullRequest } });
+          this.record("integration.published", { branch: current.integration!.branch, commit: published.commit, pullRequest: published.pullRequest });
+        } finally {
+          if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the publisher sandbox: ${messageOf(error)}` }));
+        }
       });
-      const current = this.require();
-      this.setState({ ...current, integration: { ...current.integration!, commit: published.commit, pullRequest: published.pullRequest } });
-      this.record("integration.published", { branch: current.integration!.branch, commit: published.commit, pullRequest: published.pullRequest });
     } catch (error) {
+      if (abort.signal.aborted) return;
       const failure = { code: "publish_failed", message: messageOf(error) };
       this.setState({ ...this.require(), error: failure });
       this.record("integration.publish_failed", { error: failure });
     } finally {
-      if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the publisher sandbox: ${messageOf(error)}` }));
+      this.integration = null;
     }
   }
 
@@ -471,14 +527,13 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     );
   }
 
-  /** The integrator agent's turn on conflicted files, in the integration sandbox; its spending is the plan's. */
-  private async resolveConflict(sandbox: Sandbox, repoDir: string, files: string[], meeting: IntegrationInput[], signal: AbortSignal): Promise<boolean> {
+  /** A turn of the integrator agent in the integration sandbox (a conflict to resolve, or a check its resolution broke); its spending is the plan's. */
+  private async integratorTurn(sandbox: Sandbox, repoDir: string, prompt: string, about: { files: string[]; repair?: string }, signal: AbortSignal): Promise<boolean> {
     const plan = this.require();
     const request = this.ctx.storage.kv.get<PlanRequest>(REQUEST_KEY)!;
     const adapter = adapterFor(request.body.workers?.agent ?? "claude-code");
     const model = modelCredentials(this.env, adapter.provider);
     const credentials = sandboxPortFor(this.env, readConfig(this.env)).credentialsForAgent(model.credentials);
-    const prompt = conflictPrompt(plan.plan!.summary, files, meeting.map((s) => ({ key: s.key, handoff: s.handoff })));
     const result = await runAgentTurn(
       sandbox,
       adapter,
@@ -487,7 +542,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     );
     const cost = result.final?.costUsd ?? 0;
     this.countCost(`${plan.id}-integrator-${Date.now()}`, cost);
-    this.record("integration.agent", { files, exitCode: result.exitCode, isError: result.final?.isError ?? true, costUsd: cost });
+    this.record("integration.agent", { ...about, exitCode: result.exitCode, isError: result.final?.isError ?? true, costUsd: cost });
     return !!result.final && !result.final.isError && result.exitCode === 0;
   }
 

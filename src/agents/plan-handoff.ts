@@ -78,3 +78,20 @@ export function conflictPrompt(summary: string, files: string[], handoffs: { key
     ...handoffs.map((h) => `<subtask key="${h.key}">\n${h.handoff.split("\n").map((line) => `> ${line}`).join("\n")}\n</subtask>`),
   ].join("\n");
 }
+
+/**
+ * The integrator agent's prompt when a check failed on the tree its conflict resolution made: the check, its
+ * output, and the resolutions, with the plan's summary quoted.
+ */
+export function repairPrompt(summary: string, failing: { command: string; exitCode: number; output: string }, resolutions: { subtask: string; files: string[] }[]): string {
+  return [
+    `[sortie integrate] You resolved merge conflicts while integrating the subtasks of one plan in this repository, and a check then failed on the combined tree: \`${failing.command}\` exited ${failing.exitCode}.`,
+    "Its output (the end of it):",
+    "```",
+    failing.output.slice(-4000),
+    "```",
+    `The conflicts you resolved: ${resolutions.map((r) => `${r.files.join(", ")} (applying "${r.subtask}")`).join("; ")}.`,
+    "Fix the combined tree so the check passes, keeping what each subtask meant to do; change nothing else. The plan (quoted):",
+    summary.split("\n").map((line) => `> ${line}`).join("\n"),
+  ].join("\n");
+}

@@ -65,3 +65,15 @@ export function sandboxIdFor(taskId: string, slot: Slot): string {
       return `${taskId}-${REVIEW_BASE + slot.run}`;
   }
 }
+
+/**
+ * The fleet's holder of a slot is a task id, or `plan:<id>` for a plan's own sandboxes (its integrator's and its
+ * publisher's, src/agents/plan-slots.ts): the fleet grants to, and asks, that plan's agent.
+ */
+const PLAN_HOLDER = "plan:";
+export const planHolder = (planId: string) => `${PLAN_HOLDER}${planId}`;
+
+/** The plan whose own sandboxes `holder` names, or null for a task's. */
+export function planOfHolder(holder: string): string | null {
+  return holder.startsWith(PLAN_HOLDER) ? holder.slice(PLAN_HOLDER.length) : null;
+}

@@ -4,7 +4,10 @@
  * `sortie/plan-<id>`; a conflict goes to an integrator agent run with the
  * subtasks' handoffs; then every acceptance command and the repository's
  * `.sortie/test.sh` run on the combined tree, and the whole change is taken
- * as one diff. It never decides what happens after a failure: it reports.
+ * as one diff. A check that fails after a conflict was resolved is the
+ * resolution's to answer for: it goes back to the integrator agent once, in
+ * this sandbox, and the checks run again. Any other failure it reports; what
+ * happens next (the owner's session) is its plan agent's to decide.
  */
 import { messageOf } from "../errors.ts";
 import { takeDiff } from "../publish/diff.ts";
@@ -32,15 +35,28 @@ export interface IntegrationContext {
   record(type: string, data: Record<string, unknown>): void;
   /** Hands conflicted files to the integrator agent; true when its turn ended well (markers are checked after). */
   resolveConflict(sandbox: Sandbox, repoDir: string, files: string[], subtasks: IntegrationInput[]): Promise<boolean>;
+  /** Hands a check that failed after `resolutions` back to the integrator agent; true when its turn ended well. */
+  repairResolution(sandbox: Sandbox, repoDir: string, failing: IntegrationCheck, resolutions: Resolution[]): Promise<boolean>;
   /** Runs the repository's setup (`.sortie/setup.sh`, with the dependency cache) in the combined checkout, before the checks. */
   setUp(sandbox: Sandbox, repoDir: string): Promise<void>;
   /** Keeps the integrated patch; returns its size in bytes. */
   storeDiff(patch: ReadableStream<Uint8Array>): Promise<number>;
 }
 
+/** A conflict the integrator agent resolved: whose change conflicted, in which files, and whose changes met there. */
+export interface Resolution {
+  subtask: string;
+  files: string[];
+  meeting: string[];
+}
+
+/**
+ * `failing` is the check that failed, if one did; `integratorAnswered` says it went back to the integrator agent
+ * already (the failure followed a resolution), so it is not the owner's to send back to.
+ */
 export type IntegrationOutcome =
   | { status: "succeeded"; diff: DiffStats; checks: IntegrationCheck[]; resolved: string[]; base: string }
-  | { status: "failed"; checks: IntegrationCheck[]; resolved: string[]; error: ErrorInfo; failing: IntegrationCheck | null };
+  | { status: "failed"; checks: IntegrationCheck[]; resolved: string[]; error: ErrorInfo; failing: IntegrationCheck | null; integratorAnswered: boolean };
 
 const IDENTITY = { GIT_AUTHOR_NAME: "Sortie", GIT_AUTHOR_EMAIL: "sortie@localhost", GIT_COMMITTER_NAME: "Sortie", GIT_COMMITTER_EMAIL: "sortie@localhost" };
 const CHECK_TIMEOUT_MS = 10 * 60_000;
@@ -54,7 +70,9 @@ export async function integrate(ctx: IntegrationContext): Promise<IntegrationOut
   const git = (script: string, env: Record<string, string> = {}) => sandbox.exec(`set -eu\ncd "$SORTIE_REPO"\n${script}`, { env: { SORTIE_REPO: repoDir, ...IDENTITY, ...env }, timeoutMs: 5 * 60_000 });
   const created = await git('git checkout -q -B "$SORTIE_BRANCH"', { SORTIE_BRANCH: ctx.planBranch });
   if (created.exitCode !== 0) throw new Error(`could not make the plan's branch: ${created.stderr.trim().slice(0, 300)}`);
+  const resolutions: Resolution[] = [];
   const resolved: string[] = [];
+  const failed = (error: ErrorInfo, checks: IntegrationCheck[] = [], failing: IntegrationCheck | null = null, integratorAnswered = false): IntegrationOutcome => ({ status: "failed", checks, resolved, error, failing, integratorAnswered });
   for (const [index, subtask] of ctx.subtasks.entries()) {
     const file = `${sandbox.workdir}/patches/${String(index).padStart(3, "0")}-${subtask.key}.diff`;
     await sandbox.writeFile(file, subtask.patch);
@@ -68,16 +86,17 @@ export async function integrate(ctx: IntegrationContext): Promise<IntegrationOut
       }
       ctx.record("integration.conflict", { subtask: subtask.key, files: conflicted, message: applied.stderr.trim().slice(0, 1000) });
       if (conflicted.length === 0) {
-        return { status: "failed", checks: [], resolved, failing: null, error: { code: "integration_conflict", message: `the change of "${subtask.key}" does not apply: ${applied.stderr.trim().slice(0, 300)}` } };
+        return failed({ code: "integration_conflict", message: `the change of "${subtask.key}" does not apply: ${applied.stderr.trim().slice(0, 300)}` });
       }
       const meeting = ctx.subtasks.slice(0, index + 1).filter((s) => s === subtask || pathsMeet(s.patch, conflicted));
       const ended = await ctx.resolveConflict(sandbox, repoDir, conflicted, meeting);
       const markers = (await git('git add -A && (git grep -l -e "^<<<<<<< " -e "^>>>>>>> " --cached -- . || true) && git ls-files -- "*.rej"')).stdout.split("\n").filter(Boolean);
       ctx.record("integration.resolved", { subtask: subtask.key, files: conflicted, ok: ended && markers.length === 0, markers });
       if (!ended || markers.length > 0) {
-        return { status: "failed", checks: [], resolved, failing: null, error: { code: "integration_conflict", message: `the integrator could not resolve the conflict of "${subtask.key}" in ${conflicted.join(", ")}` } };
+        return failed({ code: "integration_conflict", message: `the integrator could not resolve the conflict of "${subtask.key}" in ${conflicted.join(", ")}` });
       }
       resolved.push(subtask.key);
+      resolutions.push({ subtask: subtask.key, files: conflicted, meeting: meeting.map((s) => s.key) });
     }
     const committed = await git('git add -A && git commit -q --allow-empty --no-verify -m "$SORTIE_MESSAGE"', { SORTIE_MESSAGE: `${subtask.key}: ${subtask.title}` });
     if (committed.exitCode !== 0) throw new Error(`could not commit "${subtask.key}": ${committed.stderr.trim().slice(0, 300)}`);
@@ -85,30 +104,49 @@ export async function integrate(ctx: IntegrationContext): Promise<IntegrationOut
   try {
     await ctx.setUp(sandbox, repoDir);
   } catch (error) {
-    return { status: "failed", checks: [], resolved, failing: null, error: { code: "setup_failed", message: `the repository's setup failed on the combined change: ${messageOf(error)}` } };
+    return failed({ code: "setup_failed", message: `the repository's setup failed on the combined change: ${messageOf(error)}` });
   }
+  let checks = await runChecks(ctx, repoDir);
+  let failing = checks.find((check) => check.exitCode !== 0) ?? null;
+  const integratorAnswers = failing !== null && resolutions.length > 0 && (failing.subtask === null || resolutions.some((r) => r.meeting.includes(failing!.subtask!)));
+  if (failing && integratorAnswers) {
+    const ended = await ctx.repairResolution(sandbox, repoDir, failing, resolutions);
+    const committed = ended ? await git('git add -A && git commit -q --allow-empty --no-verify -m "$SORTIE_MESSAGE"', { SORTIE_MESSAGE: `integrator: fix \`${failing.command}\` after resolving conflicts` }) : null;
+    ctx.record("integration.repair", { command: failing.command, exitCode: failing.exitCode, subtask: failing.subtask, ok: ended && committed?.exitCode === 0 });
+    if (ended && committed?.exitCode === 0) {
+      checks = await runChecks(ctx, repoDir);
+      failing = checks.find((check) => check.exitCode !== 0) ?? null;
+    }
+  }
+  if (failing) {
+    const of = failing.subtask === null ? "the repository's .sortie/test.sh" : `\`${failing.command}\` (of "${failing.subtask}")`;
+    return failed({ code: "check_failed", message: `${of} exited ${failing.exitCode}${integratorAnswers ? ", after the integrator's fix of its conflict resolution" : ""}` }, checks, failing, integratorAnswers);
+  }
+  const taken = await takeDiff(sandbox, repoDir, base, `${sandbox.workdir}/plan.diff`);
+  const bytes = await ctx.storeDiff(await sandbox.readFile(taken.path));
+  return { status: "succeeded", diff: { ...taken.stats, bytes }, checks, resolved, base };
+}
+
+/**
+ * Every subtask's acceptance commands in dependency order, then `.sortie/test.sh` when the tree has one, up to the
+ * first that fails.
+ */
+async function runChecks(ctx: IntegrationContext, repoDir: string): Promise<IntegrationCheck[]> {
+  const { sandbox } = ctx;
   const checks: IntegrationCheck[] = [];
   const runCheck = async (command: string, subtask: string | null) => {
     const result = await sandbox.exec('cd "$SORTIE_REPO" && bash -c "$SORTIE_CHECK" 2>&1', { env: { SORTIE_REPO: repoDir, SORTIE_CHECK: command }, timeoutMs: CHECK_TIMEOUT_MS }).catch((error: unknown) => ({ exitCode: -1, stdout: messageOf(error), stderr: "" }));
     const check = { command, exitCode: result.exitCode, subtask, output: `${result.stdout}${result.stderr}`.slice(-CHECK_OUTPUT_CHARS) };
     checks.push(check);
     ctx.record("integration.check", { command, exitCode: check.exitCode, subtask });
-    return check;
+    return check.exitCode === 0;
   };
   for (const subtask of ctx.subtasks) {
-    for (const command of subtask.acceptance) {
-      const check = await runCheck(command, subtask.key);
-      if (check.exitCode !== 0) return { status: "failed", checks, resolved, failing: check, error: { code: "check_failed", message: `\`${command}\` (of "${subtask.key}") exited ${check.exitCode}` } };
-    }
+    for (const command of subtask.acceptance) if (!(await runCheck(command, subtask.key))) return checks;
   }
   const hasTest = await sandbox.exec('test -f "$SORTIE_REPO/.sortie/test.sh"', { env: { SORTIE_REPO: repoDir } });
-  if (hasTest.exitCode === 0) {
-    const check = await runCheck("bash .sortie/test.sh", null);
-    if (check.exitCode !== 0) return { status: "failed", checks, resolved, failing: check, error: { code: "check_failed", message: `the repository's .sortie/test.sh exited ${check.exitCode}` } };
-  }
-  const taken = await takeDiff(sandbox, repoDir, base, `${sandbox.workdir}/plan.diff`);
-  const bytes = await ctx.storeDiff(await sandbox.readFile(taken.path));
-  return { status: "succeeded", diff: { ...taken.stats, bytes }, checks, resolved, base };
+  if (hasTest.exitCode === 0) await runCheck("bash .sortie/test.sh", null);
+  return checks;
 }
 
 /** Whether a patch touches one of `files`. */

@@ -9,7 +9,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { PlanFile, PlanView } from "../../src/plan-schema.ts";
 import type { LoggedEvent } from "../../src/schema.ts";
-import { api, getTask, readEvents, remoteBranch, scripted, watch } from "./helpers.ts";
+import { fleetOf } from "../../src/agents/fleet.ts";
+import { api, createTask, getTask, readEvents, remoteBranch, scripted, waitForStatus, watch } from "./helpers.ts";
 
 const write = (file: string, content: string) => ({ tool: "Write", input: { file_path: file, content } });
 const bash = (command: string) => ({ tool: "Bash", input: { command } });
@@ -208,16 +209,19 @@ describe("plans", { timeout: 300_000 }, () => {
     expect(approvedEvent.data).toMatchObject({ edited: true, removed: ["drop"] });
   });
 
-  it("a failing acceptance command goes back to its owner's session; the dependent's change that no longer applies is resolved by the integrator", async () => {
+  it("a failing acceptance command goes back to its owner's session; the dependent's change that no longer applies is resolved by the integrator, and the test its resolution broke goes back to the integrator", async () => {
     // The integrator agent plays the script in the plan's summary (its prompt quotes the subtasks' handoffs, so theirs do not count).
     const integrator = [bash("printf 'line1\\nA-fixed+B\\n' > lock.txt && rm -f lock.txt.rej"), { text: "Resolved lock.txt." }];
+    // The repository's test fails until lock.ok exists; what it prints scripts the integrator's repair (its prompt quotes the output, the plan's summary only quoted).
+    const repair = [bash("echo ok > lock.ok"), { text: "Added lock.ok." }];
+    const testScript = `test -f lock.ok || { echo 'lock.ok is missing'; echo '#!standin ${JSON.stringify(repair)}'; exit 1; }\n`;
     const plan = {
       summary: `A lockfile both parts touch.\n#!standin ${JSON.stringify(integrator)}`,
       subtasks: [
         subtask(
           "first",
-          ["lock.txt", "a/**"],
-          [write("lock.txt", "line1\nA\n"), write("a/a.txt", "a\n"), { text: "Wrote the lock." }, write("a/fixed.txt", "fixed\n"), write("lock.txt", "line1\nA-fixed\n"), { text: "Fixed." }],
+          ["lock.txt", "a/**", ".sortie/**"],
+          [write("lock.txt", "line1\nA\n"), write("a/a.txt", "a\n"), write(".sortie/test.sh", testScript), { text: "Wrote the lock." }, write("a/fixed.txt", "fixed\n"), write("lock.txt", "line1\nA-fixed\n"), { text: "Fixed." }],
           { acceptance: ["test -f a/fixed.txt"] },
         ),
         subtask("second", ["lock.txt", "b/**"], [bash("sed -i 's/^A$/A+B/' lock.txt && mkdir -p b && echo b > b/b.txt"), { text: "Extended the lock." }], { dependsOn: ["first"] }),
@@ -233,9 +237,16 @@ describe("plans", { timeout: 300_000 }, () => {
     expect(new Set(events.filter((e) => e.type === "agent.init").map((e) => e.data.sessionId)).size).toBe(1);
     expect(events.some((e) => e.type === "run.message" && String(e.data.text).includes("`test -f a/fixed.txt` exited 1"))).toBe(true);
     expect(done.integration).toMatchObject({ status: "succeeded", attempts: 2, resolved: ["second"] });
-    const types = (await planEvents(created.id)).map((e) => e.type);
+    const logged = await planEvents(created.id);
+    const types = logged.map((e) => e.type);
     for (const type of ["subtask.sent_back", "integration.conflict", "integration.agent", "integration.resolved"]) expect(types).toContain(type);
+    // The failing test followed the integrator's resolution: it went back to the integrator, not to an owner, once.
+    expect(logged.filter((e) => e.type === "integration.repair").map((e) => e.data)).toEqual([{ command: "bash .sortie/test.sh", exitCode: 1, subtask: null, ok: true }]);
+    expect(logged.filter((e) => e.type === "integration.agent").map((e) => e.data.repair ?? null)).toEqual([null, "bash .sortie/test.sh"]);
+    expect(logged.filter((e) => e.type === "subtask.sent_back")).toHaveLength(1);
+    expect(done.integration!.checks.map((c) => [c.command, c.exitCode])).toEqual([["test -f a/fixed.txt", 0], ["bash .sortie/test.sh", 0]]);
     const diff = await (await api(`/api/plans/${created.id}/diff`)).text();
+    expect(diff).toContain("+++ b/lock.ok");
     expect(diff).toContain("+A-fixed+B");
     expect(diff).toContain("+++ b/a/fixed.txt");
     expect(diff).toContain("+++ b/b/b.txt");
@@ -271,6 +282,33 @@ describe("plans", { timeout: 300_000 }, () => {
     expect(done.integration?.commit).toMatch(/^[0-9a-f]{40}$/);
     expect(await remoteBranch(`sortie/plan-${created.id}`)).toBe(done.integration!.commit);
     expect((await planEvents(created.id)).some((e) => e.type === "integration.published")).toBe(true);
+  });
+
+  it("the integrator and the publisher take fleet slots like any run: with the fleet full, the integration waits for a run to end", async () => {
+    const cap = Number(env.MAX_SANDBOXES);
+    const plan = { summary: "One part: nothing to split.", subtasks: [subtask("only", ["only/**"], [bash("sleep 4"), write("only/o.txt", "only\n"), { text: "Done." }])] };
+    const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]), output: "branch", approve: "auto" });
+    const deadline = Date.now() + 60_000;
+    let current = await getPlan(created.id);
+    while (!(current.subtasks[0]?.taskId && (await getTask(current.subtasks[0].taskId)).runs[0]?.status === "running")) {
+      if (Date.now() > deadline) throw new Error(`the subtask never ran: ${JSON.stringify(current.subtasks)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      current = await getPlan(created.id);
+    }
+    // Every other slot, and the subtask's once it ends, goes to a slow task's runs.
+    const blocker = await createTask({ prompt: scripted([bash("sleep 12"), { text: "Slept." }], "hold the fleet"), runs: cap });
+    const done = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(done.status, JSON.stringify({ error: done.error, integration: done.integration })).toBe("succeeded");
+    const logged = await planEvents(created.id);
+    expect(logged.find((e) => e.type === "plan.queued")?.data).toMatchObject({ slot: "integrator", position: expect.any(Number) });
+    // The integration ended only after one of the slow runs gave its slot back (it takes a few seconds, they twelve).
+    const blocked = await waitForStatus(blocker.id, ["succeeded", "failed"], 90_000);
+    const firstFreed = Math.min(...blocked.runs.map((run) => run.endedAt ?? Number.POSITIVE_INFINITY));
+    const integrated = logged.find((e) => e.type === "integration.status" && e.data.status === "succeeded")!;
+    expect(integrated.ts).toBeGreaterThanOrEqual(firstFreed);
+    expect(await remoteBranch(`sortie/plan-${created.id}`)).toBe(done.integration!.commit);
+    // Every slot went back: the integrator's, the publisher's and the runs'.
+    await expect.poll(async () => (await fleetOf(env)).stats(), { timeout: 10_000 }).toMatchObject({ live: 0, queued: 0 });
   });
 
   it("retry runs a failed subtask again as a new task, and what depends on it", async () => {
