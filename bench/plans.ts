@@ -72,7 +72,24 @@ export async function benchPlans(api: Api): Promise<BenchResult> {
   ];
   return {
     figures,
-    notes: [`planner task ${planner.id}: ${round(((planner.endedAt ?? 0) - planner.createdAt) / 1000, 2)} s; integration on ${plan.integration?.branch}, ${plan.integration?.diff?.files ?? 0} files`],
+    notes: [
+      `planner task ${planner.id}: ${round(((planner.endedAt ?? 0) - planner.createdAt) / 1000, 2)} s; integration on ${plan.integration?.branch}, ${plan.integration?.diff?.files ?? 0} files`,
+      await timeline(api, plan, firstStart),
+    ],
     details: { handMs, workMs, totalMs, ratio, overlap, plan: plan.id },
   };
+}
+
+/** Where the plan's time went, in seconds from its first subtask's start: each subtask's task, then the integration. */
+async function timeline(api: Api, plan: PlanView, firstStart: number): Promise<string> {
+  const at = (ts: number | null | undefined) => (ts ? round((ts - firstStart) / 1000, 2) : "?");
+  const parts = await Promise.all(plan.subtasks.map(async (s) => {
+    const task = await api.task(s.taskId!);
+    const run = task.runs[0]!;
+    return `${s.key} ${at(s.startedAt)}→run ${at(run.startedAt)}–${at(run.endedAt)}→${at(s.endedAt)}`;
+  }));
+  const response = await api.call(`/api/plans/${plan.id}/events?after=0`);
+  const events = (await response.text()).split("\n").filter(Boolean).map((line) => JSON.parse(line) as { ts: number; type: string; data: Record<string, unknown> });
+  const integration = events.filter((e) => e.type === "integration.status");
+  return `timeline (s): ${parts.join("; ")}; integration ${at(integration[0]?.ts)}–${at(integration.at(-1)?.ts)}; ended ${at(plan.endedAt)}`;
 }

@@ -62,44 +62,73 @@ const IDENTITY = { GIT_AUTHOR_NAME: "Sortie", GIT_AUTHOR_EMAIL: "sortie@localhos
 const CHECK_TIMEOUT_MS = 10 * 60_000;
 const CHECK_OUTPUT_CHARS = 8000;
 
+/** The exit status of APPLY_IN_ORDER when a change does not apply; its index is the last line it printed. */
+const NOT_APPLIED = 3;
+/**
+ * Applies and commits, in order from index $SORTIE_FROM, the changes in $SORTIE_PATCH_DIR (`NNN-key.diff`, its commit
+ * message beside it in `NNN-key.msg`; an empty file is a subtask that changed nothing). A change that does not
+ * apply three-way stops it, leaving its conflicts in the tree.
+ */
+const APPLY_IN_ORDER = `i=0
+for patch in "$SORTIE_PATCH_DIR"/*.diff; do
+  if [ "$i" -ge "$SORTIE_FROM" ]; then
+    if [ -s "$patch" ] && ! git apply --index --binary --3way "$patch"; then echo "$i"; exit ${NOT_APPLIED}; fi
+    git add -A
+    git commit -q --allow-empty --no-verify -F "\${patch%.diff}.msg"
+  fi
+  i=$((i + 1))
+done`;
+
 /** Runs the integration; never throws for what a subtask did (a conflict, a failing check), only for a broken sandbox. */
 export async function integrate(ctx: IntegrationContext): Promise<IntegrationOutcome> {
   const { sandbox } = ctx;
   const repoDir = `${sandbox.workdir}/repo`;
   const { commit: base } = await sandbox.checkout(ctx.cloneUrl, { dir: repoDir, branch: ctx.branch });
   const git = (script: string, env: Record<string, string> = {}) => sandbox.exec(`set -eu\ncd "$SORTIE_REPO"\n${script}`, { env: { SORTIE_REPO: repoDir, ...IDENTITY, ...env }, timeoutMs: 5 * 60_000 });
-  const created = await git('git checkout -q -B "$SORTIE_BRANCH"', { SORTIE_BRANCH: ctx.planBranch });
-  if (created.exitCode !== 0) throw new Error(`could not make the plan's branch: ${created.stderr.trim().slice(0, 300)}`);
   const resolutions: Resolution[] = [];
   const resolved: string[] = [];
   const failed = (error: ErrorInfo, checks: IntegrationCheck[] = [], failing: IntegrationCheck | null = null, integratorAnswered = false): IntegrationOutcome => ({ status: "failed", checks, resolved, error, failing, integratorAnswered });
-  for (const [index, subtask] of ctx.subtasks.entries()) {
-    const file = `${sandbox.workdir}/patches/${String(index).padStart(3, "0")}-${subtask.key}.diff`;
-    await sandbox.writeFile(file, subtask.patch);
-    const applied = subtask.patch.trim() === "" ? { exitCode: 0, stderr: "" } : await git('git apply --index --binary --3way "$SORTIE_PATCH"', { SORTIE_PATCH: file });
-    if (applied.exitCode !== 0) {
-      let conflicted = (await git("git diff --name-only --diff-filter=U")).stdout.split("\n").filter(Boolean);
-      if (conflicted.length === 0) {
-        // No three-way merge was possible (the patch's preimage is not in this repository): what applies is applied, the rest left as .rej files.
-        await git('git apply --reject --binary "$SORTIE_PATCH" || true', { SORTIE_PATCH: file });
-        conflicted = (await git("git ls-files --others --exclude-standard -- '*.rej'")).stdout.split("\n").filter(Boolean).map((rej) => rej.replace(/\.rej$/, ""));
-      }
-      ctx.record("integration.conflict", { subtask: subtask.key, files: conflicted, message: applied.stderr.trim().slice(0, 1000) });
-      if (conflicted.length === 0) {
-        return failed({ code: "integration_conflict", message: `the change of "${subtask.key}" does not apply: ${applied.stderr.trim().slice(0, 300)}` });
-      }
-      const meeting = ctx.subtasks.slice(0, index + 1).filter((s) => s === subtask || pathsMeet(s.patch, conflicted));
-      const ended = await ctx.resolveConflict(sandbox, repoDir, conflicted, meeting);
-      const markers = (await git('git add -A && (git grep -l -e "^<<<<<<< " -e "^>>>>>>> " --cached -- . || true) && git ls-files -- "*.rej"')).stdout.split("\n").filter(Boolean);
-      ctx.record("integration.resolved", { subtask: subtask.key, files: conflicted, ok: ended && markers.length === 0, markers });
-      if (!ended || markers.length > 0) {
-        return failed({ code: "integration_conflict", message: `the integrator could not resolve the conflict of "${subtask.key}" in ${conflicted.join(", ")}` });
-      }
-      resolved.push(subtask.key);
-      resolutions.push({ subtask: subtask.key, files: conflicted, meeting: meeting.map((s) => s.key) });
+  // Every change and its commit message as files, written together; then one script applies and commits them in
+  // order, up to the first that does not apply (each command in a sandbox costs a round trip).
+  const patchDir = `${sandbox.workdir}/patches`;
+  const fileOf = (index: number) => `${patchDir}/${String(index).padStart(3, "0")}-${ctx.subtasks[index]!.key}`;
+  await Promise.all(ctx.subtasks.flatMap((subtask, index) => [
+    sandbox.writeFile(`${fileOf(index)}.diff`, subtask.patch.trim() === "" ? "" : subtask.patch),
+    sandbox.writeFile(`${fileOf(index)}.msg`, `${subtask.key}: ${subtask.title}\n`),
+  ]));
+  const created = await git('git checkout -q -B "$SORTIE_BRANCH"', { SORTIE_BRANCH: ctx.planBranch });
+  if (created.exitCode !== 0) throw new Error(`could not make the plan's branch: ${created.stderr.trim().slice(0, 300)}`);
+  for (let from = 0; from < ctx.subtasks.length; ) {
+    const applied = await git(APPLY_IN_ORDER, { SORTIE_PATCH_DIR: patchDir, SORTIE_FROM: String(from) });
+    if (applied.exitCode === 0) break;
+    const index = Number(applied.stdout.trim().split("\n").pop());
+    if (applied.exitCode !== NOT_APPLIED || !Number.isInteger(index) || index < from || index >= ctx.subtasks.length) {
+      throw new Error(`could not apply the subtasks' changes: ${applied.stderr.trim().slice(0, 300)}`);
     }
-    const committed = await git('git add -A && git commit -q --allow-empty --no-verify -m "$SORTIE_MESSAGE"', { SORTIE_MESSAGE: `${subtask.key}: ${subtask.title}` });
+    const subtask = ctx.subtasks[index]!;
+    const file = `${fileOf(index)}.diff`;
+    let conflicted = (await git("git diff --name-only --diff-filter=U")).stdout.split("\n").filter(Boolean);
+    if (conflicted.length === 0) {
+      // No three-way merge was possible (the patch's preimage is not in this repository): what applies is applied, the rest left as .rej files.
+      await git('git apply --reject --binary "$SORTIE_PATCH" || true', { SORTIE_PATCH: file });
+      conflicted = (await git("git ls-files --others --exclude-standard -- '*.rej'")).stdout.split("\n").filter(Boolean).map((rej) => rej.replace(/\.rej$/, ""));
+    }
+    ctx.record("integration.conflict", { subtask: subtask.key, files: conflicted, message: applied.stderr.trim().slice(0, 1000) });
+    if (conflicted.length === 0) {
+      return failed({ code: "integration_conflict", message: `the change of "${subtask.key}" does not apply: ${applied.stderr.trim().slice(0, 300)}` });
+    }
+    const meeting = ctx.subtasks.slice(0, index + 1).filter((s) => s === subtask || pathsMeet(s.patch, conflicted));
+    const ended = await ctx.resolveConflict(sandbox, repoDir, conflicted, meeting);
+    const markers = (await git('git add -A && (git grep -l -e "^<<<<<<< " -e "^>>>>>>> " --cached -- . || true) && git ls-files -- "*.rej"')).stdout.split("\n").filter(Boolean);
+    ctx.record("integration.resolved", { subtask: subtask.key, files: conflicted, ok: ended && markers.length === 0, markers });
+    if (!ended || markers.length > 0) {
+      return failed({ code: "integration_conflict", message: `the integrator could not resolve the conflict of "${subtask.key}" in ${conflicted.join(", ")}` });
+    }
+    resolved.push(subtask.key);
+    resolutions.push({ subtask: subtask.key, files: conflicted, meeting: meeting.map((s) => s.key) });
+    const committed = await git('git add -A && git commit -q --allow-empty --no-verify -F "$SORTIE_MESSAGE_FILE"', { SORTIE_MESSAGE_FILE: `${fileOf(index)}.msg` });
     if (committed.exitCode !== 0) throw new Error(`could not commit "${subtask.key}": ${committed.stderr.trim().slice(0, 300)}`);
+    from = index + 1;
   }
   try {
     await ctx.setUp(sandbox, repoDir);
