@@ -22,24 +22,14 @@ import path from "node:path";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { timingSafeEqual, createHash } from "node:crypto";
-import { asConfinedUser, type Confinement } from "../src/sandbox/port.ts";
+import { asConfinedUser } from "../src/sandbox/port.ts";
+import { parseLocalRequest, type CommandRequest, type LOCAL_HOST_REQUESTS, type LocalHostResponses } from "../src/sandbox/local-protocol.ts";
 import { DirectoryLayers, copyTree } from "./layers.ts";
 import { OutputLog } from "./output-log.ts";
 import { PortBridge, proxyRequest, proxyUpgrade } from "./port-bridge.ts";
 import { descendantsOf } from "./processes.ts";
 import { screenshotOf } from "./screenshot.ts";
 import { openWalls, unconfinedByHand, type Walls } from "./walls.ts";
-
-interface ProcessBody {
-  command: string;
-  cwd?: string;
-  env?: Record<string, string>;
-  confine?: Confinement;
-  /** One of Sortie's own fixed scripts that needs the host's root (chown, pkill -U, umount): runs outside the walls. */
-  bookkeeping?: boolean;
-  /** The port the command listens on inside its walls: bridged out for `/ports/<port>/…` and screenshots. */
-  serves?: number;
-}
 
 /**
  * Where this machine keeps its certificate authorities: passed on, so installs in a sandbox trust what the host
@@ -177,6 +167,19 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     return hosted?.bridge ?? null;
   }
 
+  /** A request body checked against its route's schema (src/sandbox/local-protocol.ts); null once a 400 is sent. */
+  async function bodyOf<R extends keyof typeof LOCAL_HOST_REQUESTS>(req: http.IncomingMessage, res: http.ServerResponse, route: R) {
+    const parsed = parseLocalRequest(route, await readBody(req));
+    if (parsed.ok) return parsed.value;
+    send(res, 400, parsed.error);
+    return null;
+  }
+
+  /** A route's answer, typed by the protocol its client reads. */
+  function reply<R extends keyof LocalHostResponses>(res: http.ServerResponse, _route: R, body: LocalHostResponses[R]) {
+    return send(res, 200, body);
+  }
+
   async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size, unconfined });
@@ -185,14 +188,14 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const processes = [...sandboxes.entries()].flatMap(([sandbox, hosted]) =>
         [...hosted.processes.entries()].map(([id, p]) => ({ sandbox, id, done: p.done })),
       );
-      return send(res, 200, { sandboxes: [...sandboxes.keys()], liveProcesses: processes.filter((p) => !p.done).length, processes });
+      return reply(res, "GET /v1/sandboxes", { sandboxes: [...sandboxes.keys()], liveProcesses: processes.filter((p) => !p.done).length, processes });
     }
-    if (url.pathname === "/v1/snapshots" && req.method === "GET") return send(res, 200, { boot, snapshots: snapshotsAtStart });
+    if (url.pathname === "/v1/snapshots" && req.method === "GET") return reply(res, "GET /v1/snapshots", { boot, snapshots: snapshotsAtStart });
     const snapshot = /^\/v1\/snapshots\/(snap-[a-z0-9-]+)$/.exec(url.pathname);
     if (snapshot && req.method === "DELETE") {
       // A snapshot a running sandbox has mounted goes when that sandbox does.
       await layers.drop(path.join(snapshotRoot, snapshot[1]!));
-      return send(res, 200, { deleted: snapshot[1] });
+      return reply(res, "DELETE /v1/snapshots/:id", { deleted: snapshot[1]! });
     }
     if (PORT_PATH.test(url.pathname)) {
       const served = servedPort(req.url ?? "/");
@@ -202,9 +205,10 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       return proxyRequest(req, res, target, served.pathAndQuery);
     }
     if (url.pathname === "/v1/faults" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as { failOpens?: number };
-      failOpens = Math.max(0, Number(body.failOpens ?? 0));
-      return send(res, 200, { failOpens });
+      const body = await bodyOf(req, res, "POST /v1/faults");
+      if (!body) return;
+      failOpens = body.failOpens;
+      return reply(res, "POST /v1/faults", { failOpens });
     }
     const match = /^\/v1\/sandboxes\/([^/]+)(\/.*)?$/.exec(url.pathname);
     if (!match) return send(res, 404, { error: { code: "not_found", message: url.pathname } });
@@ -217,47 +221,53 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         failOpens -= 1;
         return send(res, 503, { error: { code: "injected_fault", message: "sandbox start failed (injected fault)" } });
       }
-      const body = JSON.parse((await readBody(req)) || "{}") as { allow?: unknown; readable?: unknown };
+      const body = await bodyOf(req, res, "POST /");
+      if (!body) return;
       const sandbox = await ensureSandbox(id);
-      sandbox.allow = [...new Set([...sandbox.allow, ...strings(body.allow)])];
-      sandbox.readable = [...new Set([...sandbox.readable, ...strings(body.readable).filter((dir) => path.isAbsolute(dir))])];
-      return send(res, 200, { workdir: path.join(sandbox.root, "work"), ...(unconfined ? { unconfined: true } : {}) });
+      sandbox.allow = [...new Set([...sandbox.allow, ...body.allow])];
+      sandbox.readable = [...new Set([...sandbox.readable, ...body.readable.filter((dir) => path.isAbsolute(dir))])];
+      return reply(res, "POST /", { workdir: path.join(sandbox.root, "work"), ...(unconfined ? { unconfined: true as const } : {}) });
     }
     if (rest === "" && req.method === "DELETE") {
       await destroySandbox(id);
-      return send(res, 200, { destroyed: id });
+      return reply(res, "DELETE /", { destroyed: id });
     }
     const sandbox = sandboxes.get(id);
     if (!sandbox) return send(res, 404, { error: { code: "no_sandbox", message: `no sandbox ${id}` } });
 
     if (rest === "/writable" && (req.method === "POST" || req.method === "DELETE")) {
       // A publisher's push to a local (file://) remote: that directory, for as long as the grant lasts.
-      const body = JSON.parse(await readBody(req)) as { dir?: unknown };
-      const dir = typeof body.dir === "string" && path.isAbsolute(body.dir) ? path.resolve(body.dir) : null;
-      if (!dir) return send(res, 400, { error: { code: "bad_path", message: "dir must be an absolute path" } });
+      const route = req.method === "POST" ? "POST /writable" : "DELETE /writable";
+      const body = await bodyOf(req, res, route);
+      if (!body) return;
+      const dir = path.resolve(body.dir);
       if (req.method === "POST") sandbox.writable.add(dir);
       else sandbox.writable.delete(dir);
-      return send(res, 200, { writable: [...sandbox.writable] });
+      return reply(res, route, { writable: [...sandbox.writable] });
     }
     if (rest === "/screenshot" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as { port?: unknown; path?: unknown };
-      const bridge = typeof body.port === "number" ? bridgeOf(id, body.port) : null;
-      if (!bridge) return send(res, 404, { error: { code: "no_port", message: `no live process of ${id} serves port ${String(body.port)}` } });
-      const png = await screenshotOf(await bridge.target(), typeof body.path === "string" && body.path.startsWith("/") ? body.path : "/", { chromium: CHROMIUM });
+      const body = await bodyOf(req, res, "POST /screenshot");
+      if (!body) return;
+      const bridge = bridgeOf(id, body.port);
+      if (!bridge) return send(res, 404, { error: { code: "no_port", message: `no live process of ${id} serves port ${body.port}` } });
+      const png = await screenshotOf(await bridge.target(), body.path, { chromium: CHROMIUM });
       res.writeHead(200, { "content-type": "image/png", "content-length": png.length }).end(png);
       return;
     }
     if (rest === "/egress" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as { hosts?: unknown };
-      sandbox.allow = [...new Set([...sandbox.allow, ...strings(body.hosts)])];
-      return send(res, 200, { allow: sandbox.allow });
+      const body = await bodyOf(req, res, "POST /egress");
+      if (!body) return;
+      sandbox.allow = [...new Set([...sandbox.allow, ...body.hosts])];
+      return reply(res, "POST /egress", { allow: sandbox.allow });
     }
     if (rest === "/exec" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as ProcessBody & { timeoutMs?: number };
-      return send(res, 200, await execIn(sandbox, body));
+      const body = await bodyOf(req, res, "POST /exec");
+      if (!body) return;
+      return reply(res, "POST /exec", await execIn(sandbox, body));
     }
     if (rest === "/processes" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as ProcessBody;
+      const body = await bodyOf(req, res, "POST /processes");
+      if (!body) return;
       const processId = `p${sandbox.processes.size + 1}-${Date.now().toString(36)}`;
       const hosted = await startIn(sandbox, body, path.join(outputRoot, `${id}-${processId}.ndjson`));
       if (typeof body.serves === "number" && body.serves > 0 && body.serves < 65_536) {
@@ -266,7 +276,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         hosted.child.once("close", () => hosted.bridge?.close());
       }
       sandbox.processes.set(processId, hosted);
-      return send(res, 200, { processId });
+      return reply(res, "POST /processes", { processId });
     }
     const proc = /^\/processes\/([^/]+)(\/output)?$/.exec(rest);
     if (proc) {
@@ -275,7 +285,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       if (proc[2] && req.method === "GET" && hosted.output) return streamOutput(hosted.output, Number(url.searchParams.get("skip") ?? 0), req, res);
       if (!proc[2] && req.method === "DELETE") {
         await killTree(hosted);
-        return send(res, 200, { killed: true });
+        return reply(res, "DELETE /processes/:id", { killed: true });
       }
     }
     const cache = /^\/caches\/([A-Za-z0-9._-]{1,128})(\/finish)?$/.exec(rest);
@@ -287,10 +297,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         const own = path.join(sandbox.root, "cache", `${cache[1]!}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`);
         if (existsSync(shared)) await layers.layer(id, shared, own, path.join(sandbox.root, ".layers"));
         else await fs.mkdir(own, { recursive: true });
-        return send(res, 200, { path: own });
+        return reply(res, "POST /caches/:key", { path: own });
       }
-      const body = JSON.parse((await readBody(req)) || "{}") as { path?: string; keep?: boolean };
-      const own = body.path ? insideSandbox(sandbox, body.path) : null;
+      const body = await bodyOf(req, res, "POST /caches/finish");
+      if (!body) return;
+      const own = insideSandbox(sandbox, body.path);
       if (!own || !own.startsWith(path.join(sandbox.root, "cache") + path.sep)) return send(res, 400, { error: { code: "bad_path", message: "path must be a cache directory of this sandbox" } });
       if (body.keep && !existsSync(shared) && existsSync(own) && !layers.isLayered(own)) {
         // Setup is over: the directory moves into the shared store whole, and is copied only across filesystems.
@@ -302,28 +313,30 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         });
         if (moved) {
           await fs.rm(own, { recursive: true, force: true });
-          return send(res, 200, { saved: true });
+          return reply(res, "POST /caches/finish", { saved: true });
         }
       }
       await layers.remove(own);
-      return send(res, 200, { saved: false });
+      return reply(res, "POST /caches/finish", { saved: false });
     }
     if (rest === "/snapshots" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as { path: string };
+      const body = await bodyOf(req, res, "POST /snapshots");
+      if (!body) return;
       const from = insideSandbox(sandbox, body.path);
       if (!from || !existsSync(from)) return send(res, 400, { error: { code: "bad_path", message: "snapshot path must be a directory inside the sandbox" } });
       const snapshotId = `snap-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
       await copyTree(from, path.join(snapshotRoot, snapshotId));
-      return send(res, 200, { snapshotId });
+      return reply(res, "POST /snapshots", { snapshotId });
     }
     if (rest === "/restore" && req.method === "POST") {
-      const body = JSON.parse(await readBody(req)) as { snapshotId: string; path: string };
+      const body = await bodyOf(req, res, "POST /restore");
+      if (!body) return;
       const to = insideSandbox(sandbox, body.path);
-      const from = /^snap-[a-z0-9-]+$/.test(body.snapshotId) ? path.join(snapshotRoot, body.snapshotId) : null;
-      if (!to || !from) return send(res, 400, { error: { code: "bad_request", message: "a snapshot id and a path inside the sandbox are required" } });
+      const from = path.join(snapshotRoot, body.snapshotId);
+      if (!to) return send(res, 400, { error: { code: "bad_path", message: "the restore path must be inside the sandbox" } });
       if (!existsSync(from)) return send(res, 404, { error: { code: "no_snapshot", message: `no snapshot ${body.snapshotId}` } });
       const how = await layers.layer(id, from, to, path.join(sandbox.root, ".layers"));
-      return send(res, 200, { restored: body.snapshotId, how });
+      return reply(res, "POST /restore", { restored: body.snapshotId, how });
     }
     if (rest === "/files") {
       const file = insideSandbox(sandbox, url.searchParams.get("path") ?? "");
@@ -331,7 +344,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       if (req.method === "PUT") {
         await fs.mkdir(path.dirname(file), { recursive: true });
         await fs.writeFile(file, await readBody(req));
-        return send(res, 200, { written: file });
+        return reply(res, "PUT /files", { written: file });
       }
       if (req.method === "GET") {
         if (!existsSync(file)) return send(res, 404, { error: { code: "no_file", message: file } });
@@ -389,7 +402,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     };
   }
 
-  async function spawnIn(sandbox: HostedSandbox, body: ProcessBody): Promise<{ child: ChildProcess; release?: () => void }> {
+  async function spawnIn(sandbox: HostedSandbox, body: CommandRequest): Promise<{ child: ChildProcess; release?: () => void }> {
     const cwd = body.cwd ? insideSandbox(sandbox, body.cwd) : path.join(sandbox.root, "work");
     if (!cwd) throw new Error(`cwd ${body.cwd} is outside the sandbox`);
     const detached = (command: string[], env: Record<string, string>) =>
@@ -416,9 +429,9 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     return { child: detached(command, wrapped.env), release: wrapped.release };
   }
 
-  async function execIn(sandbox: HostedSandbox, body: ProcessBody & { timeoutMs?: number }) {
+  async function execIn(sandbox: HostedSandbox, body: CommandRequest) {
     const { child, release } = await spawnIn(sandbox, body);
-    return new Promise<{ exitCode: number; stdout: string; stderr: string; timedOut: boolean }>((resolve) => {
+    return new Promise<LocalHostResponses["POST /exec"]>((resolve) => {
       const hosted: HostedProcess = { child, release, output: null, done: false };
       const out: Buffer[] = [];
       const err: Buffer[] = [];
@@ -446,7 +459,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     });
   }
 
-  async function startIn(sandbox: HostedSandbox, body: ProcessBody, outputFile: string): Promise<HostedProcess> {
+  async function startIn(sandbox: HostedSandbox, body: CommandRequest, outputFile: string): Promise<HostedProcess> {
     const { child, release } = await spawnIn(sandbox, body);
     const output = new OutputLog(outputFile, PROCESS_OUTPUT_MAX_BYTES);
     const hosted: HostedProcess = { child, release, output, done: false };
@@ -590,10 +603,6 @@ function signalGroup(pid: number, signal: NodeJS.Signals) {
   } catch {
     // The group is already gone: nothing left to stop.
   }
-}
-
-function strings(value: unknown): string[] {
-  return Array.isArray(value) ? value.filter((item): item is string => typeof item === "string" && item.length > 0 && item.length < 300) : [];
 }
 
 function insideSandbox(sandbox: HostedSandbox, target: string): string | null {

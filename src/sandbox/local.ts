@@ -14,6 +14,7 @@ import {
 } from "./port.ts";
 import { CLONE_SCRIPT, parseCloneOutput } from "./checkout.ts";
 import { gitBasicAuth, type EgressPolicy } from "./egress.ts";
+import type { LocalHostBody, LocalHostResponses } from "./local-protocol.ts";
 
 /** What a local sandbox's commands may reach and read besides the model endpoints: the deployment's policy. */
 export interface LocalSandboxReach {
@@ -56,20 +57,20 @@ export class LocalSandboxPort implements SandboxPort {
 
   async open(id: string): Promise<Sandbox> {
     const client = new LocalHostClient(this.baseUrl, this.token, id);
-    const { workdir, unconfined } = await client.json<{ workdir: string; unconfined?: boolean }>("POST", "", this.reach);
+    const { workdir, unconfined } = await client.call("POST /", "", this.reach);
     return new LocalSandbox(id, workdir, client, unconfined === true);
   }
 
   async destroy(id: string): Promise<void> {
-    await new LocalHostClient(this.baseUrl, this.token, id).request("DELETE", "");
+    await new LocalHostClient(this.baseUrl, this.token, id).call("DELETE /", "");
   }
 
   async snapshotsAtStart(): Promise<{ boot: string; snapshots: string[] }> {
-    return (await new LocalHostClient(this.baseUrl, this.token, "").raw("GET", "/v1/snapshots")).json();
+    return new LocalHostClient(this.baseUrl, this.token, "").host("GET /v1/snapshots", "/v1/snapshots");
   }
 
   async dropSnapshot(snapshotId: string): Promise<void> {
-    await new LocalHostClient(this.baseUrl, this.token, "").raw("DELETE", `/v1/snapshots/${encodeURIComponent(snapshotId)}`);
+    await new LocalHostClient(this.baseUrl, this.token, "").host("DELETE /v1/snapshots/:id", `/v1/snapshots/${encodeURIComponent(snapshotId)}`);
   }
 
   /** Through the host, which bridges the port out of the command's walls; the Worker's own credentials stay behind. */
@@ -86,7 +87,8 @@ export class LocalSandboxPort implements SandboxPort {
   }
 
   async screenshot(id: string, port: number, path: string): Promise<Uint8Array | null> {
-    const response = await new LocalHostClient(this.baseUrl, this.token, id).request("POST", "/screenshot", JSON.stringify({ port, path }));
+    const body: LocalHostBody<"POST /screenshot"> = { port, path };
+    const response = await new LocalHostClient(this.baseUrl, this.token, id).request("POST", "/screenshot", JSON.stringify(body));
     return new Uint8Array(await response.arrayBuffer());
   }
 
@@ -119,22 +121,21 @@ class LocalHostClient {
     return response;
   }
 
-  /** A host-level request (not under this sandbox's path). */
-  async raw(method: string, path: string, body?: unknown): Promise<Response> {
-    const response = await fetch(`${this.baseUrl}${path}`, {
-      method,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      headers: { authorization: `Bearer ${this.token}` },
-    }).catch((error: unknown) => {
+  /** A host-level route (`/v1/…`, not under this sandbox's path), typed by the protocol (local-protocol.ts). */
+  async host<R extends keyof LocalHostResponses>(route: R, path: string): Promise<LocalHostResponses[R]> {
+    const method = route.slice(0, route.indexOf(" "));
+    const response = await fetch(`${this.baseUrl}${path}`, { method, headers: { authorization: `Bearer ${this.token}` } }).catch((error: unknown) => {
       throw new SandboxUnavailableError(`local sandbox host unreachable at ${this.baseUrl}`, { cause: error });
     });
     if (!response.ok) throw new SandboxUnavailableError(`local sandbox host answered ${response.status} to ${method} ${path}: ${(await response.text()).slice(0, 500)}`);
-    return response;
+    return (await response.json()) as LocalHostResponses[R];
   }
 
-  async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const response = await this.request(method, path, body === undefined ? undefined : JSON.stringify(body));
-    return (await response.json()) as T;
+  /** A route of this sandbox (`path` under it, its parameters filled in), its body and answer typed by the protocol. */
+  async call<R extends keyof LocalHostResponses>(route: R, path: string, ...body: LocalHostBody<R> extends undefined ? [] : [LocalHostBody<R>]): Promise<LocalHostResponses[R]> {
+    const method = route.slice(0, route.indexOf(" "));
+    const response = await this.request(method, path, body.length ? JSON.stringify(body[0]) : undefined);
+    return (await response.json()) as LocalHostResponses[R];
   }
 }
 
@@ -157,11 +158,11 @@ class LocalSandbox implements Sandbox {
   }
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    return this.client.json<ExecResult>("POST", "/exec", { command, ...options });
+    return this.client.call("POST /exec", "/exec", { command, ...options });
   }
 
   async startProcess(command: string, options: ExecOptions = {}): Promise<{ processId: string }> {
-    return this.client.json<{ processId: string }>("POST", "/processes", { command, ...options });
+    return this.client.call("POST /processes", "/processes", { command, ...options });
   }
 
   streamProcess(processId: string, options: { from?: StreamOffsets; signal?: AbortSignal } = {}): AsyncIterable<ProcessOutput> {
@@ -187,7 +188,7 @@ class LocalSandbox implements Sandbox {
   }
 
   async killProcess(processId: string): Promise<void> {
-    await this.client.request("DELETE", `/processes/${encodeURIComponent(processId)}`);
+    await this.client.call("DELETE /processes/:id", `/processes/${encodeURIComponent(processId)}`);
   }
 
   async writeFile(path: string, content: string): Promise<void> {
@@ -201,24 +202,24 @@ class LocalSandbox implements Sandbox {
   }
 
   async destroy(): Promise<void> {
-    await this.client.request("DELETE", "");
+    await this.client.call("DELETE /", "");
   }
 
   async snapshot(dir: string): Promise<string | null> {
-    return (await this.client.json<{ snapshotId: string }>("POST", "/snapshots", { path: dir })).snapshotId;
+    return (await this.client.call("POST /snapshots", "/snapshots", { path: dir })).snapshotId;
   }
 
   async restore(snapshotId: string, dir: string): Promise<void> {
-    await this.client.json("POST", "/restore", { snapshotId, path: dir });
+    await this.client.call("POST /restore", "/restore", { snapshotId, path: dir });
   }
 
   /** A private copy of the cache for `key`, so no two sandboxes write one directory. */
   async cacheDir(key: string): Promise<string | null> {
-    return (await this.client.json<{ path: string }>("POST", `/caches/${encodeURIComponent(key)}`)).path;
+    return (await this.client.call("POST /caches/:key", `/caches/${encodeURIComponent(key)}`)).path;
   }
 
   async finishCache(key: string, dir: string, keep: boolean): Promise<void> {
-    await this.client.json("POST", `/caches/${encodeURIComponent(key)}/finish`, { path: dir, keep });
+    await this.client.call("POST /caches/finish", `/caches/${encodeURIComponent(key)}/finish`, { path: dir, keep });
   }
 
   /** The orchestrator serves local previews at its own `/preview/…` paths: no public URL here. */
@@ -230,7 +231,7 @@ class LocalSandbox implements Sandbox {
 
   /** The task's own hosts join what the host's proxy lets this sandbox's commands reach. */
   async allowEgress(hosts: string[]): Promise<void> {
-    await this.client.json("POST", "/egress", { hosts });
+    await this.client.call("POST /egress", "/egress", { hosts });
   }
 
   /**
@@ -240,8 +241,8 @@ class LocalSandbox implements Sandbox {
   async grantGitAccess(repoUrl: string, token: string): Promise<GitAccess> {
     if (repoUrl.startsWith("file://")) {
       const dir = decodeURIComponent(new URL(repoUrl).pathname);
-      await this.client.json("POST", "/writable", { dir });
-      return { env: {}, revoke: async () => void (await this.client.json("DELETE", "/writable", { dir })) };
+      await this.client.call("POST /writable", "/writable", { dir });
+      return { env: {}, revoke: async () => void (await this.client.call("DELETE /writable", "/writable", { dir })) };
     }
     return {
       env: { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: ${gitBasicAuth(token)}` },

@@ -22,6 +22,12 @@ describe("the layers", () => {
     expect(found).toEqual([]);
   });
 
+  it("the Fleet's queries and tables are src/store's: the Fleet agent writes no SQL and makes no table", () => {
+    const fleet = readFileSync(join(AGENTS, "fleet.ts"), "utf8");
+    expect(fleet.match(/\b(SELECT|INSERT|UPDATE|DELETE FROM|CREATE TABLE|ALTER TABLE)\b/g)).toBeNull();
+    expect(fleet).not.toMatch(/\.sql\.exec\(|sql_/);
+  });
+
   it("the check finds a shell command written in place, and lets SQL be", () => {
     expect(shellCalls(`await sandbox.exec('git -C "$X" status', {}); this.sql.exec("SELECT 1"); sql.exec(\`CREATE TABLE t (a)\`)`)).toEqual([`sandbox.exec('`]);
   });

@@ -71,6 +71,39 @@ describe("access", () => {
   });
 });
 
+describe("the protocol (src/sandbox/local-protocol.ts)", () => {
+  const call = (pathname: string, method: string, body?: string) =>
+    fetch(`${host.url}${pathname}`, { method, body, headers: { authorization: `Bearer ${TOKEN}` } });
+
+  it("refuses a body its route's schema does not take with a 400 that names the field, and opens nothing", async () => {
+    const id = newId();
+    const badOpen = await call(`/v1/sandboxes/${id}`, "POST", JSON.stringify({ allow: "example.com" }));
+    expect(badOpen.status).toBe(400);
+    expect(await badOpen.json()).toMatchObject({ error: { code: "bad_request", message: expect.stringContaining("allow") } });
+    expect(fs.existsSync(path.join(host.root, id))).toBe(false);
+    expect((await call(`/v1/sandboxes/${id}`, "POST", "{not json")).status).toBe(400);
+    // A sandbox the protocol opened takes only commands that say what to run.
+    const opened = await call(`/v1/sandboxes/${id}`, "POST");
+    expect(opened.status).toBe(200);
+    expect(await opened.json()).toMatchObject({ workdir: expect.stringContaining(id) });
+    for (const [route, body, field] of [
+      ["/exec", { cwd: "/tmp" }, "command"],
+      ["/exec", { command: "true", confine: { uid: "root" } }, "confine.uid"],
+      ["/processes", { command: "true", serves: 70_000 }, "serves"],
+      ["/screenshot", { port: "8080" }, "port"],
+      ["/restore", { snapshotId: "../../etc", path: "x" }, "snapshotId"],
+      ["/writable", { dir: "relative/dir" }, "dir"],
+    ] as const) {
+      const response = await call(`/v1/sandboxes/${id}${route}`, "POST", JSON.stringify(body));
+      expect(response.status, route).toBe(400);
+      expect(((await response.json()) as { error: { message: string } }).error.message, route).toContain(field);
+    }
+    const ran = await call(`/v1/sandboxes/${id}/exec`, "POST", JSON.stringify({ command: "echo typed" }));
+    expect(await ran.json()).toEqual({ exitCode: 0, stdout: "typed\n", stderr: "", timedOut: false });
+    await call(`/v1/sandboxes/${id}`, "DELETE");
+  });
+});
+
 describe("a command's environment", () => {
   it("holds only what the orchestrator passed plus the image's base variables", async () => {
     const sandbox = await port.open(newId());
