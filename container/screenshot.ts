@@ -2,7 +2,9 @@
  * A PNG of a preview, taken on the host (Chromium through playwright-core):
  * the browser is the host's, outside every sandbox's walls. It loads the page
  * from a loopback port of its own that leads to the preview's port, so the
- * app sees its own root paths, as it would at its own URL.
+ * app sees its own root paths, as it would at its own URL. Requests to any
+ * other origin are refused: the page is the agent's work, and the browser is
+ * no way around the sandbox's walls.
  *
  *   const png = await screenshotOf({ socketPath }, "/", { chromium: "/usr/bin/chromium" });
  */
@@ -33,6 +35,8 @@ export async function screenshotOf(target: PortTarget, pathAndQuery: string, opt
   });
   try {
     const page = await browser.newPage({ viewport: { width: options.width ?? 1280, height: options.height ?? 800 } });
+    const origin = `http://127.0.0.1:${port}`;
+    await page.route("**/*", (route) => (new URL(route.request().url()).origin === origin ? route.continue() : route.abort("blockedbyclient")));
     await page.goto(`http://127.0.0.1:${port}${pathAndQuery}`, { waitUntil: "load", timeout: options.timeoutMs ?? 30_000 });
     return await page.screenshot({ type: "png" });
   } finally {

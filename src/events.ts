@@ -146,7 +146,7 @@ export const EVENT_DATA = {
   "integration.conflict": data({ subtask: opt(str), files: opt(z.array(str)) }),
   "integration.agent": data({ files: opt(z.array(str)), repair: opt(str), exitCode: opt(num.nullable()), isError: opt(z.boolean()), costUsd: opt(num.nullable()) }),
   "integration.resolved": data({ subtask: opt(str), files: opt(z.array(str)), ok: opt(z.boolean()) }),
-  "integration.repair": data({ command: str, exitCode: opt(num.nullable()), subtask: opt(str.nullable()), ok: opt(z.boolean()) }),
+  "integration.repair": data({ command: str, exitCode: opt(num.nullable()), subtask: opt(str.nullable()), ok: opt(z.boolean()), refused: opt(str) }),
   "integration.check": data({ command: str, exitCode: opt(num.nullable()), subtask: opt(str.nullable()) }),
   "integration.published": data({ branch: str }),
   "integration.publish_failed": data({ error: ErrorInfo }),

@@ -407,8 +407,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     if (outcome.status === "succeeded") {
       this.setState({ ...current, integration: { ...current.integration!, status: "succeeded", diff: outcome.diff, checks: outcome.checks, resolved: outcome.resolved } });
       this.record("integration.status", { status: "succeeded", branch, diff: outcome.diff, checks: outcome.checks.length });
-      if (current.output !== "diff") await this.publish();
-      this.finish(this.require().error ? "failed" : "succeeded", this.require().error);
+      await this.publishAndFinish();
       return;
     }
     this.setState({ ...current, integration: { ...current.integration!, status: "failed", checks: outcome.checks, resolved: outcome.resolved, error: outcome.error } });
@@ -417,6 +416,13 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     // A failure the integrator answered already (it followed a conflict resolution) is not sent to an owner as well.
     if (owner && outcome.failing && !outcome.integratorAnswered && owner.sentBack < SEND_BACKS && owner.taskId && (await this.sendBack(owner, acceptanceFailureMessage(outcome.failing.command, outcome.failing.exitCode, outcome.failing.output)))) return;
     this.finish("failed", outcome.error);
+  }
+
+  /** The integrated change out (unless the plan's output is the diff alone), then the plan's end. */
+  private async publishAndFinish(): Promise<void> {
+    if (this.require().output !== "diff") await this.publish();
+    this.finish(this.require().error ? "failed" : "succeeded", this.require().error);
+    await this.index();
   }
 
   /** The integration proper, in a fresh sandbox destroyed after it whatever happened. */
@@ -667,9 +673,15 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     if (source !== "server") throw new Error("plan state is read-only for clients");
   }
 
-  /** On a wake during an integration: the integration that was under way is lost, so it runs again. */
+  /**
+   * On a wake during an integration: the integration that was under way is lost, so it runs again; one that had
+   * succeeded was being published, so that starts again (a fleet slot kept from before is given back first).
+   */
   override async onStart(): Promise<void> {
-    if (this.state?.status === "integrating" && !this.integration && this.state.integration?.status === "running") this.later(() => this.integrateAll());
+    const plan = this.state;
+    if (plan?.status !== "integrating" || this.integration) return;
+    if (plan.integration?.status === "running") this.later(() => this.integrateAll());
+    else if (plan.integration?.status === "succeeded") this.later(() => this.publishAndFinish());
   }
 
   // ---- viewers ------------------------------------------------------------

@@ -26,6 +26,8 @@ export interface PlanSlotContext {
 export class PlanSlots {
   /** Slots this instance waits for, and what to wake when the fleet grants one. */
   private readonly waiting = new Map<number, () => void>();
+  /** Slots this instance holds now: a grant kept in storage from before a restart is not one of them. */
+  private readonly working = new Set<number>();
 
   constructor(private readonly ctx: PlanSlotContext) {}
 
@@ -34,14 +36,18 @@ export class PlanSlots {
     const wake = this.waiting.get(slot);
     if (!wake) return false;
     this.ctx.kv.put(grantKey(slot), true);
+    this.working.add(slot);
     this.waiting.delete(slot);
     wake();
     return true;
   }
 
-  /** Whether `slot`'s grant is still held (its sandbox may exist). */
+  /**
+   * Whether `slot`'s grant is still held: only while this instance works under it. After a restart the fleet's
+   * sweeper hears false and gives the slot to the next in the queue.
+   */
   holds(slot: number): boolean {
-    return this.ctx.kv.get(grantKey(slot)) === true;
+    return this.working.has(slot);
   }
 
   /** Waits for the fleet to grant `name`'s slot, does `work`, and gives the slot back, whatever happened. */
@@ -50,7 +56,7 @@ export class PlanSlots {
     const holder = planHolder(this.ctx.planId());
     const fleet = await fleetOf(this.ctx.env);
     // A grant kept from before this instance restarted belongs to work that is lost: it goes back first.
-    if (this.holds(slot)) {
+    if (this.ctx.kv.get(grantKey(slot)) === true) {
       this.ctx.kv.delete(grantKey(slot));
       await fleet.release(holder, slot);
     }
@@ -59,8 +65,12 @@ export class PlanSlots {
       this.waiting.set(slot, resolve);
       cancelled = reject;
     });
+    // Awaited below, or not at all if the enqueue fails first: a rejection is never left unhandled.
+    granted.catch(() => {});
     const onAbort = () => cancelled(new Error(`the plan stopped while its ${name} waited for a sandbox`));
     signal.addEventListener("abort", onAbort, { once: true });
+    // Stopped before the listener was there (while the fleet was looked up): it would never fire.
+    if (signal.aborted) onAbort();
     try {
       const position = (await fleet.enqueue(holder, [slot], this.ctx.creator()))[slot];
       if (position !== undefined) this.ctx.record("plan.queued", { slot: name, position });
@@ -69,6 +79,7 @@ export class PlanSlots {
     } finally {
       signal.removeEventListener("abort", onAbort);
       this.waiting.delete(slot);
+      this.working.delete(slot);
       this.ctx.kv.delete(grantKey(slot));
       await fleet.release(holder, slot).catch((error: unknown) => this.ctx.record("plan.error", { message: `could not give the ${name}'s fleet slot back: ${messageOf(error)}` }));
     }

@@ -62,6 +62,9 @@ const IDENTITY = { GIT_AUTHOR_NAME: "Sortie", GIT_AUTHOR_EMAIL: "sortie@localhos
 const CHECK_TIMEOUT_MS = 10 * 60_000;
 const CHECK_OUTPUT_CHARS = 8000;
 
+/** Stages the tree and prints the files that still hold conflict markers, and any rejected hunk left beside one. */
+const MARKERS_LEFT = 'git add -A && (git grep -l -e "^<<<<<<< " -e "^>>>>>>> " --cached -- . || true) && git ls-files -- "*.rej"';
+
 /** The exit status of APPLY_IN_ORDER when a change does not apply; its index is the last line it printed. */
 const NOT_APPLIED = 3;
 /**
@@ -119,7 +122,7 @@ export async function integrate(ctx: IntegrationContext): Promise<IntegrationOut
     }
     const meeting = ctx.subtasks.slice(0, index + 1).filter((s) => s === subtask || pathsMeet(s.patch, conflicted));
     const ended = await ctx.resolveConflict(sandbox, repoDir, conflicted, meeting);
-    const markers = (await git('git add -A && (git grep -l -e "^<<<<<<< " -e "^>>>>>>> " --cached -- . || true) && git ls-files -- "*.rej"')).stdout.split("\n").filter(Boolean);
+    const markers = (await git(MARKERS_LEFT)).stdout.split("\n").filter(Boolean);
     ctx.record("integration.resolved", { subtask: subtask.key, files: conflicted, ok: ended && markers.length === 0, markers });
     if (!ended || markers.length > 0) {
       return failed({ code: "integration_conflict", message: `the integrator could not resolve the conflict of "${subtask.key}" in ${conflicted.join(", ")}` });
@@ -135,25 +138,53 @@ export async function integrate(ctx: IntegrationContext): Promise<IntegrationOut
   } catch (error) {
     return failed({ code: "setup_failed", message: `the repository's setup failed on the combined change: ${messageOf(error)}` });
   }
+  // A check the tree of a resolution fails: `.sortie/test.sh`, or the acceptance of a subtask whose change met in it.
+  const resolutionsOwn = (check: IntegrationCheck) => resolutions.length > 0 && (check.subtask === null || resolutions.some((r) => r.meeting.includes(check.subtask!)));
   let checks = await runChecks(ctx, repoDir);
   let failing = checks.find((check) => check.exitCode !== 0) ?? null;
-  const integratorAnswers = failing !== null && resolutions.length > 0 && (failing.subtask === null || resolutions.some((r) => r.meeting.includes(failing!.subtask!)));
-  if (failing && integratorAnswers) {
-    const ended = await ctx.repairResolution(sandbox, repoDir, failing, resolutions);
-    const committed = ended ? await git('git add -A && git commit -q --allow-empty --no-verify -m "$SORTIE_MESSAGE"', { SORTIE_MESSAGE: `integrator: fix \`${failing.command}\` after resolving conflicts` }) : null;
-    ctx.record("integration.repair", { command: failing.command, exitCode: failing.exitCode, subtask: failing.subtask, ok: ended && committed?.exitCode === 0 });
-    if (ended && committed?.exitCode === 0) {
+  let repair: "fixed" | "failed" | null = null;
+  if (failing && resolutionsOwn(failing)) {
+    repair = (await repairResolution(ctx, git, repoDir, failing, resolutions)) ? "fixed" : "failed";
+    if (repair === "fixed") {
       checks = await runChecks(ctx, repoDir);
       failing = checks.find((check) => check.exitCode !== 0) ?? null;
     }
   }
   if (failing) {
+    // The integrator had its one turn at a failure of its resolutions; any other failure is its owner's.
+    const integratorAnswered = repair !== null && resolutionsOwn(failing);
     const of = failing.subtask === null ? "the repository's .sortie/test.sh" : `\`${failing.command}\` (of "${failing.subtask}")`;
-    return failed({ code: "check_failed", message: `${of} exited ${failing.exitCode}${integratorAnswers ? ", after the integrator's fix of its conflict resolution" : ""}` }, checks, failing, integratorAnswers);
+    const after = repair === "fixed" ? ", after the integrator's fix of its conflict resolution" : repair === "failed" ? "; the integrator's fix of its conflict resolution failed or was refused" : "";
+    return failed({ code: "check_failed", message: `${of} exited ${failing.exitCode}${after}` }, checks, failing, integratorAnswered);
   }
   const taken = await takeDiff(sandbox, repoDir, base, `${sandbox.workdir}/plan.diff`);
   const bytes = await ctx.storeDiff(await sandbox.readFile(taken.path));
   return { status: "succeeded", diff: { ...taken.stats, bytes }, checks, resolved, base };
+}
+
+/**
+ * The integrator agent's turn at a check its resolutions broke, committed on the branch if it ended well, left no
+ * conflict marker or rejected hunk, and changed none of the repository's own checks (`.sortie/`: a fix may not
+ * pass a test by rewriting it). A fix refused is undone. True when one was committed.
+ */
+async function repairResolution(
+  ctx: IntegrationContext,
+  git: (script: string, env?: Record<string, string>) => Promise<{ exitCode: number; stdout: string; stderr: string }>,
+  repoDir: string,
+  failing: IntegrationCheck,
+  resolutions: Resolution[],
+): Promise<boolean> {
+  const ended = await ctx.repairResolution(ctx.sandbox, repoDir, failing, resolutions);
+  const touched = ended ? (await git("git add -A && git diff --cached --name-only")).stdout.split("\n").filter(Boolean) : [];
+  const checksChanged = touched.filter((file) => file.startsWith(".sortie/"));
+  const markers = ended ? (await git(MARKERS_LEFT)).stdout.split("\n").filter(Boolean) : [];
+  const committed = ended && checksChanged.length === 0 && markers.length === 0
+    ? (await git('git commit -q --allow-empty --no-verify -m "$SORTIE_MESSAGE"', { SORTIE_MESSAGE: `integrator: fix \`${failing.command}\` after resolving conflicts` })).exitCode === 0
+    : false;
+  if (!committed) await git("git reset -q --hard HEAD");
+  const refused = checksChanged.length > 0 ? `it changed the repository's checks: ${checksChanged.join(", ")}` : markers.length > 0 ? `it left conflicts in ${markers.join(", ")}` : undefined;
+  ctx.record("integration.repair", { command: failing.command, exitCode: failing.exitCode, subtask: failing.subtask, ok: committed, ...(refused ? { refused } : {}) });
+  return committed;
 }
 
 /**

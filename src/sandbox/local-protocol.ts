@@ -10,8 +10,8 @@
 import { z } from "zod";
 import type { ExecResult } from "./port.ts";
 
-/** Host names or directories, each a short non-empty string. */
-const Names = z.array(z.string().min(1).max(299));
+/** Host names or directories: an empty one, or one of 300 characters or more, is left out (as the host always did). */
+const Names = z.array(z.string()).transform((names) => names.filter((name) => name.length > 0 && name.length < 300));
 const Confinement = z.object({ uid: z.int().positive(), home: z.string().min(1), modelOnly: z.object({ origins: z.array(z.string()) }).optional() });
 
 /** `POST /exec` and `POST /processes`: a command, its directory and variables, and how it is walled. */

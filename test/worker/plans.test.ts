@@ -65,6 +65,29 @@ async function planTasks(id: string): Promise<{ id: string; source: string }[]> 
   return results.filter((row) => mine.has(row.id));
 }
 
+/**
+ * Two subtasks over one lockfile: "first"'s acceptance fails once and goes back to it, so "second"'s change (made
+ * on first's first version) no longer applies and the integrator resolves it. The repository's test, which "first"
+ * writes, fails until lock.ok exists, and what it prints scripts the integrator's repair turn (`repair`): the
+ * integrator agent plays the first script line of its prompt, which quotes the plan's summary and the handoffs.
+ */
+function conflictingPlan(repair: unknown[]) {
+  const integrator = [bash("printf 'line1\\nA-fixed+B\\n' > lock.txt && rm -f lock.txt.rej"), { text: "Resolved lock.txt." }];
+  const testScript = `test -f lock.ok || { echo 'lock.ok is missing'; echo '#!standin ${JSON.stringify(repair)}'; exit 1; }\n`;
+  return {
+    summary: `A lockfile both parts touch.\n#!standin ${JSON.stringify(integrator)}`,
+    subtasks: [
+      subtask(
+        "first",
+        ["lock.txt", "a/**", ".sortie/**"],
+        [write("lock.txt", "line1\nA\n"), write("a/a.txt", "a\n"), write(".sortie/test.sh", testScript), { text: "Wrote the lock." }, write("a/fixed.txt", "fixed\n"), write("lock.txt", "line1\nA-fixed\n"), { text: "Fixed." }],
+        { acceptance: ["test -f a/fixed.txt"] },
+      ),
+      subtask("second", ["lock.txt", "b/**"], [bash("sed -i 's/^A$/A+B/' lock.txt && mkdir -p b && echo b > b/b.txt"), { text: "Extended the lock." }], { dependsOn: ["first"] }),
+    ],
+  };
+}
+
 const approve = (id: string, body?: unknown) => api(`/api/plans/${id}/approve`, { method: "POST", ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
 
 describe("plans", { timeout: 300_000 }, () => {
@@ -210,23 +233,7 @@ describe("plans", { timeout: 300_000 }, () => {
   });
 
   it("a failing acceptance command goes back to its owner's session; the dependent's change that no longer applies is resolved by the integrator, and the test its resolution broke goes back to the integrator", async () => {
-    // The integrator agent plays the script in the plan's summary (its prompt quotes the subtasks' handoffs, so theirs do not count).
-    const integrator = [bash("printf 'line1\\nA-fixed+B\\n' > lock.txt && rm -f lock.txt.rej"), { text: "Resolved lock.txt." }];
-    // The repository's test fails until lock.ok exists; what it prints scripts the integrator's repair (its prompt quotes the output, the plan's summary only quoted).
-    const repair = [bash("echo ok > lock.ok"), { text: "Added lock.ok." }];
-    const testScript = `test -f lock.ok || { echo 'lock.ok is missing'; echo '#!standin ${JSON.stringify(repair)}'; exit 1; }\n`;
-    const plan = {
-      summary: `A lockfile both parts touch.\n#!standin ${JSON.stringify(integrator)}`,
-      subtasks: [
-        subtask(
-          "first",
-          ["lock.txt", "a/**", ".sortie/**"],
-          [write("lock.txt", "line1\nA\n"), write("a/a.txt", "a\n"), write(".sortie/test.sh", testScript), { text: "Wrote the lock." }, write("a/fixed.txt", "fixed\n"), write("lock.txt", "line1\nA-fixed\n"), { text: "Fixed." }],
-          { acceptance: ["test -f a/fixed.txt"] },
-        ),
-        subtask("second", ["lock.txt", "b/**"], [bash("sed -i 's/^A$/A+B/' lock.txt && mkdir -p b && echo b > b/b.txt"), { text: "Extended the lock." }], { dependsOn: ["first"] }),
-      ],
-    };
+    const plan = conflictingPlan([bash("echo ok > lock.ok"), { text: "Added lock.ok." }]);
     const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]), approve: "auto" });
     const done = await waitForPlan(created.id, ["succeeded", "failed"]);
     expect(done.status, JSON.stringify({ error: done.error, integration: done.integration, subtasks: done.subtasks.map((s) => [s.key, s.status, s.error]) })).toBe("succeeded");
@@ -251,6 +258,20 @@ describe("plans", { timeout: 300_000 }, () => {
     expect(diff).toContain("+++ b/a/fixed.txt");
     expect(diff).toContain("+++ b/b/b.txt");
     expect(diff).not.toContain(".rej");
+  });
+
+  it("a fix of the integrator's that rewrites the repository's own test is refused and undone: the plan fails with the failing check", async () => {
+    const plan = conflictingPlan([bash("printf 'exit 0\\n' > .sortie/test.sh && echo ok > lock.ok"), { text: "Made the test pass." }]);
+    const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]), approve: "auto" });
+    const done = await waitForPlan(created.id, ["succeeded", "failed"]);
+    expect(done.status).toBe("failed");
+    expect(done.error).toMatchObject({ code: "check_failed", message: expect.stringContaining("was refused") });
+    expect(done.integration!.checks.at(-1)).toMatchObject({ command: "bash .sortie/test.sh", exitCode: 1 });
+    const repairs = (await planEvents(created.id)).filter((e) => e.type === "integration.repair").map((e) => e.data);
+    expect(repairs).toEqual([expect.objectContaining({ ok: false, refused: expect.stringContaining(".sortie/test.sh") })]);
+    // Not an owner's to answer: the one send-back is the first attempt's acceptance failure.
+    expect(done.subtasks.find((s) => s.key === "first")!.sentBack).toBe(1);
+    expect((await api(`/api/plans/${created.id}/diff`)).status).toBe(409);
   });
 
   it("cancel mid-plan ends every subtask and its task", async () => {

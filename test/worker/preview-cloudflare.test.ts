@@ -94,7 +94,8 @@ describe("previews on cloudflare", () => {
   });
 
   it("photograph a preview with the Browser Rendering binding, the page and its stylesheet answered from the container's port", async () => {
-    const page = `<!doctype html><html><head><link rel="stylesheet" href="/style.css?v=2"></head><body><h1>run 0</h1></body></html>`;
+    // A stylesheet from another origin is refused, and the page still loads.
+    const page = `<!doctype html><html><head><link rel="stylesheet" href="/style.css?v=2"><link rel="stylesheet" href="https://cdn.example.invalid/x.css"></head><body><h1>run 0</h1></body></html>`;
     const sdk = new RecordingSandboxSdk({
       ports: {
         8080: (request) => new URL(request.url).pathname === "/style.css"
