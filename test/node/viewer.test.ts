@@ -60,6 +60,24 @@ describe("the web viewer", () => {
     await page.close();
   });
 
+  it("draws the task from its own fold of the events: with every state frame withheld it still follows the task to its end", async () => {
+    const { page } = await signedInPage();
+    let withheld = 0;
+    await page.routeWebSocket(/\/api\/tasks\/[^/]+\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      server.onMessage((message) => {
+        if (String(message).startsWith('{"type":"cf_agent_state"')) withheld++;
+        else ws.send(message);
+      });
+      ws.onMessage((message) => server.send(message));
+    });
+    const id = await createTask([pause(1500, "echo waiting"), { tool: "Write", input: { file_path: "FOLD.md", content: "folded\n" } }, { text: "Done." }], "write FOLD.md");
+    await page.goto(`${harness.server.url}/tasks/${id}`);
+    await expect.poll(() => page.getByTestId("task-status").locator("[data-status]").getAttribute("data-status"), { timeout: 60_000 }).toBe("succeeded");
+    await page.locator(".d2h-file-name", { hasText: "FOLD.md" }).first().waitFor({ timeout: 15_000 });
+    expect(withheld).toBeGreaterThan(0);
+  });
+
   it("streams a task live, draws its diff, and loses or repeats no event across a dropped socket and a reload", async () => {
     const { page, urls } = await signedInPage();
     const sockets: { url: string; drop: () => Promise<void> }[] = [];

@@ -5,9 +5,13 @@
  * acknowledges what it has read, so the server sends more. On a drop it
  * reconnects with the last seq it handed on, and drops any event at or below
  * it, so a viewer sees each event exactly once.
+ *
+ * The state the page draws is the viewer's own fold of those events
+ * (`applyEvent` of src/events.ts, the fold the TaskAgent serves): the
+ * server's state frames are the same fold, read only until the first event.
  */
 import { z } from "zod";
-import type { TaskEvent } from "../../src/events.ts";
+import { applyEvent, emptyFold, type TaskEvent, type TaskFold } from "../../src/events.ts";
 import type { TaskState } from "../../src/schema.ts";
 import { EventsFrame, StateFrame } from "../../src/stream-frames.ts";
 import { Acknowledger } from "../../src/stream-protocol.ts";
@@ -32,6 +36,7 @@ const RETRY_MS = [500, 1000, 2000, 5000, 10_000];
 
 export function followTask(taskId: string, signal: AbortSignal, handlers: StreamHandlers): { lastSeq: () => number } {
   let lastSeq = 0;
+  let fold: TaskFold = emptyFold();
   let failures = 0;
   let socket: WebSocket | null = null;
 
@@ -54,12 +59,16 @@ export function followTask(taskId: string, signal: AbortSignal, handlers: Stream
       }
       const data = parsed.data;
       if ("events" in data) {
+        let changed = false;
         for (const event of data.events) {
           if (event.seq <= lastSeq) continue;
           lastSeq = event.seq;
+          fold = applyEvent(fold, event);
+          changed = true;
           handlers.onEvent(event);
         }
-      } else if ("state" in data) {
+        if (changed && fold.task) handlers.onState(fold.task);
+      } else if ("state" in data && !fold.task) {
         handlers.onState(data.state);
       }
       acks.read(lastSeq, String(message.data).length);
