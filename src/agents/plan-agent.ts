@@ -21,10 +21,13 @@ import { sandboxPortFor } from "../sandbox/index.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import type { CreateTaskBody, ErrorInfo, EventInput, TaskSpec } from "../schema.ts";
 import { deletePlan, insertPlan, savePlan } from "../store/plans.ts";
-import { DiffStore } from "./diff-store.ts";
+import { DiffStore } from "../store/diff-store.ts";
+import { PLAN_AGENT_SCHEMA } from "../store/agent-schemas.ts";
+import { migrateDurable } from "../store/durable-schema.ts";
+import { PlanPatches } from "../store/plan-patches.ts";
 import { fleetOf } from "./fleet.ts";
 import { setUpCheckout } from "./workspace.ts";
-import { EventLog } from "./event-log.ts";
+import { EventLog } from "../store/event-log.ts";
 import { planTask, startTasks } from "./launch.ts";
 import { acceptanceFailureMessage, conflictPrompt, handoffPrompt, repairPrompt } from "./plan-handoff.ts";
 import { integrate, type IntegrationInput, type IntegrationOutcome } from "../sandbox/integration.ts";
@@ -64,6 +67,14 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   private viewerStreams?: ViewerStreams;
   private diffStore?: DiffStore;
   private planSlots?: PlanSlots;
+  private readonly patches: PlanPatches;
+
+  constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
+    super(ctx, env);
+    // The plan's tables, made (or brought up to date) once per instance, never on a query's path.
+    migrateDurable(ctx.storage, "plan-agent", PLAN_AGENT_SCHEMA);
+    this.patches = new PlanPatches(ctx.storage.sql);
+  }
   /** Decisions run one at a time: a report that arrives while one runs waits its turn. */
   private turn: Promise<void> = Promise.resolve();
   private integration: AbortController | null = null;
@@ -629,14 +640,11 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   }
 
   private putPatch(key: string, patch: string): void {
-    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS plan_patches (key TEXT PRIMARY KEY, patch TEXT NOT NULL)");
-    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO plan_patches (key, patch) VALUES (?, ?)", key, patch);
+    this.patches.put(key, patch);
   }
 
   private patchOf(key: string): string {
-    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS plan_patches (key TEXT PRIMARY KEY, patch TEXT NOT NULL)");
-    const rows = this.ctx.storage.sql.exec<{ patch: string }>("SELECT patch FROM plan_patches WHERE key = ?", key).toArray();
-    return rows[0]?.patch ?? "";
+    return this.patches.get(key);
   }
 
   private record(type: string, data: Record<string, unknown>): void {

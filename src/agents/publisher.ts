@@ -11,7 +11,7 @@ import { secretFilesIn } from "../publish/secret-files.ts";
 import { taskLinks } from "../publish/slack.ts";
 import type { Sandbox } from "../sandbox/port.ts";
 import { isTerminal, type EventInput, type Publication, type TaskSpec, type TaskState } from "../schema.ts";
-import type { DiffStore } from "./diff-store.ts";
+import type { DiffStore } from "../store/diff-store.ts";
 import { publishFix } from "./fix-publisher.ts";
 import { fixEnded, startTending } from "./tending.ts";
 import { publishSlot, type Slot } from "./slot.ts";

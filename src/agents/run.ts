@@ -15,7 +15,7 @@ import { dirBytes } from "../sandbox/files.ts";
 import { peerViewExcludes } from "../sandbox/peer-view.ts";
 import { SandboxUnavailableError, type Confinement, type Sandbox, type SandboxPort } from "../sandbox/port.ts";
 import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
-import type { DiffStore } from "./diff-store.ts";
+import type { DiffStore } from "../store/diff-store.ts";
 import { fleetOf } from "./fleet.ts";
 import { configuredAgents, reviewChange, turnSucceeded, type ReviewLaneContext } from "./review.ts";
 import { reviewSlot, runOfSlot, runSlot, type Slot } from "./slot.ts";

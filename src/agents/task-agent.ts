@@ -15,8 +15,10 @@ import { insertTask, saveTask } from "../store/tasks.ts";
 import type { SlackTarget } from "../publish/slack.ts";
 import { appendAudit } from "../store/audit.ts";
 import { markMemoryWinner } from "../store/memory.ts";
-import { DiffStore } from "./diff-store.ts";
-import { EventLog } from "./event-log.ts";
+import { DiffStore } from "../store/diff-store.ts";
+import { TASK_AGENT_SCHEMA } from "../store/agent-schemas.ts";
+import { migrateDurable } from "../store/durable-schema.ts";
+import { EventLog } from "../store/event-log.ts";
 import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
 import { driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
@@ -28,7 +30,7 @@ import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
 import { ViewerStreams } from "./viewer-streams.ts";
 import { RunPreviews, type PreviewTarget } from "./preview.ts";
-import { ScreenshotStore } from "./screenshot-store.ts";
+import { ScreenshotStore } from "../store/screenshot-store.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
 import { SPEC_KEY, newTask, pendingKey, progressKey, summaryKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
 
@@ -52,6 +54,12 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private taskNotifier?: TaskNotifier;
   private runPreviews?: RunPreviews;
   private screenshotStore?: ScreenshotStore;
+
+  constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
+    super(ctx, env);
+    // The task's tables (its log, patches, screenshots), made (or brought up to date) once per instance.
+    migrateDurable(ctx.storage, "task-agent", TASK_AGENT_SCHEMA);
+  }
   /** The slots (runs, the judge, the publisher) this instance is driving right now, by slotKey. */
   private readonly live = new Map<string, AbortController>();
   /** Secrets minted during this instance's life (push tokens), redacted like the configured ones. */

@@ -7,7 +7,7 @@ import { readConfig } from "../config.ts";
 import { SortieError } from "../errors.ts";
 import { isTaskId } from "../ids.ts";
 import { CreateTaskBody, FollowUpBody, ListTasksQuery, PickWinnerBody, PublishBody, type TaskState, type TaskView } from "../schema.ts";
-import { listTasks } from "../store/tasks.ts";
+import { listTasks, taskExists } from "../store/tasks.ts";
 import { requireScope, signViewerToken, taskScope, type AuthVariables } from "./auth.ts";
 import { idempotencyKeyOf } from "./idempotent.ts";
 import { jsonBody, validate } from "./body.ts";
@@ -111,8 +111,7 @@ function accepted(outcome: { task: TaskState } | { refused: { code: string; mess
 }
 
 async function requireKnownTask(env: Cloudflare.Env, id: string): Promise<void> {
-  const found = isTaskId(id) ? await env.DB.prepare("SELECT 1 AS found FROM tasks WHERE id = ?").bind(id).first() : null;
-  if (!found) throw new SortieError("not_found", `no task ${id}`, 404);
+  if (!isTaskId(id) || !(await taskExists(env.DB, id))) throw new SortieError("not_found", `no task ${id}`, 404);
 }
 
 export async function loadTask(env: Cloudflare.Env, id: string): Promise<TaskState> {

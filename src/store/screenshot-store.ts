@@ -7,13 +7,7 @@
 export const SCREENSHOT_MAX_BYTES = 1_900_000;
 
 export class ScreenshotStore {
-  constructor(private readonly sql: SqlStorage) {
-    sql.exec(`CREATE TABLE IF NOT EXISTS sortie_screenshots (
-      run INTEGER PRIMARY KEY,
-      png BLOB NOT NULL,
-      taken_at INTEGER NOT NULL
-    )`);
-  }
+  constructor(private readonly sql: SqlStorage) {}
 
   /** Keeps `png` as run `run`'s screenshot; false (and nothing kept) when it is over the size limit. */
   put(run: number, png: Uint8Array, takenAt = Date.now()): boolean {
@@ -27,3 +21,10 @@ export class ScreenshotStore {
     return rows[0] ? new Uint8Array(rows[0].png) : null;
   }
 }
+
+/** The screenshots' table (in the task agent's schema: src/store/agent-schemas.ts). */
+export const SCREENSHOTS_TABLE = `CREATE TABLE IF NOT EXISTS sortie_screenshots (
+  run INTEGER PRIMARY KEY,
+  png BLOB NOT NULL,
+  taken_at INTEGER NOT NULL
+)`;

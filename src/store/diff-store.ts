@@ -6,14 +6,7 @@ import { LIMITS } from "../config.ts";
  * has to fit in the Durable Object's memory.
  */
 export class DiffStore {
-  constructor(private readonly sql: SqlStorage) {
-    sql.exec(`CREATE TABLE IF NOT EXISTS sortie_diff_chunks (
-      run INTEGER NOT NULL,
-      idx INTEGER NOT NULL,
-      data BLOB NOT NULL,
-      PRIMARY KEY (run, idx)
-    )`);
-  }
+  constructor(private readonly sql: SqlStorage) {}
 
   /** Replaces run `run`'s patch with the bytes of `stream`; returns how many bytes were stored. */
   async write(run: number, stream: ReadableStream<Uint8Array>): Promise<number> {
@@ -65,3 +58,11 @@ export class DiffStore {
     return text.length > limit ? `${text.slice(0, limit)}\n[diff cut at ${limit} characters]\n` : text;
   }
 }
+
+/** The patches' table (in the schema of each agent that keeps patches: src/store/agent-schemas.ts). */
+export const DIFF_CHUNKS_TABLE = `CREATE TABLE IF NOT EXISTS sortie_diff_chunks (
+  run INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (run, idx)
+)`;

@@ -31,13 +31,6 @@ export class EventLog {
     private readonly sql: SqlStorage,
     private readonly hooks: EventLogHooks,
   ) {
-    sql.exec(`CREATE TABLE IF NOT EXISTS sortie_events (
-      seq INTEGER PRIMARY KEY,
-      ts INTEGER NOT NULL,
-      run INTEGER,
-      type TEXT NOT NULL,
-      data TEXT NOT NULL
-    )`);
     this.last = Number(sql.exec("SELECT COALESCE(MAX(seq), 0) AS last FROM sortie_events").one().last);
   }
 
@@ -108,3 +101,12 @@ export class EventLog {
       .map((row) => ({ seq: row.seq, ts: row.ts, run: row.run, type: row.type, data: JSON.parse(row.data) }) as TaskEvent);
   }
 }
+
+/** The log's table (in the schema of each agent that keeps one: src/store/agent-schemas.ts). */
+export const EVENTS_TABLE = `CREATE TABLE IF NOT EXISTS sortie_events (
+  seq INTEGER PRIMARY KEY,
+  ts INTEGER NOT NULL,
+  run INTEGER,
+  type TEXT NOT NULL,
+  data TEXT NOT NULL
+)`;
