@@ -8,7 +8,13 @@
  * The socket speaks version 1 of the stream protocol (src/stream-protocol.ts):
  * `{"v":1,"type":"events","events":[…]}` and `{"type":"cf_agent_state"}` frames
  * in, `{"type":"ack","seq":N}` out, so the server keeps sending.
+ *
+ * Following from the log's start, the task it reports is its own fold of the
+ * events (`applyEvent` of src/events.ts, what the TaskAgent serves); the
+ * server's state is used only before the first event, or when an event is of a
+ * type this CLI does not know (a newer server): then the fold is given up.
  */
+import { applyEvent, emptyFold, parseEvent } from "../src/events.ts";
 import { CliError } from "./errors.mjs";
 import { TERMINAL } from "./style.mjs";
 
@@ -37,13 +43,25 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function followTask(client, task, hooks) {
   let lastSeq = hooks.after ?? 0;
   let publishSkipped = false;
+  /** The CLI's own fold of the log, while it has every event from the first. */
+  let fold = lastSeq === 0 ? emptyFold() : null;
+  const folded = () => fold?.task ?? null;
   const over = (state) => isOver(state, publishSkipped);
   const deliver = (event) => {
     if (event.seq <= lastSeq) return;
     lastSeq = event.seq;
     if (event.type === "publish.skipped") publishSkipped = true;
+    if (fold) {
+      try {
+        fold = applyEvent(fold, parseEvent(event));
+      } catch {
+        fold = null;
+      }
+    }
     hooks.onEvent(event);
   };
+  /** What the task is: the fold when there is one, else what the server said. */
+  const stateOf = (served) => folded() ?? served;
   const catchUp = async () => {
     for await (const event of client.events(task.id, lastSeq)) deliver(event);
   };
@@ -62,7 +80,7 @@ export async function followTask(client, task, hooks) {
       if (!over(current)) {
         const useSocket = typeof WebSocket === "function" && current.ws && socketFailures < MAX_SOCKET_FAILURES;
         if (useSocket) {
-          const { ended, received } = await watchSocket(current.ws, lastSeq, { onEvent: onSocketEvent, onState: hooks.onState, over });
+          const { ended, received } = await watchSocket(current.ws, lastSeq, { onEvent: onSocketEvent, onState: hooks.onState, over, stateOf });
           if (received) lastContact = Date.now();
           socketFailures = received ? 0 : socketFailures + 1;
           if (socketFailures === MAX_SOCKET_FAILURES) hooks.onNotice?.("the WebSocket does not connect; polling the event log instead");
@@ -74,7 +92,9 @@ export async function followTask(client, task, hooks) {
         }
       }
       // A fresh read: whether the task ended, and a new viewer token for the next socket.
-      current = await client.getTask(task.id);
+      // The fold stands for the task's history; the server's answer adds the rest (its viewer URL, queue places).
+      const served = await client.getTask(task.id);
+      current = { ...served, ...folded() };
       lastContact = Date.now();
       troubles = 0;
     } catch (error) {
@@ -88,7 +108,7 @@ export async function followTask(client, task, hooks) {
     hooks.onState(current);
     if (over(current)) {
       await catchUp();
-      return current;
+      return { ...current, ...folded() };
     }
   }
 }
@@ -108,7 +128,7 @@ export function isOver(task, publishSkipped = false) {
  * `over` (and the socket has settled) or when the connection drops.
  * @returns {Promise<{ ended: boolean, received: boolean }>}
  */
-function watchSocket(wsUrl, after, { onEvent, onState, over }) {
+function watchSocket(wsUrl, after, { onEvent, onState, over, stateOf }) {
   return new Promise((resolve, reject) => {
     const url = new URL(wsUrl);
     url.searchParams.set("after", String(after));
@@ -160,8 +180,13 @@ function watchSocket(wsUrl, after, { onEvent, onState, over }) {
               await onEvent(event);
               highest = Math.max(highest, event.seq);
             }
+            const mine = stateOf(null);
+            if (mine) {
+              latest = mine;
+              onState(latest);
+            }
           } else if (frame.type === "cf_agent_state" && frame.state) {
-            latest = frame.state;
+            latest = stateOf(frame.state);
             onState(latest);
           }
           read(highest, String(message.data).length);
