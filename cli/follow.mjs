@@ -92,9 +92,10 @@ export async function followTask(client, task, hooks) {
         }
       }
       // A fresh read: whether the task ended, and a new viewer token for the next socket.
-      // The fold stands for the task's history; the server's answer adds the rest (its viewer URL, queue places).
       const served = await client.getTask(task.id);
-      current = { ...served, ...folded() };
+      current = withServed(folded(), served);
+      // A fold that disagrees with a server saying the task is over (another version's fold) does not hold following up.
+      if (over(served) && !over(current)) current = served;
       lastContact = Date.now();
       troubles = 0;
     } catch (error) {
@@ -108,9 +109,26 @@ export async function followTask(client, task, hooks) {
     hooks.onState(current);
     if (over(current)) {
       await catchUp();
-      return { ...current, ...folded() };
+      return withServed(folded(), current);
     }
   }
+}
+
+/**
+ * The task as the fold tells it, with what the server adds beside the history: where to watch it, each run's
+ * place in the queue and its preview's absolute URL. Without a fold, the server's answer.
+ */
+function withServed(fold, served) {
+  if (!fold) return served;
+  const runs = fold.runs.map((run, i) => {
+    const servedRun = served.runs?.[i];
+    return {
+      ...run,
+      ...(servedRun?.queuePosition !== undefined ? { queuePosition: servedRun.queuePosition } : {}),
+      ...(run.preview && servedRun?.preview?.url ? { preview: { ...run.preview, url: servedRun.preview.url } } : {}),
+    };
+  });
+  return { ...served, ...fold, runs };
 }
 
 /**
@@ -188,6 +206,8 @@ function watchSocket(wsUrl, after, { onEvent, onState, over, stateOf }) {
           } else if (frame.type === "cf_agent_state" && frame.state) {
             latest = stateOf(frame.state);
             onState(latest);
+            // The server says it is over where the fold does not (another version's fold): following ends all the same.
+            if (!endedAt && over(frame.state) && !over(latest)) endedAt = Date.now();
           }
           read(highest, String(message.data).length);
           // Checked after every frame: a `publish.skipped` event can end following without a state change.

@@ -7,6 +7,7 @@ import { STREAM_VERSION } from "./stream-protocol.ts";
 export const EventsFrame = z.object({ v: z.literal(STREAM_VERSION), type: z.literal("events"), events: z.array(TaskEvent) });
 export type EventsFrame = z.infer<typeof EventsFrame>;
 
-export const StateFrame = z.object({ type: z.literal("cf_agent_state"), state: TaskState });
+/** `seq`: the state is the fold of every event up to it (absent from servers before it was sent). */
+export const StateFrame = z.object({ type: z.literal("cf_agent_state"), seq: z.int().nonnegative().optional(), state: TaskState });
 
 export const AckFrame = z.object({ type: z.literal("ack"), seq: z.int().nonnegative() });

@@ -6,7 +6,9 @@
  * Server → viewer:
  *   `{"v":1,"type":"events","events":[…]}`  events stored together, oldest first;
  *                                          each exactly as `GET …/events` serves it
- *   `{"type":"cf_agent_state","state":…}`   the task's state after a change
+ *   `{"type":"cf_agent_state","seq":N,"state":…}`
+ *                                          the task's state after a change: the
+ *                                          fold of every event up to `seq`
  * Viewer → server:
  *   `{"type":"ack","seq":N}`                 every event up to N has been read
  *

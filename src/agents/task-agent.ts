@@ -78,7 +78,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.viewerStreams ??= new ViewerStreams(
       this.events,
       () => this.getConnections(),
-      () => (this.current ? JSON.stringify({ type: "cf_agent_state", state: this.current }) : null),
+      () => (this.current ? JSON.stringify({ type: "cf_agent_state", seq: this.events.lastSeq, state: this.current }) : null),
     );
     return this.viewerStreams;
   }

@@ -3,6 +3,7 @@ import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { signViewerToken } from "../../src/api/auth.ts";
 import type { LoggedEvent } from "../../src/schema.ts";
+import { foldTask, parseEvent } from "../../src/events.ts";
 import { ADMIN, createTask, liveSandboxes, readEvents, scripted, waitForPhase, waitForStatus, watch } from "./helpers.ts";
 
 async function until(check: () => boolean, timeoutMs = 20_000) {
@@ -70,13 +71,21 @@ describe("the task WebSocket", () => {
     const socket = response.webSocket!;
     socket.accept();
     const statuses: string[] = [];
+    const seqs: number[] = [];
     socket.addEventListener("message", (message) => {
-      const parsed = JSON.parse(message.data as string) as { type: string; state?: { status: string } };
-      if (parsed.type === "cf_agent_state" && parsed.state) statuses.push(parsed.state.status);
+      const parsed = JSON.parse(message.data as string) as { type: string; seq?: number; state?: { status: string } };
+      if (parsed.type === "cf_agent_state" && parsed.state) {
+        statuses.push(parsed.state.status);
+        seqs.push(parsed.seq!);
+      }
     });
     await waitForStatus(task.id, ["succeeded"]);
     await until(() => statuses.at(-1) === "succeeded");
     socket.close();
+    // Each state is the fold of the log up to its `seq`: the last one is the whole log's.
+    expect(seqs.every((seq, i) => Number.isInteger(seq) && seq >= (seqs[i - 1] ?? 1))).toBe(true);
+    const events = await readEvents(task.id);
+    expect(foldTask(events.slice(0, seqs.at(-1)!).map((event) => parseEvent(event))).status).toBe("succeeded");
   });
 });
 

@@ -7,8 +7,12 @@
  * it, so a viewer sees each event exactly once.
  *
  * The state the page draws is the viewer's own fold of those events
- * (`applyEvent` of src/events.ts, the fold the TaskAgent serves): the
- * server's state frames are the same fold, read only until the first event.
+ * (`applyEvent` of src/events.ts, the fold the TaskAgent serves), once it has
+ * caught up with the newest state frame (the fold of every event up to the
+ * frame's `seq`): while a replay is under way the page keeps the server's
+ * state, never going back through the task's history. A frame the viewer
+ * cannot read, or a gap in `seq`, ends its fold: then it draws the server's
+ * state frames, as before.
  */
 import { z } from "zod";
 import { applyEvent, emptyFold, type TaskEvent, type TaskFold } from "../../src/events.ts";
@@ -36,7 +40,10 @@ const RETRY_MS = [500, 1000, 2000, 5000, 10_000];
 
 export function followTask(taskId: string, signal: AbortSignal, handlers: StreamHandlers): { lastSeq: () => number } {
   let lastSeq = 0;
-  let fold: TaskFold = emptyFold();
+  /** The viewer's fold of every event up to `lastSeq`; null once it missed one. */
+  let fold: TaskFold | null = emptyFold();
+  /** The `seq` the newest state frame drawn stands for: the fold is drawn once it is that far. */
+  let drawnSeq = 0;
   let failures = 0;
   let socket: WebSocket | null = null;
 
@@ -62,14 +69,24 @@ export function followTask(taskId: string, signal: AbortSignal, handlers: Stream
         let changed = false;
         for (const event of data.events) {
           if (event.seq <= lastSeq) continue;
+          // A gap (events the viewer never got): its fold no longer tells the task's story.
+          if (fold && event.seq !== lastSeq + 1) fold = null;
           lastSeq = event.seq;
-          fold = applyEvent(fold, event);
+          if (fold) fold = applyEvent(fold, event);
           changed = true;
           handlers.onEvent(event);
         }
-        if (changed && fold.task) handlers.onState(fold.task);
-      } else if ("state" in data && !fold.task) {
-        handlers.onState(data.state);
+        if (changed && fold?.task && lastSeq >= drawnSeq) handlers.onState(fold.task);
+      } else if ("state" in data) {
+        // Drawn unless the fold is at least as far; a server that sends no `seq` has its frames drawn always.
+        if (!fold?.task || data.seq === undefined || data.seq > lastSeq) {
+          drawnSeq = Math.max(drawnSeq, data.seq ?? 0);
+          handlers.onState(data.state);
+        }
+      } else if (data.type === "events") {
+        // An events frame the viewer cannot read (an event type newer than it): the fold is over.
+        console.warn("sortie: an events frame the viewer does not understand", message.data);
+        fold = null;
       }
       acks.read(lastSeq, String(message.data).length);
     });
