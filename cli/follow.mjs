@@ -28,7 +28,7 @@ const POLL_MS = 1000;
 /** Sockets that close before saying anything, in a row, before we fall back to polling. */
 const MAX_SOCKET_FAILURES = 5;
 /** When to acknowledge what was read: after this many bytes, or this long after the first unacknowledged frame (as src/stream-protocol.ts). */
-const ACK_EVERY_BYTES = 128 * 1024;
+const ACK_EVERY_BYTES = 256 * 1024;
 const ACK_WITHIN_MS = 1000;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -68,10 +68,17 @@ export const LIMITS = {
   eventTextChars: 16 * 1024,
   /** Events served per page to a reconnecting viewer or the NDJSON endpoint. */
   eventPage: 500,
-  /** Events appended within this many milliseconds are stored in one transaction and sent to viewers as one frame… */
+  /** Events appended within this many milliseconds are stored in one transaction (viewers get them in frames: viewerFrameMs)… */
   eventBatchMs: 25,
   /** …or as soon as this many are waiting. */
   eventBatchMax: 500,
+  /**
+   * Stored batches go to the viewers together while the last frame is younger than this many milliseconds…
+   * (a frame costs every socket a send: a fast stream goes out in few large frames)
+   */
+  viewerFrameMs: 25,
+  /** …and until they make this many bytes. */
+  viewerFrameBytes: 128 * 1024,
   /** Bytes sent to one viewer and not yet acknowledged, past which it gets nothing more until it reads (then it catches up by seq). */
   viewerBacklogBytes: 1024 * 1024,
   /** Events per frame while a viewer catches up from the stored log. */

@@ -25,13 +25,18 @@ import type { TaskEvent } from "./events.ts";
 export const STREAM_VERSION = 1;
 
 /** A viewer acknowledges once it has read this many bytes since its last acknowledgement… */
-export const ACK_EVERY_BYTES = 128 * 1024;
+export const ACK_EVERY_BYTES = 256 * 1024;
 /** …or this long after the first frame it has not acknowledged yet. */
 export const ACK_WITHIN_MS = 1000;
 
 /** The text of one events frame: the events' own JSON, as the log stores them, joined. */
 export function eventsFrameText(events: readonly TaskEvent[]): string {
-  return `{"v":${STREAM_VERSION},"type":"events","events":[${events.map((event) => JSON.stringify(event)).join(",")}]}`;
+  return eventsFrameOfTexts(events.map((event) => JSON.stringify(event)));
+}
+
+/** The same, of events already serialized. */
+export function eventsFrameOfTexts(texts: readonly string[]): string {
+  return `{"v":${STREAM_VERSION},"type":"events","events":[${texts.join(",")}]}`;
 }
 
 /**

@@ -1,10 +1,13 @@
 /**
  * The viewers of one task: which events each has been sent, and how much of
- * that it has not acknowledged yet (src/stream-protocol.ts). A batch of
- * events becomes one frame, built once and sent to every viewer that is up
- * to date; a viewer with more than LIMITS.viewerBacklogBytes unacknowledged
- * is skipped, costs nothing more than two numbers, and catches up from the
- * stored log, page by page, as its acknowledgements come in. So a stalled
+ * that it has not acknowledged yet (src/stream-protocol.ts). The batches the
+ * log stores within LIMITS.viewerFrameMs of the last frame become one frame,
+ * built once and sent to every viewer that is up to date (a send costs each
+ * socket about as much as 30 KB of frame, so a fast stream goes out in a few
+ * large frames and a slow one at once); a viewer with more than
+ * LIMITS.viewerBacklogBytes unacknowledged is skipped, costs nothing more than
+ * two numbers, and catches up from the stored log, page by page, as its
+ * acknowledgements come in, up to the events waiting for their frame. So a stalled
  * viewer slows neither the agent nor the other viewers.
  *
  * The registry lives in memory, so a broadcast reads no socket attachment;
@@ -15,7 +18,7 @@ import type { Connection } from "agents";
 import { LIMITS } from "../config.ts";
 import type { TaskEvent } from "../events.ts";
 import { AckFrame } from "../stream-frames.ts";
-import { eventsFrameText } from "../stream-protocol.ts";
+import { eventsFrameOfTexts, eventsFrameText } from "../stream-protocol.ts";
 
 /**
  * What the viewers read from the task's event log: only what is stored.
@@ -49,6 +52,13 @@ export class ViewerStreams {
   /** Keyed by the socket itself: a connection is its WebSocket, so no lookup reads its attachment. */
   private readonly viewers = new Map<object, Viewer>();
   private rebuilt = false;
+  /** Stored events not framed yet (each event's JSON), the seqs of the first and last, and when the last frame went. */
+  private outgoing: string[] = [];
+  private outgoingBytes = 0;
+  private outgoingFirst = 0;
+  private outgoingLast = 0;
+  private lastFrameAt = -Infinity;
+  private frameTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly log: StoredEvents,
@@ -61,6 +71,8 @@ export class ViewerStreams {
   /** A new viewer that has every event up to `after`: it gets the state, then what it missed. */
   add(connection: Connection, after: number): void {
     this.rebuild();
+    // A viewer that read past the framed edge (from GET …/events) must not be sent those events again.
+    if (after > this.framedSeq()) this.sendFrame();
     const viewer = this.track(connection, Math.min(Math.max(0, after), this.log.storedSeq));
     const state = this.stateFrame();
     if (state) this.send(viewer, state, viewer.sent);
@@ -94,20 +106,43 @@ export class ViewerStreams {
     this.catchUp(viewer);
   }
 
-  /** A batch the log just stored: one frame, sent to each viewer that has everything before it and room. */
+  /**
+   * A batch the log just stored. Batches stored within LIMITS.viewerFrameMs of
+   * the last frame wait to go out together (up to LIMITS.viewerFrameBytes): a
+   * frame costs each socket a send, so a fast stream goes out in few large
+   * frames while a slow one still leaves at once.
+   */
   publish(events: TaskEvent[]): void {
     this.rebuild();
-    const first = events[0];
-    if (!first) return;
-    const last = events.at(-1)!.seq;
-    let frame: string | undefined;
+    if (events.length === 0) return;
+    if (this.outgoing.length === 0) this.outgoingFirst = events[0]!.seq;
+    for (const event of events) {
+      const text = JSON.stringify(event);
+      this.outgoing.push(text);
+      this.outgoingBytes += text.length;
+    }
+    this.outgoingLast = events.at(-1)!.seq;
+    const wait = this.lastFrameAt + LIMITS.viewerFrameMs - Date.now();
+    if (wait <= 0 || this.outgoingBytes >= LIMITS.viewerFrameBytes) this.sendFrame();
+    else this.frameTimer ??= setTimeout(() => this.sendFrame(), wait);
+  }
+
+  /** The events waiting for their frame, as one frame to each viewer that has everything before them and room. */
+  private sendFrame(): void {
+    clearTimeout(this.frameTimer);
+    this.frameTimer = undefined;
+    if (this.outgoing.length === 0) return;
+    this.lastFrameAt = Date.now();
+    const frame = eventsFrameOfTexts(this.outgoing);
+    const [first, last] = [this.outgoingFirst, this.outgoingLast];
+    this.outgoing = [];
+    this.outgoingBytes = 0;
     for (const viewer of this.viewers.values()) {
-      if (viewer.sent !== first.seq - 1) continue;
+      if (viewer.sent !== first - 1) continue;
       if (viewer.unackedBytes >= LIMITS.viewerBacklogBytes) {
         this.fellBehind(viewer);
         continue;
       }
-      frame ??= eventsFrameText(events);
       this.send(viewer, frame, last);
     }
   }
@@ -115,6 +150,8 @@ export class ViewerStreams {
   /** The task's state changed: up-to-date viewers get it now, the others once they catch up. */
   publishState(): void {
     this.rebuild();
+    // The state is the fold up to the newest stored event: the events before it go first.
+    this.sendFrame();
     let frame: string | null | undefined;
     for (const viewer of this.viewers.values()) {
       if (viewer.sent !== this.log.storedSeq || viewer.unackedBytes >= LIMITS.viewerBacklogBytes) {
@@ -136,12 +173,14 @@ export class ViewerStreams {
 
   /** Sends stored events the viewer has not had, while it has room; then, caught up, the newest state if it missed one. */
   private catchUp(viewer: Viewer): void {
-    while (viewer.sent < this.log.storedSeq && viewer.unackedBytes < LIMITS.viewerBacklogBytes) {
-      const page = this.log.storedPage(viewer.sent, LIMITS.viewerCatchUpPage);
+    // Up to the events waiting for their frame: those reach it in that frame, with every other viewer's.
+    const edge = this.framedSeq();
+    while (viewer.sent < edge && viewer.unackedBytes < LIMITS.viewerBacklogBytes) {
+      const page = this.log.storedPage(viewer.sent, Math.min(LIMITS.viewerCatchUpPage, edge - viewer.sent));
       if (page.length === 0) break;
       if (!this.send(viewer, eventsFrameText(page), page.at(-1)!.seq)) return;
     }
-    if (viewer.sent < this.log.storedSeq) {
+    if (viewer.sent < edge) {
       this.save(viewer, { resumeAfter: viewer.sent });
       return;
     }
@@ -151,6 +190,11 @@ export class ViewerStreams {
       if (state) this.send(viewer, state, viewer.sent);
     }
     if (!viewer.savedLive) this.save(viewer, { resumeAfter: null });
+  }
+
+  /** The newest event framed: what is stored, but for the events waiting for their frame. */
+  private framedSeq(): number {
+    return this.outgoing.length > 0 ? this.outgoingFirst - 1 : this.log.storedSeq;
   }
 
   private fellBehind(viewer: Viewer): void {
