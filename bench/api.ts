@@ -3,6 +3,7 @@
  * events, the WebSocket), plus the local sandbox host's unauthenticated
  * `/healthz`, which counts live sandboxes.
  */
+import { inflateRawSync } from "node:zlib";
 import type { LoggedEvent, TaskStatus, TaskSummary, TaskView } from "../src/schema.ts";
 import { Acknowledger } from "../src/stream-protocol.ts";
 import type { DevServer } from "../test/support/dev-server.ts";
@@ -82,7 +83,8 @@ export function apiOf(server: DevServer) {
      */
     waitForEnd(task: TaskView, timeoutMs: number): Promise<{ endedAt: number; status: TaskStatus }> {
       return new Promise((resolve, reject) => {
-        const socket = new WebSocket(task.ws);
+        const socket = new WebSocket(`${task.ws}${task.ws.includes("?") ? "&" : "?"}frames=deflate`);
+        socket.binaryType = "arraybuffer";
         const acks = new Acknowledger((text) => socket.readyState === WebSocket.OPEN && socket.send(text));
         let settled = false;
         const finish = (outcome: { endedAt: number; status: TaskStatus } | Error) => {
@@ -97,9 +99,11 @@ export function apiOf(server: DevServer) {
         };
         socket.addEventListener("message", (message) => {
           const at = Date.now();
-          const parsed = JSON.parse(String(message.data)) as { type?: string; events?: LoggedEvent[] };
+          const data = message.data as string | ArrayBuffer;
+          const text = typeof data === "string" ? data : inflateRawSync(Buffer.from(data)).toString("utf8");
+          const parsed = JSON.parse(text) as { type?: string; events?: LoggedEvent[] };
           const events = parsed.type === "events" ? (parsed.events ?? []) : [];
-          acks.read(events.at(-1)?.seq ?? 0, String(message.data).length);
+          acks.read(events.at(-1)?.seq ?? 0, typeof data === "string" ? data.length : data.byteLength);
           const ended = events.find((event) => event.type === "task.status" && TERMINAL.has(event.data.status as TaskStatus));
           if (ended) finish({ endedAt: at, status: ended.data.status as TaskStatus });
         });

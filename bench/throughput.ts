@@ -36,7 +36,9 @@ async function stream(api: Api, viewers: number, workerd: number | null, stalled
   const memory = sampleMemory(workerd);
   const task = await api.create({ repo: "acme/widgets", prompt: standinAgentPrompt(`bench: throughput, ${viewers} viewers${stalled ? `, ${stalled} stalled` : ""}`, { lines: LINES, delayMs: DELAY_MS }) });
   const catalog = new EventCatalog();
-  const all = Array.from({ length: viewers }, () => new Viewer(task.ws, catalog));
+  // The stalled ones take text frames: deflated, this stream (2.3 MB of text) is smaller than a viewer's backlog cap,
+  // and a stall would never push them into catching up.
+  const all = Array.from({ length: viewers }, (_, i) => new Viewer(task.ws, catalog, { deflate: i >= stalled }));
   await Promise.allSettled(all.map((viewer) => viewer.opened));
   const stalledList = all.slice(0, stalled);
   const list = all.slice(stalled);
@@ -86,6 +88,8 @@ async function stream(api: Api, viewers: number, workerd: number | null, stalled
     perViewerPerSecond: viewers ? { median: Math.round(median(perViewer.map((v) => v.perSecond))), slowest: Math.round(Math.min(...perViewer.map((v) => v.perSecond))) } : null,
     openedBeforeFirstLine: perViewer.filter((v) => v.openedBeforeFirstLine).length,
     framesPerViewer: median(list.map((viewer) => viewer.frames)),
+    // What a reading viewer received on the wire for the whole stream (deflated frames).
+    streamKiB: Math.round(streamBytes / 1024),
     caughtUp,
     audit,
     stalled: stalled
@@ -94,9 +98,9 @@ async function stream(api: Api, viewers: number, workerd: number | null, stalled
           caughtUp: stalledCaughtUp,
           audit: stalledAudit,
           catchUpSeconds: round(Math.max(...catchUpSeconds)),
-          // What a stalled viewer was sent while it read nothing, against the whole stream a reading viewer got.
+          // What a stalled viewer was sent while it read nothing, against the whole stream it got in the end (as text).
           sentWhileStalledKiB: Math.round(Math.max(...stalledList.map((viewer) => viewer.bytesWhileStalled)) / 1024),
-          streamKiB: Math.round(streamBytes / 1024),
+          streamKiB: Math.round(Math.max(...stalledList.map((viewer) => viewer.bytes)) / 1024),
           workerdRssPeakWhileStalledMiB: rssStalled,
         }
       : null,
@@ -128,12 +132,13 @@ export async function benchThroughput(api: Api, workerd: number | null): Promise
     { name: "viewers with every event once, in order", value: `${fanned.audit.perfect}/${THROUGHPUT_VIEWERS}`, goal: `${THROUGHPUT_VIEWERS}/${THROUGHPUT_VIEWERS}`, met: clean },
     { name: `${STALLED} of ${THROUGHPUT_VIEWERS} stalled: last line at the other ${readers} / at all ${THROUGHPUT_VIEWERS} reading`, value: `${stalling.wallSeconds} s / ${fanned.wallSeconds} s`, goal: "not slower", met: isClean(stalling.audit) && stalling.wallSeconds <= fanned.wallSeconds * 1.25 },
     { name: "stalled: events/s stored", value: stalling.storedPerSecond, unit: "events/s" },
-    { name: "stalled: sent to a stalled viewer while it read nothing / the whole stream", value: `${stall.sentWhileStalledKiB} / ${stall.streamKiB} KiB` },
+    { name: "stalled: sent to a stalled (text) viewer while it read nothing / the whole stream", value: `${stall.sentWhileStalledKiB} / ${stall.streamKiB} KiB` },
     { name: "stalled: caught up after reading again, each event once, in order", value: `${stall.audit?.perfect ?? 0}/${STALLED} in ${stall.catchUpSeconds} s`, goal: `${STALLED}/${STALLED}`, met: stall.caughtUp && isClean(stall.audit) },
     { name: "stalled: workerd RSS peak (all reading: peak)", value: `${stall.workerdRssPeakWhileStalledMiB} MiB (${fanned.workerdRssMiB.peak} MiB)` },
   ];
   const notes = [
     `${fanned.lines} log lines (${fanned.events} events in all) to ${THROUGHPUT_VIEWERS} viewers: ${fanned.delivered} line events delivered in ${fanned.wallSeconds} s. The stand-in printed ${fanned.printedPerSecond} lines/s; the TaskAgent stored them in ${fanned.storedSeconds} s (${fanned.storedPerSecond}/s, from the first print to the last event's ts) and in ${alone.storedSeconds} s with no viewer (${alone.storedPerSecond}/s).`,
+    `Each viewer got ${fanned.framesPerViewer} events frames, ${fanned.streamKiB} KiB on the wire (deflated, \`?frames=deflate\`).`,
     `${fanned.openedBeforeFirstLine} of ${THROUGHPUT_VIEWERS} viewers were connected before the first line was printed. workerd RSS peaked at ${fanned.workerdRssMiB.peak} MiB (no viewer: ${alone.workerdRssMiB.peak} MiB).`,
     `Audit against GET /events: ${JSON.stringify(fanned.audit)}`,
   ];

@@ -4,6 +4,7 @@
  * when), and is later audited against `GET /api/tasks/:id/events`: every
  * event exactly once, in order, and identical to the stored log.
  */
+import { inflateRawSync } from "node:zlib";
 import type { LoggedEvent } from "../src/schema.ts";
 import { Acknowledger } from "../src/stream-protocol.ts";
 import { sleep } from "./api.ts";
@@ -28,6 +29,20 @@ export class EventCatalog {
   readonly texts = new Map<number, string>();
   private readonly frames = new Map<string, FramedEvent[]>();
 
+  private readonly inflated = new Map<string, string>();
+
+  /** The text of a message: a binary one is a deflated events frame (`?frames=deflate`), inflated once for all viewers. */
+  textOf(data: string | ArrayBuffer): string {
+    if (typeof data === "string") return data;
+    const key = Buffer.from(data).toString("latin1");
+    let text = this.inflated.get(key);
+    if (text === undefined) {
+      text = inflateRawSync(Buffer.from(data)).toString("utf8");
+      this.inflated.set(key, text);
+    }
+    return text;
+  }
+
   /** The events of an events frame (`{"v":1,"type":"events",…}`). */
   eventsOf(frame: string): FramedEvent[] {
     let events = this.frames.get(frame);
@@ -50,6 +65,8 @@ export class EventCatalog {
 }
 
 export interface ViewerOptions {
+  /** Asks for deflated events frames (`?frames=deflate`), as the web viewer does; default true. */
+  deflate?: boolean;
   /** Called for every event, with when it arrived (preciseNow). Parsing costs time: only when asked. */
   onEvent?: (event: LoggedEvent, receivedAt: number) => void;
 }
@@ -91,7 +108,9 @@ export class Viewer {
   readonly opened: Promise<void>;
 
   constructor(url: string, catalog: EventCatalog, options: ViewerOptions = {}) {
-    this.socket = new WebSocket(url);
+    // As the web viewer does, it asks for its events frames deflated.
+    this.socket = new WebSocket(options.deflate === false ? url : `${url}${url.includes("?") ? "&" : "?"}frames=deflate`);
+    this.socket.binaryType = "arraybuffer";
     this.acks = new Acknowledger((text) => this.socket.readyState === WebSocket.OPEN && this.socket.send(text));
     this.opened = new Promise((resolve, reject) => {
       this.socket.addEventListener("open", () => {
@@ -111,9 +130,11 @@ export class Viewer {
     });
     this.socket.addEventListener("message", (message) => {
       const at = preciseNow();
-      const text = String(message.data);
-      this.bytes += text.length;
-      if (this.stalled) this.bytesWhileStalled += text.length;
+      const data = message.data as string | ArrayBuffer;
+      const wire = typeof data === "string" ? data.length : data.byteLength;
+      const text = catalog.textOf(data);
+      this.bytes += wire;
+      if (this.stalled) this.bytesWhileStalled += wire;
       if (text.startsWith(FRAME_PREFIX)) {
         this.frames++;
         for (const { seq, text: eventText, event } of catalog.eventsOf(text)) {
@@ -128,8 +149,8 @@ export class Viewer {
       } else {
         this.otherMessages++;
       }
-      if (!this.stalled) this.acks.read(this.highest, text.length);
-      else this.unread += text.length;
+      if (!this.stalled) this.acks.read(this.highest, wire);
+      else this.unread += wire;
     });
   }
 

@@ -12,8 +12,16 @@
  * Viewer → server:
  *   `{"type":"ack","seq":N}`                 every event up to N has been read
  *
- * A viewer acknowledges what it has read (after ACK_EVERY_BYTES, or
- * ACK_WITHIN_MS after the first unacknowledged frame). The server keeps at
+ * A viewer that connects with `?frames=deflate` gets every events frame as a
+ * binary message instead: the raw DEFLATE (RFC 1951, no zlib or gzip header)
+ * of the same text. The frame is deflated once for all such viewers, so fifty
+ * viewers cost the server one compression, not fifty (which is why the Worker
+ * refuses WebSocket `permessage-deflate`: that compresses per socket). State
+ * frames stay text.
+ *
+ * A viewer acknowledges what it has read, counted in bytes as they came on
+ * the wire (after ACK_EVERY_BYTES, or ACK_WITHIN_MS after the first
+ * unacknowledged frame). The server keeps at
  * most a capped number of unacknowledged bytes in flight per viewer; a viewer
  * past the cap gets nothing more until it acknowledges, and then catches up
  * from the stored log by `seq`. The frames' zod schemas are in

@@ -695,8 +695,9 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   // ---- viewers ------------------------------------------------------------
 
   override onConnect(connection: Connection, ctx: ConnectionContext): void {
-    const after = Number(new URL(ctx.request.url).searchParams.get("after") ?? 0);
-    this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0);
+    const params = new URL(ctx.request.url).searchParams;
+    const after = Number(params.get("after") ?? 0);
+    this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0, { deflate: params.get("frames") === "deflate" });
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {

@@ -419,10 +419,11 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     }
   }
 
-  /** A viewer connects: it gets the task's state, every event after `?after=SEQ`, then live ones (src/stream-protocol.ts). */
+  /** A viewer connects: it gets the task's state, every event after `?after=SEQ`, then live ones; `?frames=deflate` deflates its events frames (src/stream-protocol.ts). */
   override onConnect(connection: Connection, ctx: ConnectionContext): void {
-    const after = Number(new URL(ctx.request.url).searchParams.get("after") ?? 0);
-    this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0);
+    const params = new URL(ctx.request.url).searchParams;
+    const after = Number(params.get("after") ?? 0);
+    this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0, { deflate: params.get("frames") === "deflate" });
   }
 
   /**

@@ -14,6 +14,7 @@
  * after hibernation it is rebuilt once from the sockets, each carrying how
  * far it was sent when it fell behind (`resumeAfter`, null when up to date).
  */
+import { deflateRawSync } from "node:zlib";
 import type { Connection } from "agents";
 import { LIMITS } from "../config.ts";
 import type { TaskEvent } from "../events.ts";
@@ -33,6 +34,8 @@ export interface StoredEvents {
 /** What a viewer's socket keeps across hibernation. */
 interface ViewerAttachment {
   resumeAfter: number | null;
+  /** It asked for its events frames deflated (`?frames=deflate`). */
+  deflate?: boolean;
 }
 
 interface Viewer {
@@ -46,6 +49,8 @@ interface Viewer {
   missedState: boolean;
   /** Whether its attachment says it is up to date. */
   savedLive: boolean;
+  /** Its events frames go as binary messages, each the raw DEFLATE of the text frame. */
+  deflate: boolean;
 }
 
 export class ViewerStreams {
@@ -69,11 +74,11 @@ export class ViewerStreams {
   ) {}
 
   /** A new viewer that has every event up to `after`: it gets the state, then what it missed. */
-  add(connection: Connection, after: number): void {
+  add(connection: Connection, after: number, options: { deflate?: boolean } = {}): void {
     this.rebuild();
     // A viewer that read past the framed edge (from GET …/events) must not be sent those events again.
     if (after > this.framedSeq()) this.sendFrame();
-    const viewer = this.track(connection, Math.min(Math.max(0, after), this.log.storedSeq));
+    const viewer = this.track(connection, Math.min(Math.max(0, after), this.log.storedSeq), options.deflate === true);
     const state = this.stateFrame();
     if (state) this.send(viewer, state, viewer.sent);
     this.catchUp(viewer);
@@ -134,6 +139,8 @@ export class ViewerStreams {
     if (this.outgoing.length === 0) return;
     this.lastFrameAt = Date.now();
     const frame = eventsFrameOfTexts(this.outgoing);
+    // Deflated once for every viewer that asked, as the text is built once for the others.
+    let deflated: Uint8Array | undefined;
     const [first, last] = [this.outgoingFirst, this.outgoingLast];
     this.outgoing = [];
     this.outgoingBytes = 0;
@@ -143,7 +150,7 @@ export class ViewerStreams {
         this.fellBehind(viewer);
         continue;
       }
-      this.send(viewer, frame, last);
+      this.send(viewer, viewer.deflate ? (deflated ??= deflate(frame)) : frame, last);
     }
   }
 
@@ -178,7 +185,8 @@ export class ViewerStreams {
     while (viewer.sent < edge && viewer.unackedBytes < LIMITS.viewerBacklogBytes) {
       const page = this.log.storedPage(viewer.sent, Math.min(LIMITS.viewerCatchUpPage, edge - viewer.sent));
       if (page.length === 0) break;
-      if (!this.send(viewer, eventsFrameText(page), page.at(-1)!.seq)) return;
+      const text = eventsFrameText(page);
+      if (!this.send(viewer, viewer.deflate ? deflate(text) : text, page.at(-1)!.seq)) return;
     }
     if (viewer.sent < edge) {
       this.save(viewer, { resumeAfter: viewer.sent });
@@ -202,27 +210,29 @@ export class ViewerStreams {
   }
 
   /** Sends one frame; false (and the viewer forgotten) if its socket is gone. */
-  private send(viewer: Viewer, text: string, seq: number): boolean {
+  private send(viewer: Viewer, message: string | Uint8Array, seq: number): boolean {
     try {
-      viewer.connection.send(text);
+      viewer.connection.send(message);
     } catch {
       // A socket closing under us: its close event follows; until then it gets nothing.
       this.viewers.delete(viewer.connection);
       return false;
     }
     viewer.sent = seq;
-    viewer.unacked.push({ seq, bytes: text.length });
-    viewer.unackedBytes += text.length;
+    // What is in flight is counted as it goes on the wire, as the viewer counts what it reads.
+    const bytes = typeof message === "string" ? message.length : message.byteLength;
+    viewer.unacked.push({ seq, bytes });
+    viewer.unackedBytes += bytes;
     return true;
   }
 
   private save(viewer: Viewer, attachment: ViewerAttachment): void {
-    viewer.connection.setState(attachment);
+    viewer.connection.setState(viewer.deflate ? { ...attachment, deflate: true } : attachment);
     viewer.savedLive = attachment.resumeAfter === null;
   }
 
-  private track(connection: Connection, sent: number): Viewer {
-    const viewer: Viewer = { connection: connection as Connection<ViewerAttachment>, sent, unacked: [], unackedBytes: 0, missedState: false, savedLive: false };
+  private track(connection: Connection, sent: number, deflate: boolean): Viewer {
+    const viewer: Viewer = { connection: connection as Connection<ViewerAttachment>, sent, unacked: [], unackedBytes: 0, missedState: false, savedLive: false, deflate };
     this.viewers.set(connection, viewer);
     return viewer;
   }
@@ -233,9 +243,15 @@ export class ViewerStreams {
     this.rebuilt = true;
     for (const connection of this.sockets()) {
       if (this.viewers.has(connection)) continue;
-      const saved = (connection as Connection<ViewerAttachment>).state?.resumeAfter;
-      const viewer = this.track(connection, typeof saved === "number" ? saved : this.log.storedSeq);
+      const attachment = (connection as Connection<ViewerAttachment>).state;
+      const saved = attachment?.resumeAfter;
+      const viewer = this.track(connection, typeof saved === "number" ? saved : this.log.storedSeq, attachment?.deflate === true);
       viewer.savedLive = typeof saved !== "number";
     }
   }
+}
+
+/** An events frame as a viewer that asked for `?frames=deflate` gets it: the raw DEFLATE (RFC 1951) of its text, fast level. */
+function deflate(text: string): Uint8Array {
+  return deflateRawSync(text, { level: 1 });
 }

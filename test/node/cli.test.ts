@@ -346,9 +346,12 @@ async function startCuttingProxy(target: URL) {
       }
       upstream.write(chunk);
     });
+    let deflatedFrames = 0;
     upstream.on("data", (chunk: Buffer) => {
       client.write(chunk);
-      if (websocket && !cut && chunk.includes("agent.tool_result")) {
+      // The CLI asks for deflated events frames (binary, opcode 2): the socket is cut after the second, mid-run.
+      if (websocket && chunk[0] === 0x82) deflatedFrames++;
+      if (websocket && !cut && deflatedFrames === 2) {
         cut = true;
         client.destroy();
         upstream.destroy();

@@ -4,6 +4,7 @@
  * frame, the same frame to every viewer, and nothing a viewer does while events
  * wait for their frame gets it those events twice or apart from the others.
  */
+import { inflateRawSync } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Connection } from "agents";
 import { ViewerStreams } from "../../src/agents/viewer-streams.ts";
@@ -31,11 +32,12 @@ class Log {
 
 /** A viewer's socket: what it was sent, parsed. */
 class Socket {
-  readonly sent: { type: string; seqs?: number[]; text: string }[] = [];
+  readonly sent: { type: string; seqs?: number[]; text: string; binary?: Uint8Array }[] = [];
   state: unknown = null;
-  send(text: string) {
+  send(message: string | Uint8Array) {
+    const text = typeof message === "string" ? message : inflateRawSync(message).toString("utf8");
     const frame = JSON.parse(text) as { type: string; events?: { seq: number }[] };
-    this.sent.push({ type: frame.type, seqs: frame.events?.map((event) => event.seq), text });
+    this.sent.push({ type: frame.type, seqs: frame.events?.map((event) => event.seq), text, ...(typeof message === "string" ? {} : { binary: message }) });
   }
   setState(state: unknown) {
     this.state = state;
@@ -138,5 +140,28 @@ describe("framing a stream for its viewers", () => {
     vi.advanceTimersByTime(LIMITS.viewerFrameMs);
     expect(reader.seqs()).toEqual([31]);
     expect(late.seqs()).toEqual(range(1, 31));
+  });
+
+  it("a viewer that asked for deflated frames gets each as the raw DEFLATE of the text frame, deflated once for all such viewers, catching up too", () => {
+    const log = new Log();
+    const streams = new ViewerStreams(log, () => [], () => JSON.stringify({ type: "cf_agent_state", seq: log.storedSeq, state: {} }));
+    const [text, first, second] = [new Socket(), new Socket(), new Socket()];
+    streams.add(text as unknown as Connection, 0);
+    streams.add(first as unknown as Connection, 0, { deflate: true });
+    streams.add(second as unknown as Connection, 0, { deflate: true });
+    streams.publish(log.store(50));
+    const [plain, deflated, again] = [text, first, second].map((socket) => socket.eventFrames()[0]!);
+    expect(plain!.binary).toBeUndefined();
+    expect(deflated!.text).toBe(plain!.text);
+    expect(again!.binary).toBe(deflated!.binary);
+    // State frames stay text; the socket's attachment keeps the choice for after hibernation.
+    expect(first.sent[0]!.type).toBe("cf_agent_state");
+    expect(first.sent[0]!.binary).toBeUndefined();
+    expect(first.state).toMatchObject({ deflate: true });
+    // A late one catches up from the log in deflated pages.
+    const late = new Socket();
+    streams.add(late as unknown as Connection, 0, { deflate: true });
+    expect(late.seqs()).toEqual(range(1, 50));
+    expect(late.eventFrames().every((frame) => frame.binary)).toBe(true);
   });
 });

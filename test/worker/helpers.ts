@@ -1,4 +1,5 @@
 import { env, exports } from "cloudflare:workers";
+import { inflateRawSync } from "node:zlib";
 import { expect } from "vitest";
 import { TaskEvent, foldTask } from "../../src/events.ts";
 import { isTerminal, type LoggedEvent, type TaskState, type TaskView } from "../../src/schema.ts";
@@ -120,25 +121,32 @@ export async function watch(path: string, headers: Record<string, string> = {}) 
     status: response.status,
     events,
     frames,
-    /** Bytes of every frame received. */
+    /** Bytes of every frame received, as they came on the wire. */
     bytes: 0,
+    /** Frames that came deflated (binary). */
+    deflated: 0,
     stall: () => {},
     resume: () => {},
     close: () => {},
   };
   if (response.status !== 101 || !socket) return viewer;
+  socket.binaryType = "arraybuffer";
   socket.accept();
   let stalled = false;
   let unread = 0;
   const acks = new Acknowledger((text) => socket.send(text));
   socket.addEventListener("message", (message) => {
-    const text = message.data as string;
+    // A binary message is a deflated events frame (`?frames=deflate`); bytes are counted as they came on the wire.
+    const data = message.data as string | ArrayBuffer;
+    const text = typeof data === "string" ? data : inflateRawSync(new Uint8Array(data)).toString("utf8");
+    const wire = typeof data === "string" ? data.length : data.byteLength;
     frames.push(text);
-    viewer.bytes += text.length;
+    if (typeof data !== "string") viewer.deflated++;
+    viewer.bytes += wire;
     const parsed = JSON.parse(text) as { v?: number; type: string; events?: LoggedEvent[] };
     if (parsed.type === "events" && parsed.v === 1) events.push(...parsed.events!);
-    if (stalled) unread += text.length;
-    else acks.read(events.at(-1)?.seq ?? 0, text.length);
+    if (stalled) unread += wire;
+    else acks.read(events.at(-1)?.seq ?? 0, wire);
   });
   viewer.stall = () => {
     stalled = true;

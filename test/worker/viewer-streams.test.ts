@@ -32,10 +32,11 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs = 20_000
 }
 
 /** A finished task with viewers on it, and a way to make its agent print `LINES` lines at once. */
-async function watchedTask(viewers: number) {
+async function watchedTask(viewers: number, deflating = 0) {
   const task = await createTask({ prompt: scripted([{ text: "quick" }]) });
   await waitForStatus(task.id, ["succeeded"]);
-  const list = await Promise.all(Array.from({ length: viewers }, () => watch(`/api/tasks/${task.id}/ws`, { authorization: `Bearer ${ADMIN}` })));
+  // The first `deflating` ask for deflated events frames, as the web viewer and the CLI do.
+  const list = await Promise.all(Array.from({ length: viewers }, (_, i) => watch(`/api/tasks/${task.id}/ws${i < deflating ? "?frames=deflate" : ""}`, { authorization: `Bearer ${ADMIN}` })));
   const before = (await readEvents(task.id)).length;
   await until(() => list.every((viewer) => viewer.events.length === before));
   const stub = env.TaskAgent.get(env.TaskAgent.idFromName(task.id));
@@ -50,8 +51,8 @@ async function watchedTask(viewers: number) {
 const seqsOf = (events: LoggedEvent[]) => events.map((event) => event.seq);
 
 describe("a fast stream to several viewers", () => {
-  it("reaches every viewer in batched frames, each event exactly once and in order, equal to GET /events", async () => {
-    const { task, list, before, print } = await watchedTask(4);
+  it("reaches every viewer in batched frames, deflated or not, each event exactly once and in order, equal to GET /events", async () => {
+    const { task, list, before, print } = await watchedTask(4, 2);
     const framesBefore = list.map((viewer) => viewer.frames.length);
     await print();
     const log = await readEvents(task.id);
@@ -63,6 +64,9 @@ describe("a fast stream to several viewers", () => {
       // Batched: 3,000 events came in a handful of frames, not one each.
       expect(viewer.frames.length - framesBefore[i]!).toBeLessThanOrEqual(Math.ceil(LINES / LIMITS.viewerCatchUpPage) + 2);
     }
+    // The deflating ones got every events frame deflated, in fewer bytes than the text ones.
+    expect(list.map((viewer) => viewer.deflated > 0)).toEqual([true, true, false, false]);
+    expect(list[0]!.bytes).toBeLessThan(list[2]!.bytes / 2);
     for (const viewer of list) viewer.close();
   });
 
