@@ -88,6 +88,7 @@ async function stream(api: Api, viewers: number, workerd: number | null, stalled
     perViewerPerSecond: viewers ? { median: Math.round(median(perViewer.map((v) => v.perSecond))), slowest: Math.round(Math.min(...perViewer.map((v) => v.perSecond))) } : null,
     openedBeforeFirstLine: perViewer.filter((v) => v.openedBeforeFirstLine).length,
     framesPerViewer: median(list.map((viewer) => viewer.frames)),
+    stateFramesPerViewer: median(list.map((viewer) => viewer.stateMessages)),
     // What a reading viewer received on the wire for the whole stream (deflated frames).
     streamKiB: Math.round(streamBytes / 1024),
     caughtUp,
@@ -138,7 +139,7 @@ export async function benchThroughput(api: Api, workerd: number | null): Promise
   ];
   const notes = [
     `${fanned.lines} log lines (${fanned.events} events in all) to ${THROUGHPUT_VIEWERS} viewers: ${fanned.delivered} line events delivered in ${fanned.wallSeconds} s. The stand-in printed ${fanned.printedPerSecond} lines/s; the TaskAgent stored them in ${fanned.storedSeconds} s (${fanned.storedPerSecond}/s, from the first print to the last event's ts) and in ${alone.storedSeconds} s with no viewer (${alone.storedPerSecond}/s).`,
-    `Each viewer got ${fanned.framesPerViewer} events frames, ${fanned.streamKiB} KiB on the wire (deflated, \`?frames=deflate\`).`,
+    `Each viewer got ${fanned.framesPerViewer} events frames and ${fanned.stateFramesPerViewer} state frames, ${fanned.streamKiB} KiB on the wire (deflated, \`?frames=deflate\`).`,
     `${fanned.openedBeforeFirstLine} of ${THROUGHPUT_VIEWERS} viewers were connected before the first line was printed. workerd RSS peaked at ${fanned.workerdRssMiB.peak} MiB (no viewer: ${alone.workerdRssMiB.peak} MiB).`,
     `Audit against GET /events: ${JSON.stringify(fanned.audit)}`,
   ];
