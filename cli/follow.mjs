@@ -63,8 +63,8 @@ export async function followTask(client, task, hooks) {
     }
     hooks.onEvent(event);
   };
-  /** What the task is: the fold when there is one, else what the server said. */
-  const stateOf = (served) => folded() ?? served;
+  /** What the task is: the fold when there is one, else what the server said (null: nothing said, only the fold). */
+  const stateOf = (served = null) => folded() ?? served;
   const catchUp = async () => {
     for await (const event of client.events(task.id, lastSeq)) deliver(event);
   };
@@ -206,7 +206,7 @@ function watchSocket(wsUrl, after, { onEvent, onState, over, stateOf }) {
               await onEvent(event);
               highest = Math.max(highest, event.seq);
             }
-            const mine = stateOf(null);
+            const mine = stateOf();
             if (mine) {
               latest = mine;
               onState(latest);

@@ -36,7 +36,7 @@ import { publishPlan } from "./plan-publisher.ts";
 import type { PlanReport } from "./plan-report.ts";
 import { checkPlan, dependencyOrder, reachability } from "./plan-rules.ts";
 import type { Refusal } from "./task-state.ts";
-import { ViewerStreams } from "./viewer-streams.ts";
+import { ViewedLog, ViewerStreams } from "./viewer-streams.ts";
 
 /** How long a subtask's workspace is kept after it ends, so an integration failure can go back to its session. */
 export const SEND_BACK_WINDOW_MINUTES = 30;
@@ -63,8 +63,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   static override options = { sendIdentityOnConnect: false };
   override initialState: PlanState | null = null;
 
-  private eventLog?: EventLog;
-  private viewerStreams?: ViewerStreams;
+  /** The event log and its viewers, made on first use. */
+  private viewedLog?: ViewedLog;
   private diffStore?: DiffStore;
   private planSlots?: PlanSlots;
   private readonly patches: PlanPatches;
@@ -82,21 +82,17 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   /** Push tokens minted during this instance's life, redacted like the configured secrets. */
   private readonly extraSecrets = new Set<string>();
 
+  private get viewed(): ViewedLog {
+    this.viewedLog ??= new ViewedLog(this.ctx.storage, () => this.getConnections(), () => (this.state ? JSON.stringify({ type: "cf_agent_state", state: this.state }) : null));
+    return this.viewedLog;
+  }
+
   private get events(): EventLog {
-    this.eventLog ??= new EventLog(this.ctx.storage.sql, {
-      transaction: (write) => this.ctx.storage.transactionSync(write),
-      stored: (events) => this.viewers.publish(events),
-    });
-    return this.eventLog;
+    return this.viewed.events;
   }
 
   private get viewers(): ViewerStreams {
-    this.viewerStreams ??= new ViewerStreams(
-      this.events,
-      () => this.getConnections(),
-      () => (this.state ? JSON.stringify({ type: "cf_agent_state", state: this.state }) : null),
-    );
-    return this.viewerStreams;
+    return this.viewed.viewers;
   }
 
   private get slots(): PlanSlots {
@@ -272,7 +268,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     if (!subtask || subtask.status !== "running" || isPlanTerminal(plan.status)) return this.index();
     const { task } = report;
     const status: SubtaskStatus = task.status === "succeeded" ? "succeeded" : task.status === "cancelled" ? "cancelled" : "failed";
-    if (status === "succeeded") this.putPatch(subtask.key, report.diff ?? "");
+    if (status === "succeeded") this.patches.put(subtask.key, report.diff ?? "");
     const run = report.run !== null ? task.runs[report.run] : undefined;
     this.patchSubtask(subtask.key, { status, endedAt: task.endedAt ?? Date.now(), error: task.error, diff: run?.diff ?? null, summary: report.summary ? report.summary.slice(-2000) : null });
     this.record("subtask.status", { key: subtask.key, status, taskId: task.id, ...(task.error ? { error: task.error } : {}) });
@@ -366,7 +362,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     };
     try {
       const spec = planTask(this.env, { body: taskBody, source: "plan", createdBy: plan.createdBy, ...(request.origin ? { origin: request.origin } : {}) });
-      const patches = ordered.filter((s) => needed.has(s.key)).map((s) => this.patchOf(s.key));
+      const patches = ordered.filter((s) => needed.has(s.key)).map((s) => this.patches.get(s.key));
       spec.plan = { id: plan.id, role: "worker", subtask: key, owns: subtask.owns, patches };
       this.patchSubtask(key, { status: "running", taskId: spec.id, handoff: this.redact(handoff), startedAt: Date.now() });
       this.record("subtask.status", { key, status: "running", taskId: spec.id });
@@ -447,7 +443,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       await port.destroy(sandboxId);
       sandbox = await port.open(sandboxId);
       const ordered = dependencyOrder(plan.plan!.subtasks);
-      const subtasks: IntegrationInput[] = ordered.map((s) => ({ key: s.key, title: s.title, patch: this.patchOf(s.key), acceptance: s.acceptance, handoff: plan.subtasks.find((v) => v.key === s.key)?.handoff ?? s.prompt }));
+      const subtasks: IntegrationInput[] = ordered.map((s) => ({ key: s.key, title: s.title, patch: this.patches.get(s.key), acceptance: s.acceptance, handoff: plan.subtasks.find((v) => v.key === s.key)?.handoff ?? s.prompt }));
       return await integrate({
         sandbox,
         cloneUrl: resolveRepo(plan.repo, config.gitBaseUrl).cloneUrl,
@@ -470,7 +466,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   /** Pushes the integrated diff (and opens its pull request) from a publisher sandbox of its own, under the fleet's caps; a failure is the plan's error, the diff stays. */
   private async publish(): Promise<void> {
     const plan = this.require();
-    const port = sandboxPortFor(this.env, readConfig(this.env));
+    const config = readConfig(this.env);
+    const port = sandboxPortFor(this.env, config);
     const sandboxId = `${plan.id}-publish`;
     const request = this.ctx.storage.kv.get<PlanRequest>(REQUEST_KEY);
     const abort = new AbortController();
@@ -484,7 +481,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
           const published = await publishPlan({
             env: this.env,
             plan,
-            cloneUrl: resolveRepo(plan.repo, readConfig(this.env).gitBaseUrl).cloneUrl,
+            cloneUrl: resolveRepo(plan.repo, config.gitBaseUrl).cloneUrl,
             sandbox,
             patch,
             viewerUrl: request?.origin ? `${request.origin}/plans/${plan.id}` : null,
@@ -639,14 +636,6 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     this.setState({ ...plan, subtasks, costUsd: plan.costUsd + total - before });
   }
 
-  private putPatch(key: string, patch: string): void {
-    this.patches.put(key, patch);
-  }
-
-  private patchOf(key: string): string {
-    return this.patches.get(key);
-  }
-
   private record(type: string, data: Record<string, unknown>): void {
     const input: EventInput = { run: null, type, data: this.redact(data) };
     this.events.append(input);
@@ -672,9 +661,9 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
 
   /** What the plan shows never carries a secret; pending events are stored before the state that followed them. */
   override setState(state: PlanState | null): void {
-    this.eventLog?.flush();
+    this.viewedLog?.events.flush();
     super.setState(state && this.redact(state));
-    this.viewerStreams?.publishState();
+    this.viewedLog?.viewers.publishState();
   }
 
   override validateStateChange(_next: PlanState | null, source: Connection | "server"): void {
@@ -695,22 +684,16 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   // ---- viewers ------------------------------------------------------------
 
   override onConnect(connection: Connection, ctx: ConnectionContext): void {
-    const params = new URL(ctx.request.url).searchParams;
-    const after = Number(params.get("after") ?? 0);
-    this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0, { deflate: params.get("frames") === "deflate" });
+    this.viewers.connect(connection, ctx.request.url);
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (typeof message === "string" && message.startsWith('{"type":"ack"')) return this.acknowledge(ws, message);
+    if (ViewerStreams.isAck(message)) return this.viewers.acknowledgeText(ws, message);
     return this.lifecycle.webSocketMessage(ws, message);
   }
 
   override onMessage(connection: Connection, message: WSMessage): void {
-    if (typeof message === "string") this.acknowledge(connection, message);
-  }
-
-  private acknowledge(socket: object, message: string): void {
-    this.viewers.acknowledgeText(socket, message);
+    if (typeof message === "string") this.viewers.acknowledgeText(connection, message);
   }
 
   override onClose(connection: Connection): void {

@@ -28,7 +28,7 @@ import { WRITTEN_PLAN_KEY } from "./plan-roles.ts";
 import { judgeSlot, publishSlot, reviewSlot, runSlot, slotFromNumber, slotKey, slotNumber, type Slot } from "./slot.ts";
 import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
-import { ViewerStreams } from "./viewer-streams.ts";
+import { ViewedLog, ViewerStreams } from "./viewer-streams.ts";
 import { RunPreviews, type PreviewTarget } from "./preview.ts";
 import { ScreenshotStore } from "../store/screenshot-store.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
@@ -45,9 +45,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   static override options = { sendIdentityOnConnect: false };
   override initialState: TaskState | null = null;
 
-  private eventLog?: EventLog;
+  /** The event log and its viewers, made on first use. */
+  private viewedLog?: ViewedLog;
   private folded?: TaskFold;
-  private viewerStreams?: ViewerStreams;
   private diffStore?: DiffStore;
   private borrowed?: TaskContext;
   private taskSlots?: TaskSlots;
@@ -66,21 +66,19 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private readonly extraSecrets = new Set<string>();
   private scrub?: <T>(value: T) => T;
 
+  private get viewed(): ViewedLog {
+    this.viewedLog ??= new ViewedLog(this.ctx.storage, () => this.getConnections(), (events) =>
+      this.current ? JSON.stringify({ type: "cf_agent_state", seq: events.lastSeq, state: this.current }) : null,
+    );
+    return this.viewedLog;
+  }
+
   private get events(): EventLog {
-    this.eventLog ??= new EventLog(this.ctx.storage.sql, {
-      transaction: (write) => this.ctx.storage.transactionSync(write),
-      stored: (events) => this.viewers.publish(events),
-    });
-    return this.eventLog;
+    return this.viewed.events;
   }
 
   private get viewers(): ViewerStreams {
-    this.viewerStreams ??= new ViewerStreams(
-      this.events,
-      () => this.getConnections(),
-      () => (this.current ? JSON.stringify({ type: "cf_agent_state", seq: this.events.lastSeq, state: this.current }) : null),
-    );
-    return this.viewerStreams;
+    return this.viewed.viewers;
   }
 
   private get diffs(): DiffStore {
@@ -421,9 +419,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   /** A viewer connects: it gets the task's state, every event after `?after=SEQ`, then live ones; `?frames=deflate` deflates its events frames (src/stream-protocol.ts). */
   override onConnect(connection: Connection, ctx: ConnectionContext): void {
-    const params = new URL(ctx.request.url).searchParams;
-    const after = Number(params.get("after") ?? 0);
-    this.viewers.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0, { deflate: params.get("frames") === "deflate" });
+    this.viewers.connect(connection, ctx.request.url);
   }
 
   /**
@@ -434,17 +430,13 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
    * everything else is handed to it.
    */
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (typeof message === "string" && message.startsWith('{"type":"ack"')) return this.acknowledge(ws, message);
+    if (ViewerStreams.isAck(message)) return this.viewers.acknowledgeText(ws, message);
     return this.lifecycle.webSocketMessage(ws, message);
   }
 
   /** Nothing else a viewer sends means anything, but an acknowledgement that came through the SDK still counts. */
   override onMessage(connection: Connection, message: WSMessage): void {
-    if (typeof message === "string") this.acknowledge(connection, message);
-  }
-
-  private acknowledge(socket: object, message: string): void {
-    this.viewers.acknowledgeText(socket, message);
+    if (typeof message === "string") this.viewers.acknowledgeText(connection, message);
   }
 
   override onClose(connection: Connection): void {
@@ -650,7 +642,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     this.folded = applyEvent(before, event);
     const changed = this.folded !== before;
     if (!batched || changed) this.events.flush();
-    if (changed) this.viewerStreams?.publishState();
+    if (changed) this.viewedLog?.viewers.publishState();
     if (!quiet && SLACK_WORTHY.has(event.type)) this.notifier.update();
   }
 

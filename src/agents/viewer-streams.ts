@@ -18,6 +18,7 @@ import { deflateRawSync } from "node:zlib";
 import type { Connection } from "agents";
 import { LIMITS } from "../config.ts";
 import type { TaskEvent } from "../events.ts";
+import { EventLog } from "../store/event-log.ts";
 import { AckFrame } from "../stream-frames.ts";
 import { eventsFrameOfTexts, eventsFrameText } from "../stream-protocol.ts";
 
@@ -53,6 +54,20 @@ interface Viewer {
   deflate: boolean;
 }
 
+/**
+ * A durable agent's event log and the viewers of it, wired together: what the
+ * log stores goes to the viewers, which read what they missed from it.
+ */
+export class ViewedLog {
+  readonly events: EventLog;
+  readonly viewers: ViewerStreams;
+
+  constructor(storage: DurableObjectStorage, sockets: () => Iterable<Connection>, stateFrame: (events: EventLog) => string | null) {
+    this.events = new EventLog(storage.sql, { transaction: (write) => storage.transactionSync(write), stored: (batch) => this.viewers.publish(batch) });
+    this.viewers = new ViewerStreams(this.events, sockets, () => stateFrame(this.events));
+  }
+}
+
 export class ViewerStreams {
   /** Keyed by the socket itself: a connection is its WebSocket, so no lookup reads its attachment. */
   private readonly viewers = new Map<object, Viewer>();
@@ -72,6 +87,18 @@ export class ViewerStreams {
     /** The current state frame's text, or null before the task exists. */
     private readonly stateFrame: () => string | null,
   ) {}
+
+  /** A socket that connected to `url`: `?after=SEQ` is what it has, `?frames=deflate` how it wants its events frames. */
+  connect(connection: Connection, url: string): void {
+    const params = new URL(url).searchParams;
+    const after = Number(params.get("after") ?? 0);
+    this.add(connection, Number.isFinite(after) && after > 0 ? Math.floor(after) : 0, { deflate: params.get("frames") === "deflate" });
+  }
+
+  /** Whether a viewer's message is an acknowledgement: the one message viewers send many of, read before any SDK dispatch. */
+  static isAck(message: string | ArrayBuffer): message is string {
+    return typeof message === "string" && message.startsWith('{"type":"ack"');
+  }
 
   /** A new viewer that has every event up to `after`: it gets the state, then what it missed. */
   add(connection: Connection, after: number, options: { deflate?: boolean } = {}): void {
