@@ -9,7 +9,7 @@
  * `{"v":1,"type":"events","events":[…]}` and `{"type":"cf_agent_state"}` frames
  * in, `{"type":"ack","seq":N}` out, so the server keeps sending. It asks for
  * its events frames deflated (`?frames=deflate`: binary messages, each the raw
- * DEFLATE of the text frame), a tenth of the bytes of a fast stream.
+ * DEFLATE of the text frame), a small fraction of the bytes of a fast stream.
  *
  * Following from the log's start, the task it reports is its own fold of the
  * events (`applyEvent` of src/events.ts, what the TaskAgent serves); the

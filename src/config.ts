@@ -77,7 +77,7 @@ export const LIMITS = {
    * (a frame costs every socket a send: a fast stream goes out in few large frames)
    */
   viewerFrameMs: 25,
-  /** …and until they make this many bytes. */
+  /** …and until they make this many characters (the batch that gets them there goes with them). */
   viewerFrameBytes: 128 * 1024,
   /** Bytes sent to one viewer and not yet acknowledged, past which it gets nothing more until it reads (then it catches up by seq). */
   viewerBacklogBytes: 1024 * 1024,

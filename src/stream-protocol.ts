@@ -4,8 +4,9 @@
  * its own copy in cli/follow.mjs).
  *
  * Server → viewer:
- *   `{"v":1,"type":"events","events":[…]}`  events stored together, oldest first;
- *                                          each exactly as `GET …/events` serves it
+ *   `{"v":1,"type":"events","events":[…]}`  events, oldest first (one frame may hold
+ *                                          several stored batches); each exactly as
+ *                                          `GET …/events` serves it
  *   `{"type":"cf_agent_state","seq":N,"state":…}`
  *                                          the task's state after a change: the
  *                                          fold of every event up to `seq`
@@ -19,9 +20,9 @@
  * refuses WebSocket `permessage-deflate`: that compresses per socket). State
  * frames stay text.
  *
- * A viewer acknowledges what it has read, counted in bytes as they came on
- * the wire (after ACK_EVERY_BYTES, or ACK_WITHIN_MS after the first
- * unacknowledged frame). The server keeps at
+ * A viewer acknowledges what it has read, counted as it came on the wire
+ * (the characters of a text frame, the bytes of a binary one): after
+ * ACK_EVERY_BYTES, or ACK_WITHIN_MS after the first unacknowledged frame. The server keeps at
  * most a capped number of unacknowledged bytes in flight per viewer; a viewer
  * past the cap gets nothing more until it acknowledges, and then catches up
  * from the stored log by `seq`. The frames' zod schemas are in

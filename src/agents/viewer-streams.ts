@@ -72,11 +72,10 @@ export class ViewerStreams {
   /** Keyed by the socket itself: a connection is its WebSocket, so no lookup reads its attachment. */
   private readonly viewers = new Map<object, Viewer>();
   private rebuilt = false;
-  /** Stored events not framed yet (each event's JSON), the seqs of the first and last, and when the last frame went. */
+  /** Stored events not framed yet (each event's JSON), the seq of the first, and when the last frame went. */
   private outgoing: string[] = [];
   private outgoingBytes = 0;
   private outgoingFirst = 0;
-  private outgoingLast = 0;
   private lastFrameAt = -Infinity;
   private frameTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -145,15 +144,15 @@ export class ViewerStreams {
    * frames while a slow one still leaves at once.
    */
   publish(events: TaskEvent[]): void {
-    this.rebuild();
     if (events.length === 0) return;
+    // The log counts these as stored already: a socket that outlived the last instance has everything before them.
+    this.rebuild(events[0]!.seq - 1);
     if (this.outgoing.length === 0) this.outgoingFirst = events[0]!.seq;
     for (const event of events) {
       const text = JSON.stringify(event);
       this.outgoing.push(text);
       this.outgoingBytes += text.length;
     }
-    this.outgoingLast = events.at(-1)!.seq;
     const wait = this.lastFrameAt + LIMITS.viewerFrameMs - Date.now();
     if (wait <= 0 || this.outgoingBytes >= LIMITS.viewerFrameBytes) this.sendFrame();
     else this.frameTimer ??= setTimeout(() => this.sendFrame(), wait);
@@ -168,7 +167,7 @@ export class ViewerStreams {
     const frame = eventsFrameOfTexts(this.outgoing);
     // Deflated once for every viewer that asked, as the text is built once for the others.
     let deflated: Uint8Array | undefined;
-    const [first, last] = [this.outgoingFirst, this.outgoingLast];
+    const [first, last] = [this.outgoingFirst, this.outgoingFirst + this.outgoing.length - 1];
     this.outgoing = [];
     this.outgoingBytes = 0;
     for (const viewer of this.viewers.values()) {
@@ -264,15 +263,15 @@ export class ViewerStreams {
     return viewer;
   }
 
-  /** After a wake, the sockets that outlived the last instance join the registry, once. */
-  private rebuild(): void {
+  /** After a wake, the sockets that outlived the last instance join the registry, once; those up to date have everything up to `live`. */
+  private rebuild(live = this.log.storedSeq): void {
     if (this.rebuilt) return;
     this.rebuilt = true;
     for (const connection of this.sockets()) {
       if (this.viewers.has(connection)) continue;
       const attachment = (connection as Connection<ViewerAttachment>).state;
       const saved = attachment?.resumeAfter;
-      const viewer = this.track(connection, typeof saved === "number" ? saved : this.log.storedSeq, attachment?.deflate === true);
+      const viewer = this.track(connection, typeof saved === "number" ? saved : live, attachment?.deflate === true);
       viewer.savedLive = typeof saved !== "number";
     }
   }

@@ -164,4 +164,19 @@ describe("framing a stream for its viewers", () => {
     expect(late.seqs()).toEqual(range(1, 50));
     expect(late.eventFrames().every((frame) => frame.binary)).toBe(true);
   });
+
+  it("after a wake, the first batch stored reaches the sockets that were up to date, and not those that were behind", () => {
+    const log = new Log();
+    log.store(5);
+    const live = new Socket();
+    const behind = new Socket();
+    behind.state = { resumeAfter: 3 };
+    // A new instance: its registry is rebuilt from the sockets that outlived the last one.
+    const streams = new ViewerStreams(log, () => [live, behind] as unknown as Connection[], () => null);
+    streams.publish(log.store(2));
+    expect(live.seqs()).toEqual([6, 7]);
+    expect(behind.seqs()).toEqual([]);
+    streams.acknowledge(behind, 3);
+    expect(behind.seqs()).toEqual([4, 5, 6, 7]);
+  });
 });

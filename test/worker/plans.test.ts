@@ -8,7 +8,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { PlanFile, PlanView } from "../../src/plan-schema.ts";
-import type { LoggedEvent } from "../../src/schema.ts";
+import type { LoggedEvent, TaskView } from "../../src/schema.ts";
 import { fleetOf } from "../../src/agents/fleet.ts";
 import { api, createTask, getTask, readEvents, remoteBranch, scripted, waitForStatus, watch } from "./helpers.ts";
 
@@ -311,7 +311,12 @@ describe("plans", { timeout: 300_000 }, () => {
     const created = await createPlan({ spec: plannerSpec([writePlan(plan), { text: "Planned." }]), output: "branch", approve: "auto" });
     const deadline = Date.now() + 60_000;
     let current = await getPlan(created.id);
-    while (!(current.subtasks[0]?.taskId && (await getTask(current.subtasks[0].taskId)).runs[0]?.status === "running")) {
+    // The plan names its subtask's task just before it creates it: until then the task is not found.
+    const running = async (id: string) => {
+      const response = await api(`/api/tasks/${id}`);
+      return response.status === 200 && ((await response.json()) as TaskView).runs[0]?.status === "running";
+    };
+    while (!(current.subtasks[0]?.taskId && (await running(current.subtasks[0].taskId)))) {
       if (Date.now() > deadline) throw new Error(`the subtask never ran: ${JSON.stringify(current.subtasks)}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
       current = await getPlan(created.id);

@@ -51,8 +51,8 @@ export function followTask(taskId: string, signal: AbortSignal, handlers: Stream
     const token = sessionToken();
     if (signal.aborted || !token) return;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    // Events frames come deflated (src/stream-protocol.ts): a fast stream is a tenth of the bytes.
-    const opened = new WebSocket(`${scheme}//${location.host}/api/tasks/${encodeURIComponent(taskId)}/ws?token=${encodeURIComponent(token)}&after=${lastSeq}&frames=deflate`);
+    // Events frames come deflated where the browser can inflate them (src/stream-protocol.ts): a fast stream of log lines is a small fraction of the bytes.
+    const opened = new WebSocket(`${scheme}//${location.host}/api/tasks/${encodeURIComponent(taskId)}/ws?token=${encodeURIComponent(token)}&after=${lastSeq}${CAN_INFLATE ? "&frames=deflate" : ""}`);
     opened.binaryType = "arraybuffer";
     socket = opened;
     // Inflating is asynchronous: messages are handled one after another, in the order they came.
@@ -70,11 +70,18 @@ export function followTask(taskId: string, signal: AbortSignal, handlers: Stream
         try {
           read = await text;
         } catch (error) {
+          // Its events would be missing: this socket is given up, and the next one resumes after the last event read.
           console.warn("sortie: a deflated stream message the viewer could not inflate", error);
-          fold = null;
+          if (opened === socket) opened.close(4000, "could not inflate a frame");
           return;
         }
-        if (opened === socket) handle(read, typeof data === "string" ? data.length : data.byteLength);
+        if (opened !== socket) return;
+        try {
+          handle(read, typeof data === "string" ? data.length : data.byteLength);
+        } catch (error) {
+          // One message the page could not draw must not stop every later one.
+          console.warn("sortie: drawing a stream message failed", error);
+        }
       });
     });
     const handle = (text: string, wireBytes: number) => {
@@ -140,6 +147,16 @@ function parseJson(text: string): unknown {
     return null;
   }
 }
+
+/** Whether this browser inflates raw DEFLATE (Chrome 103, Firefox 113, Safari 16.4 and later); without it, frames come as text. */
+const CAN_INFLATE = (() => {
+  try {
+    new DecompressionStream("deflate-raw");
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 /** The text of a deflated events frame: raw DEFLATE (RFC 1951), as `?frames=deflate` sends it. */
 async function inflate(data: ArrayBuffer): Promise<string> {
