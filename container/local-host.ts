@@ -6,9 +6,11 @@
  *
  *   node container/local-host.ts            # prints LOCAL_SANDBOX_URL=http://127.0.0.1:<free port>
  *
- * The Worker reaches it over loopback (src/sandbox/local.ts). Every command
+ * The Worker reaches it over loopback (src/sandbox/local.ts). Every sandbox
  * runs inside walls (container/walls.ts): its own filesystem view, process
- * tree and network namespace, the model keys masked. Only Sortie's own
+ * tree and network namespace, the model keys masked. They are built once per
+ * sandbox (and per user of it) and hold a wall server that starts each of its
+ * commands (container/wall-env.ts), as a container would. Only Sortie's own
  * bookkeeping commands (`bookkeeping: true`: handing a worktree to its
  * user, ending a user's processes, unmounting) run outside them, as root.
  * `LOCAL_SANDBOX_UNCONFINED=1`, set by hand, runs everything without walls.
@@ -19,7 +21,7 @@ import fs from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import type { Duplex } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { timingSafeEqual, createHash } from "node:crypto";
 import { asConfinedUser } from "../src/sandbox/port.ts";
@@ -29,7 +31,8 @@ import { OutputLog } from "./output-log.ts";
 import { PortBridge, proxyRequest, proxyUpgrade } from "./port-bridge.ts";
 import { descendantsOf } from "./processes.ts";
 import { screenshotOf } from "./screenshot.ts";
-import { openWalls, unconfinedByHand, type Walls } from "./walls.ts";
+import { WALL_SERVER_COMMAND, WalledEnvironment, WalledProcess } from "./wall-env.ts";
+import { openWalls, unconfinedByHand, type Enclosure, type Walls } from "./walls.ts";
 
 /**
  * Where this machine keeps its certificate authorities: passed on, so installs in a sandbox trust what the host
@@ -42,10 +45,18 @@ const HOST_NETWORK_ENV = Object.fromEntries(
 
 
 
+/** What the host reads of a running command: a child process outside the walls, or one the sandbox's wall server runs inside them. */
+interface CommandChild {
+  readonly pid?: number | undefined;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  on(event: "close", listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: "error", listener: (error: Error) => void): this;
+  once(event: "close", listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+}
+
 interface HostedProcess {
-  child: ChildProcess;
-  /** Forgets what the process was allowed through the walls. */
-  release?: () => void;
+  child: CommandChild;
   /** A started process's output, on disk (an exec's is collected in memory, capped). */
   output: OutputLog | null;
   done: boolean;
@@ -64,6 +75,22 @@ interface HostedSandbox {
   readable: string[];
   /** Directories outside it its commands may write while a publisher's grant lasts (a file:// remote). */
   writable: Set<string>;
+  /** Its walls, built once for each way its commands are walled (by user, analysis or not, directories granted). */
+  walled: Map<string, WallsEntry>;
+  /** Every set of walls worked out and every wall server started for it, current or left behind: what its end takes down. */
+  built: { enclosures: Promise<Enclosure>[]; servers: Promise<WalledEnvironment>[] };
+}
+
+interface WallsEntry {
+  /** The walls worked out (what the runtime builds, which hosts it lets through): kept for the sandbox's life. */
+  enclosure: Promise<Enclosure>;
+  /** Its wall server, up inside them; started again after a mount in the sandbox. */
+  opening: Promise<WalledEnvironment> | null;
+  modelOnly: boolean;
+  readable: string[];
+  writable: string[];
+  /** Whether a policy change left these walls behind: no new command starts in them. */
+  stale: boolean;
 }
 
 export interface LocalHostOptions {
@@ -226,6 +253,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const sandbox = await ensureSandbox(id);
       sandbox.allow = [...new Set([...sandbox.allow, ...body.allow])];
       sandbox.readable = [...new Set([...sandbox.readable, ...body.readable.filter((dir) => path.isAbsolute(dir))])];
+      policyChanged(sandbox);
       return reply(res, "POST /", { workdir: path.join(sandbox.root, "work"), ...(unconfined ? { unconfined: true as const } : {}) });
     }
     if (rest === "" && req.method === "DELETE") {
@@ -243,6 +271,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const dir = path.resolve(body.dir);
       if (req.method === "POST") sandbox.writable.add(dir);
       else sandbox.writable.delete(dir);
+      policyChanged(sandbox);
       return reply(res, route, { writable: [...sandbox.writable] });
     }
     if (rest === "/screenshot" && req.method === "POST") {
@@ -258,16 +287,19 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const body = await bodyOf(req, res, "POST /egress");
       if (!body) return;
       sandbox.allow = [...new Set([...sandbox.allow, ...body.hosts])];
+      policyChanged(sandbox);
       return reply(res, "POST /egress", { allow: sandbox.allow });
     }
     if (rest === "/exec" && req.method === "POST") {
       const body = await bodyOf(req, res, "POST /exec");
       if (!body) return;
+      if (!body.confine) raiseWalls(sandbox);
       return reply(res, "POST /exec", await execIn(sandbox, body));
     }
     if (rest === "/processes" && req.method === "POST") {
       const body = await bodyOf(req, res, "POST /processes");
       if (!body) return;
+      if (!body.confine) raiseWalls(sandbox);
       const processId = `p${sandbox.processes.size + 1}-${Date.now().toString(36)}`;
       const hosted = await startIn(sandbox, body, path.join(outputRoot, `${id}-${processId}.ndjson`));
       if (typeof body.serves === "number" && body.serves > 0 && body.serves < 65_536) {
@@ -295,7 +327,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const shared = path.join(cacheRoot, cache[1]!);
       if (!cache[2]) {
         const own = path.join(sandbox.root, "cache", `${cache[1]!}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`);
-        if (existsSync(shared)) await layers.layer(id, shared, own, path.join(sandbox.root, ".layers"));
+        if (existsSync(shared)) await layered(sandbox, layers.layer(id, shared, own, path.join(sandbox.root, ".layers")));
         else await fs.mkdir(own, { recursive: true });
         return reply(res, "POST /caches/:key", { path: own });
       }
@@ -335,7 +367,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const from = path.join(snapshotRoot, body.snapshotId);
       if (!to) return send(res, 400, { error: { code: "bad_path", message: "the restore path must be inside the sandbox" } });
       if (!existsSync(from)) return send(res, 404, { error: { code: "no_snapshot", message: `no snapshot ${body.snapshotId}` } });
-      const how = await layers.layer(id, from, to, path.join(sandbox.root, ".layers"));
+      const how = await layered(sandbox, layers.layer(id, from, to, path.join(sandbox.root, ".layers")));
       return reply(res, "POST /restore", { restored: body.snapshotId, how });
     }
     if (rest === "/files") {
@@ -359,7 +391,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   async function ensureSandbox(id: string): Promise<HostedSandbox> {
     let sandbox = sandboxes.get(id);
     if (!sandbox) {
-      sandbox = { root: path.join(root, id), processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade, allow: [], readable: [], writable: new Set() };
+      sandbox = { root: path.join(root, id), processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade, allow: [], readable: [], writable: new Set(), walled: new Map(), built: { enclosures: [], servers: [] } };
       sandboxes.set(id, sandbox);
     }
     await fs.mkdir(sandbox.root, { recursive: true, mode: 0o711 });
@@ -374,6 +406,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     if (!sandbox) return;
     sandboxes.delete(id);
     await Promise.all([...sandbox.processes.values()].map(killTree));
+    await Promise.all(sandbox.built.servers.map((opening) => opening.then((walled) => walled.close(), () => undefined)));
+    await Promise.all(sandbox.built.enclosures.map((enclosure) => enclosure.then((built) => built.release(), () => undefined)));
     await Promise.all([...sandbox.processes.values()].map((hosted) => hosted.output && fs.rm(hosted.output.file, { force: true })));
     await layers.release(id);
     await fs.rm(sandbox.root, { recursive: true, force: true });
@@ -402,37 +436,98 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     };
   }
 
-  async function spawnIn(sandbox: HostedSandbox, body: CommandRequest): Promise<{ child: ChildProcess; release?: () => void }> {
+  async function spawnIn(sandbox: HostedSandbox, body: CommandRequest): Promise<CommandChild> {
     const cwd = body.cwd ? insideSandbox(sandbox, body.cwd) : path.join(sandbox.root, "work");
     if (!cwd) throw new Error(`cwd ${body.cwd} is outside the sandbox`);
     const detached = (command: string[], env: Record<string, string>) =>
       spawn(command[0]!, command.slice(1), { cwd, env: env as NodeJS.ProcessEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     if (!walls || body.bookkeeping) {
-      if (!body.confine) return { child: detached(["bash", "-c", body.command], environment(sandbox, body.env)) };
+      if (!body.confine) return detached(["bash", "-c", body.command], environment(sandbox, body.env));
       const confined = asConfinedUser(body.command, body.confine, body.env);
-      return { child: detached(["bash", "-c", confined.command], environment(sandbox, confined.env)) };
+      return detached(["bash", "-c", confined.command], environment(sandbox, confined.env));
     }
     const confine = body.confine;
-    const env = environment(sandbox, { ...body.env, ...(confine ? { HOME: confine.home, TMPDIR: confine.home } : {}) });
     if (confine) {
       // The confined user's private home, made by root before the user exists in any process.
       await fs.mkdir(confine.home, { recursive: true });
       await fs.chown(confine.home, confine.uid, confine.uid);
       await fs.chmod(confine.home, 0o700);
     }
-    // An analysis run's agent reaches the model API alone; every other command, the sandbox's hosts too.
-    const wrapped = await walls.wrap(body.command, { root: sandbox.root, env, allow: confine?.modelOnly ? [] : sandbox.allow, readable: sandbox.readable, writable: [...sandbox.writable] });
-    // A confined command builds its walls as its own user (bubblewrap maps that user alone), so it never holds root.
-    const command = confine
-      ? ["setpriv", `--reuid=${confine.uid}`, `--regid=${confine.uid}`, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", "bash", "-c", wrapped.command]
-      : ["bash", "-c", wrapped.command];
-    return { child: detached(command, wrapped.env), release: wrapped.release };
+    const inside = walls.inside(environment(sandbox, { ...body.env, ...(confine ? { HOME: confine.home, TMPDIR: confine.home } : {}) }));
+    const walled = await wallsOf(sandbox, confine);
+    return walled.run({ command: body.command, cwd, env: inside.env }, inside.unset);
+  }
+
+  /**
+   * The walls a sandbox's command runs in: one set for each user (a workspace run's own), for analysis runs (the
+   * model endpoints alone) and for the directories granted, built the first time a command needs them.
+   */
+  async function wallsOf(sandbox: HostedSandbox, confine: CommandRequest["confine"]): Promise<WalledEnvironment> {
+    const modelOnly = Boolean(confine?.modelOnly);
+    const writable = [...sandbox.writable].sort();
+    const readable = [...sandbox.readable].sort();
+    const key = JSON.stringify([confine?.uid ?? 0, modelOnly, readable, writable]);
+    let entry = sandbox.walled.get(key);
+    if (!entry || entry.stale) {
+      const enclosure = walls!.enclose(WALL_SERVER_COMMAND, { root: sandbox.root, allow: modelOnly ? [] : sandbox.allow, readable, writable });
+      entry = { enclosure, opening: null, modelOnly, readable, writable, stale: false };
+      sandbox.walled.set(key, entry);
+      sandbox.built.enclosures.push(enclosure);
+      // Walls that cannot be worked out are tried again by the next command.
+      enclosure.catch(() => sandbox.walled.get(key) === entry && sandbox.walled.delete(key));
+    }
+    const known = entry.opening;
+    if (known) {
+      const walled = await known.catch(() => null);
+      if (walled?.usable) return walled;
+      if (entry.opening === known) entry.opening = null;
+    }
+    if (!entry.opening) {
+      entry.opening = entry.enclosure.then((enclosure) =>
+        WalledEnvironment.open(enclosure, { env: { PATH: BIN_PATH, HOME: confine?.home ?? path.join(sandbox.root, "home"), LANG: "C.UTF-8" }, cwd: sandbox.root, uid: confine?.uid }),
+      );
+      sandbox.built.servers.push(entry.opening);
+    }
+    return entry.opening;
+  }
+
+  /**
+   * A layer was mounted in the sandbox. Wall servers started before it do not see it (the runtime's seccomp helper
+   * gives each a mount namespace of its own, private), so they go once idle, and the walls go up again at once.
+   */
+  async function layered<T>(sandbox: HostedSandbox, mounting: Promise<T>): Promise<T> {
+    const how = await mounting;
+    for (const entry of sandbox.walled.values()) {
+      void entry.opening?.then((walled) => walled.retire(), () => undefined);
+      entry.opening = null;
+    }
+    raiseWalls(sandbox);
+    return how;
+  }
+
+  /**
+   * Builds the sandbox's walls ahead of its first walled command, once its files are laid out: at its first command
+   * (the clone, outside them, runs meanwhile) or right after a layer is mounted. Should they fail, the command that
+   * needs them opens them again and fails with the reason.
+   */
+  function raiseWalls(sandbox: HostedSandbox): void {
+    if (walls && ![...sandbox.walled.values()].some((entry) => entry.opening)) wallsOf(sandbox, undefined).catch(() => undefined);
+  }
+
+  /** The sandbox's hosts or directories changed: its walls let through the new hosts; those granted what is gone go once idle. */
+  function policyChanged(sandbox: HostedSandbox): void {
+    const readable = JSON.stringify([...sandbox.readable].sort());
+    for (const entry of sandbox.walled.values()) {
+      entry.stale ||= JSON.stringify(entry.readable) !== readable || entry.writable.some((dir) => !sandbox.writable.has(dir));
+      if (entry.stale) void entry.opening?.then((walled) => walled.retire(), () => undefined);
+      else if (!entry.modelOnly) void entry.enclosure.then((enclosure) => enclosure.allow(sandbox.allow), () => undefined);
+    }
   }
 
   async function execIn(sandbox: HostedSandbox, body: CommandRequest) {
-    const { child, release } = await spawnIn(sandbox, body);
+    const child = await spawnIn(sandbox, body);
     return new Promise<LocalHostResponses["POST /exec"]>((resolve) => {
-      const hosted: HostedProcess = { child, release, output: null, done: false };
+      const hosted: HostedProcess = { child, output: null, done: false };
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let size = 0;
@@ -448,7 +543,6 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       child.on("close", (code, signal) => {
         clearTimeout(timer);
         hosted.done = true;
-        release?.();
         resolve({
           exitCode: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1),
           stdout: Buffer.concat(out).toString("utf8"),
@@ -460,21 +554,21 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   }
 
   async function startIn(sandbox: HostedSandbox, body: CommandRequest, outputFile: string): Promise<HostedProcess> {
-    const { child, release } = await spawnIn(sandbox, body);
+    const child = await spawnIn(sandbox, body);
     const output = new OutputLog(outputFile, PROCESS_OUTPUT_MAX_BYTES);
-    const hosted: HostedProcess = { child, release, output, done: false };
+    const hosted: HostedProcess = { child, output, done: false };
     output.capture(child.stdout!, "stdout");
     output.capture(child.stderr!, "stderr");
     // A command that cannot start at all ends like one that failed.
     child.on("error", (error) => output.push({ kind: "stderr", data: `sortie: could not start the command: ${error.message}\n` }));
     child.on("close", (code, signal) => {
       hosted.done = true;
-      release?.();
       output.push({ kind: "exit", exitCode: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1) });
     });
     return hosted;
   }
 
+  let closing: Promise<void> | null = null;
   return new Promise<{ url: string; port: number; root: string; close: () => Promise<void> }>((resolve) => {
     server.listen(options.port ?? 0, "127.0.0.1", () => {
       const { port } = server.address() as import("node:net").AddressInfo;
@@ -482,17 +576,19 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         url: `http://127.0.0.1:${port}`,
         port,
         root,
-        close: async () => {
-          await Promise.all([...sandboxes.keys()].map(destroySandbox));
-          await walls?.close();
-          await fs.rm(outputRoot, { recursive: true, force: true });
-          if (!persistent) {
-            await fs.rm(snapshotRoot, { recursive: true, force: true });
-            await fs.rm(cacheRoot, { recursive: true, force: true });
-          }
-          server.closeAllConnections();
-          await new Promise((done) => server.close(done));
-        },
+        // Once: a second call (a dev server's two ways of stopping at once) waits for the first to have taken everything down.
+        close: () =>
+          (closing ??= (async () => {
+            await Promise.all([...sandboxes.keys()].map(destroySandbox));
+            await walls?.close();
+            await fs.rm(outputRoot, { recursive: true, force: true });
+            if (!persistent) {
+              await fs.rm(snapshotRoot, { recursive: true, force: true });
+              await fs.rm(cacheRoot, { recursive: true, force: true });
+            }
+            server.closeAllConnections();
+            await new Promise((done) => server.close(done));
+          })()),
       });
     });
   });
@@ -564,8 +660,12 @@ async function makeTraversable(dir: string): Promise<void> {
  * tree is also found by parentage, before its root goes and it is reparented.
  */
 function killTree(hosted: HostedProcess): Promise<void> {
-  if (hosted.done || hosted.child.pid === undefined) return Promise.resolve();
-  const pid = hosted.child.pid;
+  if (hosted.done) return Promise.resolve();
+  const child = hosted.child;
+  // Inside the walls, the wall server signals the command's tree in its own pid namespace.
+  if (child instanceof WalledProcess) return child.stop();
+  if (child.pid === undefined) return Promise.resolve();
+  const pid = child.pid;
   // Every process seen below it, kept: a walled command may still be spawning its own when the kill comes,
   // and one that outlives its parent is no longer found under it.
   const tree = new Set(descendantsOf(pid));
@@ -580,7 +680,7 @@ function killTree(hosted: HostedProcess): Promise<void> {
       sweep("SIGKILL");
       force = setInterval(() => sweep("SIGKILL"), 1000);
     }, 3000);
-    hosted.child.once("close", () => {
+    child.once("close", () => {
       clearTimeout(first);
       if (force) clearInterval(force);
       resolve();

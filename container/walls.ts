@@ -1,5 +1,5 @@
 /**
- * The walls around every command the local sandbox host runs, built with
+ * The walls around every sandbox of the local sandbox host, built with
  * `@anthropic-ai/sandbox-runtime` (bubblewrap on Linux, Seatbelt on macOS):
  *
  * - filesystem: writes only inside the command's sandbox directory; the
@@ -16,8 +16,13 @@
  *   command sees a sentinel, and the proxy puts the real value back on
  *   requests to that key's model host.
  *
- *   const walls = await openWalls({ stateRoot, plaintextModelEndpoints: true });
- *   const { command, env, release } = await walls.wrap("claude -p …", { root, env, allow: ["registry.npmjs.org"] });
+ * A sandbox's walls are built once and hold a wall server that starts each of
+ * its commands (container/wall-env.ts): `enclose` works them out, `inside`
+ * masks what a command is given.
+ *
+ *   const walls = await openWalls({ stateRoots: [root], plaintextModelEndpoints: true });
+ *   const enclosure = await walls.enclose(WALL_SERVER_COMMAND, { root: sandboxRoot, allow: ["registry.npmjs.org"] });
+ *   const { env, unset } = walls.inside({ PATH, HOME, ANTHROPIC_API_KEY: key }); // the key becomes a sentinel
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -32,6 +37,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const CHECKOUT = path.resolve(here, "..");
 /** The toolchain every command may read: where the checkout's node_modules really is (a git worktree may link it from another checkout). */
 const NODE_MODULES = fs.realpathSync(path.join(CHECKOUT, "node_modules"));
+/** The one file of the checkout readable inside the walls: the server that starts a sandbox's commands. */
+export const WALL_SERVER = path.join(here, "wall-server.mjs");
 
 /** The model keys a command may be handed, with the variable naming where each goes and its default host. */
 const MODEL_KEYS = [
@@ -61,24 +68,31 @@ export interface WallsOptions {
 }
 
 export interface WallSpec {
-  /** The sandbox's own directory: the only place the command writes. */
+  /** The sandbox's own directory: the only place its commands write. */
   root: string;
-  /** The command's environment; model keys in it are masked, the rest passes in. */
-  env: Record<string, string>;
-  /** Hosts the command reaches besides the model endpoints (git host, registries, the task's egress); none for an analysis run. */
+  /** Hosts its commands reach besides the model endpoints (git host, registries, the task's egress); none for an analysis run. */
   allow: string[];
-  /** Directories outside `root` the command may read (a file:// git base). */
+  /** Directories outside `root` its commands may read (a file:// git base). */
   readable?: string[];
-  /** Directories outside `root` the command may write (a file:// remote a publisher pushes to). */
+  /** Directories outside `root` its commands may write (a file:// remote a publisher pushes to). */
   writable?: string[];
 }
 
-export interface WrappedCommand {
-  /** A shell command line to run with `bash -c`. */
+/** One long-lived command walled in (a sandbox's wall server, container/wall-env.ts). */
+export interface Enclosure {
+  /** A shell command line to run with `bash -c`, with `env` added to the variables it is given. */
   command: string;
   env: Record<string, string>;
-  /** Forgets what this command was allowed: call once it has exited. */
+  /** The hosts its commands may reach from now on (a task's egress added while the sandbox lives). */
+  allow(hosts: string[]): void;
+  /** Forgets what it was allowed: call once it has exited. */
   release(): void;
+}
+
+/** A command's variables as they go inside the walls, and the ones the walls' own must not keep for it. */
+export interface InsideEnv {
+  env: Record<string, string>;
+  unset: string[];
 }
 
 /** What stops the walls from being built on this machine; empty when they can be. */
@@ -121,7 +135,10 @@ export function requireWalls(): void {
 }
 
 export interface Walls {
-  wrap(command: string, spec: WallSpec): Promise<WrappedCommand>;
+  /** Walls in `command` (run it with `bash -c`), which stays up and starts the sandbox's commands. */
+  enclose(command: string, spec: WallSpec): Promise<Enclosure>;
+  /** `env` as a command inside the walls gets it: model keys masked (the proxy puts them back), Node told to use the proxy. */
+  inside(env: Record<string, string>): InsideEnv;
   /** This host is done with the walls; the last to go stops the runtime's proxy. */
   close(): Promise<void>;
 }
@@ -136,7 +153,8 @@ export async function openWalls(options: WallsOptions): Promise<Walls> {
   const walls = (await opened).adopt(options);
   let closed = false;
   return {
-    wrap: (command, spec) => walls.wrap(command, spec),
+    enclose: (command, spec) => walls.enclose(command, spec),
+    inside: (env) => walls.inside(env),
     close: async () => {
       if (closed) return;
       closed = true;
@@ -190,9 +208,37 @@ class WallsImpl {
     return this;
   }
 
-  async wrap(command: string, spec: WallSpec): Promise<WrappedCommand> {
-    const env = { ...spec.env };
-    const masked: NonNullable<SandboxRuntimeConfig["credentials"]>["envVars"] = [];
+  async enclose(command: string, spec: WallSpec): Promise<Enclosure> {
+    const home = os.homedir();
+    const commandId = randomBytes(16).toString("base64url");
+    const wrapped = await SandboxManager.wrapWithSandbox(
+      // The enclosed command starts every other one with the variables it is asked for (the sandbox's TMPDIR among them).
+      `exec bash -c "$SORTIE_WALLED_COMMAND"`,
+      "bash",
+      {
+        filesystem: {
+          // Not /tmp as a whole: the runtime's proxy sockets live there, and a hidden /tmp hides them too.
+          denyRead: [...new Set([home, "/root", "/home", CHECKOUT, ...this.stateRoots])],
+          allowRead: [spec.root, NODE_MODULES, WALL_SERVER, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
+          allowWrite: [spec.root, ...(spec.writable ?? [])],
+          // The runtime's own scratch (/tmp/claude) would be shared by every sandbox: none of them writes there.
+          denyWrite: ["/tmp/claude"],
+        },
+      },
+      undefined,
+      { commandId },
+    );
+    const allow = (hosts: string[]) => {
+      // The runtime refuses a loopback address it finds only on a command's own list: those go on the shared one.
+      for (const host of hosts) if (isLoopback(host.replace(/:\d+$/, ""))) this.allowEverywhere(host);
+      SandboxManager.registerCommandNetworkLists(commandId, { allowedDomains: hosts.filter((host) => !this.open.has(host)) });
+    };
+    allow(spec.allow);
+    return { command: wrapped, env: { SORTIE_WALLED_COMMAND: command }, allow, release: () => SandboxManager.unregisterCommandNetworkLists(commandId) };
+  }
+
+  inside(given: Record<string, string>): InsideEnv {
+    const env = { ...given };
     let loopbackModel = false;
     for (const model of MODEL_KEYS) {
       const value = env[model.key];
@@ -200,49 +246,15 @@ class WallsImpl {
       const endpoint = endpointOf(env[model.base] || model.origin);
       this.allowEverywhere(endpoint.hostPort);
       loopbackModel ||= endpoint.loopback;
-      // The runtime reads the real value from this process's environment and hands the command a sentinel.
-      process.env[model.key] = value;
-      delete env[model.key];
-      masked.push({ name: model.key, mode: "mask", injectHosts: [endpoint.host] });
+      // The command gets the sentinel; the proxy swaps it for the real value on requests to that key's model host alone.
+      env[model.key] = SandboxManager.getSentinelRegistry().register(model.key, value, [endpoint.host]);
     }
-    const home = os.homedir();
-    const commandId = randomBytes(16).toString("base64url");
-    const wrapped = await SandboxManager.wrapWithSandbox(
-      // The runtime points TMPDIR at a directory of its own; the sandbox's is put back. A model endpoint on loopback
-      // is reached through the proxy, so loopback is not exempted from it.
-      `export TMPDIR="$SORTIE_TMPDIR"${loopbackModel ? "; unset NO_PROXY no_proxy" : ""}; exec bash -c "$SORTIE_WALLED_COMMAND"`,
-      "bash",
-      {
-        filesystem: {
-          // Not /tmp as a whole: the runtime's proxy sockets live there, and a hidden /tmp hides them too.
-          denyRead: [...new Set([home, "/root", "/home", CHECKOUT, ...this.stateRoots])],
-          allowRead: [spec.root, NODE_MODULES, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
-          allowWrite: [spec.root, ...(spec.writable ?? [])],
-          // The runtime's own scratch (/tmp/claude) would be shared by every sandbox: none of them writes there.
-          denyWrite: ["/tmp/claude"],
-        },
-        credentials: { envVars: masked, ...(this.config.credentials?.allowPlaintextInject ? { allowPlaintextInject: true } : {}) },
-      },
-      undefined,
-      { commandId },
-    );
-    // The runtime refuses a loopback address it finds only on a command's own list: those go on the shared one.
-    for (const host of spec.allow) if (isLoopback(host.replace(/:\d+$/, ""))) this.allowEverywhere(host);
-    const allow = spec.allow.filter((host) => !this.open.has(host));
-    if (allow.length) SandboxManager.registerCommandNetworkLists(commandId, { allowedDomains: allow });
-    return {
-      command: wrapped,
-      env: {
-        ...env,
-        SORTIE_WALLED_COMMAND: command,
-        SORTIE_TMPDIR: env.TMPDIR ?? path.join(spec.root, "tmp"),
-        // Node's own fetch and http reach the network only through the proxy when told to (Node ≥ 22.21),
-        // without a warning on every start that it does.
-        NODE_USE_ENV_PROXY: "1",
-        NODE_OPTIONS: [env.NODE_OPTIONS, "--disable-warning=UNDICI-EHPA"].filter(Boolean).join(" "),
-      },
-      release: () => SandboxManager.unregisterCommandNetworkLists(commandId),
-    };
+    // Node's own fetch and http reach the network only through the proxy when told to (Node ≥ 22.21),
+    // without a warning on every start that it does.
+    env.NODE_USE_ENV_PROXY = "1";
+    env.NODE_OPTIONS = [given.NODE_OPTIONS, "--disable-warning=UNDICI-EHPA"].filter(Boolean).join(" ");
+    // A model endpoint on loopback is reached through the proxy, so loopback is not exempted from it.
+    return { env, unset: loopbackModel ? ["NO_PROXY", "no_proxy"] : [] };
   }
 
   /** Opens `hostPort` to every command: the model endpoints, and loopback hosts a sandbox was given. */

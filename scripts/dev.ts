@@ -105,13 +105,19 @@ dev.stdout!.on("data", (chunk: Buffer) => {
   if (/Ready on/.test(text)) console.log(`SORTIE_URL=http://127.0.0.1:${port}`);
 });
 
+/** The cleanups, run once however the stop comes (a signal, wrangler's exit, or both at once). */
+let cleaned: Promise<void> | null = null;
+const cleanUp = () =>
+  (cleaned ??= (async () => {
+    for (const cleanup of cleanups) await cleanup();
+  })());
 const stop = async () => {
   dev.kill("SIGTERM");
-  for (const cleanup of cleanups) await cleanup();
+  await cleanUp();
   process.exit(0);
 };
 dev.on("exit", async (code) => {
-  for (const cleanup of cleanups) await cleanup();
+  await cleanUp();
   process.exit(code ?? 0);
 });
 process.on("SIGINT", stop);

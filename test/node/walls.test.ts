@@ -37,6 +37,19 @@ afterAll(async () => {
   fs.rmSync(stateDir, { recursive: true, force: true });
 });
 
+/** The wall servers (container/wall-server.mjs) whose sandbox holds `workdir`, by pid, as the host sees them. */
+function wallServersIn(workdir: string): number[] {
+  const sandboxRoot = path.dirname(workdir);
+  return fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).flatMap((pid) => {
+    try {
+      const command = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      return command.includes("wall-server.mjs") && !command.includes("bash") && fs.readlinkSync(`/proc/${pid}/cwd`) === sandboxRoot ? [Number(pid)] : [];
+    } catch {
+      return []; // ended meanwhile
+    }
+  });
+}
+
 async function untilLine(sandbox: Sandbox, processId: string, pattern: RegExp): Promise<string> {
   let text = "";
   for await (const output of sandbox.streamProcess(processId) as AsyncIterable<ProcessOutput>) {
@@ -74,6 +87,51 @@ describe("the local host's walls", () => {
       const started = await Promise.all([a, b].map(async (sandbox) => untilLine(sandbox, (await sandbox.startProcess(server)).processId, /listening|EADDRINUSE/)));
       expect(started).toEqual([expect.stringContaining("listening"), expect.stringContaining("listening")]);
       await Promise.all([a.destroy(), b.destroy()]);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it("are built once for a sandbox, like a container: what one command serves, the next reaches on its loopback, and no other sandbox does", async () => {
+    const host = await startLocalSandboxHost({ token: TOKEN, root });
+    try {
+      const port = new LocalSandboxPort(host.url, TOKEN);
+      const [a, b] = await Promise.all([port.open(`ca-${randomUUID().slice(0, 8)}`), port.open(`cb-${randomUUID().slice(0, 8)}`)]);
+      const server = `node -e "require('http').createServer((q, s) => s.end('served in a')).listen(3000, '127.0.0.1', () => console.log('listening'))"`;
+      expect(await untilLine(a, (await a.startProcess(server)).processId, /listening/)).toContain("listening");
+      const fetch3000 = "curl -s --noproxy '*' --max-time 5 http://127.0.0.1:3000/; echo \" curl=$?\"";
+      expect((await a.exec(fetch3000)).stdout).toContain("served in a curl=0");
+      expect((await b.exec(fetch3000)).stdout).toMatch(/^ curl=(7|28)/);
+      for (let i = 0; i < 3; i++) expect((await a.exec("true")).exitCode).toBe(0);
+      // One wall server for each sandbox, however many commands it ran.
+      expect(wallServersIn(a.workdir)).toHaveLength(1);
+      expect(wallServersIn(b.workdir)).toHaveLength(1);
+      await Promise.all([a.destroy(), b.destroy()]);
+      expect(wallServersIn(a.workdir)).toEqual([]);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it("that go down under a command end it as failed, and the next command gets walls of its own", async () => {
+    const host = await startLocalSandboxHost({ token: TOKEN, root });
+    try {
+      const sandbox = await new LocalSandboxPort(host.url, TOKEN).open(`cd-${randomUUID().slice(0, 8)}`);
+      const { processId } = await sandbox.startProcess("echo started; sleep 30");
+      expect(await untilLine(sandbox, processId, /started/)).toContain("started");
+      const [server] = wallServersIn(sandbox.workdir);
+      process.kill(server!, "SIGKILL");
+      let exit: number | undefined;
+      let said = "";
+      for await (const output of sandbox.streamProcess(processId) as AsyncIterable<ProcessOutput>) {
+        if (output.kind === "exit") exit = output.exitCode;
+        else said += output.data;
+      }
+      expect(exit).not.toBe(0);
+      expect(said).toContain("walls exited");
+      expect(await sandbox.exec("echo again")).toMatchObject({ exitCode: 0, stdout: "again\n" });
+      expect(wallServersIn(sandbox.workdir)).toHaveLength(1);
+      await sandbox.destroy();
     } finally {
       await host.close();
     }

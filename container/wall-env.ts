@@ -1,0 +1,239 @@
+/**
+ * One sandbox's walls, built once and kept up like a container: a wall
+ * server (container/wall-server.mjs) runs inside them and starts each of the
+ * sandbox's commands, so a command costs a process start, not a new set of
+ * namespaces, a seccomp helper and a proxy bridge. Every command of a
+ * sandbox sees the same filesystem view, pid and network namespace (a dev
+ * server one command starts answers the next on its loopback), as in a
+ * container.
+ *
+ *   const enclosure = await walls.enclose(WALL_SERVER_COMMAND, { root, allow: [] });
+ *   const walled = await WalledEnvironment.open(enclosure, { env, cwd: root });
+ *   const proc = walled.run({ command: "git diff", cwd, env });
+ *   proc.stdout.on("data", …); proc.once("close", (code, signal) => …); await proc.stop();
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { createInterface } from "node:readline";
+import { PassThrough } from "node:stream";
+import type { Enclosure } from "./walls.ts";
+import { WALL_SERVER } from "./walls.ts";
+
+/** What to wall in for a sandbox: its wall server. */
+export const WALL_SERVER_COMMAND = `exec node ${WALL_SERVER}`;
+
+/** How long the walls may take to come up before the sandbox's command fails. */
+const OPEN_TIMEOUT_MS = 20_000;
+/** How long a stopped command has after SIGTERM before it is killed. */
+const STOP_GRACE_MS = 3000;
+/** Bytes of the walls' own stderr kept to say why they failed. */
+const STDERR_KEPT = 4096;
+
+export interface EnvironmentOptions {
+  /** The wall server's own variables (PATH, HOME); each command is given its own. */
+  env: Record<string, string>;
+  cwd: string;
+  /** Builds the walls as this user (bubblewrap maps that user alone), so no command of it holds root. */
+  uid?: number;
+}
+
+export interface CommandSpec {
+  command: string;
+  cwd: string;
+  env: Record<string, string>;
+}
+
+/** A command running inside the walls: its output streams and its end, as a child process gives them. */
+export class WalledProcess extends EventEmitter<{ close: [code: number | null, signal: NodeJS.Signals | null]; error: [Error] }> {
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  done = false;
+  private readonly environment: WalledEnvironment;
+  readonly id: string;
+
+  constructor(environment: WalledEnvironment, id: string) {
+    super();
+    this.environment = environment;
+    this.id = id;
+  }
+
+  /** A process in the walls' namespaces (the port bridge enters its network namespace). */
+  get pid(): number | undefined {
+    return this.environment.pid;
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.environment.send({ op: "kill", id: this.id, signal });
+  }
+
+  /** Ends the command and everything it started: SIGTERM, then SIGKILL until it is gone. */
+  stop(): Promise<void> {
+    if (this.done) return Promise.resolve();
+    return new Promise((resolve) => {
+      let force: ReturnType<typeof setInterval> | undefined;
+      const first = setTimeout(() => {
+        this.signal("SIGKILL");
+        force = setInterval(() => this.signal("SIGKILL"), 1000);
+      }, STOP_GRACE_MS);
+      this.once("close", () => {
+        clearTimeout(first);
+        if (force) clearInterval(force);
+        resolve();
+      });
+      this.signal("SIGTERM");
+    });
+  }
+
+  /** @internal the wall server's account of this command. */
+  end(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.done) return;
+    this.done = true;
+    this.stdout.end();
+    this.stderr.end();
+    this.emit("close", code, signal);
+  }
+}
+
+export class WalledEnvironment {
+  private readonly running = new Map<string, WalledProcess>();
+  private commands = 0;
+  private alive = true;
+  /** Close once the last command ends: the sandbox's policy changed, and new commands get walls of their own. */
+  private retired = false;
+
+  readonly child: ChildProcess;
+
+  private constructor(child: ChildProcess) {
+    this.child = child;
+  }
+
+  /**
+   * Starts the wall server inside `enclosure` (walls.enclose of {@link WALL_SERVER_COMMAND}); resolves once it is
+   * ready. The enclosure outlives it: the same walls go up again, without being worked out again, when a mount
+   * made in the sandbox needs them rebuilt.
+   */
+  static async open(enclosure: Enclosure, options: EnvironmentOptions): Promise<WalledEnvironment> {
+    const env = { ...options.env, ...enclosure.env };
+    env.SORTIE_WALL_GIVEN = Object.keys(env).join(",");
+    const command =
+      options.uid === undefined
+        ? ["bash", "-c", enclosure.command]
+        : ["setpriv", `--reuid=${options.uid}`, `--regid=${options.uid}`, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", "bash", "-c", enclosure.command];
+    const child = spawn(command[0]!, command.slice(1), { cwd: options.cwd, env: env as NodeJS.ProcessEnv, detached: true, stdio: ["pipe", "pipe", "pipe"] });
+    const environment = new WalledEnvironment(child);
+    await environment.ready();
+    return environment;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Whether new commands may start here. */
+  get usable(): boolean {
+    return this.alive && !this.retired;
+  }
+
+  run(spec: CommandSpec, unset: string[]): WalledProcess {
+    const proc = new WalledProcess(this, `c${++this.commands}`);
+    if (!this.alive) {
+      queueMicrotask(() => {
+        proc.stderr.write("sortie: the sandbox's walls are gone\n");
+        proc.end(null, "SIGKILL");
+      });
+      return proc;
+    }
+    this.running.set(proc.id, proc);
+    this.send({ op: "run", id: proc.id, command: spec.command, cwd: spec.cwd, env: spec.env, unset });
+    return proc;
+  }
+
+  retire(): void {
+    this.retired = true;
+    if (this.running.size === 0) this.shutDown();
+  }
+
+  /** Ends every command and the walls themselves; resolves once they are down. */
+  close(): Promise<void> {
+    this.retired = true;
+    if (!this.alive) return Promise.resolve();
+    const exited = new Promise<void>((resolve) => this.child.once("close", () => resolve()));
+    this.shutDown();
+    // The server kills its commands when its input closes; the walls' pid namespace takes whatever is left with it.
+    const force = setTimeout(() => signalGroup(this.child.pid, "SIGKILL"), STOP_GRACE_MS);
+    return exited.finally(() => clearTimeout(force));
+  }
+
+  /** @internal */
+  send(message: Record<string, unknown>): void {
+    if (this.alive && this.child.stdin?.writable) this.child.stdin.write(`${JSON.stringify(message)}\n`);
+  }
+
+  private shutDown(): void {
+    this.child.stdin?.end();
+  }
+
+  private ready(): Promise<void> {
+    let stderr = "";
+    this.child.stderr!.on("data", (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString("utf8")).slice(-STDERR_KEPT);
+    });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        signalGroup(this.child.pid, "SIGKILL");
+        reject(new Error(`the sandbox's walls did not come up in ${OPEN_TIMEOUT_MS} ms: ${stderr.trim()}`));
+      }, OPEN_TIMEOUT_MS);
+      const lines = createInterface({ input: this.child.stdout! });
+      lines.on("line", (line) => {
+        const message = messageOf(line);
+        if (!message) return;
+        if (message.op === "ready") {
+          clearTimeout(timer);
+          resolve();
+          return;
+        }
+        const proc = typeof message.id === "string" ? this.running.get(message.id) : undefined;
+        if (!proc) return;
+        if (message.op === "out" && typeof message.data === "string") (message.fd === 2 ? proc.stderr : proc.stdout).write(Buffer.from(message.data, "base64"));
+        else if (message.op === "exit") {
+          this.running.delete(proc.id);
+          proc.end(typeof message.code === "number" ? message.code : null, typeof message.signal === "string" ? (message.signal as NodeJS.Signals) : null);
+          if (this.retired && this.running.size === 0) this.shutDown();
+        }
+      });
+      this.child.on("error", (error) => {
+        clearTimeout(timer);
+        reject(new Error(`the sandbox's walls could not start: ${error.message}`));
+      });
+      this.child.on("close", (code, signal) => {
+        clearTimeout(timer);
+        this.alive = false;
+        reject(new Error(`the sandbox's walls exited (${signal ?? code}) before they were up: ${stderr.trim()}`));
+        // Commands still running went down with the walls.
+        for (const proc of this.running.values()) {
+          proc.stderr.write(`sortie: the sandbox's walls exited (${signal ?? code})\n`);
+          proc.end(null, "SIGKILL");
+        }
+        this.running.clear();
+      });
+    });
+  }
+}
+
+function messageOf(line: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
