@@ -15,7 +15,7 @@
  * user, ending a user's processes, unmounting) run outside them, as root.
  * `LOCAL_SANDBOX_UNCONFINED=1`, set by hand, runs everything without walls.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createReadStream, existsSync, realpathSync } from "node:fs";
 import fs from "node:fs/promises";
 import http from "node:http";
