@@ -13,7 +13,8 @@
  */
 import { z } from "zod";
 import { estimateCostUsd } from "./runners/pricing.ts";
-import { ErrorInfo, FollowUp, Publication, ReviewFinding, TaskState, TaskStatus, isTerminal, type JudgeView, type ReviewView, type RunView } from "./schema.ts";
+import { IntegrationCheck, IntegrationView, PlanFile, PlanState, PlanStatus, SubtaskStatus } from "./plan-schema.ts";
+import { DiffStats, ErrorInfo, FollowUp, Publication, ReviewFinding, TaskState, TaskStatus, isTerminal, type JudgeView, type ReviewView, type RunView } from "./schema.ts";
 
 /** An object with the fields named and whatever else its producer adds. */
 const data = <Shape extends z.core.$ZodLooseShape>(shape: Shape) => z.looseObject(shape);
@@ -132,23 +133,45 @@ export const EVENT_DATA = {
   "preview.screenshot_skipped": data({ reason: str }),
   "preview.screenshot_failed": data({ message: str }),
   // A plan's own log (src/agents/plan-agent.ts, `run` null), and its roles in a task's.
-  "plan.status": data({ status: str, planner: opt(str), error: opt(ErrorInfo) }),
-  "plan.written": data({ summary: opt(str), subtasks: z.array(z.looseObject({ key: str })) }),
-  "plan.approved": data({ by: str, edited: opt(z.boolean()), removed: opt(z.array(str)) }),
-  "plan.retry": data({ subtask: str, by: opt(str) }),
+  "plan.created": data({ plan: PlanState }),
+  "plan.status": data({ status: PlanStatus, planner: opt(str), error: opt(ErrorInfo) }),
+  "plan.written": data({ summary: opt(str), subtasks: z.array(z.looseObject({ key: str })), plan: opt(PlanFile) }),
+  "plan.approved": data({ by: str, edited: opt(z.boolean()), removed: opt(z.array(str)), plan: opt(PlanFile) }),
+  "plan.retry": data({ subtask: str, by: opt(str), subtasks: opt(z.array(str)) }),
+  "plan.cost": data({ task: str, totalUsd: num, addedUsd: num }),
   "plan.error": data({ message: str }),
   "plan.queued": data({ slot: z.enum(["integrator", "publisher"]), position: num }),
   "plan.slack_failed": data({ message: str }),
   "plan.report_failed": data({ plan: str, message: str }),
-  "subtask.status": data({ key: str, status: str, taskId: opt(str), error: opt(ErrorInfo) }),
-  "subtask.sent_back": data({ key: str, taskId: opt(str), reason: opt(str) }),
-  "integration.status": data({ status: str, branch: opt(str), error: opt(ErrorInfo) }),
+  "subtask.status": data({
+    key: str,
+    status: SubtaskStatus,
+    taskId: opt(str),
+    error: opt(ErrorInfo.nullable()),
+    dependency: opt(str),
+    handoff: opt(str),
+    endedAt: opt(num),
+    diff: opt(DiffStats.nullable()),
+    summary: opt(str.nullable()),
+  }),
+  "subtask.sent_back": data({ key: str, delivered: opt(z.boolean()), taskId: opt(str), reason: opt(str) }),
+  "integration.status": data({
+    status: IntegrationView.shape.status,
+    branch: opt(str),
+    attempt: opt(int),
+    error: opt(ErrorInfo),
+    diff: opt(DiffStats.nullable()),
+    /** How many acceptance checks ran (`results` holds them). */
+    checks: opt(int),
+    results: opt(z.array(IntegrationCheck)),
+    resolved: opt(z.array(str)),
+  }),
   "integration.conflict": data({ subtask: opt(str), files: opt(z.array(str)) }),
   "integration.agent": data({ files: opt(z.array(str)), repair: opt(str), exitCode: opt(num.nullable()), isError: opt(z.boolean()), costUsd: opt(num.nullable()) }),
   "integration.resolved": data({ subtask: opt(str), files: opt(z.array(str)), ok: opt(z.boolean()) }),
   "integration.repair": data({ command: str, exitCode: opt(num.nullable()), subtask: opt(str.nullable()), ok: opt(z.boolean()), refused: opt(str) }),
   "integration.check": data({ command: str, exitCode: opt(num.nullable()), subtask: opt(str.nullable()) }),
-  "integration.published": data({ branch: str }),
+  "integration.published": data({ branch: str, commit: opt(str.nullable()), pullRequest: opt(IntegrationView.shape.pullRequest) }),
   "integration.publish_failed": data({ error: ErrorInfo }),
   "integration.setup": data({ durationMs: opt(num) }),
   "integration.setup_log": data({ stream: opt(str), text: opt(str) }),

@@ -10,7 +10,8 @@
 import { Agent, getAgentByName, type Connection, type ConnectionContext, type WSMessage } from "agents";
 import { readConfig } from "../config.ts";
 import { messageOf } from "../errors.ts";
-import { isPlanTerminal, type CreatePlanBody, type PlanFile, type PlanState, type PlanStatus, type SubtaskStatus, type SubtaskView } from "../plan-schema.ts";
+import { isPlanTerminal, type CreatePlanBody, type PlanState, type PlanStatus, type SubtaskStatus, type SubtaskView } from "../plan-schema.ts";
+import { applyPlanEvent, emptyPlanFold, subtaskViews, type PlanFold } from "../plan-fold.ts";
 import { postOrUpdateMessage, type SlackTarget } from "../publish/slack.ts";
 import { planMessage } from "../publish/slack-plan.ts";
 import { deploymentRedactor } from "../redact.ts";
@@ -19,7 +20,7 @@ import { runAgentTurn } from "../runners/agent.ts";
 import { adapterFor, modelCredentials } from "../runners/index.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
 import type { Sandbox } from "../sandbox/port.ts";
-import type { CreateTaskBody, ErrorInfo, EventInput, TaskSpec } from "../schema.ts";
+import type { CreateTaskBody, ErrorInfo, TaskSpec } from "../schema.ts";
 import { deletePlan, insertPlan, savePlan } from "../store/plans.ts";
 import { DiffStore } from "../store/diff-store.ts";
 import { PLAN_AGENT_SCHEMA } from "../store/agent-schemas.ts";
@@ -49,8 +50,8 @@ const RECONCILE_SECONDS = 30;
 const REQUEST_KEY = "sortie:plan-request";
 const SLACK_KEY = "sortie:plan-slack";
 const PLANNER_SPEC_KEY = "sortie:plan-planner-spec";
-/** Each task's spending last reported, so a report adds only what is new. */
-const costKey = (taskId: string) => `sortie:plan-cost:${taskId}`;
+/** Each task's spending last reported, where plans made before the log counted it kept it. */
+const legacyCostKey = (taskId: string) => `sortie:plan-cost:${taskId}`;
 
 /** What the plan was asked for, kept for launching its subtasks. */
 export interface PlanRequest {
@@ -59,12 +60,17 @@ export interface PlanRequest {
   origin: string | null;
 }
 
+/**
+ * The agent keeps no state of its own beside the event log: the plan is the
+ * fold of its events (src/plan-fold.ts), kept current as each one is appended.
+ */
 export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   static override options = { sendIdentityOnConnect: false };
   override initialState: PlanState | null = null;
 
   /** The event log and its viewers, made on first use. */
   private viewedLog?: ViewedLog;
+  private folded?: PlanFold;
   private diffStore?: DiffStore;
   private planSlots?: PlanSlots;
   private readonly patches: PlanPatches;
@@ -83,7 +89,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   private readonly extraSecrets = new Set<string>();
 
   private get viewed(): ViewedLog {
-    this.viewedLog ??= new ViewedLog(this.ctx.storage, () => this.getConnections(), () => (this.state ? JSON.stringify({ type: "cf_agent_state", state: this.state }) : null));
+    this.viewedLog ??= new ViewedLog(this.ctx.storage, () => this.getConnections(), () => (this.current ? JSON.stringify({ type: "cf_agent_state", state: this.current }) : null));
     return this.viewedLog;
   }
 
@@ -128,7 +134,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
    * plan's row goes again and the refusal is returned: nothing half-created.
    */
   async create(plan: PlanState, request: PlanRequest, planner: TaskSpec): Promise<{ plan: PlanState } | Refusal> {
-    if (this.state) return { plan: this.state };
+    if (this.current) return { plan: this.current };
     await insertPlan(this.env.DB, plan);
     try {
       await startTasks(this.env, { specs: [planner], starter: { name: planner.createdBy } });
@@ -139,14 +145,14 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     }
     this.ctx.storage.kv.put(REQUEST_KEY, request);
     this.ctx.storage.kv.put(PLANNER_SPEC_KEY, planner);
-    this.setState({ ...plan, plannerTaskId: planner.id });
+    this.record("plan.created", { plan: { ...plan, plannerTaskId: planner.id } });
     this.record("plan.status", { status: "planning", planner: planner.id });
     await this.scheduleEvery(RECONCILE_SECONDS, "reconcile");
     return { plan: this.require() };
   }
 
   view(): PlanState | null {
-    return this.state;
+    return this.current;
   }
 
   readEvents(after: number, limit: number): { ndjson: string; count: number; lastSeq: number } {
@@ -188,8 +194,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       chosen = check.plan;
     }
     const removed = plan.plan!.subtasks.map((s) => s.key).filter((key) => !chosen.subtasks.some((s) => s.key === key));
-    this.setState({ ...plan, plan: chosen, subtasks: subtaskViews(chosen), approvedBy: by });
-    this.record("plan.approved", { by, edited: edited !== undefined, removed, subtasks: chosen.subtasks.map((s) => s.key) });
+    this.record("plan.approved", { by, edited: edited !== undefined, removed, subtasks: chosen.subtasks.map((s) => s.key), ...(edited !== undefined ? { plan: chosen } : {}) });
     this.setStatus("running");
     this.later(() => this.advance());
     return { plan: this.require() };
@@ -215,14 +220,6 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     if (plan.status !== "failed" && plan.status !== "running") return { refused: { code: "plan_not_retryable", message: `plan ${plan.id} is ${plan.status}`, status: 409 } };
     const reach = reachability(plan.subtasks);
     const again = new Set([key, ...plan.subtasks.filter((s) => reach.get(s.key)!.has(key)).map((s) => s.key)]);
-    this.setState({
-      ...plan,
-      status: "running",
-      endedAt: null,
-      error: null,
-      integration: null,
-      subtasks: plan.subtasks.map((s) => (again.has(s.key) ? { ...s, status: "pending", taskId: null, error: null, startedAt: null, endedAt: null, diff: null, summary: null, sentBack: 0 } : s)),
-    });
     this.record("plan.retry", { subtask: key, by, subtasks: [...again] });
     this.record("plan.status", { status: "running" });
     this.later(() => this.advance());
@@ -246,7 +243,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
 
   /** Schedule callback: a running task that ended without this agent hearing of it is reported now. */
   async reconcile(): Promise<void> {
-    const plan = this.state;
+    const plan = this.current;
     if (!plan || isPlanTerminal(plan.status)) {
       for (const schedule of await this.listSchedules()) if (schedule.callback === "reconcile") await this.cancelSchedule(schedule.id);
       return;
@@ -259,7 +256,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   }
 
   private async onTaskEnded(report: PlanReport): Promise<void> {
-    const plan = this.state;
+    const plan = this.current;
     if (!plan) return;
     this.countCost(report.task.id, report.task.costUsd);
     if (report.task.id === plan.plannerTaskId) return this.plannerEnded(report);
@@ -270,8 +267,15 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     const status: SubtaskStatus = task.status === "succeeded" ? "succeeded" : task.status === "cancelled" ? "cancelled" : "failed";
     if (status === "succeeded") this.patches.put(subtask.key, report.diff ?? "");
     const run = report.run !== null ? task.runs[report.run] : undefined;
-    this.patchSubtask(subtask.key, { status, endedAt: task.endedAt ?? Date.now(), error: task.error, diff: run?.diff ?? null, summary: report.summary ? report.summary.slice(-2000) : null });
-    this.record("subtask.status", { key: subtask.key, status, taskId: task.id, ...(task.error ? { error: task.error } : {}) });
+    this.record("subtask.status", {
+      key: subtask.key,
+      status,
+      taskId: task.id,
+      ...(task.error ? { error: task.error } : {}),
+      ...(task.endedAt ? { endedAt: task.endedAt } : {}),
+      diff: run?.diff ?? null,
+      summary: report.summary ? report.summary.slice(-2000) : null,
+    });
     if (this.overBudget()) return;
     this.later(() => this.advance());
     await this.index();
@@ -291,11 +295,9 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       this.finish("failed", { code: "invalid_plan", message: `the plan is invalid: ${check.errors.join("; ")}` });
       return this.index();
     }
-    this.setState({ ...plan, plan: check.plan, subtasks: subtaskViews(check.plan) });
-    this.record("plan.written", { summary: check.plan.summary, subtasks: check.plan.subtasks.map((s) => ({ key: s.key, dependsOn: s.dependsOn, owns: s.owns })) });
+    this.record("plan.written", { summary: check.plan.summary, subtasks: check.plan.subtasks.map((s) => ({ key: s.key, dependsOn: s.dependsOn, owns: s.owns })), plan: check.plan });
     if (this.overBudget()) return;
     if (plan.approve === "auto") {
-      this.setState({ ...this.require(), approvedBy: "auto" });
       this.record("plan.approved", { by: "auto", edited: false, removed: [], subtasks: check.plan.subtasks.map((s) => s.key) });
       this.setStatus("running");
       this.later(() => this.advance());
@@ -316,8 +318,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
         const deps = subtask.dependsOn.map((key) => current.find((s) => s.key === key)!);
         const stopped = deps.find((d) => d.status === "failed" || d.status === "blocked" || d.status === "cancelled");
         if (stopped) {
-          this.patchSubtask(subtask.key, { status: "blocked", endedAt: Date.now(), error: { code: "dependency_failed", message: `"${stopped.key}" ${stopped.status === "blocked" ? "was blocked" : `ended ${stopped.status}`}` } });
-          this.record("subtask.status", { key: subtask.key, status: "blocked", dependency: stopped.key });
+          const error = { code: "dependency_failed", message: `"${stopped.key}" ${stopped.status === "blocked" ? "was blocked" : `ended ${stopped.status}`}` };
+          this.record("subtask.status", { key: subtask.key, status: "blocked", dependency: stopped.key, error });
           continue;
         }
         if (deps.every((d) => d.status === "succeeded")) await this.launch(subtask.key);
@@ -364,12 +366,10 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       const spec = planTask(this.env, { body: taskBody, source: "plan", createdBy: plan.createdBy, ...(request.origin ? { origin: request.origin } : {}) });
       const patches = ordered.filter((s) => needed.has(s.key)).map((s) => this.patches.get(s.key));
       spec.plan = { id: plan.id, role: "worker", subtask: key, owns: subtask.owns, patches };
-      this.patchSubtask(key, { status: "running", taskId: spec.id, handoff: this.redact(handoff), startedAt: Date.now() });
-      this.record("subtask.status", { key, status: "running", taskId: spec.id });
+      this.record("subtask.status", { key, status: "running", taskId: spec.id, handoff });
       await startTasks(this.env, { specs: [spec], starter: { name: spec.createdBy } });
     } catch (error) {
       const failure = { code: (error as { code?: string }).code ?? "launch_failed", message: messageOf(error) };
-      this.patchSubtask(key, { status: "failed", endedAt: Date.now(), error: failure });
       this.record("subtask.status", { key, status: "failed", error: failure });
     }
   }
@@ -382,7 +382,6 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     const plan = this.require();
     const branch = `sortie/plan-${plan.id}`;
     const attempts = (plan.integration?.attempts ?? 0) + 1;
-    this.setState({ ...plan, integration: { status: "running", branch, diff: null, checks: [], resolved: [], attempts, commit: null, pullRequest: null, error: null } });
     if (plan.status !== "integrating") this.setStatus("integrating");
     this.record("integration.status", { status: "running", branch, attempt: attempts });
     await this.index();
@@ -394,8 +393,6 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     } catch (error) {
       if (abort.signal.aborted) return;
       const failure = { code: "integration_failed", message: messageOf(error) };
-      const current = this.require();
-      this.setState({ ...current, integration: { ...current.integration!, status: "failed", error: failure } });
       this.record("integration.status", { status: "failed", branch, error: failure });
       this.finish("failed", failure);
       return;
@@ -412,13 +409,11 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   private async concludeIntegration(outcome: IntegrationOutcome, branch: string): Promise<void> {
     const current = this.require();
     if (outcome.status === "succeeded") {
-      this.setState({ ...current, integration: { ...current.integration!, status: "succeeded", diff: outcome.diff, checks: outcome.checks, resolved: outcome.resolved } });
-      this.record("integration.status", { status: "succeeded", branch, diff: outcome.diff, checks: outcome.checks.length });
+      this.record("integration.status", { status: "succeeded", branch, diff: outcome.diff, checks: outcome.checks.length, results: outcome.checks, resolved: outcome.resolved });
       await this.publishAndFinish();
       return;
     }
-    this.setState({ ...current, integration: { ...current.integration!, status: "failed", checks: outcome.checks, resolved: outcome.resolved, error: outcome.error } });
-    this.record("integration.status", { status: "failed", branch, error: outcome.error });
+    this.record("integration.status", { status: "failed", branch, error: outcome.error, results: outcome.checks, resolved: outcome.resolved });
     const owner = outcome.failing?.subtask ? current.subtasks.find((s) => s.key === outcome.failing!.subtask) : undefined;
     // A failure the integrator answered already (it followed a conflict resolution) is not sent to an owner as well.
     if (owner && outcome.failing && !outcome.integratorAnswered && owner.sentBack < SEND_BACKS && owner.taskId && (await this.sendBack(owner, acceptanceFailureMessage(outcome.failing.command, outcome.failing.exitCode, outcome.failing.output)))) return;
@@ -490,9 +485,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
               this.scrub = undefined;
             },
           });
-          const current = this.require();
-          this.setState({ ...current, integration: { ...current.integration!, commit: published.commit, pullRequest: published.pullRequest } });
-          this.record("integration.published", { branch: current.integration!.branch, commit: published.commit, pullRequest: published.pullRequest });
+          this.record("integration.published", { branch: this.require().integration!.branch, commit: published.commit, pullRequest: published.pullRequest });
         } finally {
           if (sandbox) await sandbox.destroy().catch((error: unknown) => this.record("plan.error", { message: `could not destroy the publisher sandbox: ${messageOf(error)}` }));
         }
@@ -500,7 +493,6 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     } catch (error) {
       if (abort.signal.aborted) return;
       const failure = { code: "publish_failed", message: messageOf(error) };
-      this.setState({ ...this.require(), error: failure });
       this.record("integration.publish_failed", { error: failure });
     } finally {
       this.integration = null;
@@ -515,7 +507,6 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       this.record("subtask.sent_back", { key: owner.key, delivered: false, reason: outcome.refused.message });
       return false;
     }
-    this.patchSubtask(owner.key, { status: "running", sentBack: owner.sentBack + 1, endedAt: null });
     this.record("subtask.sent_back", { key: owner.key, delivered: true, taskId: owner.taskId });
     this.record("subtask.status", { key: owner.key, status: "running", taskId: owner.taskId });
     return true;
@@ -574,8 +565,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     );
     const current = this.require();
     for (const subtask of current.subtasks.filter((s) => s.status === "running" || s.status === "pending")) {
-      this.patchSubtask(subtask.key, { status: "cancelled", endedAt: Date.now(), error: { code: "cancelled", message: reason } });
-      this.record("subtask.status", { key: subtask.key, status: "cancelled" });
+      this.record("subtask.status", { key: subtask.key, status: "cancelled", error: { code: "cancelled", message: reason } });
     }
   }
 
@@ -597,7 +587,6 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   private finish(status: Extract<PlanStatus, "succeeded" | "failed" | "cancelled">, error: ErrorInfo | null): void {
     const plan = this.require();
     if (isPlanTerminal(plan.status)) return;
-    this.setState({ ...plan, status, endedAt: Date.now(), error });
     this.record("plan.status", { status, ...(error ? { error } : {}) });
     this.later(() => this.updateSlack());
   }
@@ -605,7 +594,6 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   // ---- state --------------------------------------------------------------
 
   private setStatus(status: PlanStatus): void {
-    this.setState({ ...this.require(), status });
     this.record("plan.status", { status });
     this.later(() => this.updateSlack());
   }
@@ -622,29 +610,46 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     }
   }
 
-  private patchSubtask(key: string, patch: Partial<SubtaskView>): void {
-    const plan = this.require();
-    this.setState({ ...plan, subtasks: plan.subtasks.map((s) => (s.key === key ? { ...s, ...patch } : s)) });
-  }
-
+  /** Counts a task's (or an integrator turn's) spending as it stands now: only what is new since it was last counted. */
   private countCost(taskId: string, total: number): void {
-    const before = this.ctx.storage.kv.get<number>(costKey(taskId)) ?? 0;
+    const before = this.fold.spent[taskId] ?? this.ctx.storage.kv.get<number>(legacyCostKey(taskId)) ?? 0;
     if (total === before) return;
-    this.ctx.storage.kv.put(costKey(taskId), total);
-    const plan = this.require();
-    const subtasks = plan.subtasks.map((s) => (s.taskId === taskId ? { ...s, costUsd: s.costUsd + total - before } : s));
-    this.setState({ ...plan, subtasks, costUsd: plan.costUsd + total - before });
+    this.record("plan.cost", { task: taskId, totalUsd: total, addedUsd: total - before });
   }
 
+  /**
+   * Appends an event and folds it into the plan. It is stored at once, and
+   * before viewers get the state that followed from it.
+   */
   private record(type: string, data: Record<string, unknown>): void {
-    const input: EventInput = { run: null, type, data: this.redact(data) };
-    this.events.append(input);
+    const event = this.events.append({ run: null, type, data: this.redact(data) });
     this.events.flush();
+    const before = this.fold;
+    this.folded = applyPlanEvent(before, event);
+    if (this.folded !== before) this.viewedLog?.viewers.publishState();
+  }
+
+  /** The fold of the whole log, read once per instance and kept current by `record`. */
+  private get fold(): PlanFold {
+    if (this.folded) return this.folded;
+    let fold = emptyPlanFold();
+    for (let after = 0, page = this.events.page(0); page.length > 0; after = page.at(-1)!.seq, page = this.events.page(after)) {
+      for (const event of page) fold = applyPlanEvent(fold, event);
+    }
+    // A plan stored before its log held its creation: its last saved state is where the fold starts.
+    if (!fold.plan && this.events.lastSeq > 0 && super.state) fold = { plan: super.state, spent: {} };
+    this.folded = fold;
+    return fold;
+  }
+
+  /** The plan as its log tells it, or null if no plan has this id. */
+  private get current(): PlanState | null {
+    return this.fold.plan;
   }
 
   /** Keeps the D1 index current; a failure is an event, and the next change writes it again. */
   private async index(): Promise<void> {
-    const plan = this.state;
+    const plan = this.current;
     if (!plan) return;
     await savePlan(this.env.DB, plan).catch((error: unknown) => this.record("index.error", { message: messageOf(error) }));
   }
@@ -655,15 +660,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   }
 
   private require(): PlanState {
-    if (!this.state) throw new Error("no such plan");
-    return this.state;
-  }
-
-  /** What the plan shows never carries a secret; pending events are stored before the state that followed them. */
-  override setState(state: PlanState | null): void {
-    this.viewedLog?.events.flush();
-    super.setState(state && this.redact(state));
-    this.viewedLog?.viewers.publishState();
+    if (!this.current) throw new Error("no such plan");
+    return this.current;
   }
 
   override validateStateChange(_next: PlanState | null, source: Connection | "server"): void {
@@ -675,7 +673,7 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
    * succeeded was being published, so that starts again (a fleet slot kept from before is given back first).
    */
   override async onStart(): Promise<void> {
-    const plan = this.state;
+    const plan = this.current;
     if (plan?.status !== "integrating" || this.integration) return;
     if (plan.integration?.status === "running") this.later(() => this.integrateAll());
     else if (plan.integration?.status === "succeeded") this.later(() => this.publishAndFinish());
@@ -703,25 +701,4 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   override shouldSendProtocolMessages(): boolean {
     return false;
   }
-}
-
-/** The subtasks of a plan as they start: each pending. */
-function subtaskViews(plan: PlanFile): SubtaskView[] {
-  return plan.subtasks.map((s) => ({
-    key: s.key,
-    title: s.title,
-    status: "pending",
-    taskId: null,
-    dependsOn: s.dependsOn,
-    owns: s.owns,
-    acceptance: s.acceptance,
-    handoff: null,
-    diff: null,
-    summary: null,
-    sentBack: 0,
-    costUsd: 0,
-    startedAt: null,
-    endedAt: null,
-    error: null,
-  }));
 }

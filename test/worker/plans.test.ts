@@ -6,7 +6,10 @@
  * model: each subtask's prompt carries its own `#!standin` script.
  */
 import { env } from "cloudflare:workers";
+import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { parseEvent } from "../../src/events.ts";
+import { foldPlan } from "../../src/plan-fold.ts";
 import type { PlanFile, PlanView } from "../../src/plan-schema.ts";
 import type { LoggedEvent, TaskView } from "../../src/schema.ts";
 import { fleetOf } from "../../src/agents/fleet.ts";
@@ -46,7 +49,7 @@ async function waitForPlan(id: string, statuses: string[], timeoutMs = 200_000):
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const plan = await getPlan(id);
-    if (statuses.includes(plan.status)) return plan;
+    if (statuses.includes(plan.status)) return expectFolded(id);
     if (Date.now() > deadline) throw new Error(`plan ${id} still ${plan.status} after ${timeoutMs} ms: ${JSON.stringify(plan.subtasks.map((s) => [s.key, s.status, s.error]))}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
@@ -56,6 +59,24 @@ async function planEvents(id: string): Promise<LoggedEvent[]> {
   const response = await api(`/api/plans/${id}/events?after=0`);
   expect(response.status).toBe(200);
   return (await response.text()).split("\n").filter(Boolean).map((line) => JSON.parse(line) as LoggedEvent);
+}
+
+/**
+ * The plan as served, checked against the fold of its log as served: the
+ * PlanAgent keeps nothing beside its events. Read between two reads of the
+ * log that agree, so no event lands between the state and the log it is
+ * compared with.
+ */
+async function expectFolded(id: string): Promise<PlanView> {
+  for (let attempt = 0; ; attempt++) {
+    const before = await planEvents(id);
+    const plan = await getPlan(id);
+    const after = await planEvents(id);
+    if (after.length !== before.length && attempt < 20) continue;
+    const { url: _url, ws: _ws, ...served } = plan;
+    expect(foldPlan(after.map((event) => parseEvent(event)))).toEqual(served);
+    return plan;
+  }
 }
 
 async function planTasks(id: string): Promise<{ id: string; source: string }[]> {
@@ -110,6 +131,9 @@ describe("plans", { timeout: 300_000 }, () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const held = await getPlan(created.id);
     expect(held.status).toBe("awaiting_approval");
+    // Its state is its log's: an evicted PlanAgent serves the same plan from the log alone.
+    await evictDurableObject(env.PlanAgent.get(env.PlanAgent.idFromName(created.id)));
+    expect(await getPlan(created.id)).toEqual(held);
     expect(held.subtasks.map((s) => [s.key, s.status, s.taskId])).toEqual([["api", "pending", null], ["web", "pending", null], ["docs", "pending", null]]);
     expect((await planTasks(created.id)).map((t) => t.id)).toEqual([held.plannerTaskId]);
     expect((await (await api(`/api/plans/${created.id}/diff`)).json())).toMatchObject({ error: { code: "diff_not_ready" } });
