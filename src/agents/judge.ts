@@ -105,28 +105,13 @@ export interface JudgeContext {
   openSandbox(slot: Slot, shared?: string): Promise<Sandbox>;
   destroySandbox(slot: Slot, open?: Sandbox): Promise<void>;
   runTurn(slot: Slot, sandbox: Sandbox, turn: AgentTurn, signal: AbortSignal): Promise<AgentTurnResult>;
-  /** Ends the task if every run and the judge have ended. */
-  finishTaskIfDone(): Promise<void>;
+  /** Carries out the task's next step (decide.ts): once the judge has ended, the task ends. */
+  advance(): Promise<void>;
   spec(): TaskSpec;
   port(): SandboxPort;
   /** Where a run's live preview is served, for its screenshot. */
   previewTarget(index: number): PreviewTarget | null;
   screenshots(): ScreenshotStore;
-}
-
-/** After a run ended `ended`: once every run has, the judge is queued with the candidates, or fails for want of any. */
-export async function queueJudgeIfDue(ctx: JudgeContext, ended: TaskStatus): Promise<void> {
-  const task = ctx.task();
-  const judgeWaits = task.judge?.status === "queued" && ended !== "cancelled" && ended !== "timed_out";
-  if (!judgeWaits || !task.runs.every((r) => isTerminal(r.status))) return;
-  const candidates = task.runs.filter((r) => r.status === "succeeded" && r.diff);
-  if (candidates.length === 0) {
-    await endJudge(ctx, { ...task.judge!, status: "failed", error: { code: "no_candidates", message: "no run produced a diff to judge" } });
-  } else {
-    ctx.record({ run: null, type: "judge.queued", data: { candidates: candidates.map((r) => r.index) } });
-    const fleet = await fleetOf(ctx.env);
-    await fleet.enqueue(task.id, [slotNumber(judgeSlot)], task.createdBy);
-  }
 }
 
 /** The reviewer: a fresh sandbox holding only the candidate diffs, and Claude Code asked to rank them. */
@@ -209,5 +194,5 @@ export async function endJudge(ctx: JudgeContext, judge: JudgeView): Promise<voi
   // The runs' learnings record which of them won.
   const winner = ctx.task().winner;
   if (winner) await markMemoryWinner(ctx.env.DB, task.id, winner.run).catch((error: unknown) => ctx.record({ run: null, type: "memory.error", data: { message: messageOf(error) } }));
-  await ctx.finishTaskIfDone();
+  await ctx.advance();
 }

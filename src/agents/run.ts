@@ -13,7 +13,7 @@ import { runAgentTurn, type AgentEvent, type AgentTurnResult } from "../runners/
 import { adapterFor, modelCredentials } from "../runners/index.ts";
 import { dirBytes } from "../sandbox/files.ts";
 import { peerViewExcludes } from "../sandbox/peer-view.ts";
-import { SandboxUnavailableError, type Confinement, type Sandbox, type SandboxPort } from "../sandbox/port.ts";
+import type { Confinement, Sandbox, SandboxPort } from "../sandbox/port.ts";
 import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "../store/diff-store.ts";
 import { fleetOf } from "./fleet.ts";
@@ -21,7 +21,7 @@ import { configuredAgents, reviewChange, turnSucceeded, type ReviewLaneContext }
 import { reviewSlot, runOfSlot, runSlot, type Slot } from "./slot.ts";
 import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, type RunMemory } from "./memory.ts";
 import { applyDependencyWork, enforceOwnership, planFilePath, PLAN_FILE_VAR, preparePlanFile, takePlan, WRITTEN_PLAN_KEY } from "./plan-roles.ts";
-import { classify, isRetryable } from "./failures.ts";
+import { retryOf, turnOutcome } from "./decide.ts";
 import { backoffMs } from "./retry.ts";
 import { pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "../sandbox/placement.ts";
@@ -157,7 +157,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     learned = await takeLearnings();
     const agentName = run.agent ?? spec.agent;
     if (!turn.final) {
-      outcome = ["failed", { code: "agent_no_result", message: `${agentName} exited ${turn.exitCode} without a result` }];
+      outcome = turnOutcome(turn, agentName, spec.maxTurns);
       return;
     }
     ctx.setPhase(index, "diffing");
@@ -215,20 +215,13 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       }
     }
     keep = spec.keepWorkspaceMinutes > 0;
-    if (!turn.final) {
-      outcome = ["failed", { code: "agent_no_result", message: `${agentName} exited ${turn.exitCode} without a result` }];
-    } else if (turn.final.subtype === "error_max_turns") {
-      outcome = ["failed", { code: "budget", message: `the run used its ${spec.maxTurns} turns` }];
-    } else if (turn.final.isError || turn.exitCode !== 0) {
-      outcome = ["failed", { code: "agent_failed", message: turn.final.text || `${agentName} ended ${turn.final.subtype} (exit ${turn.exitCode})` }];
-    } else {
-      outcome = ["succeeded", null];
-    }
+    outcome = turnOutcome(turn, agentName, spec.maxTurns);
   } catch (error) {
     const live = !signal.aborted && !isTerminal(ctx.runOf(index).status);
     // A first turn whose sandbox vanished is the infrastructure's failure: retried within the run's budget, from the warm snapshot if any.
-    if (live && error instanceof SandboxUnavailableError && !followUp && ctx.runOf(index).attempts.length < LIMITS.maxInfraRetries) lostSandbox = classify(error);
-    else if (live) outcome = ["failed", classify(error)];
+    const retry = retryOf(error, { stage: "turn", run: ctx.runOf(index), followUp });
+    if (live && retry.retry) lostSandbox = retry.failure;
+    else if (live) outcome = ["failed", retry.failure];
   } finally {
     ctx.kv.delete(progressKey(runSlot(index)));
     const live = !signal.aborted && !isTerminal(ctx.runOf(index).status);
@@ -392,8 +385,9 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
       if (level === "analysis") await lockDownCheckout(sandbox, placementFor(level, sandbox.workdir, spec.id, index, null));
       return sandbox;
     } catch (error) {
-      if (signal.aborted || !isRetryable(error) || attempt >= LIMITS.maxInfraRetries) throw error;
-      const failure = classify(error);
+      const retry = retryOf(error, { stage: "provision", attempt });
+      if (signal.aborted || !retry.retry) throw error;
+      const failure = retry.failure;
       const delayMs = backoffMs(attempt, ctx.config().retryBaseMs);
       ctx.record({ run: index, type: "run.retry", data: { attempt: attempt + 1, of: LIMITS.maxInfraRetries, delayMs, error: failure } });
       await ctx.destroySandbox(runSlot(index), sandbox);

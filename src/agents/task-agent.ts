@@ -20,7 +20,8 @@ import { TASK_AGENT_SCHEMA } from "../store/agent-schemas.ts";
 import { migrateDurable } from "../store/durable-schema.ts";
 import { EventLog } from "../store/event-log.ts";
 import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
-import { driveJudge, endJudge, queueJudgeIfDue, type JudgeContext } from "./judge.ts";
+import { driveJudge, endJudge, type JudgeContext } from "./judge.ts";
+import { nextStep, recoveryOf, type NextStep } from "./decide.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
 import { reportToPlan, type PlanReport } from "./plan-report.ts";
@@ -32,7 +33,7 @@ import { ViewedLog, ViewerStreams } from "./viewer-streams.ts";
 import { RunPreviews, type PreviewTarget } from "./preview.ts";
 import { ScreenshotStore } from "../store/screenshot-store.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
-import { SPEC_KEY, newTask, pendingKey, progressKey, summaryKey, taskOutcome, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
+import { SPEC_KEY, newTask, pendingKey, progressKey, summaryKey, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
 
 /** What the modules that drive and report on the task borrow from its agent. */
 type TaskContext = RunContext & JudgeContext & PublicationContext & NotifyContext & SlotContext;
@@ -147,7 +148,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       abort: (slot) => this.live.get(slotKey(slot))?.abort(),
       runTurn: (slot, sandbox, turn, signal) => runTurn(context, slot, sandbox, turn, signal),
       finishRun: (index, status, error) => this.finishRun(index, status, error),
-      finishTaskIfDone: () => this.finishTaskIfDone(),
+      advance: () => this.advance(),
       keepWorkspace: (index, minutes) => this.keepWorkspace(index, minutes),
       reopen: (index) => this.reopen(index),
       previews: this.previews,
@@ -495,33 +496,28 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   /** A run that was live when this instance went away: re-attach to its process, or end it truthfully. */
   private async recover(run: RunView): Promise<void> {
     const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(runSlot(run.index)));
-    if (run.phase === "agent" && progress) {
-      this.record({ run: run.index, type: "run.reattach", data: { processId: progress.processId, from: progress.offsets } });
-      this.startRun(runSlot(run.index), progress);
-      return;
+    const recovery = recoveryOf(run, progress !== undefined);
+    switch (recovery.kind) {
+      case "reattach":
+        this.record({ run: run.index, type: "run.reattach", data: { processId: progress!.processId, from: progress!.offsets } });
+        this.startRun(runSlot(run.index), progress);
+        return;
+      case "end_review":
+        this.record({ run: run.index, type: "review.status", data: { status: "failed", reason: recovery.reason } });
+        await this.slots.destroy(reviewSlot(run.index));
+        await this.slots.destroy(runSlot(run.index));
+        await this.finishRun(run.index, "succeeded", null);
+        await this.cleanUpSlot(runSlot(run.index));
+        return;
+      case "restart":
+        this.record({ run: run.index, type: "run.restart", data: { phase: run.phase } });
+        await this.slots.destroy(runSlot(run.index));
+        this.startRun(runSlot(run.index));
+        return;
+      case "fail":
+        await this.finishRun(run.index, "failed", recovery.error);
+        await this.cleanUpSlot(runSlot(run.index));
     }
-    if (run.phase === "reviewing" && run.diff && run.review) {
-      // The coder's change is stored; only its review cannot go on. The run ends with its change, the review says why it stopped.
-      const reason = "the task agent restarted during the review";
-      this.record({ run: run.index, type: "review.status", data: { status: "failed", reason } });
-      await this.slots.destroy(reviewSlot(run.index));
-      await this.slots.destroy(runSlot(run.index));
-      await this.finishRun(run.index, "succeeded", null);
-      await this.cleanUpSlot(runSlot(run.index));
-      return;
-    }
-    if ((run.phase === "provisioning" || run.phase === "cloning") && run.sessionId === null) {
-      // Nothing of the agent's has happened yet: start the run over in a fresh sandbox.
-      this.record({ run: run.index, type: "run.restart", data: { phase: run.phase } });
-      await this.slots.destroy(runSlot(run.index));
-      this.startRun(runSlot(run.index));
-      return;
-    }
-    await this.finishRun(run.index, "failed", {
-      code: "orchestrator_restarted",
-      message: `the task agent restarted while the run was ${run.phase ?? run.status}; that step cannot be resumed`,
-    });
-    await this.cleanUpSlot(runSlot(run.index));
   }
 
   // ---- ending ----------------------------------------------------------
@@ -544,36 +540,48 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     // Destroyed now, not when the aborted drivers unwind: a clone in progress is not abortable.
     await Promise.all([...stopping, ...runs.map(reviewSlot)].map((slot) => this.slots.destroy(slot)));
     await Promise.all(stopping.map((slot) => this.cleanUpSlot(slot)));
-    await this.finishTaskIfDone();
+    await this.advance();
   }
 
   private async finishRun(index: number, status: TaskStatus, error: ErrorInfo | null): Promise<void> {
     const run = this.runOf(index);
     if (isTerminal(run.status)) return;
     this.record({ run: index, type: "run.status", data: { status, ...(error ? { error, phase: run.phase } : {}) } });
-    await queueJudgeIfDue(this.context, status);
-    await this.finishTaskIfDone();
+    await this.advance();
   }
 
-  /** When every run (and the judge, if any) has ended, the task ends with the outcome they add up to. */
-  private async finishTaskIfDone(): Promise<void> {
+  /** Carries out what the task does next, as decided from its folded state (decide.ts): queue the judge, or end the task. */
+  private async advance(): Promise<void> {
     const task = this.requireTask();
-    const runsDone = task.runs.every((r) => isTerminal(r.status));
-    const judgeDone = !task.judge || isTerminal(task.judge.status);
-    if (isTerminal(task.status) || !runsDone || !judgeDone) {
-      await this.index();
-      return;
+    const step = nextStep(task);
+    switch (step.kind) {
+      case "wait":
+        return this.index();
+      case "judge_fails":
+        // Ending the judge advances the task again.
+        return endJudge(this.context, { ...task.judge!, status: "failed", error: step.error });
+      case "judge": {
+        this.record({ run: null, type: "judge.queued", data: { candidates: step.candidates } });
+        const fleet = await fleetOf(this.env);
+        await fleet.enqueue(task.id, [slotNumber(judgeSlot)], task.createdBy);
+        return this.index();
+      }
+      case "finish":
+        return this.finish(step);
     }
-    const outcome = taskOutcome(task);
+  }
+
+  /** Every run (and the judge, if any) has ended: the task ends with the outcome they add up to. */
+  private async finish(outcome: Extract<NextStep, { kind: "finish" }>): Promise<void> {
+    const task = this.requireTask();
     this.record({ run: null, type: "task.status", data: { status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) } });
     for (const schedule of await this.listSchedules()) {
       if (schedule.callback !== "expireWorkspace" && schedule.callback !== "reindex") await this.cancelSchedule(schedule.id);
     }
     await this.notifier.notify();
-    const ended = this.requireTask();
-    if (ended.status === "succeeded" && ended.output !== "diff" && !ended.publication) {
-      const outcome = await this.publish(undefined, ended.output, "sortie");
-      if ("refused" in outcome) this.record({ run: null, type: "publish.skipped", data: { ...outcome.refused } });
+    if (outcome.publish) {
+      const published = await this.publish(undefined, outcome.publish, "sortie");
+      if ("refused" in published) this.record({ run: null, type: "publish.skipped", data: { ...published.refused } });
     }
     if (task.key) {
       const claims = await claimsOf(this.env, task.key);
