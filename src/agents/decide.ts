@@ -8,9 +8,38 @@
  */
 import { LIMITS } from "../config.ts";
 import type { AgentTurnResult } from "../runners/agent.ts";
-import { isTerminal, type ErrorInfo, type RunView, type TaskState, type TaskStatus } from "../schema.ts";
+import type { TaskEvent } from "../events.ts";
+import { isTerminal, type ErrorInfo, type EventInput, type RunView, type TaskState, type TaskStatus } from "../schema.ts";
 import { classifyFailure } from "./failures.ts";
 import { taskOutcome } from "./task-state.ts";
+
+/**
+ * Whether an event still applies to the task as folded: a run that has
+ * ended takes no more status (a cancel and the run's own end may race), and
+ * a phase the run is in is not entered again. What is not admitted is not
+ * recorded.
+ */
+export function admits(task: TaskState, input: EventInput): boolean {
+  if (input.type !== "run.status" || input.run === null) return true;
+  const run = task.runs[input.run];
+  if (!run || isTerminal(run.status)) return false;
+  const { status, phase } = input.data as { status: TaskStatus; phase?: string | null };
+  return !(status === "running" && run.phase === (phase ?? null));
+}
+
+/** What follows from an event once it is recorded. */
+export type Reaction =
+  /** The task's first run started: the task runs, and its time limit counts from now. */
+  | "start_clock"
+  /** A run ended: the task takes its next step (`nextStep`). */
+  | "advance";
+
+/** What the task does after `event` moved it from `before`. */
+export function reactionsTo(before: TaskState, event: TaskEvent): Reaction[] {
+  if (event.type !== "run.status") return [];
+  if (isTerminal(event.data.status)) return ["advance"];
+  return event.data.status === "running" && before.status === "queued" ? ["start_clock"] : [];
+}
 
 /** What the task does next. */
 export type NextStep =

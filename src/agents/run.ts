@@ -23,7 +23,7 @@ import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, ty
 import { applyDependencyWork, enforceOwnership, planFilePath, PLAN_FILE_VAR, preparePlanFile, takePlan, WRITTEN_PLAN_KEY } from "./plan-roles.ts";
 import { retryOf, turnOutcome } from "./decide.ts";
 import { backoffMs } from "./retry.ts";
-import { pendingKey, progressKey, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
+import { pendingKey, progressKey, runEnded, runPhase, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "../sandbox/placement.ts";
 import type { RunPreviews } from "./preview.ts";
 import { reconcileWarmIndex } from "./warm-index.ts";
@@ -66,10 +66,13 @@ export interface RunContext {
   runOf(index: number): RunView;
   /** Sortie's estimate of a turn's spending so far (`run:i`, `review:i`), until its CLI reports the figure (src/events.ts). */
   estimate(key: string): number;
-  setPhase(index: number, phase: RunPhase): void;
-  record(input: EventInput): void;
-  /** The task agent's redactor, for what leaves the sandbox other than events (learnings). */
-  redact<T>(value: T): T;
+  /**
+   * Appends an event to the task's log: the one way the run changes the task
+   * (its phases, `runPhase`, and its end, `runEnded`, among them). Resolves
+   * once the task has done what follows from it (src/agents/decide.ts): after
+   * a run's end, the judge queued or the task ended.
+   */
+  record(input: EventInput): Promise<void>;
   /**
    * Records an event parsed from the agent's output. It may wait a few
    * milliseconds to be stored with the ones after it: lost in a crash, it is
@@ -83,13 +86,17 @@ export interface RunContext {
   destroySandbox(slot: Slot, open?: Sandbox): Promise<void>;
   /** Stops what this instance drives in the slot. */
   abort(slot: Slot): void;
-  finishRun(index: number, status: TaskStatus, error: ErrorInfo | null): Promise<void>;
   /** Keeps a finished run's workspace for follow-ups, for `minutes`. */
   keepWorkspace(index: number, minutes: number): Promise<void>;
   /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
   reopen(index: number): Promise<void>;
   /** The runs' previews (tasks with `preview`): started after a succeeded turn, stopped before a follow-up's. */
   previews: Pick<RunPreviews, "start" | "stop">;
+}
+
+/** The run enters `phase` (recorded unless it is there already or has ended). */
+function enter(ctx: RunContext, index: number, phase: RunPhase): void {
+  void ctx.record(runPhase(index, phase));
 }
 
 export async function driveRun(ctx: RunContext, index: number, signal: AbortSignal, resume?: RunProgress): Promise<void> {
@@ -110,11 +117,11 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       sandbox = await ctx.openSandbox(runSlot(index));
       // The app is served again once the follow-up's turn is over, from what it changed.
       if (followUp && spec.preview) await ctx.previews.stop(index, "follow_up");
-      ctx.setPhase(index, "agent");
+      enter(ctx, index, "agent");
     } else {
       sandbox = await provision(ctx, index, spec, signal);
       if (!sandbox) return;
-      ctx.setPhase(index, "agent");
+      enter(ctx, index, "agent");
     }
     const placement = placementOf(ctx, index, sandbox);
     const memory = resume || followUp ? memoryOfEarlierTurn(placement, run.memory?.length ?? 0) : await memoryForRun(ctx, index, sandbox, placement);
@@ -160,14 +167,14 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       outcome = turnOutcome(turn, agentName, spec.maxTurns);
       return;
     }
-    ctx.setPhase(index, "diffing");
+    enter(ctx, index, "diffing");
     const base = ctx.runOf(index).baseCommit;
     if (!base) throw new Error("the run has no base commit to diff against");
     /** One more turn in the run's own session (review findings, a plan's problems, strayed ownership). */
     const inSession = async (message: string) => {
-      ctx.setPhase(index, "agent");
+      enter(ctx, index, "agent");
       const result = await runTurn(ctx, runSlot(index), open, turnOf(message, ctx.runOf(index).sessionId), signal);
-      ctx.setPhase(index, "diffing");
+      enter(ctx, index, "diffing");
       return result;
     };
     const note = (type: string, data: Record<string, unknown>) => ctx.record({ run: index, type, data });
@@ -231,14 +238,14 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     }
     const lateMessages = outcome !== null && outcome[0] !== "cancelled" && ctx.runOf(index).pendingMessages > 0 && ctx.runOf(index).sessionId !== null;
     if (live && outcome && (keep || lateMessages)) {
-      await ctx.finishRun(index, ...outcome);
+      await ctx.record(runEnded(ctx.runOf(index), ...outcome));
       // A message that came while the diff was being taken reopens the run at once.
       await ctx.keepWorkspace(index, Math.max(spec.keepWorkspaceMinutes, 1));
       if (lateMessages) await ctx.reopen(index);
       else if (outcome[0] === "succeeded" && spec.preview && sandbox) await startPreview(ctx, index, sandbox, placementOf(ctx, index, sandbox));
     } else if (live) {
       await ctx.destroySandbox(runSlot(index), sandbox);
-      if (outcome) await ctx.finishRun(index, ...outcome);
+      if (outcome) await ctx.record(runEnded(ctx.runOf(index), ...outcome));
     }
   }
   if (lostSandbox && !signal.aborted && !isTerminal(ctx.runOf(index).status)) {
@@ -294,11 +301,11 @@ function reviewLane(ctx: RunContext, index: number, spec: TaskSpec, sandbox: San
     openReviewer: () => ctx.openSandbox(slot),
     destroyReviewer: (open) => ctx.destroySandbox(slot, open),
     reviewerTurn: async (open, turn) => {
-      ctx.setPhase(index, "reviewing");
+      enter(ctx, index, "reviewing");
       // What the reviewer spends is the run's (its `review.result` counts it: the CLI's figure, else Sortie's estimate).
       const before = ctx.runOf(index).costUsd;
       const result = await runTurn(ctx, slot, open, turn, signal);
-      ctx.setPhase(index, "diffing");
+      enter(ctx, index, "diffing");
       const cost = ctx.runOf(index).costUsd - before;
       return result.final && result.final.costUsd === null ? { ...result, final: { ...result.final, costUsd: cost } } : result;
     },
@@ -341,7 +348,7 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
   for (let attempt = 0; ; attempt++) {
     let sandbox: Sandbox | undefined;
     try {
-      ctx.setPhase(index, "provisioning");
+      enter(ctx, index, "provisioning");
       const level = levelOf(spec);
       if (level === "workspace") {
         sandbox = await ctx.openSandbox(runSlot(index), sharedSandboxId(spec.repo));
@@ -370,7 +377,7 @@ async function provision(ctx: RunContext, index: number, spec: TaskSpec, signal:
         warm: { findWarm: (key) => fleet.findWarm(key), putWarm: (key, id, bytes, family) => fleet.putWarm(key, id, bytes, family) },
         shared: ctx.sharedWorkspace,
         signal,
-        setPhase: (phase) => ctx.setPhase(index, phase),
+        setPhase: (phase) => enter(ctx, index, phase),
         record: (type, data) => ctx.record({ run: index, type, data }),
         dropSnapshot: (id) => port.dropSnapshot(id),
       });
@@ -424,7 +431,7 @@ const worktreeUserKey = (slot: number) => `sortie:worktree-uid:${slot}`;
  * the template for the next. Then the worktree goes to the run's own user.
  */
 async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, sandbox: Sandbox, signal: AbortSignal): Promise<void> {
-  ctx.setPhase(index, "cloning");
+  enter(ctx, index, "cloning");
   const { commit, uid } = await addWorktree(sandbox, spec, index);
   ctx.kv.put(worktreeUserKey(index), uid);
   const placement = placementFor("workspace", sandbox.workdir, spec.id, index, uid);
@@ -452,7 +459,7 @@ async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, s
       spec,
       warm,
       signal,
-      setPhase: (phase) => ctx.setPhase(index, phase),
+      setPhase: (phase) => enter(ctx, index, phase),
       record: (type, data) => ctx.record({ run: index, type, data }),
       dropSnapshot: (id) => port.dropSnapshot(id),
     },
@@ -520,6 +527,6 @@ async function stopForBudget(ctx: RunContext, index: number, spent: number): Pro
   if (isTerminal(ctx.runOf(index).status)) return;
   const limit = ctx.task().maxCostUsd;
   ctx.abort(runSlot(index));
-  await ctx.finishRun(index, "failed", { code: "budget", message: `the run spent about $${spent.toFixed(4)}, over its $${limit} budget` });
+  await ctx.record(runEnded(ctx.runOf(index), "failed", { code: "budget", message: `the run spent about $${spent.toFixed(4)}, over its $${limit} budget` }));
   await ctx.destroySandbox(runSlot(index));
 }

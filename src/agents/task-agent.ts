@@ -9,8 +9,8 @@ import { readConfig, type SortieConfig } from "../config.ts";
 import { deploymentRedactor } from "../redact.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
-import { applyEvent, emptyFold, type TaskFold } from "../events.ts";
-import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
+import { applyEvent, emptyFold, type TaskEvent, type TaskFold } from "../events.ts";
+import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import type { SlackTarget } from "../publish/slack.ts";
 import { appendAudit } from "../store/audit.ts";
@@ -21,7 +21,7 @@ import { migrateDurable } from "../store/durable-schema.ts";
 import { EventLog } from "../store/event-log.ts";
 import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
 import { driveJudge, endJudge, type JudgeContext } from "./judge.ts";
-import { nextStep, recoveryOf, type NextStep } from "./decide.ts";
+import { admits, nextStep, reactionsTo, recoveryOf, type NextStep } from "./decide.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
 import { reportToPlan, type PlanReport } from "./plan-report.ts";
@@ -33,7 +33,7 @@ import { ViewedLog, ViewerStreams } from "./viewer-streams.ts";
 import { RunPreviews, type PreviewTarget } from "./preview.ts";
 import { ScreenshotStore } from "../store/screenshot-store.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
-import { SPEC_KEY, newTask, pendingKey, progressKey, summaryKey, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
+import { SPEC_KEY, newTask, pendingKey, progressKey, runEnded, summaryKey, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
 
 /** What the modules that drive and report on the task borrow from its agent. */
 type TaskContext = RunContext & JudgeContext & PublicationContext & NotifyContext & SlotContext;
@@ -133,7 +133,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       spec: () => this.requireSpec(),
       runOf: (index) => this.runOf(index),
       estimate: (key) => this.fold.estimates[key] ?? 0,
-      setPhase: (index, phase) => this.setPhase(index, phase),
       record: (input) => this.record(input),
       recordOutput: (input) => this.record(input, { batched: true }),
       afterPendingEvents: (key, write) => this.events.afterPending(key, write),
@@ -147,7 +146,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       destroySandbox: (slot, open) => this.slots.destroy(slot, open),
       abort: (slot) => this.live.get(slotKey(slot))?.abort(),
       runTurn: (slot, sandbox, turn, signal) => runTurn(context, slot, sandbox, turn, signal),
-      finishRun: (index, status, error) => this.finishRun(index, status, error),
       advance: () => this.advance(),
       keepWorkspace: (index, minutes) => this.keepWorkspace(index, minutes),
       reopen: (index) => this.reopen(index),
@@ -543,11 +541,9 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     await this.advance();
   }
 
-  private async finishRun(index: number, status: TaskStatus, error: ErrorInfo | null): Promise<void> {
-    const run = this.runOf(index);
-    if (isTerminal(run.status)) return;
-    this.record({ run: index, type: "run.status", data: { status, ...(error ? { error, phase: run.phase } : {}) } });
-    await this.advance();
+  /** Ends a run (a run that has ended already stays as it ended); the task's next step follows (see `react`). */
+  private finishRun(index: number, status: TaskStatus, error: ErrorInfo | null): Promise<void> {
+    return this.record(runEnded(this.runOf(index), status, error));
   }
 
   /** Carries out what the task does next, as decided from its folded state (decide.ts): queue the judge, or end the task. */
@@ -623,28 +619,18 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   // ---- state -----------------------------------------------------------
 
-  private setPhase(index: number, phase: RunPhase): void {
-    const run = this.runOf(index);
-    if (isTerminal(run.status) || run.phase === phase) return;
-    this.record({ run: index, type: "run.status", data: { status: "running", phase } });
-    const task = this.requireTask();
-    if (task.status === "queued") {
-      this.record({ run: null, type: "task.status", data: { status: "running" } });
-      // The time limit counts from the first run's start, not from time spent waiting in the queue.
-      void this.schedule(task.timeoutMinutes * 60, "onTimeout");
-      void this.scheduleEvery(30, "watchdog");
-      void this.index();
-    }
-  }
-
   /**
-   * Appends an event and folds it into the task. Unless `batched`, it is
-   * stored (with any pending before it) and sent at once; one that changes
-   * the task is stored before viewers get the new state, so the log never
-   * trails the state that followed from it. `quiet` events keep Slack's
-   * message as it is.
+   * Appends an event and folds it into the task: the one way anything changes
+   * it. An event that no longer applies (decide.ts `admits`) is not recorded.
+   * Unless `batched`, it is stored (with any pending before it) and sent at
+   * once; one that changes the task is stored before viewers get the new
+   * state, so the log never trails the state that followed from it. `quiet`
+   * events keep Slack's message as it is. Resolves once the task has done
+   * what follows from the event (`react`).
    */
-  private record(input: EventInput, { batched = false, quiet = false } = {}): void {
+  private record(input: EventInput, { batched = false, quiet = false } = {}): Promise<void> {
+    const prior = this.current;
+    if (prior && !admits(prior, input)) return Promise.resolve();
     const event = this.events.append({ ...input, data: this.redact(input.data) });
     const before = this.fold;
     this.folded = applyEvent(before, event);
@@ -652,6 +638,26 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     if (!batched || changed) this.events.flush();
     if (changed) this.viewedLog?.viewers.publishState();
     if (!quiet && SLACK_WORTHY.has(event.type)) this.notifier.update();
+    return prior ? this.react(prior, event) : Promise.resolve();
+  }
+
+  /**
+   * Carries out what follows from an event (decide.ts `reactionsTo`): the
+   * task's clock starts with its first run, synchronously, before the
+   * recorder's next step; a run's end is followed by the task's next step.
+   */
+  private async react(before: TaskState, event: TaskEvent): Promise<void> {
+    for (const reaction of reactionsTo(before, event)) {
+      if (reaction === "start_clock") {
+        void this.record({ run: null, type: "task.status", data: { status: "running" } });
+        // The time limit counts from the first run's start, not from time spent waiting in the queue.
+        void this.schedule(before.timeoutMinutes * 60, "onTimeout");
+        void this.scheduleEvery(30, "watchdog");
+        void this.index();
+      } else {
+        await this.advance();
+      }
+    }
   }
 
   /** The fold of the whole log, read once per instance and kept current by `record`. */

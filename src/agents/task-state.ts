@@ -4,7 +4,7 @@
  * storage or touches a sandbox.
  */
 import type { StreamOffsets } from "../sandbox/port.ts";
-import type { ErrorInfo, RunVariant, RunView, TaskSpec, TaskState, TaskStatus } from "../schema.ts";
+import type { ErrorInfo, EventInput, RunPhase, RunVariant, RunView, TaskSpec, TaskState, TaskStatus } from "../schema.ts";
 import { slotNumber, type Slot } from "./slot.ts";
 
 /** Where a run's agent process stands, persisted so a restarted agent can re-attach to it. */
@@ -30,6 +30,16 @@ export const grantKey = (slot: Slot) => `sortie:grant:${slotNumber(slot)}`;
 export const pendingKey = (slot: number) => `sortie:pending:${slot}`;
 /** The agent's closing words of a run, for its pull request. */
 export const summaryKey = (slot: number) => `sortie:summary:${slot}`;
+
+/** The event of a run entering `phase`. */
+export function runPhase(index: number, phase: RunPhase): EventInput {
+  return { run: index, type: "run.status", data: { status: "running", phase } };
+}
+
+/** The event of a run's end: its status and, for a failure, the reason and the phase it failed in. */
+export function runEnded(run: RunView, status: TaskStatus, error: ErrorInfo | null): EventInput {
+  return { run: run.index, type: "run.status", data: { status, ...(error ? { error, phase: run.phase } : {}) } };
+}
 
 /** A task as it is created: queued, none of its runs started. `prompt` is what the task shows. */
 export function newTask(spec: TaskSpec, prompt: string): TaskState {

@@ -3,8 +3,9 @@
  * the folded state alone, and each outcome a task can reach.
  */
 import { describe, expect, it } from "vitest";
-import { nextStep, recoveryOf, retryOf, turnOutcome } from "../../src/agents/decide.ts";
-import { newTask } from "../../src/agents/task-state.ts";
+import { admits, nextStep, reactionsTo, recoveryOf, retryOf, turnOutcome } from "../../src/agents/decide.ts";
+import { newTask, runEnded, runPhase } from "../../src/agents/task-state.ts";
+import { parseEvent } from "../../src/events.ts";
 import { LIMITS } from "../../src/config.ts";
 import type { AgentTurnResult } from "../../src/runners/agent.ts";
 import { CloneError } from "../../src/sandbox/checkout.ts";
@@ -108,5 +109,34 @@ describe("recoveryOf", () => {
     expect(recoveryOf({ ...base, phase: "cloning" }, false)).toEqual({ kind: "restart" });
     expect(recoveryOf({ ...base, phase: "cloning", sessionId: "s" }, false)).toMatchObject({ kind: "fail" });
     expect(recoveryOf({ ...base, phase: "diffing" }, true)).toMatchObject({ kind: "fail", error: { message: expect.stringContaining("while the run was diffing") } });
+  });
+});
+
+describe("admits and reactionsTo", () => {
+  const logged = (input: ReturnType<typeof runPhase>) => parseEvent({ seq: 9, ts: 9, ...input });
+  it("records a run's phase once and its end once: an ended run takes no more status", () => {
+    const running = task([{ status: "running", phase: "agent" }]);
+    expect(admits(running, runPhase(0, "agent"))).toBe(false);
+    expect(admits(running, runPhase(0, "diffing"))).toBe(true);
+    expect(admits(running, runEnded(running.runs[0]!, "succeeded", null))).toBe(true);
+    const ended = task([{ status: "cancelled" }]);
+    expect(admits(ended, runEnded(ended.runs[0]!, "failed", { code: "budget", message: "x" }))).toBe(false);
+    expect(admits(ended, runPhase(0, "agent"))).toBe(false);
+    expect(admits(ended, { run: 3, type: "run.status", data: { status: "running", phase: "agent" } })).toBe(false);
+    expect(admits(ended, { run: 0, type: "run.diff", data: diff })).toBe(true);
+  });
+
+  it("starts the task's clock with its first run's first phase, and takes the next step after a run's end", () => {
+    const queued = task([{ status: "queued" }], {}, { status: "queued" });
+    expect(reactionsTo(queued, logged(runPhase(0, "provisioning")))).toEqual(["start_clock"]);
+    expect(reactionsTo({ ...queued, status: "running" }, logged(runPhase(0, "agent")))).toEqual([]);
+    expect(reactionsTo(queued, logged(runEnded(queued.runs[0]!, "failed", { code: "x", message: "y" })))).toEqual(["advance"]);
+    expect(reactionsTo(queued, logged({ run: 0, type: "run.diff", data: diff }))).toEqual([]);
+  });
+
+  it("a failed run's end names the phase it failed in", () => {
+    const run = { ...task([{ status: "running", phase: "cloning" }]).runs[0]! };
+    expect(runEnded(run, "failed", { code: "clone_failed", message: "x" }).data).toEqual({ status: "failed", error: { code: "clone_failed", message: "x" }, phase: "cloning" });
+    expect(runEnded(run, "succeeded", null).data).toEqual({ status: "succeeded" });
   });
 });
