@@ -13,7 +13,7 @@
  */
 import { z } from "zod";
 import { estimateCostUsd } from "./runners/pricing.ts";
-import { IntegrationCheck, IntegrationView, PlanFile, PlanState, PlanStatus, SubtaskStatus } from "./plan-schema.ts";
+import { IntegrationCheck, IntegrationView, PlanStatus, SubtaskStatus, type PlanFile, type PlanState } from "./plan-schema.ts";
 import { DiffStats, ErrorInfo, FollowUp, Publication, ReviewFinding, TaskState, TaskStatus, isTerminal, type JudgeView, type ReviewView, type RunView } from "./schema.ts";
 
 /** An object with the fields named and whatever else its producer adds. */
@@ -52,6 +52,12 @@ const tendingData = data({ by: opt(str), followUp: opt(FollowUp) });
 const tending = Object.fromEntries(TENDING_DECISIONS.map((decision) => [`tending.${decision}`, tendingData])) as Record<`tending.${(typeof TENDING_DECISIONS)[number]}`, typeof tendingData>;
 
 const diffStats = { files: int, additions: int, deletions: int };
+/**
+ * A plan as its events carry it: checked for its shape, not its limits. What is recorded is redacted, and a
+ * redaction may lengthen a field past PlanFile's bounds; the plan was checked in full before it was recorded.
+ */
+const loosePlanFile = z.looseObject({ summary: str, subtasks: z.array(z.looseObject({ key: str, owns: z.array(str), dependsOn: z.array(str) })) }) as unknown as z.ZodType<PlanFile>;
+const loosePlanState = z.looseObject({ id: str, repo: str, status: PlanStatus, subtasks: z.array(z.looseObject({ key: str })) }) as unknown as z.ZodType<PlanState>;
 const reviewer = z.looseObject({ agent: str, model: str.nullable() });
 
 /** Every event type Sortie records, and the shape of its `data`. */
@@ -133,10 +139,10 @@ export const EVENT_DATA = {
   "preview.screenshot_skipped": data({ reason: str }),
   "preview.screenshot_failed": data({ message: str }),
   // A plan's own log (src/agents/plan-agent.ts, `run` null), and its roles in a task's.
-  "plan.created": data({ plan: PlanState }),
+  "plan.created": data({ plan: loosePlanState }),
   "plan.status": data({ status: PlanStatus, planner: opt(str), error: opt(ErrorInfo) }),
-  "plan.written": data({ summary: opt(str), subtasks: z.array(z.looseObject({ key: str })), plan: opt(PlanFile) }),
-  "plan.approved": data({ by: str, edited: opt(z.boolean()), removed: opt(z.array(str)), plan: opt(PlanFile) }),
+  "plan.written": data({ summary: opt(str), subtasks: z.array(z.looseObject({ key: str })), plan: opt(loosePlanFile) }),
+  "plan.approved": data({ by: str, edited: opt(z.boolean()), removed: opt(z.array(str)), plan: opt(loosePlanFile) }),
   "plan.retry": data({ subtask: str, by: opt(str), subtasks: opt(z.array(str)) }),
   "plan.cost": data({ task: str, totalUsd: num, addedUsd: num }),
   "plan.error": data({ message: str }),

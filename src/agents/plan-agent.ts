@@ -382,8 +382,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     const plan = this.require();
     const branch = `sortie/plan-${plan.id}`;
     const attempts = (plan.integration?.attempts ?? 0) + 1;
-    if (plan.status !== "integrating") this.setStatus("integrating");
     this.record("integration.status", { status: "running", branch, attempt: attempts });
+    if (plan.status !== "integrating") this.setStatus("integrating");
     await this.index();
     const abort = new AbortController();
     this.integration = abort;
@@ -622,9 +622,10 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
    * before viewers get the state that followed from it.
    */
   private record(type: string, data: Record<string, unknown>): void {
+    // The fold is read before the event is appended: read after, it would count the event twice.
+    const before = this.fold;
     const event = this.events.append({ run: null, type, data: this.redact(data) });
     this.events.flush();
-    const before = this.fold;
     this.folded = applyPlanEvent(before, event);
     if (this.folded !== before) this.viewedLog?.viewers.publishState();
   }
@@ -636,8 +637,12 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
     for (let after = 0, page = this.events.page(0); page.length > 0; after = page.at(-1)!.seq, page = this.events.page(after)) {
       for (const event of page) fold = applyPlanEvent(fold, event);
     }
-    // A plan stored before its log held its creation: its last saved state is where the fold starts.
-    if (!fold.plan && this.events.lastSeq > 0 && super.state) fold = { plan: super.state, spent: {} };
+    if (!fold.plan && this.events.lastSeq > 0 && super.state) {
+      // A plan stored before its log held its creation: its last saved state becomes its creation, once, and what follows folds onto it.
+      const created = this.events.append({ run: null, type: "plan.created", data: { plan: super.state } });
+      this.events.flush();
+      fold = applyPlanEvent(fold, created);
+    }
     this.folded = fold;
     return fold;
   }

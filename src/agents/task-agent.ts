@@ -575,7 +575,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       if (schedule.callback !== "expireWorkspace" && schedule.callback !== "reindex") await this.cancelSchedule(schedule.id);
     }
     await this.notifier.notify();
-    if (outcome.publish) {
+    // A publication asked for while the task was ending is the one that stands.
+    if (outcome.publish && !this.requireTask().publication) {
       const published = await this.publish(undefined, outcome.publish, "sortie");
       if ("refused" in published) this.record({ run: null, type: "publish.skipped", data: { ...published.refused } });
     }

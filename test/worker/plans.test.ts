@@ -6,11 +6,13 @@
  * model: each subtask's prompt carries its own `#!standin` script.
  */
 import { env } from "cloudflare:workers";
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { parseEvent } from "../../src/events.ts";
 import { foldPlan } from "../../src/plan-fold.ts";
-import type { PlanFile, PlanView } from "../../src/plan-schema.ts";
+import type { PlanFile, PlanState, PlanView } from "../../src/plan-schema.ts";
+import type { PlanAgent } from "../../src/agents/plan-agent.ts";
+import type { EventLog } from "../../src/store/event-log.ts";
 import type { LoggedEvent, TaskView } from "../../src/schema.ts";
 import { fleetOf } from "../../src/agents/fleet.ts";
 import { api, createTask, getTask, readEvents, remoteBranch, scripted, waitForStatus, watch } from "./helpers.ts";
@@ -407,6 +409,32 @@ describe("plans", { timeout: 300_000 }, () => {
     const done = await waitForPlan(created.id, ["failed", "awaiting_approval"]);
     expect(done.status).toBe("failed");
     expect(done.error?.code).toBe("budget");
+  });
+
+  it("a plan stored before its log held its creation goes on from its saved state, and what follows survives an eviction", async () => {
+    const id = `legacy${Date.now()}`;
+    const legacy: PlanState = {
+      id, repo: "acme/widgets", spec: "an old plan", branch: null, status: "awaiting_approval", approve: "manual", maxSubtasks: 8, output: "diff",
+      createdBy: "ada", createdAt: 1, endedAt: null, plannerTaskId: null, plan: null, approvedBy: null, subtasks: [], integration: null,
+      costUsd: 0.5, maxCostUsd: 5, key: null, error: null,
+    };
+    const stub = env.PlanAgent.get(env.PlanAgent.idFromName(id));
+    // As the PlanAgent kept a plan before its state was its log's fold: the state saved, its events beside it.
+    await runInDurableObject(stub, (agent: PlanAgent) => {
+      agent.setState(legacy);
+      const events = (agent as unknown as { events: EventLog }).events;
+      events.append({ run: null, type: "plan.status", data: { status: "awaiting_approval" } });
+      events.flush();
+    });
+    await evictDurableObject(stub);
+    expect(await stub.view()).toEqual(legacy);
+    expect(await stub.cancel("ada")).toMatchObject({ plan: { status: "cancelled" } });
+    await evictDurableObject(stub);
+    expect(await stub.view()).toMatchObject({ ...legacy, status: "cancelled", endedAt: expect.any(Number), error: { code: "cancelled" } });
+    const { ndjson } = await stub.readEvents(0, 100);
+    const types = ndjson.trim().split("\n").map((line) => (JSON.parse(line) as { type: string }).type);
+    expect(types.slice(0, 2)).toEqual(["plan.status", "plan.created"]);
+    expect(types.filter((type) => type === "plan.created")).toHaveLength(1);
   });
 
   it("refuses bad input with a 400 and creates nothing", async () => {
