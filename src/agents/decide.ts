@@ -32,10 +32,13 @@ export type Reaction =
   /** The task's first run started: the task runs, and its time limit counts from now. */
   | "start_clock"
   /** A run ended: the task takes its next step (`nextStep`). */
-  | "advance";
+  | "advance"
+  /** A finished run's workspace is kept: it goes when its window closes. */
+  | "expire_workspace";
 
 /** What the task does after `event` moved it from `before`. */
 export function reactionsTo(before: TaskState, event: TaskEvent): Reaction[] {
+  if (event.type === "run.workspace_kept") return ["expire_workspace"];
   if (event.type !== "run.status") return [];
   if (isTerminal(event.data.status)) return ["advance"];
   return event.data.status === "running" && before.status === "queued" ? ["start_clock"] : [];

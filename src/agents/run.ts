@@ -23,7 +23,7 @@ import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, ty
 import { applyDependencyWork, enforceOwnership, planFilePath, PLAN_FILE_VAR, preparePlanFile, takePlan, WRITTEN_PLAN_KEY } from "./plan-roles.ts";
 import { retryOf, turnOutcome } from "./decide.ts";
 import { backoffMs } from "./retry.ts";
-import { pendingKey, progressKey, runEnded, runPhase, summaryKey, type PendingMessage, type RunProgress } from "./task-state.ts";
+import { pendingKey, progressKey, runEnded, runPhase, summaryKey, workspaceKept, type PendingMessage, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "../sandbox/placement.ts";
 import type { RunPreviews } from "./preview.ts";
 import { reconcileWarmIndex } from "./warm-index.ts";
@@ -86,8 +86,6 @@ export interface RunContext {
   destroySandbox(slot: Slot, open?: Sandbox): Promise<void>;
   /** Stops what this instance drives in the slot. */
   abort(slot: Slot): void;
-  /** Keeps a finished run's workspace for follow-ups, for `minutes`. */
-  keepWorkspace(index: number, minutes: number): Promise<void>;
   /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
   reopen(index: number): Promise<void>;
   /** The runs' previews (tasks with `preview`): started after a succeeded turn, stopped before a follow-up's. */
@@ -240,7 +238,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     if (live && outcome && (keep || lateMessages)) {
       await ctx.record(runEnded(ctx.runOf(index), ...outcome));
       // A message that came while the diff was being taken reopens the run at once.
-      await ctx.keepWorkspace(index, Math.max(spec.keepWorkspaceMinutes, 1));
+      await ctx.record(workspaceKept(index, Math.max(spec.keepWorkspaceMinutes, 1)));
       if (lateMessages) await ctx.reopen(index);
       else if (outcome[0] === "succeeded" && spec.preview && sandbox) await startPreview(ctx, index, sandbox, placementOf(ctx, index, sandbox));
     } else if (live) {

@@ -147,7 +147,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       abort: (slot) => this.live.get(slotKey(slot))?.abort(),
       runTurn: (slot, sandbox, turn, signal) => runTurn(context, slot, sandbox, turn, signal),
       advance: () => this.advance(),
-      keepWorkspace: (index, minutes) => this.keepWorkspace(index, minutes),
       reopen: (index) => this.reopen(index),
       previews: this.previews,
       previewTarget: (index) => this.previews.target(index),
@@ -483,14 +482,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     await this.slots.cleanUp(slot, options);
   }
 
-  /** Keeps a finished run's workspace for follow-ups; an alarm destroys it when the window closes. */
-  private async keepWorkspace(index: number, minutes: number): Promise<void> {
-    const until = Date.now() + minutes * 60_000;
-    this.record({ run: index, type: "run.workspace_kept", data: { until } });
-    await this.schedule(minutes * 60, "expireWorkspace", { slot: index });
-    await this.index();
-  }
-
   /** A run that was live when this instance went away: re-attach to its process, or end it truthfully. */
   private async recover(run: RunView): Promise<void> {
     const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(runSlot(run.index)));
@@ -649,13 +640,17 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
    */
   private async react(before: TaskState, event: TaskEvent): Promise<void> {
     for (const reaction of reactionsTo(before, event)) {
-      if (reaction === "start_clock") {
+      if (reaction === "expire_workspace" && event.type === "run.workspace_kept" && event.run !== null) {
+        // An alarm destroys the kept workspace when its window closes.
+        await this.schedule(Math.max(1, Math.round((event.data.until - event.ts) / 1000)), "expireWorkspace", { slot: event.run });
+        await this.index();
+      } else if (reaction === "start_clock") {
         void this.record({ run: null, type: "task.status", data: { status: "running" } });
         // The time limit counts from the first run's start, not from time spent waiting in the queue.
         void this.schedule(before.timeoutMinutes * 60, "onTimeout");
         void this.scheduleEvery(30, "watchdog");
         void this.index();
-      } else {
+      } else if (reaction === "advance") {
         await this.advance();
       }
     }

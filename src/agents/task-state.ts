@@ -41,6 +41,11 @@ export function runEnded(run: RunView, status: TaskStatus, error: ErrorInfo | nu
   return { run: run.index, type: "run.status", data: { status, ...(error ? { error, phase: run.phase } : {}) } };
 }
 
+/** The event of a finished run's workspace kept for follow-ups, for `minutes` from now. */
+export function workspaceKept(index: number, minutes: number): EventInput {
+  return { run: index, type: "run.workspace_kept", data: { until: Date.now() + minutes * 60_000 } };
+}
+
 /** A task as it is created: queued, none of its runs started. `prompt` is what the task shows. */
 export function newTask(spec: TaskSpec, prompt: string): TaskState {
   return {

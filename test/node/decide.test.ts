@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { admits, nextStep, reactionsTo, recoveryOf, retryOf, turnOutcome } from "../../src/agents/decide.ts";
-import { newTask, runEnded, runPhase } from "../../src/agents/task-state.ts";
+import { newTask, runEnded, runPhase, workspaceKept } from "../../src/agents/task-state.ts";
 import { parseEvent } from "../../src/events.ts";
 import { LIMITS } from "../../src/config.ts";
 import type { AgentTurnResult } from "../../src/runners/agent.ts";
@@ -132,6 +132,7 @@ describe("admits and reactionsTo", () => {
     expect(reactionsTo({ ...queued, status: "running" }, logged(runPhase(0, "agent")))).toEqual([]);
     expect(reactionsTo(queued, logged(runEnded(queued.runs[0]!, "failed", { code: "x", message: "y" })))).toEqual(["advance"]);
     expect(reactionsTo(queued, logged({ run: 0, type: "run.diff", data: diff }))).toEqual([]);
+    expect(reactionsTo(queued, logged(workspaceKept(0, 30)))).toEqual(["expire_workspace"]);
   });
 
   it("a failed run's end names the phase it failed in", () => {
