@@ -8,13 +8,12 @@ import type { AgentTurnResult } from "../runners/agent.ts";
 import { markMemoryWinner } from "../store/memory.ts";
 import { writeBinaryFile } from "../sandbox/files.ts";
 import type { Sandbox, SandboxPort } from "../sandbox/port.ts";
-import { PREVIEW, isTerminal, type TaskSpec, type EventInput, type JudgeView, type ReviewView, type TaskState, type TaskStatus } from "../schema.ts";
+import { PREVIEW, isTerminal, type TaskSpec, type EventInput, type JudgeView, type ReviewView, type TaskState } from "../schema.ts";
 import type { DiffStore } from "../store/diff-store.ts";
-import { fleetOf } from "./fleet.ts";
 import type { PreviewTarget } from "./preview.ts";
 import type { AgentTurn } from "./run.ts";
 import type { ScreenshotStore } from "../store/screenshot-store.ts";
-import { judgeSlot, slotNumber, type Slot } from "./slot.ts";
+import { judgeSlot, type Slot } from "./slot.ts";
 import { classify } from "./failures.ts";
 import { progressKey } from "./task-state.ts";
 

@@ -11,7 +11,7 @@ import { Agent, getAgentByName, type Connection, type ConnectionContext, type WS
 import { readConfig } from "../config.ts";
 import { messageOf } from "../errors.ts";
 import { isPlanTerminal, type CreatePlanBody, type PlanState, type PlanStatus, type SubtaskStatus, type SubtaskView } from "../plan-schema.ts";
-import { applyPlanEvent, emptyPlanFold, subtaskViews, type PlanFold } from "../plan-fold.ts";
+import { applyPlanEvent, emptyPlanFold, type PlanFold } from "../plan-fold.ts";
 import { postOrUpdateMessage, type SlackTarget } from "../publish/slack.ts";
 import { planMessage } from "../publish/slack-plan.ts";
 import { deploymentRedactor } from "../redact.ts";
