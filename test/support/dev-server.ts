@@ -49,7 +49,21 @@ export async function freePort(): Promise<number> {
  * admin token is the file's.
  */
 export async function startDevServer(extraEnv: Record<string, string> = {}, options: DevServerOptions = {}): Promise<DevServer> {
-  const port = await freePort();
+  // The port is free when chosen, but anything on the machine (another test's
+  // servers, workerd's own sockets) may take it before wrangler listens: then
+  // wrangler exits at once, and the server is started again on another port.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(await freePort(), extraEnv, options);
+    } catch (error) {
+      if (attempt >= 3 || !(error instanceof PortTaken)) throw error;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startOnce(port: number, extraEnv: Record<string, string>, options: DevServerOptions): Promise<DevServer> {
   const persist = options.persistTo ?? fs.mkdtempSync(path.join(os.tmpdir(), "sortie-e2e-state-"));
   const args = ["scripts/dev.ts", "--demo", "--persist-to", persist];
   const env = { ...process.env };
@@ -75,7 +89,16 @@ export async function startDevServer(extraEnv: Record<string, string> = {}, opti
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   const deadline = Date.now() + 90_000;
   while (!/SORTIE_URL=/.test(output)) {
-    if (child.exitCode !== null) throw new Error(`npm run dev exited ${child.exitCode}:\n${output}`);
+    if (child.exitCode !== null) {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // the group is gone with it
+      }
+      if (!options.persistTo) fs.rmSync(persist, { recursive: true, force: true });
+      const taken = new RegExp(`Address already in use \\(127\\.0\\.0\\.1:${port}\\)`).test(output);
+      throw new (taken ? PortTaken : Error)(`npm run dev exited ${child.exitCode}:\n${output}`);
+    }
     if (Date.now() > deadline) {
       try {
         process.kill(-child.pid!, "SIGKILL");
