@@ -39,6 +39,8 @@ const CHECKOUT = path.resolve(here, "..");
 const NODE_MODULES = fs.realpathSync(path.join(CHECKOUT, "node_modules"));
 /** The one file of the checkout readable inside the walls: the server that starts a sandbox's commands. */
 export const WALL_SERVER = path.join(here, "wall-server.mjs");
+/** The socat the runtime's proxy relays run (on the host and inside each sandbox): its own, with Nagle off. */
+const SOCAT = path.join(here, "socat-nodelay.sh");
 
 /** The model keys a command may be handed, with the variable naming where each goes and its default host. */
 const MODEL_KEYS = [
@@ -186,6 +188,7 @@ class WallsImpl {
       // The runtime scans this process's working directory (the Sortie checkout, read-only to every command anyway)
       // for files to protect on every wrap: one level is enough, and keeps the wrap fast.
       mandatoryDenySearchDepth: 1,
+      ...(process.platform === "linux" ? { socatPath: SOCAT } : {}),
     };
     await SandboxManager.initialize(config);
     // Confined agents run as users of their own, and reach the proxy through these sockets (its token still guards it).
@@ -219,7 +222,7 @@ class WallsImpl {
         filesystem: {
           // Not /tmp as a whole: the runtime's proxy sockets live there, and a hidden /tmp hides them too.
           denyRead: [...new Set([home, "/root", "/home", CHECKOUT, ...this.stateRoots])],
-          allowRead: [spec.root, NODE_MODULES, WALL_SERVER, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
+          allowRead: [spec.root, NODE_MODULES, WALL_SERVER, SOCAT, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
           allowWrite: [spec.root, ...(spec.writable ?? [])],
           // The runtime's own scratch (/tmp/claude) would be shared by every sandbox: none of them writes there.
           denyWrite: ["/tmp/claude"],

@@ -78,6 +78,30 @@ describe("the local host's walls", () => {
     }
   });
 
+  it("relay to the proxy with Nagle off on every TCP leg, on the host and inside the sandbox", async () => {
+    const host = await startLocalSandboxHost({ token: TOKEN, root, plaintextModelEndpoints: true });
+    try {
+      const sandbox = await new LocalSandboxPort(host.url, TOKEN).open(`n-${randomUUID().slice(0, 8)}`);
+      // Without TCP_NODELAY a request written in pieces waits for a delayed ACK (40 ms on loopback) on each model turn.
+      const relays = (listing: string) => listing.split("\n").filter((line) => /^socat .*(TCP|UNIX)/.test(line));
+      const inside = relays((await sandbox.exec("for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done")).stdout);
+      expect(inside.length).toBeGreaterThan(0);
+      for (const relay of inside) expect(relay).toMatch(/TCP[46]?-LISTEN:\S*,nodelay /);
+      const outside = relays(fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).map((pid) => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+        } catch {
+          return ""; // ended meanwhile
+        }
+      }).join("\n")).filter((relay) => relay.includes("UNIX-LISTEN:"));
+      expect(outside.length).toBeGreaterThan(0);
+      for (const relay of outside) expect(relay).toMatch(/ TCP:\S*,nodelay/);
+      await sandbox.destroy();
+    } finally {
+      await host.close();
+    }
+  });
+
   it("give every sandbox a port space of its own: two servers on 3000 at once", async () => {
     const host = await startLocalSandboxHost({ token: TOKEN, root });
     try {
