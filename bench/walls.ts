@@ -7,7 +7,7 @@
  * else (a clone) runs meanwhile. Per run: one task through the API on the
  * walled demo server against the same task on a second server started with
  * LOCAL_SANDBOX_UNCONFINED=1, the two taken in turn so that both see the
- * same machine; medians of seven.
+ * same machine; medians of eleven.
  */
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
@@ -19,7 +19,7 @@ import type { BenchResult } from "./result.ts";
 
 const COMMANDS = 20;
 const SANDBOXES = 7;
-const REPEATS = 7;
+const REPEATS = 11;
 const TIMEOUT_MS = 60_000;
 export const WALLS_GOAL_MS = 150;
 

@@ -327,7 +327,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const shared = path.join(cacheRoot, cache[1]!);
       if (!cache[2]) {
         const own = path.join(sandbox.root, "cache", `${cache[1]!}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`);
-        if (existsSync(shared)) await layered(sandbox, layers.layer(id, shared, own, path.join(sandbox.root, ".layers")));
+        if (existsSync(shared)) await layered(sandbox, own, layers.layer(id, shared, own, path.join(sandbox.root, ".layers")));
         else await fs.mkdir(own, { recursive: true });
         return reply(res, "POST /caches/:key", { path: own });
       }
@@ -367,7 +367,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const from = path.join(snapshotRoot, body.snapshotId);
       if (!to) return send(res, 400, { error: { code: "bad_path", message: "the restore path must be inside the sandbox" } });
       if (!existsSync(from)) return send(res, 404, { error: { code: "no_snapshot", message: `no snapshot ${body.snapshotId}` } });
-      const how = await layered(sandbox, layers.layer(id, from, to, path.join(sandbox.root, ".layers")));
+      const how = await layered(sandbox, to, layers.layer(id, from, to, path.join(sandbox.root, ".layers")));
       return reply(res, "POST /restore", { restored: body.snapshotId, how });
     }
     if (rest === "/files") {
@@ -492,14 +492,21 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   }
 
   /**
-   * A layer was mounted in the sandbox. Wall servers started before it do not see it (the runtime's seccomp helper
-   * gives each a mount namespace of its own, private), so they go once idle, and the walls go up again at once.
+   * A layer was mounted in the sandbox at `target`. Walls already up do not see it (their mount namespace is a copy
+   * made before it, and mounts do not propagate into it): it is put into theirs too, and walls it cannot be put
+   * into go once idle, while new ones go up at once.
    */
-  async function layered<T>(sandbox: HostedSandbox, mounting: Promise<T>): Promise<T> {
+  async function layered(sandbox: HostedSandbox, target: string, mounting: Promise<"overlay" | "copy">): Promise<"overlay" | "copy"> {
     const how = await mounting;
-    for (const entry of sandbox.walled.values()) {
-      void entry.opening?.then((walled) => walled.retire(), () => undefined);
-      entry.opening = null;
+    if (how === "overlay") {
+      await Promise.all([...sandbox.walled.values()].map(async (entry) => {
+        const opening = entry.opening;
+        if (!opening) return;
+        const seen = await opening.then((walled) => walled.usable && walled.adopt(target), () => false);
+        if (seen || entry.opening !== opening) return;
+        void opening.then((walled) => walled.retire(), () => undefined);
+        entry.opening = null;
+      }));
     }
     raiseWalls(sandbox);
     return how;

@@ -14,13 +14,19 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
+import { readFileSync, statSync } from "node:fs";
+import path from "node:path";
 import { createInterface } from "node:readline";
 import { PassThrough } from "node:stream";
+import { descendantsOf } from "./processes.ts";
 import type { Enclosure } from "./walls.ts";
 import { WALL_SERVER } from "./walls.ts";
 
 /** What to wall in for a sandbox: its wall server. */
 export const WALL_SERVER_COMMAND = `exec node ${WALL_SERVER}`;
+
+/** Puts a mount made on the host into the walls' mount namespace (see the script). */
+const MOUNT_INTO = path.join(path.dirname(WALL_SERVER), "mount-into.pl");
 
 /** How long the walls may take to come up before the sandbox's command fails. */
 const OPEN_TIMEOUT_MS = 20_000;
@@ -100,6 +106,8 @@ export class WalledEnvironment {
   private alive = true;
   /** Close once the last command ends: the sandbox's policy changed, and new commands get walls of their own. */
   private retired = false;
+  /** The wall server's pid on the host, once looked up. */
+  private server: number | null = null;
 
   readonly child: ChildProcess;
 
@@ -127,6 +135,29 @@ export class WalledEnvironment {
 
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /**
+   * Makes the mount at `mountPoint`, made on the host after these walls went up, seen inside them too
+   * (container/mount-into.pl); false when it cannot be, and only new walls would see it.
+   */
+  async adopt(mountPoint: string): Promise<boolean> {
+    const server = this.serverPid();
+    if (server === null || !this.alive) return false;
+    if (seesMount(server, mountPoint)) return true;
+    const done = await new Promise<boolean>((resolve) => {
+      const helper = spawn("perl", [MOUNT_INTO, String(server), mountPoint], { stdio: "ignore" });
+      helper.once("error", () => resolve(false));
+      helper.once("close", (code) => resolve(code === 0));
+    });
+    return done && seesMount(server, mountPoint);
+  }
+
+  /** The wall server's pid on the host: its mount namespace is the one its commands get. */
+  private serverPid(): number | null {
+    if (this.server !== null || this.child.pid === undefined) return this.server;
+    this.server = descendantsOf(this.child.pid).find((pid) => isWallServer(pid)) ?? null;
+    return this.server;
   }
 
   /** Whether new commands may start here. */
@@ -217,6 +248,26 @@ export class WalledEnvironment {
         this.running.clear();
       });
     });
+  }
+}
+
+function isWallServer(pid: number): boolean {
+  try {
+    const [command, script] = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return path.basename(command ?? "") === "node" && script === WALL_SERVER;
+  } catch {
+    return false; // ended meanwhile
+  }
+}
+
+/** Whether process `pid` sees the host's mount at `mountPoint` there (the same filesystem, the same root). */
+function seesMount(pid: number, mountPoint: string): boolean {
+  try {
+    const host = statSync(mountPoint);
+    const inside = statSync(`/proc/${pid}/root${mountPoint}`);
+    return host.dev === inside.dev && host.ino === inside.ino;
+  } catch {
+    return false;
   }
 }
 

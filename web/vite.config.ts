@@ -9,15 +9,26 @@ const outDir = path.join(here, "dist");
 
 /**
  * A running `wrangler dev` serves web/dist while `npm test` or another dev server
- * rebuilds it, so the directory is never emptied: files are overwritten in place
- * (unchanged sources give the same hashed names) and only then are the
- * files of earlier builds removed.
+ * rebuilds it, and reloads its Worker (restarting every Durable Object) when a
+ * file there changes. So the directory is never emptied, a file whose bytes are
+ * already on disk is not written again (unchanged sources give the same hashed
+ * names and the same bytes), and only then are the files of earlier builds removed.
  */
-function pruneEarlierBuilds(): Plugin {
+function writeOnlyWhatChanged(): Plugin {
+  const current = new Set<string>();
   return {
-    name: "sortie:prune-earlier-builds",
-    writeBundle(_options, bundle) {
-      const current = new Set(Object.keys(bundle));
+    name: "sortie:write-only-what-changed",
+    enforce: "post",
+    // After every other plugin's (the HTML one links the chunks it finds in the bundle).
+    generateBundle: { order: "post", handler(_options, bundle) {
+      for (const [name, output] of Object.entries(bundle)) {
+        current.add(name);
+        const bytes = output.type === "chunk" ? Buffer.from(output.code) : Buffer.from(output.source);
+        const existing = path.join(outDir, name);
+        if (fs.existsSync(existing) && fs.readFileSync(existing).equals(bytes)) delete bundle[name];
+      }
+    } },
+    writeBundle() {
       const assets = path.join(outDir, "assets");
       for (const name of fs.existsSync(assets) ? fs.readdirSync(assets) : []) {
         if (!current.has(`assets/${name}`)) fs.rmSync(path.join(assets, name), { force: true });
@@ -31,6 +42,6 @@ export default defineConfig({
   // The viewer imports src/schema.ts, so the API's shapes and the viewer's cannot drift.
   server: { fs: { allow: [path.resolve(here, "..")] } },
   build: { outDir, emptyOutDir: false, target: "es2022" },
-  plugins: [pruneEarlierBuilds()],
+  plugins: [writeOnlyWhatChanged()],
   logLevel: "warn",
 });

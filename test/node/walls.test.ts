@@ -137,6 +137,33 @@ describe("the local host's walls", () => {
     }
   });
 
+  it("see a snapshot restored while they are up, and a command running meanwhile sees it too, in the same walls", async () => {
+    const host = await startLocalSandboxHost({ token: TOKEN, root });
+    try {
+      const port = new LocalSandboxPort(host.url, TOKEN);
+      const source = await port.open(`ra-${randomUUID().slice(0, 8)}`);
+      await source.exec(`mkdir -p ${source.workdir}/repo && echo from-the-snapshot > ${source.workdir}/repo/kept.txt`);
+      const snapshot = await source.snapshot(`${source.workdir}/repo`);
+      expect(snapshot).toBeTruthy();
+      const sandbox = await port.open(`rb-${randomUUID().slice(0, 8)}`);
+      expect((await sandbox.exec("true")).exitCode).toBe(0);
+      const [walls] = wallServersIn(sandbox.workdir);
+      expect(walls).toBeDefined();
+      // A command already running in the walls when the layer is mounted.
+      const watcher = await sandbox.startProcess(`until [ -f ${sandbox.workdir}/repo/kept.txt ]; do sleep 0.05; done; cat ${sandbox.workdir}/repo/kept.txt`);
+      await sandbox.restore(snapshot!, `${sandbox.workdir}/repo`);
+      expect(await untilLine(sandbox, watcher.processId, /from-the-snapshot/)).toContain("from-the-snapshot");
+      const after = await sandbox.exec(`cat repo/kept.txt && echo mine > repo/new.txt && grep -c " ${sandbox.workdir}/repo " /proc/self/mountinfo`, { cwd: sandbox.workdir });
+      expect(after.stdout).toMatch(/^from-the-snapshot\n1\n$/);
+      // The same walls, and one overlay seen from both sides: what the command wrote, the host reads.
+      expect(wallServersIn(sandbox.workdir)).toEqual([walls]);
+      expect(fs.readFileSync(path.join(sandbox.workdir, "repo", "new.txt"), "utf8")).toBe("mine\n");
+      await Promise.all([source.destroy(), sandbox.destroy()]);
+    } finally {
+      await host.close();
+    }
+  });
+
   it("that go down under a command end it as failed, and the next command gets walls of its own", async () => {
     const host = await startLocalSandboxHost({ token: TOKEN, root });
     try {

@@ -1,0 +1,36 @@
+#!/usr/bin/perl
+# mount-into.pl PID PATH
+#
+# Clones the mount at PATH (in this process's mount namespace) into the mount
+# namespace of process PID, at the same PATH. The local sandbox host runs it
+# (as root) when it mounts a layer (a restored snapshot, a dependency cache)
+# in a sandbox whose walls are up: their mount namespace is a copy made
+# before the mount, and mounts made later do not propagate into it, so
+# without this the walls would have to be built again to see it.
+#
+# open_tree(2) takes a detached copy of the mount; setns(2) enters the walls'
+# mount namespace (which needs a single-threaded process: hence a script,
+# not the host's own Node); move_mount(2) attaches the copy there. Both views
+# share one overlay, so what a command writes is what the host reads.
+# Perl because it is on every Linux the walls run on and starts in a few ms.
+use strict;
+use warnings;
+use Config;
+
+my ($pid, $path) = @ARGV;
+die "usage: mount-into.pl PID PATH\n" unless defined $path && $pid =~ /^\d+$/;
+# open_tree and move_mount share one number on every architecture; setns does not.
+my %setns = (x86_64 => 308, aarch64 => 268);
+my ($arch) = $Config{archname} =~ /^(x86_64|aarch64)/;
+die "mount-into: no system call numbers for $Config{archname}\n" unless $arch;
+my ($OPEN_TREE, $MOVE_MOUNT, $SETNS) = (428, 429, $setns{$arch});
+my ($AT_FDCWD, $OPEN_TREE_CLONE, $OPEN_TREE_CLOEXEC, $CLONE_NEWNS, $MOVE_MOUNT_F_EMPTY_PATH) = (-100, 1, 0x80000, 0x20000, 4);
+
+# Perl passes a scalar to syscall by address unless it holds a number: strings are copied into variables of their own.
+my $from = "$path";
+my $tree = syscall($OPEN_TREE, $AT_FDCWD, $from, $OPEN_TREE_CLONE | $OPEN_TREE_CLOEXEC);
+die "mount-into: open_tree $path: $!\n" if $tree < 0;
+open(my $namespace, "<", "/proc/$pid/ns/mnt") or die "mount-into: /proc/$pid/ns/mnt: $!\n";
+syscall($SETNS, fileno($namespace), $CLONE_NEWNS) == 0 or die "mount-into: setns into $pid: $!\n";
+my ($empty, $to) = ("", "$path");
+syscall($MOVE_MOUNT, $tree + 0, $empty, $AT_FDCWD, $to, $MOVE_MOUNT_F_EMPTY_PATH) == 0 or die "mount-into: move_mount $path: $!\n";
