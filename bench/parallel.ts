@@ -76,6 +76,8 @@ export async function benchParallel(api: Api, gitBaseUrl: string): Promise<Bench
     { name: "runs:8 / runs:1", value: ratio, goal: `≤ ${PARALLEL_GOAL}`, met: ratio <= PARALLEL_GOAL },
     { name: "runs:8 most runs at once", value: eight.maxOverlap, goal: "8", met: eight.maxOverlap === 8 },
     { name: "without Sortie: 8 at once / 1", value: directRatio },
+    // What is left of the ratio once the machine's own cost of 8 agents at once is taken out.
+    { name: "Sortie's share: (runs:8 / runs:1) / (without Sortie)", value: round(ratio / directRatio) },
   ];
   const notes = [
     `Without Sortie, the same Claude Code run started directly took ${seconds(direct.one.wallMs)} alone and ${seconds(direct.eight.wallMs)} for 8 at once: this machine's own cost of running 8 agents side by side.`,
