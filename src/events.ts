@@ -185,7 +185,7 @@ export const EVENT_DATA = {
   "integration.snapshot_failed": data({ message: opt(str) }),
   "integration.dependencies_restored": data({ dirs: opt(z.array(str)) }),
   "integration.cache_not_saved": data({ message: opt(str) }),
-  "run.plan_file": data({ valid: z.boolean(), attempt: opt(int), errors: opt(z.array(z.unknown())) }),
+  "run.plan_file": data({ valid: z.boolean(), attempt: opt(int), errors: opt(z.array(z.unknown())), subtasks: opt(z.array(str)), plan: opt(loosePlanFile) }),
   "run.plan_ownership": data({ attempt: int, outside: z.array(str), owns: z.array(str) }),
   "run.plan_dependencies": data({ patches: int, base: str, commit: str }),
   // Repository memory.
@@ -248,11 +248,17 @@ export interface TaskFold {
   task: TaskState | null;
   /** Sortie's estimate of the current turn's spending, per run (`run:i`) and reviewer (`review:i`), until the CLI reports its figure. */
   estimates: Record<string, number>;
+  /** What the task's jobs read back from the log but the task does not show: each run's closing words (its last `agent.result`), */
+  summaries: Record<number, string>;
+  /** the user each workspace run works as (`run.worktree`), */
+  users: Record<number, number>;
+  /** and the plan a planner wrote (its last valid `run.plan_file`). */
+  writtenPlan: PlanFile | null;
 }
 
 /** The fold of no events: no task. */
 export function emptyFold(): TaskFold {
-  return { task: null, estimates: {} };
+  return { task: null, estimates: {}, summaries: {}, users: {}, writtenPlan: null };
 }
 
 /** The state a log adds up to. Pure; folding any prefix of a log is safe. */
@@ -268,10 +274,10 @@ export function foldTask(events: readonly TaskEvent[]): TaskState {
  * the event changes nothing, so a caller can tell whether state moved.
  */
 export function applyEvent(fold: TaskFold, event: TaskEvent): TaskFold {
-  if (event.type === "task.created") return { task: structuredClone(event.data.task), estimates: {} };
+  if (event.type === "task.created") return { ...emptyFold(), task: structuredClone(event.data.task) };
   const task = fold.task;
   if (!task) return fold;
-  const next = (changes: Partial<TaskState>, estimates = fold.estimates): TaskFold => ({ task: { ...task, ...changes }, estimates });
+  const next = (changes: Partial<TaskState>, estimates = fold.estimates): TaskFold => ({ ...fold, task: { ...task, ...changes }, estimates });
   const run = event.run === null ? undefined : task.runs[event.run];
   const patchRun = (patch: Partial<RunView>, estimates = fold.estimates): TaskFold =>
     run ? next({ runs: task.runs.map((r) => (r === run ? { ...r, ...patch } : r)) }, estimates) : fold;
@@ -319,8 +325,12 @@ export function applyEvent(fold: TaskFold, event: TaskEvent): TaskFold {
       return patchRun({ baseCommit: event.data.commit, workspace: event.data.source === "template" ? "warm" : event.data.source });
     case "run.plan_dependencies":
       return patchRun({ baseCommit: event.data.commit });
-    case "run.worktree":
-      return patchRun({ baseCommit: event.data.commit, workspace: "worktree" });
+    case "run.worktree": {
+      const placed = patchRun({ baseCommit: event.data.commit, workspace: "worktree" });
+      return run && event.data.uid !== undefined ? { ...placed, users: { ...fold.users, [run.index]: event.data.uid } } : placed;
+    }
+    case "run.plan_file":
+      return event.data.valid && event.data.plan ? { ...fold, writtenPlan: event.data.plan } : fold;
     case "preview.starting":
       return patchRun({ preview: { status: "starting", url: event.data.url, startedAt: event.data.startedAt } });
     case "preview.ready":
@@ -357,7 +367,7 @@ export function applyEvent(fold: TaskFold, event: TaskEvent): TaskFold {
       // The CLI's own figure replaces this turn's estimate (a CLI that prices nothing keeps it); turns of follow-ups add up.
       const reported = typeof event.data.costUsd === "number" ? event.data.costUsd : (fold.estimates[key] ?? 0);
       const { [key]: _spent, ...estimates } = fold.estimates;
-      return patchRun(
+      const ended = patchRun(
         {
           costUsd: run.costUsd + reported,
           numTurns: (run.numTurns ?? 0) + (Number(event.data.numTurns) || 0),
@@ -365,6 +375,7 @@ export function applyEvent(fold: TaskFold, event: TaskEvent): TaskFold {
         },
         estimates,
       );
+      return { ...ended, summaries: { ...fold.summaries, [run.index]: String(event.data.text ?? "") } };
     }
     // A reviewer's spending is its run's.
     case "review.usage": {

@@ -27,10 +27,24 @@ export function admits(task: TaskState, input: EventInput): boolean {
   return !(status === "running" && run.phase === (phase ?? null));
 }
 
+/**
+ * What must be recorded before `input`, so that no state of the log is
+ * impossible: a run reopened on an ended task (a follow-up in its kept
+ * workspace) finds the task running again first.
+ */
+export function preludeOf(task: TaskState, input: EventInput): EventInput[] {
+  if (input.type === "run.reopened" && isTerminal(task.status)) return [{ run: null, type: "task.status", data: { status: "running", reason: "follow-up" } }];
+  return [];
+}
+
 /** What follows from an event once it is recorded. */
 export type Reaction =
   /** The task's first run started: the task runs, and its time limit counts from now. */
   | "start_clock"
+  /** An ended task runs again (a follow-up): its time limit counts again from now. */
+  | "restart_clock"
+  /** A finished run was reopened for a follow-up: its workspace no longer expires, and it waits in the fleet's queue. */
+  | "requeue"
   /** A run ended: the task takes its next step (`nextStep`). */
   | "advance"
   /** A finished run's workspace is kept: it goes when its window closes. */
@@ -39,6 +53,8 @@ export type Reaction =
 /** What the task does after `event` moved it from `before`. */
 export function reactionsTo(before: TaskState, event: TaskEvent): Reaction[] {
   if (event.type === "run.workspace_kept") return ["expire_workspace"];
+  if (event.type === "run.reopened") return ["requeue"];
+  if (event.type === "task.status") return event.data.status === "running" && isTerminal(before.status) ? ["restart_clock"] : [];
   if (event.type !== "run.status") return [];
   if (isTerminal(event.data.status)) return ["advance"];
   return event.data.status === "running" && before.status === "queued" ? ["start_clock"] : [];

@@ -15,7 +15,7 @@ import type { AgentTurn } from "./run.ts";
 import type { ScreenshotStore } from "../store/screenshot-store.ts";
 import { judgeSlot, type Slot } from "./slot.ts";
 import { classify } from "./failures.ts";
-import { progressKey } from "./task-state.ts";
+import type { TaskCheckpoints } from "./checkpoints.ts";
 
 /** A marker the judge prompt carries, so tools and stand-ins can tell a judging turn from a coding one. */
 export const JUDGE_MARKER = "[sortie judge]";
@@ -97,7 +97,8 @@ export function parseVerdict(text: string, runs: number[]): Verdict | null {
 /** What judging borrows from its task agent. */
 export interface JudgeContext {
   env: Cloudflare.Env;
-  kv: SyncKvStorage;
+  /** Where the judge's process was read to (src/agents/checkpoints.ts). */
+  checkpoints: TaskCheckpoints;
   diffs(): DiffStore;
   task(): TaskState;
   record(input: EventInput): void;
@@ -144,7 +145,7 @@ export async function driveJudge(ctx: JudgeContext, signal: AbortSignal): Promis
   } catch (error) {
     if (!signal.aborted) await endJudge(ctx, { ...judge, status: "failed", error: classify(error) });
   } finally {
-    ctx.kv.delete(progressKey(judgeSlot));
+    ctx.checkpoints.ended(judgeSlot);
     if (!signal.aborted) await ctx.destroySandbox(judgeSlot, sandbox);
   }
 }

@@ -84,6 +84,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   /** Decisions run one at a time: a report that arrives while one runs waits its turn. */
   private turn: Promise<void> = Promise.resolve();
   private integration: AbortController | null = null;
+  /** Subtask tasks recorded running whose start has not returned yet: none may be cancelled before it exists. */
+  private readonly starting = new Set<string>();
   private scrub?: <T>(value: T) => T;
   /** Push tokens minted during this instance's life, redacted like the configured secrets. */
   private readonly extraSecrets = new Set<string>();
@@ -367,7 +369,15 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       const patches = ordered.filter((s) => needed.has(s.key)).map((s) => this.patches.get(s.key));
       spec.plan = { id: plan.id, role: "worker", subtask: key, owns: subtask.owns, patches };
       this.record("subtask.status", { key, status: "running", taskId: spec.id, handoff });
-      await startTasks(this.env, { specs: [spec], starter: { name: spec.createdBy } });
+      this.starting.add(spec.id);
+      try {
+        await startTasks(this.env, { specs: [spec], starter: { name: spec.createdBy } });
+      } finally {
+        this.starting.delete(spec.id);
+      }
+      // The plan ended while the task was being started (stopEverything passed it by): it ends with the plan.
+      const now = this.require();
+      if (isPlanTerminal(now.status)) await (await getAgentByName(this.env.TaskAgent, spec.id)).cancel(`plan ${now.id}: it ended ${now.status}`);
     } catch (error) {
       const failure = { code: (error as { code?: string }).code ?? "launch_failed", message: messageOf(error) };
       this.record("subtask.status", { key, status: "failed", error: failure });
@@ -556,7 +566,8 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
   /** Cancels the planner, every subtask still going, and a running integration (`plan`: as it was before it ended). */
   private async stopEverything(plan: PlanState, reason: string): Promise<void> {
     this.integration?.abort();
-    const live = [plan.status === "planning" ? plan.plannerTaskId : null, ...plan.subtasks.filter((s) => s.status === "running").map((s) => s.taskId)].filter((id): id is string => !!id);
+    const live = [plan.status === "planning" ? plan.plannerTaskId : null, ...plan.subtasks.filter((s) => s.status === "running").map((s) => s.taskId)]
+      .filter((id): id is string => !!id && !this.starting.has(id));
     await Promise.all(
       live.map(async (id) => {
         const task = await getAgentByName(this.env.TaskAgent, id);

@@ -14,8 +14,8 @@ import type { Placement } from "../sandbox/placement.ts";
 import { checkPlanText, ownedBy, pathsOfPatch } from "./plan-rules.ts";
 
 export const PLAN_FILE_VAR = "SORTIE_PLAN_FILE";
-/** Where a planner run keeps the plan it wrote and that passed the rules. */
-export const WRITTEN_PLAN_KEY = "sortie:plan-file";
+/** Where a planner run kept its plan before the log's `run.plan_file` carried it: read for a task that ran then. */
+export const LEGACY_WRITTEN_PLAN_KEY = "sortie:plan-file";
 /** Largest plan file read back. */
 const PLAN_FILE_BYTES = 512 * 1024;
 
@@ -60,7 +60,7 @@ export async function takePlan(sandbox: Sandbox, placement: Placement, maxSubtas
     session.note("run.plan_file", { valid: false, attempt: 2, errors: check.errors });
     return { failure: { code: "invalid_plan", message: `the plan is invalid: ${check.errors.join("; ")}` } };
   }
-  session.note("run.plan_file", { valid: true, subtasks: check.plan.subtasks.map((s) => s.key) });
+  session.note("run.plan_file", { valid: true, subtasks: check.plan.subtasks.map((s) => s.key), plan: check.plan });
   return { plan: check.plan };
 }
 

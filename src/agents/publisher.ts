@@ -5,6 +5,7 @@
  * so the agent never holds a token that can write.
  */
 import { SortieError, messageOf } from "../errors.ts";
+import type { TaskFold } from "../events.ts";
 import { pushBranch } from "../publish/branch.ts";
 import { defaultBranch, mintPushToken, openPullRequest, pullRequestText, reviewPullRequest } from "../publish/github.ts";
 import { secretFilesIn } from "../publish/secret-files.ts";
@@ -15,7 +16,7 @@ import type { DiffStore } from "../store/diff-store.ts";
 import { publishFix } from "./fix-publisher.ts";
 import { fixEnded, startTending } from "./tending.ts";
 import { publishSlot, type Slot } from "./slot.ts";
-import { summaryKey, type Refusal } from "./task-state.ts";
+import type { Refusal } from "./task-state.ts";
 
 
 export interface PublishContext {
@@ -37,7 +38,8 @@ export interface PublishContext {
 /** What driving a publication borrows from its task agent. */
 export interface PublicationContext {
   env: Cloudflare.Env;
-  kv: SyncKvStorage;
+  /** The log's fold (src/events.ts): the published run's closing words among what it keeps. */
+  fold(): TaskFold;
   diffs(): DiffStore;
   task(): TaskState;
   spec(): TaskSpec;
@@ -105,7 +107,7 @@ export async function drivePublish(ctx: PublicationContext): Promise<void> {
       publication,
       sandbox,
       patch: ctx.diffs().text(publication.run, Number.POSITIVE_INFINITY),
-      summary: ctx.kv.get<string>(summaryKey(publication.run)) ?? "",
+      summary: ctx.fold().summaries[publication.run] ?? "",
       viewerUrl: taskLinks(ctx.origin(), task.id).viewer,
       addSecret: (secret) => ctx.addSecret(secret),
       onStep: (step, data) => ctx.record({ run: publication.run, type: `publish.${step}`, data: data ?? {} }),

@@ -6,6 +6,7 @@
  * the task's budget.
  */
 import { LIMITS, type SortieConfig } from "../config.ts";
+import type { TaskFold } from "../events.ts";
 import { messageOf } from "../errors.ts";
 import { takeDiff } from "../publish/diff.ts";
 import { secretFilesIn } from "../publish/secret-files.ts";
@@ -16,14 +17,15 @@ import { peerViewExcludes } from "../sandbox/peer-view.ts";
 import type { Confinement, Sandbox, SandboxPort } from "../sandbox/port.ts";
 import { isTerminal, type AgentName, type ErrorInfo, type EventInput, type RunPhase, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import type { DiffStore } from "../store/diff-store.ts";
+import type { TaskCheckpoints } from "./checkpoints.ts";
 import { fleetOf } from "./fleet.ts";
 import { configuredAgents, reviewChange, turnSucceeded, type ReviewLaneContext } from "./review.ts";
 import { reviewSlot, runOfSlot, runSlot, type Slot } from "./slot.ts";
 import { deliverMemory, memoryOfEarlierTurn, proposeLearnings, readLearnings, type RunMemory } from "./memory.ts";
-import { applyDependencyWork, enforceOwnership, planFilePath, PLAN_FILE_VAR, preparePlanFile, takePlan, WRITTEN_PLAN_KEY } from "./plan-roles.ts";
+import { applyDependencyWork, enforceOwnership, planFilePath, PLAN_FILE_VAR, preparePlanFile, takePlan } from "./plan-roles.ts";
 import { retryOf, turnOutcome } from "./decide.ts";
 import { backoffMs } from "./retry.ts";
-import { pendingKey, progressKey, runEnded, runPhase, summaryKey, workspaceKept, type PendingMessage, type RunProgress } from "./task-state.ts";
+import { runEnded, runPhase, runReopened, workspaceKept, type RunProgress } from "./task-state.ts";
 import { addWorktree, adoptTemplate, changesIn, collectFromUser, handOverWorktree, populateWorktree, lockDownCheckout, placementFor, sharedSandboxId, type Placement } from "../sandbox/placement.ts";
 import type { RunPreviews } from "./preview.ts";
 import { reconcileWarmIndex } from "./warm-index.ts";
@@ -53,7 +55,6 @@ export interface AgentTurn {
 /** What a run borrows from its task agent. */
 export interface RunContext {
   env: Cloudflare.Env;
-  kv: SyncKvStorage;
   /** Scrubs the deployment's secrets (src/redact.ts) from a value. */
   redact<T>(value: T): T;
   diffs(): DiffStore;
@@ -64,8 +65,13 @@ export interface RunContext {
   task(): TaskState;
   spec(): TaskSpec;
   runOf(index: number): RunView;
-  /** Sortie's estimate of a turn's spending so far (`run:i`, `review:i`), until its CLI reports the figure (src/events.ts). */
-  estimate(key: string): number;
+  /**
+   * The log's fold (src/events.ts): the task, and what the run reads back that the task does not show (a turn's
+   * estimated spending until its CLI reports it, a workspace run's user). The run keeps nothing of its own.
+   */
+  fold(): TaskFold;
+  /** What is not history: where its process's output was read to, and the follow-ups waiting for its turn. */
+  checkpoints: TaskCheckpoints;
   /**
    * Appends an event to the task's log: the one way the run changes the task
    * (its phases, `runPhase`, and its end, `runEnded`, among them). Resolves
@@ -76,18 +82,14 @@ export interface RunContext {
   /**
    * Records an event parsed from the agent's output. It may wait a few
    * milliseconds to be stored with the ones after it: lost in a crash, it is
-   * read again from the process on re-attach (see afterPendingEvents).
+   * read again from the process on re-attach (see TaskCheckpoints.consumed).
    */
   recordOutput(input: EventInput): void;
-  /** Runs `write` in the transaction that stores the events recorded so far (latest per key). */
-  afterPendingEvents(key: string, write: () => void): void;
   /** Opens the slot's sandbox: its own, or `shared` (a repository's workspace sandbox). */
   openSandbox(slot: Slot, shared?: string): Promise<Sandbox>;
   destroySandbox(slot: Slot, open?: Sandbox): Promise<void>;
   /** Stops what this instance drives in the slot. */
   abort(slot: Slot): void;
-  /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
-  reopen(index: number): Promise<void>;
   /** The runs' previews (tasks with `preview`): started after a succeeded turn, stopped before a follow-up's. */
   previews: Pick<RunPreviews, "start" | "stop">;
 }
@@ -146,7 +148,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     for (;;) {
       if (signal.aborted || ctx.runOf(index).status !== "running") return;
       if (turn && (!turn.final || turn.final.isError)) break;
-      const next = takePending(ctx, index);
+      const next = ctx.checkpoints.takeMessage(index);
       if (!next) break;
       ctx.record({ run: index, type: "run.message_delivered", data: { text: next.text, by: next.by } });
       turn = await runTurn(ctx, runSlot(index), sandbox, turnOf(next.text, ctx.runOf(index).sessionId), signal);
@@ -191,7 +193,6 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
           outcome = ["failed", taken.failure];
           return;
         }
-        ctx.kv.put(WRITTEN_PLAN_KEY, ctx.redact(taken.plan));
       }
     } else {
       const diff = () => captureDiff(ctx, index, open, placement, base);
@@ -228,7 +229,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
     if (live && retry.retry) lostSandbox = retry.failure;
     else if (live) outcome = ["failed", retry.failure];
   } finally {
-    ctx.kv.delete(progressKey(runSlot(index)));
+    ctx.checkpoints.ended(runSlot(index));
     const live = !signal.aborted && !isTerminal(ctx.runOf(index).status);
     // Before the run reads as ended: a judge queued by the last run's end finds its evidence recorded.
     if (live && outcome && learned) {
@@ -239,7 +240,7 @@ export async function driveRun(ctx: RunContext, index: number, signal: AbortSign
       await ctx.record(runEnded(ctx.runOf(index), ...outcome));
       // A message that came while the diff was being taken reopens the run at once.
       await ctx.record(workspaceKept(index, Math.max(spec.keepWorkspaceMinutes, 1)));
-      if (lateMessages) await ctx.reopen(index);
+      if (lateMessages) await ctx.record(runReopened(index));
       else if (outcome[0] === "succeeded" && spec.preview && sandbox) await startPreview(ctx, index, sandbox, placementOf(ctx, index, sandbox));
     } else if (live) {
       await ctx.destroySandbox(runSlot(index), sandbox);
@@ -328,15 +329,6 @@ async function memoryForRun(ctx: RunContext, index: number, sandbox: Sandbox, pl
   }
 }
 
-function takePending(ctx: RunContext, index: number): PendingMessage | null {
-  const pending = ctx.kv.get<PendingMessage[]>(pendingKey(index)) ?? [];
-  const [next, ...rest] = pending;
-  if (!next) return null;
-  if (rest.length) ctx.kv.put(pendingKey(index), rest);
-  else ctx.kv.delete(pendingKey(index));
-  return next;
-}
-
 /**
  * Opens the run's sandbox and clones the repo. A failure of the
  * infrastructure (the sandbox did not start, the network cut the clone) is
@@ -416,10 +408,8 @@ export function levelOf(spec: TaskSpec) {
 /** Where the run works in its sandbox; a workspace run's user was recorded when its worktree was made. */
 function placementOf(ctx: RunContext, index: number, sandbox: Sandbox): Placement {
   const spec = ctx.spec();
-  return placementFor(levelOf(spec), sandbox.workdir, spec.id, index, ctx.kv.get<number>(worktreeUserKey(index)) ?? null);
+  return placementFor(levelOf(spec), sandbox.workdir, spec.id, index, ctx.fold().users[index] ?? null);
 }
-
-const worktreeUserKey = (slot: number) => `sortie:worktree-uid:${slot}`;
 
 /**
  * A workspace run: a worktree of the shared sandbox's base clone at the
@@ -431,7 +421,6 @@ const worktreeUserKey = (slot: number) => `sortie:worktree-uid:${slot}`;
 async function prepareWorktree(ctx: RunContext, index: number, spec: TaskSpec, sandbox: Sandbox, signal: AbortSignal): Promise<void> {
   enter(ctx, index, "cloning");
   const { commit, uid } = await addWorktree(sandbox, spec, index);
-  ctx.kv.put(worktreeUserKey(index), uid);
   const placement = placementFor("workspace", sandbox.workdir, spec.id, index, uid);
   ctx.record({ run: index, type: "run.worktree", data: { commit, sandbox: sandbox.id, uid } });
   const fleet = await fleetOf(ctx.env);
@@ -491,13 +480,9 @@ export function runTurn(ctx: RunContext, slot: Slot, sandbox: Sandbox, turn: Age
     {
       signal,
       onEvent: (event) => onAgentEvent(ctx, slot, event),
-      onProcessStarted: (processId) => ctx.kv.put(progressKey(slot), { processId, offsets: { stdout: 0, stderr: 0 } } satisfies RunProgress),
+      onProcessStarted: (processId) => ctx.checkpoints.started(slot, processId),
       // Stored with the events made from that output, never before them: a re-attach resumes where the log ends.
-      onOutputConsumed: (offsets) =>
-        ctx.afterPendingEvents(progressKey(slot), () => {
-          const progress = ctx.kv.get<RunProgress>(progressKey(slot));
-          if (progress) ctx.kv.put(progressKey(slot), { ...progress, offsets });
-        }),
+      onOutputConsumed: (offsets) => ctx.checkpoints.consumed(slot, offsets),
     },
     resume ? { processId: resume.processId, from: resume.offsets } : undefined,
     confine,
@@ -511,12 +496,11 @@ function onAgentEvent(ctx: RunContext, slot: Slot, event: AgentEvent): void {
   // The fold (src/events.ts) counts the run's session, tokens and spending from these events.
   ctx.recordOutput({ run, type: lane ? `${lane}.${event.type.replace(/^agent\./, "")}` : event.type, data: event.data });
   if (event.type === "agent.usage" && run !== null && lane !== "judge") checkBudget(ctx, run, lane ? `review:${run}` : `run:${run}`);
-  if (!lane && run !== null && event.type === "agent.result") ctx.kv.put(summaryKey(run), String(event.data.text ?? ""));
 }
 
 /** A run's spending so far, its current turn's (or its reviewer's) estimate included, against the task's budget. */
 function checkBudget(ctx: RunContext, index: number, turn: string): void {
-  const spent = ctx.runOf(index).costUsd + ctx.estimate(turn);
+  const spent = ctx.runOf(index).costUsd + (ctx.fold().estimates[turn] ?? 0);
   if (spent > ctx.task().maxCostUsd) void stopForBudget(ctx, index, spent);
 }
 

@@ -10,6 +10,7 @@ import { deploymentRedactor } from "../redact.ts";
 import { SortieError, messageOf } from "../errors.ts";
 import { sandboxPortFor } from "../sandbox/index.ts";
 import { applyEvent, emptyFold, type TaskEvent, type TaskFold } from "../events.ts";
+import type { PlanFile } from "../plan-schema.ts";
 import { isTerminal, type ErrorInfo, type EventInput, type Publication, type RunView, type TaskSpec, type TaskState, type TaskStatus } from "../schema.ts";
 import { insertTask, saveTask } from "../store/tasks.ts";
 import type { SlackTarget } from "../publish/slack.ts";
@@ -21,11 +22,12 @@ import { migrateDurable } from "../store/durable-schema.ts";
 import { EventLog } from "../store/event-log.ts";
 import { LEASE_RENEW_SECONDS, claimsOf, fleetOf } from "./fleet.ts";
 import { driveJudge, endJudge, type JudgeContext } from "./judge.ts";
-import { admits, nextStep, reactionsTo, recoveryOf, type NextStep } from "./decide.ts";
+import { admits, nextStep, preludeOf, reactionsTo, recoveryOf, type NextStep } from "./decide.ts";
 import { SLACK_WORTHY, TaskNotifier, type NotifyContext } from "./notify.ts";
 import { drivePublish, endPublication, publicationFor, type PublicationContext } from "./publisher.ts";
 import { reportToPlan, type PlanReport } from "./plan-report.ts";
-import { WRITTEN_PLAN_KEY } from "./plan-roles.ts";
+import { TaskCheckpoints } from "./checkpoints.ts";
+import { LEGACY_WRITTEN_PLAN_KEY } from "./plan-roles.ts";
 import { judgeSlot, publishSlot, reviewSlot, runSlot, slotFromNumber, slotKey, slotNumber, type Slot } from "./slot.ts";
 import { fixEndedUnpublished, type TendingNote } from "./tending.ts";
 import { driveRun, runTurn, type RunContext } from "./run.ts";
@@ -33,7 +35,7 @@ import { ViewedLog, ViewerStreams } from "./viewer-streams.ts";
 import { RunPreviews, type PreviewTarget } from "./preview.ts";
 import { ScreenshotStore } from "../store/screenshot-store.ts";
 import { TaskSlots, type SlotContext } from "./slots.ts";
-import { SPEC_KEY, newTask, pendingKey, progressKey, runEnded, summaryKey, type PendingMessage, type Refusal, type RunProgress } from "./task-state.ts";
+import { SPEC_KEY, newTask, runEnded, runReopened, type Refusal, type RunProgress } from "./task-state.ts";
 
 /** What the modules that drive and report on the task borrow from its agent. */
 type TaskContext = RunContext & JudgeContext & PublicationContext & NotifyContext & SlotContext;
@@ -55,6 +57,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private taskNotifier?: TaskNotifier;
   private runPreviews?: RunPreviews;
   private screenshotStore?: ScreenshotStore;
+  private taskCheckpoints?: TaskCheckpoints;
 
   constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
     super(ctx, env);
@@ -110,6 +113,11 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     return this.runPreviews;
   }
 
+  private get checkpoints(): TaskCheckpoints {
+    this.taskCheckpoints ??= new TaskCheckpoints(this.ctx.storage.kv, (key, write) => this.events.afterPending(key, write));
+    return this.taskCheckpoints;
+  }
+
   private get screenshots(): ScreenshotStore {
     this.screenshotStore ??= new ScreenshotStore(this.ctx.storage.sql);
     return this.screenshotStore;
@@ -132,10 +140,10 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       task: () => this.requireTask(),
       spec: () => this.requireSpec(),
       runOf: (index) => this.runOf(index),
-      estimate: (key) => this.fold.estimates[key] ?? 0,
+      fold: () => this.fold,
+      checkpoints: this.checkpoints,
       record: (input) => this.record(input),
       recordOutput: (input) => this.record(input, { batched: true }),
-      afterPendingEvents: (key, write) => this.events.afterPending(key, write),
       log: (input) => this.record(input, { quiet: true }),
       redact: (data) => this.redact(data),
       addSecret: (secret) => {
@@ -147,7 +155,6 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       abort: (slot) => this.live.get(slotKey(slot))?.abort(),
       runTurn: (slot, sandbox, turn, signal) => runTurn(context, slot, sandbox, turn, signal),
       advance: () => this.advance(),
-      reopen: (index) => this.reopen(index),
       previews: this.previews,
       previewTarget: (index) => this.previews.target(index),
       screenshots: () => this.screenshots,
@@ -252,26 +259,19 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       return { refused: { code: "workspace_expired", message: `run ${index}'s workspace is gone; start a new task`, status: 409 } };
     }
     if (reopen && !target.sessionId) return { refused: { code: "no_session", message: `run ${index} has no Claude Code session to continue`, status: 409 } };
-    const pending = [...(this.ctx.storage.kv.get<PendingMessage[]>(pendingKey(index)) ?? []), { text, by }];
-    this.ctx.storage.kv.put(pendingKey(index), pending);
+    this.checkpoints.queueMessage(index, { text, by });
     this.record({ run: index, type: "run.message", data: { text, by, delivery: reopen ? "reopen" : "after_turn" } });
     await this.audit(by, "task.message", { run: index });
-    if (reopen) await this.reopen(index);
+    if (reopen) await this.record(runReopened(index));
     return { task: this.requireTask() };
   }
 
   /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
-  private async reopen(index: number): Promise<void> {
+  /** A reopened run (decide.ts `requeue`): its kept workspace no longer expires, and it waits for a fleet slot again. */
+  private async requeue(index: number): Promise<void> {
     await this.cancelSchedulesFor("expireWorkspace", index);
-    const task = this.requireTask();
-    // The task runs again before its run is queued: no state of the log has an ended task with a run waiting.
-    if (isTerminal(task.status)) {
-      this.record({ run: null, type: "task.status", data: { status: "running", reason: "follow-up" } });
-      void this.schedule(task.timeoutMinutes * 60, "onTimeout");
-      void this.scheduleEvery(30, "watchdog");
-    }
-    this.record({ run: index, type: "run.reopened", data: {} });
     await this.index();
+    const task = this.requireTask();
     const fleet = await fleetOf(this.env);
     await fleet.enqueue(task.id, [index], task.createdBy);
   }
@@ -484,7 +484,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
 
   /** A run that was live when this instance went away: re-attach to its process, or end it truthfully. */
   private async recover(run: RunView): Promise<void> {
-    const progress = this.ctx.storage.kv.get<RunProgress>(progressKey(runSlot(run.index)));
+    const progress = this.checkpoints.progress(runSlot(run.index));
     const recovery = recoveryOf(run, progress !== undefined);
     switch (recovery.kind) {
       case "reattach":
@@ -604,8 +604,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       task,
       run,
       diff: run !== null && task.runs[run]?.diff ? this.diffs.text(run, Number.POSITIVE_INFINITY) : null,
-      summary: run !== null ? (this.ctx.storage.kv.get<string>(summaryKey(run)) ?? null) : null,
-      plan: role.role === "planner" ? (this.ctx.storage.kv.get(WRITTEN_PLAN_KEY) ?? null) : null,
+      summary: run !== null ? (this.fold.summaries[run] ?? null) : null,
+      plan: role.role === "planner" ? (this.fold.writtenPlan ?? this.ctx.storage.kv.get<PlanFile>(LEGACY_WRITTEN_PLAN_KEY) ?? null) : null,
     };
   }
 
@@ -623,14 +623,16 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   private record(input: EventInput, { batched = false, quiet = false } = {}): Promise<void> {
     const prior = this.current;
     if (prior && !admits(prior, input)) return Promise.resolve();
-    const event = this.events.append({ ...input, data: this.redact(input.data) });
+    // What must come first (decide.ts `preludeOf`) is recorded first, and what follows from it is carried out too.
+    const preluded = prior ? preludeOf(prior, input).map((first) => this.record(first, { batched, quiet })) : [];
     const before = this.fold;
+    const event = this.events.append({ ...input, data: this.redact(input.data) });
     this.folded = applyEvent(before, event);
-    const changed = this.folded !== before;
+    const changed = this.folded.task !== before.task;
     if (!batched || changed) this.events.flush();
     if (changed) this.viewedLog?.viewers.publishState();
     if (!quiet && SLACK_WORTHY.has(event.type)) this.notifier.update();
-    return prior ? this.react(prior, event) : Promise.resolve();
+    return prior ? Promise.all([...preluded, this.react(before.task ?? prior, event)]).then(() => undefined) : Promise.resolve();
   }
 
   /**
@@ -650,6 +652,11 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
         void this.schedule(before.timeoutMinutes * 60, "onTimeout");
         void this.scheduleEvery(30, "watchdog");
         void this.index();
+      } else if (reaction === "restart_clock") {
+        void this.schedule(before.timeoutMinutes * 60, "onTimeout");
+        void this.scheduleEvery(30, "watchdog");
+      } else if (reaction === "requeue" && event.run !== null) {
+        await this.requeue(event.run);
       } else if (reaction === "advance") {
         await this.advance();
       }
@@ -664,7 +671,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
       for (const event of page) fold = applyEvent(fold, event);
     }
     // A task stored before the log held its creation: its last saved state is where the fold starts.
-    if (!fold.task && this.events.lastSeq > 0 && super.state) fold = { task: super.state, estimates: {} };
+    if (!fold.task && this.events.lastSeq > 0 && super.state) fold = { ...emptyFold(), task: super.state };
     this.folded = fold;
     return fold;
   }

@@ -28,8 +28,6 @@ export const sandboxKey = (slot: Slot) => `sortie:sandbox:${slotNumber(slot)}`;
 export const grantKey = (slot: Slot) => `sortie:grant:${slotNumber(slot)}`;
 /** Follow-up messages waiting for a run's current turn to end. */
 export const pendingKey = (slot: number) => `sortie:pending:${slot}`;
-/** The agent's closing words of a run, for its pull request. */
-export const summaryKey = (slot: number) => `sortie:summary:${slot}`;
 
 /** The event of a run entering `phase`. */
 export function runPhase(index: number, phase: RunPhase): EventInput {
@@ -39,6 +37,11 @@ export function runPhase(index: number, phase: RunPhase): EventInput {
 /** The event of a run's end: its status and, for a failure, the reason and the phase it failed in. */
 export function runEnded(run: RunView, status: TaskStatus, error: ErrorInfo | null): EventInput {
   return { run: run.index, type: "run.status", data: { status, ...(error ? { error, phase: run.phase } : {}) } };
+}
+
+/** The event of a finished run reopened for a follow-up in its kept workspace (decide.ts `preludeOf`, `requeue`). */
+export function runReopened(index: number): EventInput {
+  return { run: index, type: "run.reopened", data: {} };
 }
 
 /** The event of a finished run's workspace kept for follow-ups, for `minutes` from now. */

@@ -3,9 +3,9 @@
  * the folded state alone, and each outcome a task can reach.
  */
 import { describe, expect, it } from "vitest";
-import { admits, nextStep, reactionsTo, recoveryOf, retryOf, turnOutcome } from "../../src/agents/decide.ts";
-import { newTask, runEnded, runPhase, workspaceKept } from "../../src/agents/task-state.ts";
-import { parseEvent } from "../../src/events.ts";
+import { admits, nextStep, preludeOf, reactionsTo, recoveryOf, retryOf, turnOutcome } from "../../src/agents/decide.ts";
+import { newTask, runEnded, runPhase, runReopened, workspaceKept } from "../../src/agents/task-state.ts";
+import { applyEvent, emptyFold, parseEvent, type TaskFold } from "../../src/events.ts";
 import { LIMITS } from "../../src/config.ts";
 import type { AgentTurnResult } from "../../src/runners/agent.ts";
 import { CloneError } from "../../src/sandbox/checkout.ts";
@@ -133,6 +133,26 @@ describe("admits and reactionsTo", () => {
     expect(reactionsTo(queued, logged(runEnded(queued.runs[0]!, "failed", { code: "x", message: "y" })))).toEqual(["advance"]);
     expect(reactionsTo(queued, logged({ run: 0, type: "run.diff", data: diff }))).toEqual([]);
     expect(reactionsTo(queued, logged(workspaceKept(0, 30)))).toEqual(["expire_workspace"]);
+  });
+
+  it("a follow-up reopens a finished run: an ended task runs again first, then the run waits in the queue", () => {
+    const ended = task([{ status: "succeeded", sessionId: "s1", workspaceUntil: Date.now() + 60_000 }], {}, { status: "succeeded", endedAt: 5 });
+    const [again, ...more] = preludeOf(ended, runReopened(0));
+    expect(more).toEqual([]);
+    expect(again).toEqual({ run: null, type: "task.status", data: { status: "running", reason: "follow-up" } });
+    expect(preludeOf({ ...ended, status: "running" }, runReopened(0))).toEqual([]);
+    expect(preludeOf(ended, { run: 0, type: "run.message", data: { text: "more", by: "ada" } })).toEqual([]);
+    expect(reactionsTo(ended, logged(again!))).toEqual(["restart_clock"]);
+    expect(reactionsTo(task([{ status: "queued" }], {}, { status: "queued" }), logged(again!))).toEqual([]);
+    expect(reactionsTo({ ...ended, status: "running" }, logged(runReopened(0)))).toEqual(["requeue"]);
+    // In that order, no state of the log has an ended task with a run waiting.
+    let fold: TaskFold = { ...emptyFold(), task: ended };
+    for (const input of [again!, runReopened(0)]) {
+      fold = applyEvent(fold, logged(input));
+      expect(fold.task!.runs.some((run) => run.status === "queued") && fold.task!.status === "succeeded").toBe(false);
+    }
+    expect(fold.task!.status).toBe("running");
+    expect(fold.task!.runs[0]!.status).toBe("queued");
   });
 
   it("a failed run's end names the phase it failed in", () => {

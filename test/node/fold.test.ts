@@ -74,6 +74,34 @@ describe("foldTask over recorded logs", () => {
     expect(() => TaskEvent.parse({ seq: 1, ts: 1, run: 0, type: "run.diff", data: { files: "three" } })).toThrow();
   });
 
+  it("keeps what the task's jobs read back: a run's closing words, a workspace run's user, a planner's plan", () => {
+    const fold = (name: string) => {
+      let folded = emptyFold();
+      for (const event of fixtures.find((f) => f.name === name)!.events.map((e) => TaskEvent.parse(e))) folded = applyEvent(folded, event);
+      return folded;
+    };
+    const publish = fixtures.find((f) => f.name === "publish")!.events.map((e) => TaskEvent.parse(e));
+    const lastResult = publish.filter((e) => e.type === "agent.result" && e.run === 0).at(-1);
+    expect(lastResult).toBeDefined();
+    expect(fold("publish").summaries[0]).toBe((lastResult!.data as { text: string }).text);
+    // A judge's and a reviewer's results are theirs, not the run's.
+    expect(Object.keys(fold("judge").summaries).every((run) => fold("judge").task!.runs[Number(run)])).toBe(true);
+    const worktree = fixtures.find((f) => f.name === "workspace")!.events.map((e) => TaskEvent.parse(e)).find((e) => e.type === "run.worktree");
+    expect((worktree!.data as { uid?: number }).uid).toBeTypeOf("number");
+    expect(fold("workspace").users[worktree!.run!]).toBe((worktree!.data as { uid: number }).uid);
+
+    const created = fixtures[0]!.events.map((e) => TaskEvent.parse(e)).find((e) => e.type === "task.created")!;
+    const plan = { summary: "Split the work", subtasks: [{ key: "api", title: "API", prompt: "Do the API", owns: ["src/api/**"], dependsOn: [] }] };
+    const noted = (seq: number, data: Record<string, unknown>) => TaskEvent.parse({ seq, ts: created.ts + seq, run: 0, type: "run.plan_file", data });
+    let planned = applyEvent(emptyFold(), created);
+    planned = applyEvent(planned, noted(2, { valid: false, attempt: 1, errors: ["no subtasks"] }));
+    expect(planned.writtenPlan).toBeNull();
+    planned = applyEvent(planned, noted(3, { valid: true, subtasks: ["api"], plan }));
+    expect(planned.writtenPlan).toEqual(plan);
+    // Neither changes the task the API serves.
+    expect(planned.task).toEqual(applyEvent(emptyFold(), created).task);
+  });
+
   it("the impossibility check finds an impossible state", () => {
     const fixture = fixtures.find((f) => f.name === "judge")!;
     const task = foldTask(fixture.events.map((event) => TaskEvent.parse(event)));

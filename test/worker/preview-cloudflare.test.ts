@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { RunPreviews, type PreviewContext } from "../../src/agents/preview.ts";
 import { servePreviewHost } from "../../src/api/preview-hosts.ts";
 import { CloudflareSandboxPort } from "../../src/sandbox/cloudflare.ts";
-import { applyEvent, parseEvent, type TaskFold } from "../../src/events.ts";
+import { applyEvent, emptyFold, parseEvent, type TaskFold } from "../../src/events.ts";
 import type { EventInput, TaskSpec, TaskState } from "../../src/schema.ts";
 import { RecordingSandboxSdk, type SdkScript } from "../standins/cloudflare-sandbox.ts";
 import { api } from "./helpers.ts";
@@ -37,7 +37,7 @@ class RestartingSdk extends RecordingSandboxSdk {
 function previewsOn(sdk: RecordingSandboxSdk) {
   const kv = new Map<string, unknown>();
   // The run's state is the fold of the events its previews record, as in the task agent.
-  let fold: TaskFold = { task: { runs: [{ index: 0, workspaceUntil: Date.now() + 60_000 }] } as unknown as TaskState, estimates: {} };
+  let fold: TaskFold = { ...emptyFold(), task: { runs: [{ index: 0, workspaceUntil: Date.now() + 60_000 }] } as unknown as TaskState };
   const run = () => fold.task!.runs[0]!;
   const events: EventInput[] = [];
   const port = new CloudflareSandboxPort(() => sdk);
