@@ -8,9 +8,11 @@
 # before the mount, and mounts made later do not propagate into it, so
 # without this the walls would have to be built again to see it.
 #
-# open_tree(2) takes a detached copy of the mount; setns(2) enters the walls'
-# mount namespace (which needs a single-threaded process: hence a script,
-# not the host's own Node); move_mount(2) attaches the copy there. Both views
+# open_tree(2) takes a detached copy of the mount; mount_setattr(2) gives it
+# nosuid and nodev, as bubblewrap gives every mount of the walls it builds;
+# setns(2) enters the walls' mount namespace (which needs a single-threaded
+# process: hence a script, not the host's own Node); move_mount(2) attaches
+# the copy there. Both views
 # share one overlay, so what a command writes is what the host reads.
 # Perl because it is on every Linux the walls run on and starts in a few ms.
 use strict;
@@ -19,17 +21,21 @@ use Config;
 
 my ($pid, $path) = @ARGV;
 die "usage: mount-into.pl PID PATH\n" unless defined $path && $pid =~ /^\d+$/;
-# open_tree and move_mount share one number on every architecture; setns does not.
+# open_tree, move_mount and mount_setattr share one number on every architecture; setns does not.
 my %setns = (x86_64 => 308, aarch64 => 268);
 my ($arch) = $Config{archname} =~ /^(x86_64|aarch64)/;
 die "mount-into: no system call numbers for $Config{archname}\n" unless $arch;
-my ($OPEN_TREE, $MOVE_MOUNT, $SETNS) = (428, 429, $setns{$arch});
-my ($AT_FDCWD, $OPEN_TREE_CLONE, $OPEN_TREE_CLOEXEC, $CLONE_NEWNS, $MOVE_MOUNT_F_EMPTY_PATH) = (-100, 1, 0x80000, 0x20000, 4);
+my ($OPEN_TREE, $MOVE_MOUNT, $MOUNT_SETATTR, $SETNS) = (428, 429, 442, $setns{$arch});
+my ($AT_FDCWD, $AT_EMPTY_PATH, $OPEN_TREE_CLONE, $OPEN_TREE_CLOEXEC, $CLONE_NEWNS, $MOVE_MOUNT_F_EMPTY_PATH) = (-100, 0x1000, 1, 0x80000, 0x20000, 4);
+my ($MOUNT_ATTR_NOSUID, $MOUNT_ATTR_NODEV) = (0x2, 0x4);
 
 # Perl passes a scalar to syscall by address unless it holds a number: strings are copied into variables of their own.
 my $from = "$path";
 my $tree = syscall($OPEN_TREE, $AT_FDCWD, $from, $OPEN_TREE_CLONE | $OPEN_TREE_CLOEXEC);
 die "mount-into: open_tree $path: $!\n" if $tree < 0;
+# struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd }
+my ($here, $attr) = ("", pack("Q4", $MOUNT_ATTR_NOSUID | $MOUNT_ATTR_NODEV, 0, 0, 0));
+syscall($MOUNT_SETATTR, $tree + 0, $here, $AT_EMPTY_PATH, $attr, length $attr) == 0 or die "mount-into: mount_setattr $path: $!\n";
 open(my $namespace, "<", "/proc/$pid/ns/mnt") or die "mount-into: /proc/$pid/ns/mnt: $!\n";
 syscall($SETNS, fileno($namespace), $CLONE_NEWNS) == 0 or die "mount-into: setns into $pid: $!\n";
 my ($empty, $to) = ("", "$path");

@@ -50,7 +50,7 @@ export class PortBridge {
     const inside = await namespacedProcess(this.pid!);
     if (inside === null) throw new BridgeError("the command has no network namespace of its own (it ended, or its walls are not up yet)");
     await fs.rm(this.socketPath, { force: true });
-    const socat = spawn("nsenter", [`--target=${inside}`, "--net", "--", "socat", `UNIX-LISTEN:${this.socketPath},fork,mode=600`, `TCP:127.0.0.1:${this.port}`], { stdio: "ignore" });
+    const socat = spawn("nsenter", [`--target=${inside}`, "--net", "--", "socat", `UNIX-LISTEN:${this.socketPath},fork,mode=600`, `TCP:127.0.0.1:${this.port},nodelay`], { stdio: "ignore" });
     this.socat = socat;
     socat.on("error", () => undefined);
     for (let waited = 0; !existsSync(this.socketPath); waited += 20) {

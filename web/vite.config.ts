@@ -20,16 +20,19 @@ function writeOnlyWhatChanged(): Plugin {
     name: "sortie:write-only-what-changed",
     enforce: "post",
     // After every other plugin's (the HTML one links the chunks it finds in the bundle).
-    generateBundle: { order: "post", handler(_options, bundle) {
+    renderStart() {
+      current.clear();
+    },
+    generateBundle: { order: "post", handler(options, bundle) {
       for (const [name, output] of Object.entries(bundle)) {
         current.add(name);
         const bytes = output.type === "chunk" ? Buffer.from(output.code) : Buffer.from(output.source);
-        const existing = path.join(outDir, name);
+        const existing = path.join(options.dir ?? outDir, name);
         if (fs.existsSync(existing) && fs.readFileSync(existing).equals(bytes)) delete bundle[name];
       }
     } },
-    writeBundle() {
-      const assets = path.join(outDir, "assets");
+    writeBundle(options) {
+      const assets = path.join(options.dir ?? outDir, "assets");
       for (const name of fs.existsSync(assets) ? fs.readdirSync(assets) : []) {
         if (!current.has(`assets/${name}`)) fs.rmSync(path.join(assets, name), { force: true });
       }

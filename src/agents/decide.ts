@@ -15,11 +15,13 @@ import { taskOutcome } from "./task-state.ts";
 
 /**
  * Whether an event still applies to the task as folded: a run that has
- * ended takes no more status (a cancel and the run's own end may race), and
- * a phase the run is in is not entered again. What is not admitted is not
- * recorded.
+ * ended takes no more status (a cancel and the run's own end may race), a
+ * phase the run is in is not entered again, and only a finished run is
+ * reopened. What is not admitted is not recorded.
  */
 export function admits(task: TaskState, input: EventInput): boolean {
+  // Only a finished run is reopened: two follow-ups close together reopen it once, and never a run under way.
+  if (input.type === "run.reopened") return input.run !== null && task.runs[input.run] !== undefined && isTerminal(task.runs[input.run]!.status);
   if (input.type !== "run.status" || input.run === null) return true;
   const run = task.runs[input.run];
   if (!run || isTerminal(run.status)) return false;

@@ -364,8 +364,9 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       maxCostUsd: Math.max(0.01, Math.min(1000, remaining)),
       keepWorkspaceMinutes: SEND_BACK_WINDOW_MINUTES,
     };
+    let spec: TaskSpec;
     try {
-      const spec = planTask(this.env, { body: taskBody, source: "plan", createdBy: plan.createdBy, ...(request.origin ? { origin: request.origin } : {}) });
+      spec = planTask(this.env, { body: taskBody, source: "plan", createdBy: plan.createdBy, ...(request.origin ? { origin: request.origin } : {}) });
       const patches = ordered.filter((s) => needed.has(s.key)).map((s) => this.patches.get(s.key));
       spec.plan = { id: plan.id, role: "worker", subtask: key, owns: subtask.owns, patches };
       this.record("subtask.status", { key, status: "running", taskId: spec.id, handoff });
@@ -375,12 +376,16 @@ export class PlanAgent extends Agent<Cloudflare.Env, PlanState | null> {
       } finally {
         this.starting.delete(spec.id);
       }
-      // The plan ended while the task was being started (stopEverything passed it by): it ends with the plan.
-      const now = this.require();
-      if (isPlanTerminal(now.status)) await (await getAgentByName(this.env.TaskAgent, spec.id)).cancel(`plan ${now.id}: it ended ${now.status}`);
     } catch (error) {
       const failure = { code: (error as { code?: string }).code ?? "launch_failed", message: messageOf(error) };
       this.record("subtask.status", { key, status: "failed", error: failure });
+      return;
+    }
+    // The plan ended (or went on without this task) while it was being started, and stopEverything passed it by: it ends too.
+    const now = this.require();
+    const owner = now.subtasks.find((s) => s.key === key);
+    if (isPlanTerminal(now.status) || owner?.taskId !== spec.id || owner.status === "cancelled") {
+      await (await getAgentByName(this.env.TaskAgent, spec.id)).cancel(`plan ${now.id}: ${isPlanTerminal(now.status) ? `the plan ended ${now.status}` : `subtask ${key} went on without this task`}`);
     }
   }
 

@@ -261,12 +261,13 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     if (reopen && !target.sessionId) return { refused: { code: "no_session", message: `run ${index} has no Claude Code session to continue`, status: 409 } };
     this.checkpoints.queueMessage(index, { text, by });
     this.record({ run: index, type: "run.message", data: { text, by, delivery: reopen ? "reopen" : "after_turn" } });
+    // Before the audit's await: the message and the reopening it asks for are stored together.
+    const reopened = reopen ? this.record(runReopened(index)) : Promise.resolve();
     await this.audit(by, "task.message", { run: index });
-    if (reopen) await this.record(runReopened(index));
+    await reopened;
     return { task: this.requireTask() };
   }
 
-  /** Puts a finished run with a kept workspace back in the queue, to deliver its follow-ups. */
   /** A reopened run (decide.ts `requeue`): its kept workspace no longer expires, and it waits for a fleet slot again. */
   private async requeue(index: number): Promise<void> {
     await this.cancelSchedulesFor("expireWorkspace", index);
@@ -277,9 +278,11 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
   }
 
   /** Alarm callback: a finished run's follow-up window has passed; its workspace goes, and its preview with it. */
-  async expireWorkspace(payload: { slot: number }): Promise<void> {
+  async expireWorkspace(payload: { slot: number; until?: number }): Promise<void> {
     const run = this.current?.runs[payload.slot];
     if (!run || !isTerminal(run.status)) return;
+    // An alarm of an earlier window (its cancel lost to an eviction after a reopen): the current window has its own.
+    if (payload.until !== undefined && payload.until !== run.workspaceUntil) return;
     await this.previews.stop(payload.slot, "workspace_released");
     this.record({ run: payload.slot, type: "run.workspace_released", data: {} });
     await this.slots.destroy(runSlot(payload.slot));
@@ -644,7 +647,7 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
     for (const reaction of reactionsTo(before, event)) {
       if (reaction === "expire_workspace" && event.type === "run.workspace_kept" && event.run !== null) {
         // An alarm destroys the kept workspace when its window closes.
-        await this.schedule(Math.max(1, Math.round((event.data.until - event.ts) / 1000)), "expireWorkspace", { slot: event.run });
+        await this.schedule(Math.max(1, Math.round((event.data.until - event.ts) / 1000)), "expireWorkspace", { slot: event.run, until: event.data.until });
         await this.index();
       } else if (reaction === "start_clock") {
         void this.record({ run: null, type: "task.status", data: { status: "running" } });
@@ -653,7 +656,8 @@ export class TaskAgent extends Agent<Cloudflare.Env, TaskState | null> {
         void this.scheduleEvery(30, "watchdog");
         void this.index();
       } else if (reaction === "restart_clock") {
-        void this.schedule(before.timeoutMinutes * 60, "onTimeout");
+        // The first start's limit would end the follow-up early: it goes, and the limit counts from now.
+        void this.cancelSchedulesFor("onTimeout").then(() => this.schedule(before.timeoutMinutes * 60, "onTimeout"));
         void this.scheduleEvery(30, "watchdog");
       } else if (reaction === "requeue" && event.run !== null) {
         await this.requeue(event.run);

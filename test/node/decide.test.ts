@@ -145,6 +145,11 @@ describe("admits and reactionsTo", () => {
     expect(reactionsTo(ended, logged(again!))).toEqual(["restart_clock"]);
     expect(reactionsTo(task([{ status: "queued" }], {}, { status: "queued" }), logged(again!))).toEqual([]);
     expect(reactionsTo({ ...ended, status: "running" }, logged(runReopened(0)))).toEqual(["requeue"]);
+    // Only a finished run is reopened: a second follow-up close behind the first does not send a run under way back to the queue.
+    expect(admits(ended, runReopened(0))).toBe(true);
+    expect(admits(task([{ status: "queued" }]), runReopened(0))).toBe(false);
+    expect(admits(task([{ status: "running", phase: "agent" }]), runReopened(0))).toBe(false);
+    expect(admits(ended, runReopened(4))).toBe(false);
     // In that order, no state of the log has an ended task with a run waiting.
     let fold: TaskFold = { ...emptyFold(), task: ended };
     for (const input of [again!, runReopened(0)]) {

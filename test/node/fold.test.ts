@@ -80,12 +80,14 @@ describe("foldTask over recorded logs", () => {
       for (const event of fixtures.find((f) => f.name === name)!.events.map((e) => TaskEvent.parse(e))) folded = applyEvent(folded, event);
       return folded;
     };
-    const publish = fixtures.find((f) => f.name === "publish")!.events.map((e) => TaskEvent.parse(e));
-    const lastResult = publish.filter((e) => e.type === "agent.result" && e.run === 0).at(-1);
-    expect(lastResult).toBeDefined();
-    expect(fold("publish").summaries[0]).toBe((lastResult!.data as { text: string }).text);
-    // A judge's and a reviewer's results are theirs, not the run's.
-    expect(Object.keys(fold("judge").summaries).every((run) => fold("judge").task!.runs[Number(run)])).toBe(true);
+    // Each run's own last result, whatever its judge or reviewer answered after it.
+    for (const fixture of fixtures) {
+      const events = fixture.events.map((e) => TaskEvent.parse(e));
+      const closing: Record<number, string> = {};
+      for (const event of events) if (event.type === "agent.result" && event.run !== null) closing[event.run] = (event.data as { text: string }).text;
+      expect(fold(fixture.name).summaries, fixture.name).toEqual(closing);
+    }
+    expect(Object.keys(fold("publish").summaries)).toContain("0");
     const worktree = fixtures.find((f) => f.name === "workspace")!.events.map((e) => TaskEvent.parse(e)).find((e) => e.type === "run.worktree");
     expect((worktree!.data as { uid?: number }).uid).toBeTypeOf("number");
     expect(fold("workspace").users[worktree!.run!]).toBe((worktree!.data as { uid: number }).uid);

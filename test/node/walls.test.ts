@@ -93,7 +93,7 @@ describe("the local host's walls", () => {
         } catch {
           return ""; // ended meanwhile
         }
-      }).join("\n")).filter((relay) => relay.includes("UNIX-LISTEN:"));
+      }).join("\n")).filter((relay) => /UNIX-LISTEN:\S*claude-(http|socks)-/.test(relay));
       expect(outside.length).toBeGreaterThan(0);
       for (const relay of outside) expect(relay).toMatch(/ TCP:\S*,nodelay/);
       await sandbox.destroy();
@@ -153,8 +153,10 @@ describe("the local host's walls", () => {
       const watcher = await sandbox.startProcess(`until [ -f ${sandbox.workdir}/repo/kept.txt ]; do sleep 0.05; done; cat ${sandbox.workdir}/repo/kept.txt`);
       await sandbox.restore(snapshot!, `${sandbox.workdir}/repo`);
       expect(await untilLine(sandbox, watcher.processId, /from-the-snapshot/)).toContain("from-the-snapshot");
-      const after = await sandbox.exec(`cat repo/kept.txt && echo mine > repo/new.txt && grep -c " ${sandbox.workdir}/repo " /proc/self/mountinfo`, { cwd: sandbox.workdir });
-      expect(after.stdout).toMatch(/^from-the-snapshot\n1\n$/);
+      const mounted = `grep " ${sandbox.workdir}/repo " /proc/self/mountinfo`;
+      const after = await sandbox.exec(`cat repo/kept.txt && echo mine > repo/new.txt && ${mounted} | wc -l && ${mounted} | grep -c nosuid,nodev`, { cwd: sandbox.workdir });
+      // One mount there, as the walls' own are: no setuid, no devices.
+      expect(after.stdout).toMatch(/^from-the-snapshot\n1\n1\n$/);
       // The same walls, and one overlay seen from both sides: what the command wrote, the host reads.
       expect(wallServersIn(sandbox.workdir)).toEqual([walls]);
       expect(fs.readFileSync(path.join(sandbox.workdir, "repo", "new.txt"), "utf8")).toBe("mine\n");
