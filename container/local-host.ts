@@ -23,7 +23,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Duplex, Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { timingSafeEqual, createHash } from "node:crypto";
+import { timingSafeEqual, createHash, randomBytes } from "node:crypto";
 import { asConfinedUser } from "../src/sandbox/port.ts";
 import { parseLocalRequest, type CommandRequest, type LOCAL_HOST_REQUESTS, type LocalHostResponses } from "../src/sandbox/local-protocol.ts";
 import { DirectoryLayers, copyTree } from "./layers.ts";
@@ -79,6 +79,8 @@ interface HostedSandbox {
   walled: Map<string, WallsEntry>;
   /** Every set of walls worked out and every wall server started for it, current or left behind: what its end takes down. */
   built: { enclosures: Promise<Enclosure>[]; servers: Promise<WalledEnvironment>[] };
+  /** Settles once a spare taken over for it has its name and is in its walls under it: nothing else happens there before. */
+  ready: Promise<void>;
 }
 
 interface WallsEntry {
@@ -91,6 +93,8 @@ interface WallsEntry {
   writable: string[];
   /** Whether a policy change left these walls behind: no new command starts in them. */
   stale: boolean;
+  /** Layers mounted while its wall server went up, being put into its walls: no command starts there before. */
+  adopting: Promise<void>;
 }
 
 export interface LocalHostOptions {
@@ -103,9 +107,18 @@ export interface LocalHostOptions {
   unconfined?: boolean;
   /** Lets the walls' proxy put a model key on plain-http requests (a stand-in model on loopback). */
   plaintextModelEndpoints?: boolean;
+  /** Keeps one sandbox with its walls up ahead of need, which the next one opened takes over (see `takeSpare`). */
+  spare?: boolean;
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/**
+ * When the next spare goes up: once the machine's CPUs were at least this idle over one look (every SPARE_LOOK_MS),
+ * so that building it does not slow the runs going (an agent's start takes a core), and at the latest after SPARE_WAIT_MS.
+ */
+const SPARE_IDLE_SHARE = 0.6;
+const SPARE_LOOK_MS = 250;
+const SPARE_WAIT_MS = 15_000;
 /** A request to a port a sandbox's process serves: `/v1/sandboxes/<id>/ports/<port>/<path the app sees>`. */
 const PORT_PATH = /^\/v1\/sandboxes\/([a-z0-9][a-z0-9-]{0,62})\/ports\/(\d{1,5})(\/.*)?$/;
 /** The browser that takes screenshots of previews. */
@@ -154,6 +167,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     : await openWalls({ stateRoots: [root, snapshotRoot, cacheRoot], readable: EXTRA_PATH, plaintextModelEndpoints: options.plaintextModelEndpoints });
   const sandboxes = new Map<string, HostedSandbox>();
   let sandboxesMade = 0;
+  /** The wall servers that are up (their opening resolved): a mount made now must be put into their walls. */
+  const wallsUp = new WeakSet<Promise<WalledEnvironment>>();
+  /** A sandbox kept with its walls up for the next one opened (LocalHostOptions.spare), and the timer that makes the next. */
+  let spare: HostedSandbox | null = null;
+  let spareTimer: NodeJS.Timeout | null = null;
   let bridgesMade = 0;
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
   let failOpens = 0;
@@ -209,7 +227,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = new URL(req.url ?? "/", "http://localhost");
-    if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size, unconfined });
+    if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size, unconfined, spare: spareUp() !== null });
     if (!authorized(req)) return send(res, 401, { error: { code: "unauthorized", message: "bad or missing token" } });
     if (url.pathname === "/v1/sandboxes" && req.method === "GET") {
       const processes = [...sandboxes.entries()].flatMap(([sandbox, hosted]) =>
@@ -250,10 +268,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       }
       const body = await bodyOf(req, res, "POST /");
       if (!body) return;
-      const sandbox = await ensureSandbox(id);
+      const sandbox = await ensureSandbox(id, body.readable.filter((dir) => path.isAbsolute(dir)));
       sandbox.allow = [...new Set([...sandbox.allow, ...body.allow])];
       sandbox.readable = [...new Set([...sandbox.readable, ...body.readable.filter((dir) => path.isAbsolute(dir))])];
       policyChanged(sandbox);
+      raiseWalls(sandbox);
       return reply(res, "POST /", { workdir: path.join(sandbox.root, "work"), ...(unconfined ? { unconfined: true as const } : {}) });
     }
     if (rest === "" && req.method === "DELETE") {
@@ -388,12 +407,22 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     return send(res, 404, { error: { code: "not_found", message: `${req.method} ${url.pathname}` } });
   }
 
-  async function ensureSandbox(id: string): Promise<HostedSandbox> {
+  async function ensureSandbox(id: string, readable: string[]): Promise<HostedSandbox> {
     let sandbox = sandboxes.get(id);
     if (!sandbox) {
-      sandbox = { root: path.join(root, id), processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade, allow: [], readable: [], writable: new Set(), walled: new Map(), built: { enclosures: [], servers: [] } };
+      sandbox = takeSpare(id, readable) ?? newSandbox(path.join(root, id));
       sandboxes.set(id, sandbox);
     }
+    await sandbox.ready;
+    return laidOut(sandbox);
+  }
+
+  function newSandbox(dir: string): HostedSandbox {
+    return { root: dir, processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade, allow: [], readable: [], writable: new Set(), walled: new Map(), built: { enclosures: [], servers: [] }, ready: Promise.resolve() };
+  }
+
+  /** Its directories, made where missing. */
+  async function laidOut(sandbox: HostedSandbox): Promise<HostedSandbox> {
     await fs.mkdir(sandbox.root, { recursive: true, mode: 0o711 });
     await fs.mkdir(path.join(sandbox.root, "work"), { recursive: true, mode: 0o711 });
     // Root's own home and temp files are no confined user's business.
@@ -401,15 +430,88 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     return sandbox;
   }
 
+  /**
+   * The spare (LocalHostOptions.spare), taken over as sandbox `id` when its walls are up and read what this sandbox
+   * reads; null otherwise. Its directory is renamed to the sandbox's and put into its walls under that name (they
+   * know it by the old one), so the sandbox's first command does not wait for walls to be built. Another spare goes
+   * up a moment later.
+   */
+  function takeSpare(id: string, readable: string[]): HostedSandbox | null {
+    const taken = spareUp();
+    const to = path.join(root, id);
+    if (!taken || existsSync(to)) return null;
+    const entries = [...taken.walled.values()];
+    spare = null;
+    makeSpareSoon(readable);
+    if (JSON.stringify(taken.readable) !== JSON.stringify([...new Set(readable)].sort())) {
+      void tearDown(taken, "");
+      return null;
+    }
+    taken.ready = (async () => {
+      await fs.rename(taken.root, to);
+      taken.root = to;
+      await Promise.all(entries.map(async (entry) => {
+        const opening = entry.opening!;
+        if (await opening.then((walled) => walled.usable && walled.adopt(to, { create: true }), () => false)) return;
+        // Walls that cannot see it under its new name go; the sandbox's next command gets new ones.
+        void opening.then((walled) => walled.retire(), () => undefined);
+        if (entry.opening === opening) entry.opening = null;
+      }));
+    })().catch(() => {
+      // Not renamed (a directory by that name came meanwhile): the spare goes, the sandbox is laid out anew.
+      for (const opening of taken.built.servers) void opening.then((walled) => walled.close(), () => undefined);
+      taken.walled.clear();
+      if (taken.root !== to) void fs.rm(taken.root, { recursive: true, force: true });
+      taken.root = to;
+    });
+    return taken;
+  }
+
+  /** The spare, once its walls are up. */
+  function spareUp(): HostedSandbox | null {
+    const entries = [...(spare?.walled.values() ?? [])];
+    return entries.length > 0 && entries.every((entry) => entry.opening && wallsUp.has(entry.opening)) ? spare : null;
+  }
+
+  function makeSpareSoon(readable: string[]): void {
+    if (!walls || !options.spare || closing || spare || spareTimer) return;
+    const since = Date.now();
+    let before = cpuTimes();
+    spareTimer = setInterval(() => {
+      const now = cpuTimes();
+      const idle = (now.idle - before.idle) / Math.max(1, now.total - before.total);
+      before = now;
+      if (idle < SPARE_IDLE_SHARE && Date.now() - since < SPARE_WAIT_MS) return;
+      clearInterval(spareTimer!);
+      spareTimer = null;
+      if (!walls || closing || spare) return;
+      const made = newSandbox(path.join(root, `.spare-${randomBytes(6).toString("hex")}`));
+      made.readable = [...new Set(readable)].sort();
+      spare = made;
+      void laidOut(made)
+        .then(() => wallsOf(made, undefined))
+        .catch(() => {
+          if (spare === made) spare = null;
+          void tearDown(made, "");
+        });
+    }, SPARE_LOOK_MS);
+    spareTimer.unref();
+  }
+
   async function destroySandbox(id: string) {
     const sandbox = sandboxes.get(id);
     if (!sandbox) return;
     sandboxes.delete(id);
+    await tearDown(sandbox, id);
+  }
+
+  async function tearDown(sandbox: HostedSandbox, id: string) {
+    await sandbox.ready.catch(() => undefined);
     await Promise.all([...sandbox.processes.values()].map(killTree));
     await Promise.all(sandbox.built.servers.map((opening) => opening.then((walled) => walled.close(), () => undefined)));
     await Promise.all(sandbox.built.enclosures.map((enclosure) => enclosure.then((built) => built.release(), () => undefined)));
     await Promise.all([...sandbox.processes.values()].map((hosted) => hosted.output && fs.rm(hosted.output.file, { force: true })));
-    await layers.release(id);
+    if (id) await layers.release(id);
     await fs.rm(sandbox.root, { recursive: true, force: true });
   }
 
@@ -470,12 +572,13 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     let entry = sandbox.walled.get(key);
     if (!entry || entry.stale) {
       const enclosure = walls!.enclose(WALL_SERVER_COMMAND, { root: sandbox.root, allow: modelOnly ? [] : sandbox.allow, readable, writable });
-      entry = { enclosure, opening: null, modelOnly, readable, writable, stale: false };
+      entry = { enclosure, opening: null, modelOnly, readable, writable, stale: false, adopting: Promise.resolve() };
       sandbox.walled.set(key, entry);
       sandbox.built.enclosures.push(enclosure);
       // Walls that cannot be worked out are tried again by the next command.
       enclosure.catch(() => sandbox.walled.get(key) === entry && sandbox.walled.delete(key));
     }
+    await entry.adopting;
     const known = entry.opening;
     if (known) {
       const walled = await known.catch(() => null);
@@ -483,10 +586,12 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       if (entry.opening === known) entry.opening = null;
     }
     if (!entry.opening) {
-      entry.opening = entry.enclosure.then((enclosure) =>
+      const opening = entry.enclosure.then((enclosure) =>
         WalledEnvironment.open(enclosure, { env: { PATH: BIN_PATH, HOME: confine?.home ?? path.join(sandbox.root, "home"), LANG: "C.UTF-8" }, cwd: sandbox.root, uid: confine?.uid }),
       );
-      sandbox.built.servers.push(entry.opening);
+      entry.opening = opening;
+      opening.then(() => wallsUp.add(opening), () => undefined);
+      sandbox.built.servers.push(opening);
     }
     return entry.opening;
   }
@@ -499,13 +604,18 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   async function layered(sandbox: HostedSandbox, target: string, mounting: Promise<"overlay" | "copy">): Promise<"overlay" | "copy"> {
     const how = await mounting;
     if (how === "overlay") {
-      await Promise.all([...sandbox.walled.values()].map(async (entry) => {
+      await Promise.all([...sandbox.walled.values()].map((entry) => {
         const opening = entry.opening;
-        if (!opening) return;
-        const seen = await opening.then((walled) => walled.usable && walled.adopt(target), () => false);
-        if (seen || entry.opening !== opening) return;
-        void opening.then((walled) => walled.retire(), () => undefined);
-        entry.opening = null;
+        if (!opening) return undefined;
+        const adoption = opening.then((walled) => walled.usable && walled.adopt(target), () => false).then((seen) => {
+          if (seen || entry.opening !== opening) return;
+          void opening.then((walled) => walled.retire(), () => undefined);
+          entry.opening = null;
+          raiseWalls(sandbox);
+        });
+        entry.adopting = Promise.all([entry.adopting, adoption]).then(() => undefined);
+        // Walls still going up run nothing yet: their first command waits for the mount (wallsOf), this answer does not.
+        return wallsUp.has(opening) ? adoption : undefined;
       }));
     }
     raiseWalls(sandbox);
@@ -513,9 +623,9 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   }
 
   /**
-   * Builds the sandbox's walls ahead of its first walled command, once its files are laid out: at its first command
-   * (the clone, outside them, runs meanwhile) or right after a layer is mounted. Should they fail, the command that
-   * needs them opens them again and fails with the reason.
+   * Builds the sandbox's walls ahead of its first walled command: when it is opened (its clone or restore runs
+   * meanwhile), at a command, or when a mount left them behind. Should they fail, the command that needs them opens
+   * them again and fails with the reason.
    */
   function raiseWalls(sandbox: HostedSandbox): void {
     if (walls && ![...sandbox.walled.values()].some((entry) => entry.opening)) wallsOf(sandbox, undefined).catch(() => undefined);
@@ -579,6 +689,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   return new Promise<{ url: string; port: number; root: string; close: () => Promise<void> }>((resolve) => {
     server.listen(options.port ?? 0, "127.0.0.1", () => {
       const { port } = server.address() as import("node:net").AddressInfo;
+      makeSpareSoon([]);
       resolve({
         url: `http://127.0.0.1:${port}`,
         port,
@@ -586,7 +697,10 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         // Once: a second call (a dev server's two ways of stopping at once) waits for the first to have taken everything down.
         close: () =>
           (closing ??= (async () => {
-            await Promise.all([...sandboxes.keys()].map(destroySandbox));
+            if (spareTimer) clearInterval(spareTimer);
+            const left = spare;
+            spare = null;
+            await Promise.all([...sandboxes.keys()].map(destroySandbox).concat(left ? [tearDown(left, "")] : []));
             await walls?.close();
             await fs.rm(outputRoot, { recursive: true, force: true });
             if (!persistent) {
@@ -646,6 +760,17 @@ export async function reclaim(root: string): Promise<{ processes: number; sandbo
     if (/\.\d+-[a-z0-9]+$/.test(staging)) await fs.rm(path.join(`${root}-caches`, staging), { recursive: true, force: true });
   }
   return { processes, sandboxes: left.length };
+}
+
+/** The machine's CPU time so far, in ms: idle, and all of it. */
+function cpuTimes(): { idle: number; total: number } {
+  let idle = 0;
+  let total = 0;
+  for (const cpu of os.cpus()) {
+    idle += cpu.times.idle;
+    total += cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.idle + cpu.times.irq;
+  }
+  return { idle, total };
 }
 
 function unmountLazily(target: string): Promise<void> {

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# mount-into.pl PID PATH
+# mount-into.pl PID PATH [--create]
 #
 # Clones the mount at PATH (in this process's mount namespace) into the mount
 # namespace of process PID, at the same PATH. The local sandbox host runs it
@@ -13,14 +13,17 @@
 # setns(2) enters the walls' mount namespace (which needs a single-threaded
 # process: hence a script, not the host's own Node); move_mount(2) attaches
 # the copy there. Both views
-# share one overlay, so what a command writes is what the host reads.
+# share one overlay, so what a command writes is what the host reads. PATH
+# need not be a mount: a directory is bound as it is (a spare sandbox renamed
+# for the run that takes it over), and with --create the place is made in the
+# walls' view first.
 # Perl because it is on every Linux the walls run on and starts in a few ms.
 use strict;
 use warnings;
 use Config;
 
-my ($pid, $path) = @ARGV;
-die "usage: mount-into.pl PID PATH\n" unless defined $path && $pid =~ /^\d+$/;
+my ($pid, $path, $create) = @ARGV;
+die "usage: mount-into.pl PID PATH [--create]\n" unless defined $path && $pid =~ /^\d+$/ && (!defined $create || $create eq "--create");
 # open_tree, move_mount and mount_setattr share one number on every architecture; setns does not.
 my %setns = (x86_64 => 308, aarch64 => 268);
 my ($arch) = $Config{archname} =~ /^(x86_64|aarch64)/;
@@ -39,4 +42,5 @@ syscall($MOUNT_SETATTR, $tree + 0, $here, $AT_EMPTY_PATH, $attr, length $attr) =
 open(my $namespace, "<", "/proc/$pid/ns/mnt") or die "mount-into: /proc/$pid/ns/mnt: $!\n";
 syscall($SETNS, fileno($namespace), $CLONE_NEWNS) == 0 or die "mount-into: setns into $pid: $!\n";
 my ($empty, $to) = ("", "$path");
+if ($create && !-d $to) { mkdir($to, 0711) or die "mount-into: mkdir $to: $!\n"; }
 syscall($MOVE_MOUNT, $tree + 0, $empty, $AT_FDCWD, $to, $MOVE_MOUNT_F_EMPTY_PATH) == 0 or die "mount-into: move_mount $path: $!\n";

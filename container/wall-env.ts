@@ -139,14 +139,15 @@ export class WalledEnvironment {
 
   /**
    * Makes the mount at `mountPoint`, made on the host after these walls went up, seen inside them too
-   * (container/mount-into.pl); false when it cannot be, and only new walls would see it.
+   * (container/mount-into.pl); false when it cannot be, and only new walls would see it. With `create`, a directory
+   * the walls do not have (one renamed on the host) is bound there, the place made first.
    */
-  async adopt(mountPoint: string): Promise<boolean> {
+  async adopt(mountPoint: string, options: { create?: boolean } = {}): Promise<boolean> {
     const server = this.serverPid();
     if (server === null || !this.alive) return false;
     if (seesMount(server, mountPoint)) return true;
     const done = await new Promise<boolean>((resolve) => {
-      const helper = spawn("perl", [MOUNT_INTO, String(server), mountPoint], { stdio: "ignore" });
+      const helper = spawn("perl", [MOUNT_INTO, String(server), mountPoint, ...(options.create ? ["--create"] : [])], { stdio: "ignore" });
       helper.once("error", () => resolve(false));
       helper.once("close", (code) => resolve(code === 0));
     });

@@ -63,7 +63,7 @@ if (flag("--demo")) {
 
 const token = randomBytes(24).toString("base64url");
 // Under the persisted state by default, so warm snapshots and dependency caches survive a restart.
-const host = await startLocalSandboxHost({ token, root: process.env.LOCAL_SANDBOX_ROOT ?? path.join(persistTo, "sandboxes"), plaintextModelEndpoints: flag("--demo") });
+const host = await startLocalSandboxHost({ token, root: process.env.LOCAL_SANDBOX_ROOT ?? path.join(persistTo, "sandboxes"), plaintextModelEndpoints: flag("--demo"), spare: true });
 cleanups.push(() => host.close());
 vars.LOCAL_SANDBOX_URL = host.url;
 vars.LOCAL_SANDBOX_TOKEN = token;

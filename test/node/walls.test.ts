@@ -190,6 +190,47 @@ describe("the local host's walls", () => {
     }
   });
 
+  it("kept up as a spare, are taken over by the next sandbox opened: under its own name, with its files alone", async () => {
+    const spareRoot = path.join(stateDir, "spare-host");
+    const host = await startLocalSandboxHost({ token: TOKEN, root: spareRoot, spare: true });
+    try {
+      // The spare goes up once the machine is idle enough, and at the latest after 15 s.
+      const spareUp = async () => ((await (await fetch(`${host.url}/healthz`)).json()) as { spare: boolean }).spare;
+      await expect.poll(spareUp, { timeout: 25_000, interval: 100 }).toBe(true);
+      const [server, ...more] = fs.readdirSync(spareRoot).flatMap((name) => wallServersIn(path.join(spareRoot, name, "work")));
+      expect(server).toBeDefined();
+      expect(more).toEqual([]);
+      const [spareName] = fs.readdirSync(spareRoot);
+      const port = new LocalSandboxPort(host.url, TOKEN);
+      const id = `sp-${randomUUID().slice(0, 8)}`;
+      const sandbox = await port.open(id);
+      expect(sandbox.workdir).toBe(path.join(spareRoot, id, "work"));
+      // Renamed, not copied: the spare's directory is the sandbox's (the next spare may be going up beside it).
+      expect(fs.readdirSync(spareRoot)).toContain(id);
+      expect(fs.readdirSync(spareRoot)).not.toContain(spareName);
+      const own = await sandbox.exec(`pwd && echo mine > own.txt && ls ${spareRoot}`);
+      expect(own).toMatchObject({ exitCode: 0, stdout: `${sandbox.workdir}\n${id}\n` });
+      expect(fs.readFileSync(path.join(sandbox.workdir, "own.txt"), "utf8")).toBe("mine\n");
+      // The spare's own walls, kept: they see the sandbox under its new name.
+      expect(process.kill(server!, 0)).toBe(true);
+      expect(fs.statSync(`/proc/${server}/root${sandbox.workdir}/own.txt`).isFile()).toBe(true);
+      // A second sandbox opened at once gets walls of its own, and neither reads the other.
+      const other = await port.open(`${id}-b`);
+      await other.exec("echo theirs > theirs.txt");
+      expect((await sandbox.exec(`cat ${other.workdir}/theirs.txt`)).exitCode).not.toBe(0);
+      expect((await other.exec(`cat ${sandbox.workdir}/own.txt`)).exitCode).not.toBe(0);
+      // A snapshot restored into it is seen there too.
+      const snapshot = await other.snapshot(other.workdir);
+      await sandbox.restore(snapshot!, `${sandbox.workdir}/restored`);
+      expect((await sandbox.exec("cat restored/theirs.txt")).stdout).toBe("theirs\n");
+      await Promise.all([sandbox.destroy(), other.destroy()]);
+    } finally {
+      await host.close();
+    }
+    // The next spare, if it went up meanwhile, goes with the host.
+    expect(fs.readdirSync(spareRoot)).toEqual([]);
+  }, 60_000);
+
   it("started again at the same root, reclaim what the earlier host left and keep its snapshots and caches", async () => {
     const first = await startLocalSandboxHost({ token: TOKEN, root });
     const port = new LocalSandboxPort(first.url, TOKEN);
