@@ -81,6 +81,8 @@ interface HostedSandbox {
   built: { enclosures: Promise<Enclosure>[]; servers: Promise<WalledEnvironment>[] };
   /** Settles once a spare taken over for it has its name and is in its walls under it: nothing else happens there before. */
   ready: Promise<void>;
+  /** Set as it is taken down: no walls go up for it after that. */
+  gone: boolean;
 }
 
 interface WallsEntry {
@@ -95,6 +97,8 @@ interface WallsEntry {
   stale: boolean;
   /** Layers mounted while its wall server went up, being put into its walls: no command starts there before. */
   adopting: Promise<void>;
+  /** The sandbox directory the walls were worked out for: a spare's old name, until it is seen under the new one. */
+  root: string;
 }
 
 export interface LocalHostOptions {
@@ -168,7 +172,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   const sandboxes = new Map<string, HostedSandbox>();
   let sandboxesMade = 0;
   /** The wall servers that are up (their opening resolved): a mount made now must be put into their walls. */
-  const wallsUp = new WeakSet<Promise<WalledEnvironment>>();
+  const wallsUp = new WeakMap<Promise<WalledEnvironment>, WalledEnvironment>();
   /** A sandbox kept with its walls up for the next one opened (LocalHostOptions.spare), and the timer that makes the next. */
   let spare: HostedSandbox | null = null;
   let spareTimer: NodeJS.Timeout | null = null;
@@ -269,6 +273,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const body = await bodyOf(req, res, "POST /");
       if (!body) return;
       const sandbox = await ensureSandbox(id, body.readable.filter((dir) => path.isAbsolute(dir)));
+      // Destroyed while it was being opened: nothing of it stays.
+      if (sandboxes.get(id) !== sandbox) return send(res, 404, { error: { code: "no_sandbox", message: `sandbox ${id} was destroyed while it opened` } });
       sandbox.allow = [...new Set([...sandbox.allow, ...body.allow])];
       sandbox.readable = [...new Set([...sandbox.readable, ...body.readable.filter((dir) => path.isAbsolute(dir))])];
       policyChanged(sandbox);
@@ -281,6 +287,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     }
     const sandbox = sandboxes.get(id);
     if (!sandbox) return send(res, 404, { error: { code: "no_sandbox", message: `no sandbox ${id}` } });
+    await sandbox.ready;
 
     if (rest === "/writable" && (req.method === "POST" || req.method === "DELETE")) {
       // A publisher's push to a local (file://) remote: that directory, for as long as the grant lasts.
@@ -418,11 +425,12 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   }
 
   function newSandbox(dir: string): HostedSandbox {
-    return { root: dir, processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade, allow: [], readable: [], writable: new Set(), walled: new Map(), built: { enclosures: [], servers: [] }, ready: Promise.resolve() };
+    return { root: dir, processes: new Map(), uidBase: 20000 + 1000 * ++sandboxesMade, allow: [], readable: [], writable: new Set(), walled: new Map(), built: { enclosures: [], servers: [] }, ready: Promise.resolve(), gone: false };
   }
 
   /** Its directories, made where missing. */
   async function laidOut(sandbox: HostedSandbox): Promise<HostedSandbox> {
+    if (sandbox.gone) return sandbox;
     await fs.mkdir(sandbox.root, { recursive: true, mode: 0o711 });
     await fs.mkdir(path.join(sandbox.root, "work"), { recursive: true, mode: 0o711 });
     // Root's own home and temp files are no confined user's business.
@@ -444,7 +452,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     spare = null;
     makeSpareSoon(readable);
     if (JSON.stringify(taken.readable) !== JSON.stringify([...new Set(readable)].sort())) {
-      void tearDown(taken, "");
+      void tearDown(taken, "").catch(() => undefined);
       return null;
     }
     taken.ready = (async () => {
@@ -452,16 +460,20 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       taken.root = to;
       await Promise.all(entries.map(async (entry) => {
         const opening = entry.opening!;
-        if (await opening.then((walled) => walled.usable && walled.adopt(to, { create: true }), () => false)) return;
-        // Walls that cannot see it under its new name go; the sandbox's next command gets new ones.
+        if (await opening.then((walled) => walled.usable && walled.adopt(to, { create: true }), () => false)) {
+          entry.root = to;
+          return;
+        }
+        // Walls that cannot see it under its new name go; the sandbox's next command gets new ones, worked out anew.
         void opening.then((walled) => walled.retire(), () => undefined);
+        entry.stale = true;
         if (entry.opening === opening) entry.opening = null;
       }));
     })().catch(() => {
       // Not renamed (a directory by that name came meanwhile): the spare goes, the sandbox is laid out anew.
       for (const opening of taken.built.servers) void opening.then((walled) => walled.close(), () => undefined);
       taken.walled.clear();
-      if (taken.root !== to) void fs.rm(taken.root, { recursive: true, force: true });
+      if (taken.root !== to) void fs.rm(taken.root, { recursive: true, force: true }).catch(() => undefined);
       taken.root = to;
     });
     return taken;
@@ -470,11 +482,12 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   /** The spare, once its walls are up. */
   function spareUp(): HostedSandbox | null {
     const entries = [...(spare?.walled.values() ?? [])];
-    return entries.length > 0 && entries.every((entry) => entry.opening && wallsUp.has(entry.opening)) ? spare : null;
+    return entries.length > 0 && entries.every((entry) => entry.opening && wallsUp.get(entry.opening)?.usable) ? spare : null;
   }
 
   function makeSpareSoon(readable: string[]): void {
-    if (!walls || !options.spare || closing || spare || spareTimer) return;
+    // A spare is renamed under live walls by mount-into.pl, which needs Linux and root.
+    if (!walls || !options.spare || process.platform !== "linux" || process.getuid?.() !== 0 || closing || spare || spareTimer) return;
     const since = Date.now();
     let before = cpuTimes();
     spareTimer = setInterval(() => {
@@ -488,11 +501,14 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       const made = newSandbox(path.join(root, `.spare-${randomBytes(6).toString("hex")}`));
       made.readable = [...new Set(readable)].sort();
       spare = made;
-      void laidOut(made)
+      made.ready = laidOut(made).then(() => undefined);
+      made.ready
         .then(() => wallsOf(made, undefined))
         .catch(() => {
           if (spare === made) spare = null;
-          void tearDown(made, "");
+          void tearDown(made, "").catch(() => undefined);
+          // Walls that would not go up are tried again a while later, not at once.
+          if (!made.gone) setTimeout(() => makeSpareSoon(made.readable), SPARE_WAIT_MS).unref();
         });
     }, SPARE_LOOK_MS);
     spareTimer.unref();
@@ -506,6 +522,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   }
 
   async function tearDown(sandbox: HostedSandbox, id: string) {
+    sandbox.gone = true;
     await sandbox.ready.catch(() => undefined);
     await Promise.all([...sandbox.processes.values()].map(killTree));
     await Promise.all(sandbox.built.servers.map((opening) => opening.then((walled) => walled.close(), () => undefined)));
@@ -570,9 +587,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     const readable = [...sandbox.readable].sort();
     const key = JSON.stringify([confine?.uid ?? 0, modelOnly, readable, writable]);
     let entry = sandbox.walled.get(key);
-    if (!entry || entry.stale) {
+    if (!entry || entry.stale || entry.root !== sandbox.root) {
+      // Walls left behind (by a policy change, or built for a spare's old name) take no new command.
+      void entry?.opening?.then((walled) => walled.retire(), () => undefined);
       const enclosure = walls!.enclose(WALL_SERVER_COMMAND, { root: sandbox.root, allow: modelOnly ? [] : sandbox.allow, readable, writable });
-      entry = { enclosure, opening: null, modelOnly, readable, writable, stale: false, adopting: Promise.resolve() };
+      entry = { enclosure, opening: null, modelOnly, readable, writable, stale: false, adopting: Promise.resolve(), root: sandbox.root };
       sandbox.walled.set(key, entry);
       sandbox.built.enclosures.push(enclosure);
       // Walls that cannot be worked out are tried again by the next command.
@@ -586,11 +605,12 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       if (entry.opening === known) entry.opening = null;
     }
     if (!entry.opening) {
+      if (sandbox.gone) throw new Error("the sandbox is gone");
       const opening = entry.enclosure.then((enclosure) =>
         WalledEnvironment.open(enclosure, { env: { PATH: BIN_PATH, HOME: confine?.home ?? path.join(sandbox.root, "home"), LANG: "C.UTF-8" }, cwd: sandbox.root, uid: confine?.uid }),
       );
       entry.opening = opening;
-      opening.then(() => wallsUp.add(opening), () => undefined);
+      opening.then((walled) => wallsUp.set(opening, walled), () => undefined);
       sandbox.built.servers.push(opening);
     }
     return entry.opening;
@@ -613,7 +633,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
           entry.opening = null;
           raiseWalls(sandbox);
         });
-        entry.adopting = Promise.all([entry.adopting, adoption]).then(() => undefined);
+        entry.adopting = Promise.all([entry.adopting, adoption]).then(() => undefined, () => undefined);
         // Walls still going up run nothing yet: their first command waits for the mount (wallsOf), this answer does not.
         return wallsUp.has(opening) ? adoption : undefined;
       }));
@@ -628,7 +648,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
    * them again and fails with the reason.
    */
   function raiseWalls(sandbox: HostedSandbox): void {
-    if (walls && ![...sandbox.walled.values()].some((entry) => entry.opening)) wallsOf(sandbox, undefined).catch(() => undefined);
+    if (walls && !sandbox.gone && ![...sandbox.walled.values()].some((entry) => entry.opening)) wallsOf(sandbox, undefined).catch(() => undefined);
   }
 
   /** The sandbox's hosts or directories changed: its walls let through the new hosts; those granted what is gone go once idle. */

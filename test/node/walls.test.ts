@@ -231,6 +231,24 @@ describe("the local host's walls", () => {
     expect(fs.readdirSync(spareRoot)).toEqual([]);
   }, 60_000);
 
+  it("kept up as a spare and gone down, are not taken over: the next sandbox gets walls of its own", async () => {
+    const spareRoot = path.join(stateDir, "spare-down");
+    const host = await startLocalSandboxHost({ token: TOKEN, root: spareRoot, spare: true });
+    try {
+      const spareUp = async () => ((await (await fetch(`${host.url}/healthz`)).json()) as { spare: boolean }).spare;
+      await expect.poll(spareUp, { timeout: 25_000, interval: 100 }).toBe(true);
+      const [server] = fs.readdirSync(spareRoot).flatMap((name) => wallServersIn(path.join(spareRoot, name, "work")));
+      process.kill(server!, "SIGKILL");
+      await expect.poll(spareUp, { timeout: 5000, interval: 50 }).toBe(false);
+      const sandbox = await new LocalSandboxPort(host.url, TOKEN).open(`sd-${randomUUID().slice(0, 8)}`);
+      expect(await sandbox.exec("pwd")).toMatchObject({ exitCode: 0, stdout: `${sandbox.workdir}\n` });
+      expect(wallServersIn(sandbox.workdir)).toHaveLength(1);
+      await sandbox.destroy();
+    } finally {
+      await host.close();
+    }
+  }, 60_000);
+
   it("started again at the same root, reclaim what the earlier host left and keep its snapshots and caches", async () => {
     const first = await startLocalSandboxHost({ token: TOKEN, root });
     const port = new LocalSandboxPort(first.url, TOKEN);
