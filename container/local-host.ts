@@ -505,10 +505,10 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       made.ready
         .then(() => wallsOf(made, undefined))
         .catch(() => {
+          // Walls that would not go up are tried again a while later, not at once; a spare taken down is not.
+          if (!made.gone) setTimeout(() => makeSpareSoon(made.readable), SPARE_WAIT_MS).unref();
           if (spare === made) spare = null;
           void tearDown(made, "").catch(() => undefined);
-          // Walls that would not go up are tried again a while later, not at once.
-          if (!made.gone) setTimeout(() => makeSpareSoon(made.readable), SPARE_WAIT_MS).unref();
         });
     }, SPARE_LOOK_MS);
     spareTimer.unref();
