@@ -60,6 +60,19 @@ async function untilLine(sandbox: Sandbox, processId: string, pattern: RegExp): 
   return text;
 }
 
+/** A host at `spareRoot` keeping a spare, once the spare is up (it goes up when the machine is idle enough, at the latest after 15 s). */
+async function hostWithSpareUp(spareRoot: string) {
+  const host = await startLocalSandboxHost({ token: TOKEN, root: spareRoot, spare: true });
+  const spareUp = async () => ((await (await fetch(`${host.url}/healthz`)).json()) as { spare: boolean }).spare;
+  try {
+    await expect.poll(spareUp, { timeout: 25_000, interval: 100 }).toBe(true);
+  } catch (error) {
+    await host.close();
+    throw error;
+  }
+  return { host, spareUp };
+}
+
 describe("the local host's walls", () => {
   it("hand the agent a sentinel for its model key and put the real key on the request to the model host", async () => {
     const host = await startLocalSandboxHost({ token: TOKEN, root, plaintextModelEndpoints: true });
@@ -192,11 +205,8 @@ describe("the local host's walls", () => {
 
   it("kept up as a spare, are taken over by the next sandbox opened: under its own name, with its files alone", async () => {
     const spareRoot = path.join(stateDir, "spare-host");
-    const host = await startLocalSandboxHost({ token: TOKEN, root: spareRoot, spare: true });
+    const { host } = await hostWithSpareUp(spareRoot);
     try {
-      // The spare goes up once the machine is idle enough, and at the latest after 15 s.
-      const spareUp = async () => ((await (await fetch(`${host.url}/healthz`)).json()) as { spare: boolean }).spare;
-      await expect.poll(spareUp, { timeout: 25_000, interval: 100 }).toBe(true);
       const [server, ...more] = fs.readdirSync(spareRoot).flatMap((name) => wallServersIn(path.join(spareRoot, name, "work")));
       expect(server).toBeDefined();
       expect(more).toEqual([]);
@@ -233,10 +243,8 @@ describe("the local host's walls", () => {
 
   it("kept up as a spare and gone down, are not taken over: the next sandbox gets walls of its own", async () => {
     const spareRoot = path.join(stateDir, "spare-down");
-    const host = await startLocalSandboxHost({ token: TOKEN, root: spareRoot, spare: true });
+    const { host, spareUp } = await hostWithSpareUp(spareRoot);
     try {
-      const spareUp = async () => ((await (await fetch(`${host.url}/healthz`)).json()) as { spare: boolean }).spare;
-      await expect.poll(spareUp, { timeout: 25_000, interval: 100 }).toBe(true);
       const [server] = fs.readdirSync(spareRoot).flatMap((name) => wallServersIn(path.join(spareRoot, name, "work")));
       process.kill(server!, "SIGKILL");
       await expect.poll(spareUp, { timeout: 5000, interval: 50 }).toBe(false);
