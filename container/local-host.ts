@@ -79,7 +79,7 @@ interface HostedSandbox {
   walled: Map<string, WallsEntry>;
   /** Every set of walls worked out and every wall server started for it, current or left behind: what its end takes down. */
   built: { enclosures: Promise<Enclosure>[]; servers: Promise<WalledEnvironment>[] };
-  /** Settles once a spare taken over for it has its name and is in its walls under it: nothing else happens there before. */
+  /** Settles once a spare taken over for it has its name on the host: nothing else happens there before (its walls see it under that name once their `adopting` settles). */
   ready: Promise<void>;
   /** Set as it is taken down: no walls go up for it after that. */
   gone: boolean;
@@ -95,7 +95,7 @@ interface WallsEntry {
   writable: string[];
   /** Whether a policy change left these walls behind: no new command starts in them. */
   stale: boolean;
-  /** Layers mounted while its wall server went up, being put into its walls: no command starts there before. */
+  /** Layers mounted while its wall server went up, or a spare's new name, being put into its walls: no command starts there before. */
   adopting: Promise<void>;
   /** The sandbox directory the walls were worked out for: a spare's old name, until it is seen under the new one. */
   root: string;
@@ -455,27 +455,34 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       void tearDown(taken, "").catch(() => undefined);
       return null;
     }
-    taken.ready = (async () => {
-      await fs.rename(taken.root, to);
-      taken.root = to;
-      await Promise.all(entries.map(async (entry) => {
-        const opening = entry.opening!;
-        if (await opening.then((walled) => walled.usable && walled.adopt(to, { create: true }), () => false)) {
-          entry.root = to;
-          return;
+    taken.ready = fs.rename(taken.root, to).then(
+      () => {
+        taken.root = to;
+        // Put into its walls under the new name while the run's first steps (the snapshot index, the remote's head:
+        // none of them walled) go on; a walled command waits for it (wallsOf), the sandbox's answer does not.
+        for (const entry of entries) {
+          const opening = entry.opening!;
+          const adoption = opening.then((walled) => walled.usable && walled.adopt(to, { create: true }), () => false).then((seen) => {
+            if (seen) {
+              entry.root = to;
+              return;
+            }
+            // Walls that cannot see it under its new name go; the sandbox's next command gets new ones, worked out anew.
+            void opening.then((walled) => walled.retire(), () => undefined);
+            entry.stale = true;
+            if (entry.opening === opening) entry.opening = null;
+          });
+          entry.adopting = Promise.all([entry.adopting, adoption]).then(() => undefined, () => undefined);
         }
-        // Walls that cannot see it under its new name go; the sandbox's next command gets new ones, worked out anew.
-        void opening.then((walled) => walled.retire(), () => undefined);
-        entry.stale = true;
-        if (entry.opening === opening) entry.opening = null;
-      }));
-    })().catch(() => {
-      // Not renamed (a directory by that name came meanwhile): the spare goes, the sandbox is laid out anew.
-      for (const opening of taken.built.servers) void opening.then((walled) => walled.close(), () => undefined);
-      taken.walled.clear();
-      if (taken.root !== to) void fs.rm(taken.root, { recursive: true, force: true }).catch(() => undefined);
-      taken.root = to;
-    });
+      },
+      () => {
+        // Not renamed (a directory by that name came meanwhile): the spare goes, the sandbox is laid out anew.
+        for (const opening of taken.built.servers) void opening.then((walled) => walled.close(), () => undefined);
+        taken.walled.clear();
+        void fs.rm(taken.root, { recursive: true, force: true }).catch(() => undefined);
+        taken.root = to;
+      },
+    );
     return taken;
   }
 
@@ -586,6 +593,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     const writable = [...sandbox.writable].sort();
     const readable = [...sandbox.readable].sort();
     const key = JSON.stringify([confine?.uid ?? 0, modelOnly, readable, writable]);
+    // A spare's new name or a layer being put into the walls first: they may turn out to be left behind.
+    await sandbox.walled.get(key)?.adopting;
     let entry = sandbox.walled.get(key);
     if (!entry || entry.stale || entry.root !== sandbox.root) {
       // Walls left behind (by a policy change, or built for a spare's old name) take no new command.
@@ -627,7 +636,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       await Promise.all([...sandbox.walled.values()].map((entry) => {
         const opening = entry.opening;
         if (!opening) return undefined;
-        const adoption = opening.then((walled) => walled.usable && walled.adopt(target), () => false).then((seen) => {
+        // After a spare's new name is in its walls: the layer is mounted under it.
+        const adoption = entry.adopting.then(() => opening).then((walled) => walled.usable && walled.adopt(target), () => false).then((seen) => {
           if (seen || entry.opening !== opening) return;
           void opening.then((walled) => walled.retire(), () => undefined);
           entry.opening = null;

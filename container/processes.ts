@@ -1,5 +1,5 @@
 /** What /proc says about the processes below one: how the host finds a walled command's whole tree. */
-import { readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 
 /** The processes below `pid`, from each process's parent in /proc. */
 export function descendantsOf(pid: number): number[] {
@@ -16,6 +16,29 @@ export function descendantsOf(pid: number): number[] {
     const next = children.get(queue.shift()!) ?? [];
     found.push(...next);
     queue.push(...next);
+  }
+  return found;
+}
+
+/**
+ * The processes below `pid` as a walk down from it, each one's children read from /proc (a few reads, where
+ * descendantsOf reads every process): for finding one process under another. Where the kernel keeps no children
+ * lists, descendantsOf.
+ */
+export function descendantsBelow(pid: number): number[] {
+  const found: number[] = [];
+  for (let queue = [pid]; queue.length; ) {
+    const next = queue.shift()!;
+    let children: string;
+    try {
+      children = readFileSync(`/proc/${next}/task/${next}/children`, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT" && next === pid && existsSync(`/proc/${pid}`)) return descendantsOf(pid);
+      continue; // ended meanwhile
+    }
+    const pids = children.split(" ").filter(Boolean).map(Number);
+    found.push(...pids);
+    queue.push(...pids);
   }
   return found;
 }

@@ -18,7 +18,7 @@ import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { PassThrough } from "node:stream";
-import { descendantsOf } from "./processes.ts";
+import { descendantsBelow } from "./processes.ts";
 import type { Enclosure } from "./walls.ts";
 import { WALL_SERVER } from "./walls.ts";
 
@@ -130,6 +130,11 @@ export class WalledEnvironment {
     const child = spawn(command[0]!, command.slice(1), { cwd: options.cwd, env: env as NodeJS.ProcessEnv, detached: true, stdio: ["pipe", "pipe", "pipe"] });
     const environment = new WalledEnvironment(child);
     await environment.ready();
+    // What a mount put into them needs, found now rather than when a run waits for the mount.
+    setImmediate(() => {
+      environment.serverPid();
+      mountHelper.start();
+    });
     return environment;
   }
 
@@ -146,18 +151,13 @@ export class WalledEnvironment {
     const server = this.serverPid();
     if (server === null || !this.alive) return false;
     if (seesMount(server, mountPoint)) return true;
-    const done = await new Promise<boolean>((resolve) => {
-      const helper = spawn("perl", [MOUNT_INTO, String(server), mountPoint, ...(options.create ? ["--create"] : [])], { stdio: "ignore" });
-      helper.once("error", () => resolve(false));
-      helper.once("close", (code) => resolve(code === 0));
-    });
-    return done && seesMount(server, mountPoint);
+    return (await mountHelper.put(server, mountPoint, Boolean(options.create))) && seesMount(server, mountPoint);
   }
 
   /** The wall server's pid on the host: its mount namespace is the one its commands get. */
   private serverPid(): number | null {
     if (this.server !== null || this.child.pid === undefined) return this.server;
-    this.server = descendantsOf(this.child.pid).find((pid) => isWallServer(pid)) ?? null;
+    this.server = descendantsBelow(this.child.pid).find((pid) => isWallServer(pid)) ?? null;
     return this.server;
   }
 
@@ -251,6 +251,50 @@ export class WalledEnvironment {
     });
   }
 }
+
+/**
+ * The host's one `mount-into.pl --serve`, started once and kept: a mount is put into walls by a line written to it,
+ * not by a process this one (large, and held up by each fork) starts for it. It answers in order; should it go, the
+ * next mount starts another.
+ */
+class MountHelper {
+  private child: ChildProcess | null = null;
+  private readonly answers: ((ok: boolean) => void)[] = [];
+
+  start(): ChildProcess | null {
+    // setns and move_mount: Linux's alone.
+    if (this.child || process.platform !== "linux") return this.child;
+    const child = spawn("perl", [MOUNT_INTO, "--serve"], { stdio: ["pipe", "pipe", "ignore"] });
+    this.child = child;
+    // Kept for the host's life without keeping it alive.
+    child.unref();
+    (child.stdin as unknown as { unref(): void }).unref();
+    (child.stdout as unknown as { unref(): void }).unref();
+    createInterface({ input: child.stdout! }).on("line", (line) => this.answers.shift()?.(line === "ok"));
+    const gone = () => {
+      if (this.child !== child) return;
+      this.child = null;
+      for (const answer of this.answers.splice(0)) answer(false);
+    };
+    child.once("error", gone);
+    child.once("close", gone);
+    child.stdin!.on("error", gone);
+    return child;
+  }
+
+  put(pid: number, mountPoint: string, create: boolean): Promise<boolean> {
+    // A path the line cannot carry is not put in (the walls go up again instead).
+    if (/[\t\n]/.test(mountPoint)) return Promise.resolve(false);
+    const child = this.start();
+    if (!child?.stdin?.writable) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.answers.push(resolve);
+      child.stdin!.write(`${pid}\t${mountPoint}\t${create ? "create" : ""}\n`);
+    });
+  }
+}
+
+const mountHelper = new MountHelper();
 
 function isWallServer(pid: number): boolean {
   try {

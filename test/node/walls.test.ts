@@ -38,6 +38,19 @@ afterAll(async () => {
 });
 
 /** The wall servers (container/wall-server.mjs) whose sandbox holds `workdir`, by pid, as the host sees them. */
+/** This process's children whose command line (its arguments joined by NULs) holds `text`. */
+function childrenRunning(text: string): number[] {
+  return fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).flatMap((pid) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      return parent === process.pid && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text) ? [Number(pid)] : [];
+    } catch {
+      return []; // ended meanwhile
+    }
+  });
+}
+
 function wallServersIn(workdir: string): number[] {
   const sandboxRoot = path.dirname(workdir);
   return fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).flatMap((pid) => {
@@ -173,6 +186,17 @@ describe("the local host's walls", () => {
       // The same walls, and one overlay seen from both sides: what the command wrote, the host reads.
       expect(wallServersIn(sandbox.workdir)).toEqual([walls]);
       expect(fs.readFileSync(path.join(sandbox.workdir, "repo", "new.txt"), "utf8")).toBe("mine\n");
+      // The host's one helper that puts mounts into walls; should it go, the next mount starts another.
+      const helpers = () => childrenRunning("mount-into.pl\0--serve");
+      const [helper, ...more] = helpers();
+      expect(helper).toBeDefined();
+      expect(more).toEqual([]);
+      process.kill(helper!, "SIGKILL");
+      await expect.poll(() => helpers().includes(helper!), { timeout: 5000, interval: 50 }).toBe(false);
+      await sandbox.restore(snapshot!, `${sandbox.workdir}/again`);
+      expect((await sandbox.exec("cat again/kept.txt", { cwd: sandbox.workdir })).stdout).toBe("from-the-snapshot\n");
+      expect(wallServersIn(sandbox.workdir)).toEqual([walls]);
+      expect(helpers()).toHaveLength(1);
       await Promise.all([source.destroy(), sandbox.destroy()]);
     } finally {
       await host.close();
@@ -218,12 +242,17 @@ describe("the local host's walls", () => {
       // Renamed, not copied: the spare's directory is the sandbox's (the next spare may be going up beside it).
       expect(fs.readdirSync(spareRoot)).toContain(id);
       expect(fs.readdirSync(spareRoot)).not.toContain(spareName);
-      const own = await sandbox.exec(`pwd && echo mine > own.txt && ls ${spareRoot}`);
-      expect(own).toMatchObject({ exitCode: 0, stdout: `${sandbox.workdir}\n${id}\n` });
+      // Before its first command, which waits for the walls to see it under its new name: a file written, saved and
+      // restored on the host, the restore put into those walls after the name.
+      await sandbox.writeFile(`${sandbox.workdir}/early.txt`, "early\n");
+      await sandbox.restore((await sandbox.snapshot(sandbox.workdir))!, `${sandbox.workdir}/early`);
+      const own = await sandbox.exec(`pwd && cat early/early.txt && echo mine > own.txt && ls ${spareRoot}`);
+      expect(own).toMatchObject({ exitCode: 0, stdout: `${sandbox.workdir}\nearly\n${id}\n` });
       expect(fs.readFileSync(path.join(sandbox.workdir, "own.txt"), "utf8")).toBe("mine\n");
       // The spare's own walls, kept: they see the sandbox under its new name.
       expect(process.kill(server!, 0)).toBe(true);
       expect(fs.statSync(`/proc/${server}/root${sandbox.workdir}/own.txt`).isFile()).toBe(true);
+      expect(fs.readFileSync(`/proc/${server}/root${sandbox.workdir}/early/early.txt`, "utf8")).toBe("early\n");
       // A second sandbox opened at once gets walls of its own, and neither reads the other.
       const other = await port.open(`${id}-b`);
       await other.exec("echo theirs > theirs.txt");
