@@ -467,10 +467,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
               entry.root = to;
               return;
             }
-            // Walls that cannot see it under its new name go; the sandbox's next command gets new ones, worked out anew.
+            // Walls that cannot see it under its new name go; new ones, worked out anew, go up at once.
             void opening.then((walled) => walled.retire(), () => undefined);
             entry.stale = true;
             if (entry.opening === opening) entry.opening = null;
+            raiseWalls(taken);
           });
           entry.adopting = Promise.all([entry.adopting, adoption]).then(() => undefined, () => undefined);
         }
@@ -593,8 +594,9 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     const writable = [...sandbox.writable].sort();
     const readable = [...sandbox.readable].sort();
     const key = JSON.stringify([confine?.uid ?? 0, modelOnly, readable, writable]);
-    // A spare's new name or a layer being put into the walls first: they may turn out to be left behind.
-    await sandbox.walled.get(key)?.adopting;
+    // A spare's new name or a layer being put into walls still in use first: they may turn out to be left behind.
+    const prior = sandbox.walled.get(key);
+    if (prior && !prior.stale) await prior.adopting;
     let entry = sandbox.walled.get(key);
     if (!entry || entry.stale || entry.root !== sandbox.root) {
       // Walls left behind (by a policy change, or built for a spare's old name) take no new command.

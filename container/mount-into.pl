@@ -28,6 +28,7 @@
 use strict;
 use warnings;
 use Config;
+use POSIX ();
 
 # open_tree, move_mount and mount_setattr share one number on every architecture; setns does not.
 my %setns = (x86_64 => 308, aarch64 => 268);
@@ -62,8 +63,9 @@ if (@ARGV == 1 && $ARGV[0] eq "--serve") {
     if (defined $path && $pid =~ /^\d+$/ && $path =~ m{^/}) {
       my $child = fork();
       if (defined $child && $child == 0) {
-        eval { mount_into($pid, $path, ($create // "") eq "create"); 1 } or do { print STDERR $@; exit 1 };
-        exit 0;
+        # _exit: nothing of the parent's (its stdin's buffer) is flushed or read again by the child.
+        eval { mount_into($pid, $path, ($create // "") eq "create"); 1 } or do { print STDERR $@; POSIX::_exit(1) };
+        POSIX::_exit(0);
       }
       $ok = defined $child && waitpid($child, 0) == $child && $? == 0;
     }

@@ -22,8 +22,9 @@ export function descendantsOf(pid: number): number[] {
 
 /**
  * The processes below `pid` as a walk down from it, each one's children read from /proc (a few reads, where
- * descendantsOf reads every process): for finding one process under another. Where the kernel keeps no children
- * lists, descendantsOf.
+ * descendantsOf reads every process): for finding one process under another. A list holds the children of a
+ * process's main thread, which is every child of the single-threaded chain above a wall server (setpriv, bash,
+ * bubblewrap). Where the kernel keeps no children lists, descendantsOf.
  */
 export function descendantsBelow(pid: number): number[] {
   const found: number[] = [];

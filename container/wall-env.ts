@@ -30,6 +30,8 @@ const MOUNT_INTO = path.join(path.dirname(WALL_SERVER), "mount-into.pl");
 
 /** How long the walls may take to come up before the sandbox's command fails. */
 const OPEN_TIMEOUT_MS = 20_000;
+/** How long the host's mount helper may take over one mount before it is ended (and the walls go up again). */
+const MOUNT_TIMEOUT_MS = 10_000;
 /** How long a stopped command has after SIGTERM before it is killed. */
 const STOP_GRACE_MS = 3000;
 /** Bytes of the walls' own stderr kept to say why they failed. */
@@ -94,9 +96,19 @@ export class WalledProcess extends EventEmitter<{ close: [code: number | null, s
   end(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.done) return;
     this.done = true;
-    this.stdout.end();
-    this.stderr.end();
-    this.emit("close", code, signal);
+    // As a child process does: "close" once its output has been read to the end, not while a reader that paused
+    // (the host's output file, behind on the disk) still has some of it to take.
+    let open = 2;
+    const closed = () => {
+      if (--open === 0) this.emit("close", code, signal);
+    };
+    for (const stream of [this.stdout, this.stderr]) {
+      if (stream.readableEnded) closed();
+      else stream.once("end", closed);
+      stream.end();
+      // Output no one reads is let go, so that the end comes.
+      if (stream.listenerCount("data") === 0 && stream.readableFlowing === null) stream.resume();
+    }
   }
 }
 
@@ -132,8 +144,12 @@ export class WalledEnvironment {
     await environment.ready();
     // What a mount put into them needs, found now rather than when a run waits for the mount.
     setImmediate(() => {
-      environment.serverPid();
-      mountHelper.start();
+      try {
+        environment.serverPid();
+        mountHelper.start();
+      } catch {
+        // Looked for again at the first mount.
+      }
     });
     return environment;
   }
@@ -254,43 +270,62 @@ export class WalledEnvironment {
 
 /**
  * The host's one `mount-into.pl --serve`, started once and kept: a mount is put into walls by a line written to it,
- * not by a process this one (large, and held up by each fork) starts for it. It answers in order; should it go, the
- * next mount starts another.
+ * not by a process this one (large, and held up by each fork) starts for it. It answers in order. A request it has
+ * not answered in MOUNT_TIMEOUT_MS ends it (one stuck mount would hold up every other); a request it went down under
+ * is sent once more to the next one.
  */
 class MountHelper {
-  private child: ChildProcess | null = null;
-  private readonly answers: ((ok: boolean) => void)[] = [];
+  private helper: { child: ChildProcess; answers: ((ok: boolean | null) => void)[] } | null = null;
 
-  start(): ChildProcess | null {
-    // setns and move_mount: Linux's alone.
-    if (this.child || process.platform !== "linux") return this.child;
+  /** The helper, started if need be; null off Linux (setns and move_mount are Linux's) or if it cannot start. */
+  start(): MountHelper["helper"] {
+    if (this.helper || process.platform !== "linux") return this.helper;
     const child = spawn("perl", [MOUNT_INTO, "--serve"], { stdio: ["pipe", "pipe", "ignore"] });
-    this.child = child;
-    // Kept for the host's life without keeping it alive.
-    child.unref();
-    (child.stdin as unknown as { unref(): void }).unref();
-    (child.stdout as unknown as { unref(): void }).unref();
-    createInterface({ input: child.stdout! }).on("line", (line) => this.answers.shift()?.(line === "ok"));
+    const helper = { child, answers: [] as ((ok: boolean | null) => void)[] };
     const gone = () => {
-      if (this.child !== child) return;
-      this.child = null;
-      for (const answer of this.answers.splice(0)) answer(false);
+      if (this.helper === helper) this.helper = null;
+      // null: not answered, and worth asking again.
+      for (const answer of helper.answers.splice(0)) answer(null);
     };
     child.once("error", gone);
     child.once("close", gone);
-    child.stdin!.on("error", gone);
-    return child;
+    // Without pipes (no file descriptors left) there is no helper to keep.
+    if (!child.stdin || !child.stdout) {
+      child.kill("SIGKILL");
+      return null;
+    }
+    child.stdin.on("error", gone);
+    createInterface({ input: child.stdout }).on("line", (line) => helper.answers.shift()?.(line === "ok"));
+    // Kept for the host's life without keeping it alive; its stdin closes with the host, and it exits.
+    child.unref();
+    (child.stdin as unknown as { unref(): void }).unref();
+    (child.stdout as unknown as { unref(): void }).unref();
+    this.helper = helper;
+    return helper;
   }
 
-  put(pid: number, mountPoint: string, create: boolean): Promise<boolean> {
+  async put(pid: number, mountPoint: string, create: boolean): Promise<boolean> {
     // A path the line cannot carry is not put in (the walls go up again instead).
-    if (/[\t\n]/.test(mountPoint)) return Promise.resolve(false);
-    const child = this.start();
-    if (!child?.stdin?.writable) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      this.answers.push(resolve);
-      child.stdin!.write(`${pid}\t${mountPoint}\t${create ? "create" : ""}\n`);
-    });
+    if (/[\t\n]/.test(mountPoint)) return false;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const helper = this.start();
+      if (!helper?.child.stdin?.writable) return false;
+      const answer = await new Promise<boolean | null>((resolve) => {
+        let stuck = false;
+        const timer = setTimeout(() => {
+          stuck = true;
+          helper.child.kill("SIGKILL");
+        }, MOUNT_TIMEOUT_MS);
+        helper.answers.push((ok) => {
+          clearTimeout(timer);
+          // A mount that got stuck is not tried again.
+          resolve(stuck ? false : ok);
+        });
+        helper.child.stdin!.write(`${pid}\t${mountPoint}\t${create ? "create" : ""}\n`);
+      });
+      if (answer !== null) return answer;
+    }
+    return false;
   }
 }
 

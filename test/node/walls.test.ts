@@ -37,7 +37,9 @@ afterAll(async () => {
   fs.rmSync(stateDir, { recursive: true, force: true });
 });
 
-/** The wall servers (container/wall-server.mjs) whose sandbox holds `workdir`, by pid, as the host sees them. */
+/** The host's helper that puts mounts into live walls (container/mount-into.pl --serve), as its command line holds it. */
+const MOUNT_HELPER = "mount-into.pl\0--serve";
+
 /** This process's children whose command line (its arguments joined by NULs) holds `text`. */
 function childrenRunning(text: string): number[] {
   return fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).flatMap((pid) => {
@@ -51,6 +53,7 @@ function childrenRunning(text: string): number[] {
   });
 }
 
+/** The wall servers (container/wall-server.mjs) whose sandbox holds `workdir`, by pid, as the host sees them. */
 function wallServersIn(workdir: string): number[] {
   const sandboxRoot = path.dirname(workdir);
   return fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).flatMap((pid) => {
@@ -187,7 +190,7 @@ describe("the local host's walls", () => {
       expect(wallServersIn(sandbox.workdir)).toEqual([walls]);
       expect(fs.readFileSync(path.join(sandbox.workdir, "repo", "new.txt"), "utf8")).toBe("mine\n");
       // The host's one helper that puts mounts into walls; should it go, the next mount starts another.
-      const helpers = () => childrenRunning("mount-into.pl\0--serve");
+      const helpers = () => childrenRunning(MOUNT_HELPER);
       const [helper, ...more] = helpers();
       expect(helper).toBeDefined();
       expect(more).toEqual([]);
@@ -237,15 +240,28 @@ describe("the local host's walls", () => {
       const [spareName] = fs.readdirSync(spareRoot);
       const port = new LocalSandboxPort(host.url, TOKEN);
       const id = `sp-${randomUUID().slice(0, 8)}`;
-      const sandbox = await port.open(id);
-      expect(sandbox.workdir).toBe(path.join(spareRoot, id, "work"));
-      // Renamed, not copied: the spare's directory is the sandbox's (the next spare may be going up beside it).
-      expect(fs.readdirSync(spareRoot)).toContain(id);
-      expect(fs.readdirSync(spareRoot)).not.toContain(spareName);
-      // Before its first command, which waits for the walls to see it under its new name: a file written, saved and
-      // restored on the host, the restore put into those walls after the name.
-      await sandbox.writeFile(`${sandbox.workdir}/early.txt`, "early\n");
-      await sandbox.restore((await sandbox.snapshot(sandbox.workdir))!, `${sandbox.workdir}/early`);
+      // The sandbox is answered once renamed, before its walls know the new name: held up here, with the helper that tells them.
+      const [helper] = childrenRunning(MOUNT_HELPER);
+      expect(helper).toBeDefined();
+      process.kill(helper!, "SIGSTOP");
+      let sandbox: Sandbox;
+      let restored: Promise<void>;
+      try {
+        sandbox = await port.open(id);
+        expect(sandbox.workdir).toBe(path.join(spareRoot, id, "work"));
+        // Renamed, not copied: the spare's directory is the sandbox's (the next spare may be going up beside it).
+        expect(fs.readdirSync(spareRoot)).toContain(id);
+        expect(fs.readdirSync(spareRoot)).not.toContain(spareName);
+        // A file written and saved on the host meanwhile; its restore waits for the name to be in the walls.
+        await sandbox.writeFile(`${sandbox.workdir}/early.txt`, "early\n");
+        const early = await sandbox.snapshot(sandbox.workdir);
+        restored = sandbox.restore(early!, `${sandbox.workdir}/early`);
+        const first = await Promise.race([restored.then(() => "restored"), new Promise((resolve) => setTimeout(() => resolve("waiting"), 300))]);
+        expect(first).toBe("waiting");
+      } finally {
+        process.kill(helper!, "SIGCONT");
+      }
+      await restored;
       const own = await sandbox.exec(`pwd && cat early/early.txt && echo mine > own.txt && ls ${spareRoot}`);
       expect(own).toMatchObject({ exitCode: 0, stdout: `${sandbox.workdir}\nearly\n${id}\n` });
       expect(fs.readFileSync(path.join(sandbox.workdir, "own.txt"), "utf8")).toBe("mine\n");
