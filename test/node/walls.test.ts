@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalSandboxHost } from "../../container/local-host.ts";
+import { descendantsBelow } from "../../container/processes.ts";
 import { missingForWalls } from "../../container/walls.ts";
 import { LocalSandboxPort } from "../../src/sandbox/local.ts";
 import type { ProcessOutput, Sandbox } from "../../src/sandbox/port.ts";
@@ -40,15 +41,13 @@ afterAll(async () => {
 /** The host's helper that puts mounts into live walls (container/mount-into.pl --serve), as its command line holds it. */
 const MOUNT_HELPER = "mount-into.pl\0--serve";
 
-/** This process's children whose command line (its arguments joined by NULs) holds `text`. */
+/** The processes below this one whose command line (its arguments joined by NULs) holds `text`. */
 function childrenRunning(text: string): number[] {
-  return fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).flatMap((pid) => {
+  return descendantsBelow(process.pid).filter((pid) => {
     try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      return parent === process.pid && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text) ? [Number(pid)] : [];
+      return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text);
     } catch {
-      return []; // ended meanwhile
+      return false; // ended meanwhile
     }
   });
 }
