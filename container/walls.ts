@@ -41,6 +41,8 @@ const NODE_MODULES = fs.realpathSync(path.join(CHECKOUT, "node_modules"));
 export const WALL_SERVER = path.join(here, "wall-server.mjs");
 /** The socat the runtime's proxy relays run (on the host and inside each sandbox): its own, with Nagle off. */
 const SOCAT = path.join(here, "socat-nodelay.sh");
+/** Preloaded into every Node process inside: its fetch, http and https take the proxy when first used (see the file). */
+const NODE_PROXY = path.join(here, "node-proxy.cjs");
 
 /** The model keys a command may be handed, with the variable naming where each goes and its default host. */
 const MODEL_KEYS = [
@@ -222,7 +224,7 @@ class WallsImpl {
         filesystem: {
           // Not /tmp as a whole: the runtime's proxy sockets live there, and a hidden /tmp hides them too.
           denyRead: [...new Set([home, "/root", "/home", CHECKOUT, ...this.stateRoots])],
-          allowRead: [spec.root, NODE_MODULES, WALL_SERVER, SOCAT, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
+          allowRead: [spec.root, NODE_MODULES, WALL_SERVER, SOCAT, NODE_PROXY, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
           allowWrite: [spec.root, ...(spec.writable ?? [])],
           // The runtime's own scratch (/tmp/claude) would be shared by every sandbox: none of them writes there.
           denyWrite: ["/tmp/claude"],
@@ -252,10 +254,9 @@ class WallsImpl {
       // The command gets the sentinel; the proxy swaps it for the real value on requests to that key's model host alone.
       env[model.key] = SandboxManager.getSentinelRegistry().register(model.key, value, [endpoint.host]);
     }
-    // Node's own fetch and http reach the network only through the proxy when told to (Node ≥ 22.21),
-    // without a warning on every start that it does.
-    env.NODE_USE_ENV_PROXY = "1";
-    env.NODE_OPTIONS = [given.NODE_OPTIONS, "--disable-warning=UNDICI-EHPA"].filter(Boolean).join(" ");
+    // Node's own fetch and http reach the network only through the proxy when told to. NODE_USE_ENV_PROXY
+    // would tell them at every start, building a fetch client each time; the preload does it on first use.
+    env.NODE_OPTIONS = [given.NODE_OPTIONS, `--require ${JSON.stringify(NODE_PROXY)}`].filter(Boolean).join(" ");
     // A model endpoint on loopback is reached through the proxy, so loopback is not exempted from it.
     return { env, unset: loopbackModel ? ["NO_PROXY", "no_proxy"] : [] };
   }

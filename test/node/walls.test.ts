@@ -23,10 +23,13 @@ const root = path.join(stateDir, "sandboxes");
 let model: http.Server;
 let modelUrl = "";
 const seenKeys: string[] = [];
+/** Each request the model host got: its path and the key it carried. */
+const modelRequests: string[] = [];
 
 beforeAll(async () => {
   model = http.createServer((req, res) => {
     seenKeys.push(String(req.headers["x-api-key"] ?? ""));
+    modelRequests.push(`${req.url} ${req.headers["x-api-key"] ?? ""}`);
     res.end("model answered");
   });
   await new Promise<void>((resolve) => model.listen(0, "127.0.0.1", resolve));
@@ -102,6 +105,46 @@ describe("the local host's walls", () => {
       expect(seenKeys).toContain(REAL_KEY);
       await sandbox.destroy();
     } finally {
+      await host.close();
+    }
+  });
+
+  it("send Node's own fetch, http and https through the proxy once a process uses them, and not before", async () => {
+    const host = await startLocalSandboxHost({ token: TOKEN, root, plaintextModelEndpoints: true });
+    let unnamedAsked = 0;
+    const unnamed = http.createServer((req, res) => res.end(`unnamed answered ${++unnamedAsked}`));
+    await new Promise<void>((resolve) => unnamed.listen(0, "127.0.0.1", resolve));
+    const unnamedPort = (unnamed.address() as import("node:net").AddressInfo).port;
+    try {
+      const sandbox = await new LocalSandboxPort(host.url, TOKEN).open(`p-${randomUUID().slice(0, 8)}`);
+      const probe = [
+        "import http from 'node:http';",
+        "import { createRequire } from 'node:module';",
+        // Importing node:http loads Node's undici; the proxy agent is built only when a request needs it.
+        "const built = () => Object.keys(createRequire(import.meta.url).cache).some((file) => file.endsWith('env-http-proxy-agent.js'));",
+        "const lazy = !built();",
+        "const base = process.env.ANTHROPIC_BASE_URL, headers = { 'x-api-key': process.env.ANTHROPIC_API_KEY };",
+        "const viaFetch = await fetch(base + '/fetch', { headers }).then((r) => r.text(), (e) => 'failed ' + e.cause?.code);",
+        "const viaHttp = await new Promise((done) => http.get(base + '/esm-http', { headers }, (r) => { let body = ''; r.on('data', (c) => body += c).on('end', () => done(body)); }).on('error', (e) => done('failed ' + e.code)));",
+        "const unnamed = await fetch(process.env.UNNAMED).then((r) => 'answered ' + r.status, (e) => 'failed');",
+        "console.log(JSON.stringify({ lazy, built: built(), viaFetch, viaHttp, unnamed }));",
+      ].join("\n");
+      const cjs = "const https = require('https'); require('http').get(process.env.ANTHROPIC_BASE_URL + '/cjs-http', { headers: { 'x-api-key': process.env.ANTHROPIC_API_KEY } }, (r) => r.resume().on('end', () => " +
+        "https.get(process.env.UNNAMED.replace('http:', 'https:'), () => console.log('https answered')).on('error', (e) => console.log('https ' + e.code))))";
+      const env = { ANTHROPIC_API_KEY: REAL_KEY, ANTHROPIC_BASE_URL: modelUrl, UNNAMED: `http://127.0.0.1:${unnamedPort}/` };
+      const result = await sandbox.exec(`cat > "$TMPDIR/probe.mjs" <<'EOF'\n${probe}\nEOF\nnode -p "process.moduleLoadList.some((name) => name.includes('undici'))" && node "$TMPDIR/probe.mjs" && node -e "$CJS"`, { env: { ...env, CJS: cjs } });
+      expect(result.exitCode, result.stderr).toBe(0);
+      const [started, esm, https] = result.stdout.trim().split("\n");
+      // A start alone loads no fetch client at all.
+      expect(started).toBe("false");
+      expect(JSON.parse(esm!)).toEqual({ lazy: true, built: true, viaFetch: "model answered", viaHttp: "model answered", unnamed: "answered 403" });
+      // Refused by the proxy (a direct attempt would find nothing listening in the sandbox's own network).
+      expect(https).toBe("https ERR_PROXY_TUNNEL");
+      expect(unnamedAsked).toBe(0);
+      for (const path of ["/fetch", "/esm-http", "/cjs-http"]) expect(modelRequests).toContain(`${path} ${REAL_KEY}`);
+      await sandbox.destroy();
+    } finally {
+      await new Promise((resolve) => unnamed.close(resolve));
       await host.close();
     }
   });
