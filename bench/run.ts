@@ -74,7 +74,8 @@ const SERVER_OF: Record<Exclude<BenchName, "bundle" | "fleet">, ServerKind> = {
 // The rate limit on task creation (60 a minute by default) is lifted: burst and load measure the fleet, not the limiter.
 const FLEET_ENV = { MAX_SANDBOXES: String(BURST_CAP), MAX_SANDBOXES_PER_CREATOR: String(BURST_CAP), TASK_RATE_LIMIT_PER_MINUTE: "100000" };
 const SERVER_ENV: Record<ServerKind, Record<string, string>> = {
-  demo: FLEET_ENV,
+  // Set up for the parallel benchmark's fan-out of eight: as many sandboxes kept with their walls up.
+  demo: { ...FLEET_ENV, LOCAL_SANDBOX_SPARES: "8" },
   "standin-cli": { ...FLEET_ENV, LOCAL_SANDBOX_EXTRA_PATH: path.join(here, "standin-claude") },
 };
 

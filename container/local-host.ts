@@ -111,8 +111,11 @@ export interface LocalHostOptions {
   unconfined?: boolean;
   /** Lets the walls' proxy put a model key on plain-http requests (a stand-in model on loopback). */
   plaintextModelEndpoints?: boolean;
-  /** Keeps one sandbox with its walls up ahead of need, which the next one opened takes over (see `takeSpare`). */
-  spare?: boolean;
+  /**
+   * How many sandboxes are kept with their walls up ahead of need (0, the default: none). The next ones opened take
+   * them over (see `takeSpare`), so a task that fans out to that many runs builds no walls while its agents start.
+   */
+  spares?: number;
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -173,8 +176,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   let sandboxesMade = 0;
   /** The wall servers that are up (their opening resolved): a mount made now must be put into their walls. */
   const wallsUp = new WeakMap<Promise<WalledEnvironment>, WalledEnvironment>();
-  /** A sandbox kept with its walls up for the next one opened (LocalHostOptions.spare), and the timer that makes the next. */
-  let spare: HostedSandbox | null = null;
+  /** Sandboxes kept with their walls up for the next ones opened (LocalHostOptions.spares), and the timer that makes the next. */
+  const spares: HostedSandbox[] = [];
+  const sparesKept = options.spares ?? 0;
+  /** What the sandbox opened last reads (the layers granted it): the spares made next read the same. */
+  let spareReadable: string[] = [];
   let spareTimer: NodeJS.Timeout | null = null;
   let bridgesMade = 0;
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
@@ -231,7 +237,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = new URL(req.url ?? "/", "http://localhost");
-    if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size, unconfined, spare: spareUp() !== null });
+    if (url.pathname === "/healthz") return send(res, 200, { ok: true, sandboxes: sandboxes.size, unconfined, spare: spares.some(isUp), spares: spares.filter(isUp).length });
     if (!authorized(req)) return send(res, 401, { error: { code: "unauthorized", message: "bad or missing token" } });
     if (url.pathname === "/v1/sandboxes" && req.method === "GET") {
       const processes = [...sandboxes.entries()].flatMap(([sandbox, hosted]) =>
@@ -439,22 +445,26 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   }
 
   /**
-   * The spare (LocalHostOptions.spare), taken over as sandbox `id` when its walls are up and read what this sandbox
+   * A spare (LocalHostOptions.spares), taken over as sandbox `id` when its walls are up and read what this sandbox
    * reads; null otherwise. Its directory is renamed to the sandbox's and put into its walls under that name (they
    * know it by the old one), so the sandbox's first command does not wait for walls to be built. Another spare goes
    * up a moment later.
    */
   function takeSpare(id: string, readable: string[]): HostedSandbox | null {
-    const taken = spareUp();
+    spareReadable = [...new Set(readable)].sort();
+    const wanted = JSON.stringify(spareReadable);
+    const up = spares.filter(isUp);
     const to = path.join(root, id);
-    if (!taken || existsSync(to)) return null;
-    const entries = [...taken.walled.values()];
-    spare = null;
-    makeSpareSoon(readable);
-    if (JSON.stringify(taken.readable) !== JSON.stringify([...new Set(readable)].sort())) {
-      void tearDown(taken, "").catch(() => undefined);
-      return null;
+    // Spares that read other directories than sandboxes now ask for go: those made next read these.
+    for (const stale of up.filter((spare) => JSON.stringify(spare.readable) !== wanted)) {
+      spares.splice(spares.indexOf(stale), 1);
+      void tearDown(stale, "").catch(() => undefined);
     }
+    const taken = up.find((spare) => JSON.stringify(spare.readable) === wanted && !existsSync(to));
+    if (taken) spares.splice(spares.indexOf(taken), 1);
+    makeSpareSoon();
+    if (!taken) return null;
+    const entries = [...taken.walled.values()];
     taken.ready = fs.rename(taken.root, to).then(
       () => {
         taken.root = to;
@@ -487,15 +497,15 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     return taken;
   }
 
-  /** The spare, once its walls are up. */
-  function spareUp(): HostedSandbox | null {
-    const entries = [...(spare?.walled.values() ?? [])];
-    return entries.length > 0 && entries.every((entry) => entry.opening && wallsUp.get(entry.opening)?.usable) ? spare : null;
+  function isUp(spare: HostedSandbox): boolean {
+    const entries = [...spare.walled.values()];
+    return entries.length > 0 && entries.every((entry) => entry.opening && wallsUp.get(entry.opening)?.usable);
   }
 
-  function makeSpareSoon(readable: string[]): void {
+  /** Makes the next spare once the machine is idle enough, if fewer than LocalHostOptions.spares are kept; one at a time. */
+  function makeSpareSoon(): void {
     // A spare is renamed under live walls by mount-into.pl, which needs Linux and root.
-    if (!walls || !options.spare || process.platform !== "linux" || process.getuid?.() !== 0 || closing || spare || spareTimer) return;
+    if (!walls || spares.length >= sparesKept || process.platform !== "linux" || process.getuid?.() !== 0 || closing || spareTimer) return;
     const since = Date.now();
     let before = cpuTimes();
     spareTimer = setInterval(() => {
@@ -505,19 +515,23 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
       if (idle < SPARE_IDLE_SHARE && Date.now() - since < SPARE_WAIT_MS) return;
       clearInterval(spareTimer!);
       spareTimer = null;
-      if (!walls || closing || spare) return;
+      if (!walls || closing || spares.length >= sparesKept) return;
       const made = newSandbox(path.join(root, `.spare-${randomBytes(6).toString("hex")}`));
-      made.readable = [...new Set(readable)].sort();
-      spare = made;
+      made.readable = spareReadable;
+      spares.push(made);
       made.ready = laidOut(made).then(() => undefined);
       made.ready
         .then(() => wallsOf(made, undefined))
-        .catch(() => {
-          // Walls that would not go up are tried again a while later, not at once; a spare taken down is not.
-          if (!made.gone) setTimeout(() => makeSpareSoon(made.readable), SPARE_WAIT_MS).unref();
-          if (spare === made) spare = null;
-          void tearDown(made, "").catch(() => undefined);
-        });
+        .then(
+          // The next one, once these are up (or this one was taken meanwhile).
+          () => makeSpareSoon(),
+          () => {
+            // Walls that would not go up are tried again a while later, not at once; a spare taken down is not.
+            if (!made.gone) setTimeout(makeSpareSoon, SPARE_WAIT_MS).unref();
+            if (spares.includes(made)) spares.splice(spares.indexOf(made), 1);
+            void tearDown(made, "").catch(() => undefined);
+          },
+        );
     }, SPARE_LOOK_MS);
     spareTimer.unref();
   }
@@ -721,7 +735,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   return new Promise<{ url: string; port: number; root: string; close: () => Promise<void> }>((resolve) => {
     server.listen(options.port ?? 0, "127.0.0.1", () => {
       const { port } = server.address() as import("node:net").AddressInfo;
-      makeSpareSoon([]);
+      makeSpareSoon();
       resolve({
         url: `http://127.0.0.1:${port}`,
         port,
@@ -730,9 +744,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         close: () =>
           (closing ??= (async () => {
             if (spareTimer) clearInterval(spareTimer);
-            const left = spare;
-            spare = null;
-            await Promise.all([...sandboxes.keys()].map(destroySandbox).concat(left ? [tearDown(left, "")] : []));
+            const left = spares.splice(0);
+            await Promise.all([...sandboxes.keys()].map(destroySandbox).concat(left.map((spare) => tearDown(spare, ""))));
             await walls?.close();
             await fs.rm(outputRoot, { recursive: true, force: true });
             if (!persistent) {

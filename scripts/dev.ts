@@ -22,6 +22,13 @@ import { collectSettings, devConfig, integrationReport, knownKeys } from "./dev-
 // No silent downgrade: without bubblewrap, socat, ripgrep or user namespaces, say what is missing and stop.
 requireWalls();
 
+// Sandboxes kept with their walls up ahead of need: one by default; a server whose tasks fan out to N runs keeps N.
+const spares = Number(process.env.LOCAL_SANDBOX_SPARES || "1");
+if (!Number.isInteger(spares) || spares < 0 || spares > 64) {
+  console.error(`LOCAL_SANDBOX_SPARES must be a whole number from 0 to 64 (the sandboxes kept ready), not "${process.env.LOCAL_SANDBOX_SPARES}"`);
+  process.exit(1);
+}
+
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -63,7 +70,7 @@ if (flag("--demo")) {
 
 const token = randomBytes(24).toString("base64url");
 // Under the persisted state by default, so warm snapshots and dependency caches survive a restart.
-const host = await startLocalSandboxHost({ token, root: process.env.LOCAL_SANDBOX_ROOT ?? path.join(persistTo, "sandboxes"), plaintextModelEndpoints: flag("--demo"), spare: true });
+const host = await startLocalSandboxHost({ token, root: process.env.LOCAL_SANDBOX_ROOT ?? path.join(persistTo, "sandboxes"), plaintextModelEndpoints: flag("--demo"), spares });
 cleanups.push(() => host.close());
 vars.LOCAL_SANDBOX_URL = host.url;
 vars.LOCAL_SANDBOX_TOKEN = token;

@@ -4,6 +4,7 @@
  * that starts again at the same root reclaiming what the earlier one left
  * while keeping its snapshots and caches.
  */
+import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
@@ -78,17 +79,23 @@ async function untilLine(sandbox: Sandbox, processId: string, pattern: RegExp): 
   return text;
 }
 
-/** A host at `spareRoot` keeping a spare, once the spare is up (it goes up when the machine is idle enough, at the latest after 15 s). */
-async function hostWithSpareUp(spareRoot: string) {
-  const host = await startLocalSandboxHost({ token: TOKEN, root: spareRoot, spare: true });
-  const spareUp = async () => ((await (await fetch(`${host.url}/healthz`)).json()) as { spare: boolean }).spare;
+/** A host at `spareRoot` keeping `count` spares, once they are up (each goes up when the machine is idle enough, at the latest after 15 s). */
+async function hostWithSpareUp(spareRoot: string, count = 1) {
+  const host = await startLocalSandboxHost({ token: TOKEN, root: spareRoot, spares: count });
+  const health = async () => (await (await fetch(`${host.url}/healthz`)).json()) as { spare: boolean; spares: number };
+  const spareUp = async () => (await health()).spare;
   try {
-    await expect.poll(spareUp, { timeout: 25_000, interval: 100 }).toBe(true);
+    await expect.poll(async () => (await health()).spares, { timeout: 20_000 * count, interval: 100 }).toBe(count);
   } catch (error) {
     await host.close();
     throw error;
   }
-  return { host, spareUp };
+  return { host, spareUp, sparesUp: async () => (await health()).spares };
+}
+
+/** The wall servers of the spares under `spareRoot`, by pid. */
+function spareServers(spareRoot: string): number[] {
+  return fs.readdirSync(spareRoot).filter((name) => name.startsWith(".spare-")).flatMap((name) => wallServersIn(path.join(spareRoot, name, "work")));
 }
 
 describe("the local host's walls", () => {
@@ -328,6 +335,43 @@ describe("the local host's walls", () => {
     expect(fs.readdirSync(spareRoot)).toEqual([]);
   }, 60_000);
 
+  it("kept up as spares, are taken by as many sandboxes opened at once; spares reading other directories go, and the next read the new ones", async () => {
+    const spareRoot = path.join(stateDir, "spare-pool");
+    const { host, sparesUp } = await hostWithSpareUp(spareRoot, 2);
+    try {
+      const servers = spareServers(spareRoot);
+      expect(servers).toHaveLength(2);
+      const port = new LocalSandboxPort(host.url, TOKEN);
+      const id = `pool-${randomUUID().slice(0, 8)}`;
+      const both = await Promise.all([port.open(`${id}-a`), port.open(`${id}-b`)]);
+      for (const sandbox of both) expect(await sandbox.exec("pwd && echo here > marker")).toMatchObject({ exitCode: 0, stdout: `${sandbox.workdir}\n` });
+      // No walls built for them: each runs in a spare's, which sees it under its new name.
+      const runsIn = (sandbox: Sandbox, among: number[]) => among.filter((pid) => fs.existsSync(`/proc/${pid}/root${sandbox.workdir}/marker`));
+      for (const sandbox of both) expect(wallServersIn(sandbox.workdir)).toEqual([]);
+      expect(both.flatMap((sandbox) => runsIn(sandbox, servers)).sort()).toEqual([...servers].sort());
+
+      // Sandboxes that now read a directory more: the spares made for the others go, and new ones read it.
+      await expect.poll(sparesUp, { timeout: 40_000, interval: 100 }).toBe(2);
+      const before = spareServers(spareRoot);
+      const layer = fs.mkdtempSync(path.join(stateDir, "granted-"));
+      fs.writeFileSync(path.join(layer, "granted.txt"), "granted\n");
+      const reading = new LocalSandboxPort(host.url, TOKEN, { allow: [], readable: [layer] });
+      const first = await reading.open(`${id}-c`);
+      expect((await first.exec(`cat ${layer}/granted.txt`)).stdout).toBe("granted\n");
+      expect(wallServersIn(first.workdir)).toHaveLength(1);
+      for (const pid of before) await expect.poll(() => fs.existsSync(`/proc/${pid}`), { timeout: 10_000, interval: 50 }).toBe(false);
+      await expect.poll(sparesUp, { timeout: 40_000, interval: 100 }).toBe(2);
+      const made = spareServers(spareRoot);
+      const second = await reading.open(`${id}-d`);
+      expect((await second.exec(`cat ${layer}/granted.txt && echo here > marker`)).stdout).toBe("granted\n");
+      expect(runsIn(second, made)).toHaveLength(1);
+      await Promise.all([...both, first, second].map((sandbox) => sandbox.destroy()));
+    } finally {
+      await host.close();
+    }
+    expect(fs.readdirSync(spareRoot)).toEqual([]);
+  }, 180_000);
+
   it("kept up as a spare and gone down, are not taken over: the next sandbox gets walls of its own", async () => {
     const spareRoot = path.join(stateDir, "spare-down");
     const { host, spareUp } = await hostWithSpareUp(spareRoot);
@@ -393,6 +437,15 @@ describe("no silent downgrade", () => {
       expect(missingForWalls().join("; ")).toMatch(/bwrap \(apt-get install bubblewrap\).*socat \(apt-get install socat\).*rg \(apt-get install ripgrep\)/);
     } finally {
       process.env.PATH = saved;
+    }
+  });
+
+  it("refuse a spare count that is not a whole number from 0 to 64, before anything starts", () => {
+    for (const given of ["abc", "2.5", "-1", "65"]) {
+      const run = spawnSync(process.execPath, ["scripts/dev.ts"], { cwd: path.resolve(import.meta.dirname, "../.."), env: { ...process.env, LOCAL_SANDBOX_SPARES: given }, encoding: "utf8", timeout: 20_000 });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toContain(`LOCAL_SANDBOX_SPARES must be a whole number from 0 to 64 (the sandboxes kept ready), not "${given}"`);
+      expect(run.stdout).toBe("");
     }
   });
 
