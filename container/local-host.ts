@@ -181,6 +181,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   const sparesKept = options.spares ?? 0;
   /** What the sandbox opened last reads (the layers granted it): the spares made next read the same. */
   let spareReadable: string[] = [];
+  /** Spares whose walls have been up: one of them no longer up went down, and is no spare. */
+  const sparesUpOnce = new WeakSet<HostedSandbox>();
   let spareTimer: NodeJS.Timeout | null = null;
   let bridgesMade = 0;
   /** Fault injection for tests of the orchestrator's retries: the next N sandbox starts fail. */
@@ -451,6 +453,7 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
    * up a moment later.
    */
   function takeSpare(id: string, readable: string[]): HostedSandbox | null {
+    dropDeadSpares();
     spareReadable = [...new Set(readable)].sort();
     const wanted = JSON.stringify(spareReadable);
     const up = spares.filter(isUp);
@@ -502,8 +505,17 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     return entries.length > 0 && entries.every((entry) => entry.opening && wallsUp.get(entry.opening)?.usable);
   }
 
+  /** Spares whose walls went down go, so that others are made in their place. */
+  function dropDeadSpares(): void {
+    for (const dead of spares.filter((spare) => sparesUpOnce.has(spare) && !isUp(spare))) {
+      spares.splice(spares.indexOf(dead), 1);
+      void tearDown(dead, "").catch(() => undefined);
+    }
+  }
+
   /** Makes the next spare once the machine is idle enough, if fewer than LocalHostOptions.spares are kept; one at a time. */
   function makeSpareSoon(): void {
+    dropDeadSpares();
     // A spare is renamed under live walls by mount-into.pl, which needs Linux and root.
     if (!walls || spares.length >= sparesKept || process.platform !== "linux" || process.getuid?.() !== 0 || closing || spareTimer) return;
     const since = Date.now();
@@ -524,7 +536,10 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
         .then(() => wallsOf(made, undefined))
         .then(
           // The next one, once these are up (or this one was taken meanwhile).
-          () => makeSpareSoon(),
+          () => {
+            sparesUpOnce.add(made);
+            makeSpareSoon();
+          },
           () => {
             // Walls that would not go up are tried again a while later, not at once; a spare taken down is not.
             if (!made.gone) setTimeout(makeSpareSoon, SPARE_WAIT_MS).unref();

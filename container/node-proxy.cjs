@@ -32,9 +32,9 @@ function proxyAgent() {
   // The dispatchers' request methods, the tunnel's CONNECT among them, go on as undici's index puts them.
   Object.assign(require("undici/lib/dispatcher/dispatcher.js").prototype, require("undici/lib/api/index.js"));
   const EnvHttpProxyAgent = require("undici/lib/dispatcher/env-http-proxy-agent.js");
-  // A plain-http request goes to the proxy whole, as curl and Node's http send it, not through a tunnel: the
-  // proxy then sees it, and puts a model key on it where its rules say so.
-  agent = new EnvHttpProxyAgent({ proxyTunnel: false });
+  // Every request through a tunnel, as under the flag: a refused host is a failed request, not a 403 answer,
+  // and a WebSocket's upgrade reaches its host.
+  agent = new EnvHttpProxyAgent();
   return agent;
 }
 
@@ -48,7 +48,7 @@ if (globalThis[DISPATCHER] === undefined) {
       get(_, key) {
         const real = proxyAgent();
         const value = Reflect.get(real, key, real);
-        if (typeof value !== "function") return value;
+        if (typeof value !== "function" || key === "constructor") return value;
         if (!methods.has(value)) methods.set(value, value.bind(real));
         return methods.get(value);
       },
@@ -68,16 +68,30 @@ const agents = new Map([
   ["node:https", "node:https"],
 ]);
 
+/** Gives the module named `specifier` its proxy agent the first time it is named, unless a preload before this one set its own. */
+function proxied(specifier) {
+  const name = agents.get(specifier);
+  if (!name) return;
+  for (const [key, value] of agents) if (value === name) agents.delete(key);
+  const module = require(name);
+  const own = module.globalAgent;
+  if (own.constructor !== module.Agent || own.options?.proxyEnv !== undefined) return;
+  module.globalAgent = new module.Agent({ keepAlive: true, scheduling: "lifo", timeout: 5000, proxyEnv: proxyEnv() });
+}
+
 if (typeof registerHooks === "function") {
   registerHooks({
     resolve(specifier, context, nextResolve) {
-      const name = agents.get(specifier);
-      if (name) {
-        for (const [key, value] of agents) if (value === name) agents.delete(key);
-        const module = require(name);
-        module.globalAgent = new module.Agent({ keepAlive: true, scheduling: "lifo", timeout: 5000, proxyEnv: proxyEnv() });
-      }
+      proxied(specifier);
       return nextResolve(specifier, context);
     },
   });
+  // The one way to a built-in module that no resolve hook sees.
+  const getBuiltinModule = process.getBuiltinModule;
+  if (typeof getBuiltinModule === "function") {
+    process.getBuiltinModule = function (id) {
+      proxied(id);
+      return getBuiltinModule.call(process, id);
+    };
+  }
 }
