@@ -518,6 +518,8 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     dropDeadSpares();
     // A spare is renamed under live walls by mount-into.pl, which needs Linux and root.
     if (!walls || spares.length >= sparesKept || process.platform !== "linux" || process.getuid?.() !== 0 || closing || spareTimer) return;
+    // One going up at a time: the next waits for it.
+    if (spares.some((spare) => !sparesUpOnce.has(spare))) return;
     const since = Date.now();
     let before = cpuTimes();
     spareTimer = setInterval(() => {
@@ -538,6 +540,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
           // The next one, once these are up (or this one was taken meanwhile).
           () => {
             sparesUpOnce.add(made);
+            // Sandboxes asked for other directories while it went up: it is no use to them.
+            if (spares.includes(made) && JSON.stringify(made.readable) !== JSON.stringify(spareReadable)) {
+              spares.splice(spares.indexOf(made), 1);
+              void tearDown(made, "").catch(() => undefined);
+            }
             makeSpareSoon();
           },
           () => {

@@ -43,6 +43,8 @@ export const WALL_SERVER = path.join(here, "wall-server.mjs");
 const SOCAT = path.join(here, "socat-nodelay.sh");
 /** Preloaded into every Node process inside: its fetch, http and https take the proxy when first used (see the file). */
 const NODE_PROXY = path.join(here, "node-proxy.cjs");
+/** `node` first on PATH inside: the real one, with the preload put back when a command sets NODE_OPTIONS of its own. */
+const NODE_SHIM = path.join(here, "node-shim");
 
 /** The model keys a command may be handed, with the variable naming where each goes and its default host. */
 const MODEL_KEYS = [
@@ -224,7 +226,7 @@ class WallsImpl {
         filesystem: {
           // Not /tmp as a whole: the runtime's proxy sockets live there, and a hidden /tmp hides them too.
           denyRead: [...new Set([home, "/root", "/home", CHECKOUT, ...this.stateRoots])],
-          allowRead: [spec.root, NODE_MODULES, WALL_SERVER, SOCAT, NODE_PROXY, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
+          allowRead: [spec.root, NODE_MODULES, WALL_SERVER, SOCAT, NODE_PROXY, NODE_SHIM, ...this.readable, ...(spec.readable ?? []), ...(spec.writable ?? [])],
           allowWrite: [spec.root, ...(spec.writable ?? [])],
           // The runtime's own scratch (/tmp/claude) would be shared by every sandbox: none of them writes there.
           denyWrite: ["/tmp/claude"],
@@ -257,6 +259,11 @@ class WallsImpl {
     // Node's own fetch and http reach the network only through the proxy when told to. NODE_USE_ENV_PROXY
     // would tell them at every start, building a fetch client each time; the preload does it on first use.
     env.NODE_OPTIONS = [given.NODE_OPTIONS, `--require ${JSON.stringify(NODE_PROXY)}`].filter(Boolean).join(" ");
+    const node = given.PATH ? nodeOn(given.PATH) : null;
+    if (node) {
+      env.SORTIE_NODE = node;
+      env.PATH = `${NODE_SHIM}:${given.PATH}`;
+    }
     // A model endpoint on loopback is reached through the proxy, so loopback is not exempted from it.
     return { env, unset: loopbackModel ? ["NO_PROXY", "no_proxy"] : [] };
   }
@@ -279,6 +286,23 @@ function endpointOf(url: string): { host: string; hostPort: string; loopback: bo
 
 function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
+/** The `node` a PATH finds, by PATH. */
+const nodes = new Map<string, string | null>();
+function nodeOn(searchPath: string): string | null {
+  if (!nodes.has(searchPath)) {
+    const found = searchPath.split(":").map((dir) => path.join(dir, "node")).find((file) => {
+      try {
+        fs.accessSync(file, fs.constants.X_OK);
+        return path.isAbsolute(file);
+      } catch {
+        return false;
+      }
+    });
+    nodes.set(searchPath, found ?? null);
+  }
+  return nodes.get(searchPath)!;
 }
 
 function onPath(command: string): boolean {

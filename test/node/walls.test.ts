@@ -140,7 +140,9 @@ describe("the local host's walls", () => {
       const cjs = "const https = require('https'); require('http').get(process.env.ANTHROPIC_BASE_URL + '/cjs-http', { headers: { 'x-api-key': process.env.ANTHROPIC_API_KEY } }, (r) => r.resume().on('end', () => " +
         "https.get(process.env.UNNAMED.replace('http:', 'https:'), () => console.log('https answered')).on('error', (e) => console.log('https ' + e.code))))";
       const env = { ANTHROPIC_API_KEY: REAL_KEY, ANTHROPIC_BASE_URL: modelUrl, UNNAMED: `http://127.0.0.1:${unnamedPort}/` };
-      const result = await sandbox.exec(`cat > "$TMPDIR/probe.mjs" <<'EOF'\n${probe}\nEOF\nnode -p "process.moduleLoadList.some((name) => name.includes('undici'))" && node "$TMPDIR/probe.mjs" && node -e "$CJS" && node -e "$BUILTIN"`, { env: { ...env, CJS: cjs, BUILTIN: builtin } });
+      const result = await sandbox.exec(`cat > "$TMPDIR/probe.mjs" <<'EOF'\n${probe}\nEOF\nnode -p "process.moduleLoadList.some((name) => name.includes('undici'))" && node "$TMPDIR/probe.mjs" && node -e "$CJS" && node -e "$BUILTIN" && NODE_OPTIONS=--max-old-space-size=256 node -e "$OVERRIDE"`, {
+        env: { ...env, CJS: cjs, BUILTIN: builtin, OVERRIDE: builtin.replace("/builtin-http", "/own-node-options") },
+      });
       expect(result.exitCode, result.stderr).toBe(0);
       const [started, esm, https] = result.stdout.trim().split("\n");
       // A start alone loads no fetch client at all.
@@ -151,7 +153,8 @@ describe("the local host's walls", () => {
       expect(unnamedAsked).toBe(0);
       // fetch reaches the model host through a tunnel (as under NODE_USE_ENV_PROXY): on plain http the proxy does not read it.
       expect(modelRequests.some((request) => request.startsWith("/fetch "))).toBe(true);
-      for (const path of ["/esm-http", "/cjs-http", "/builtin-http"]) expect(modelRequests).toContain(`${path} ${REAL_KEY}`);
+      // The last with NODE_OPTIONS of its own: the sandbox's node puts the preload back.
+      for (const path of ["/esm-http", "/cjs-http", "/builtin-http", "/own-node-options"]) expect(modelRequests).toContain(`${path} ${REAL_KEY}`);
       await sandbox.destroy();
     } finally {
       await new Promise((resolve) => unnamed.close(resolve));
