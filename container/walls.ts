@@ -258,10 +258,12 @@ class WallsImpl {
     }
     // Node's own fetch and http reach the network only through the proxy when told to. NODE_USE_ENV_PROXY
     // would tell them at every start, building a fetch client each time; the preload does it on first use.
-    env.NODE_OPTIONS = [given.NODE_OPTIONS, `--require ${JSON.stringify(NODE_PROXY)}`].filter(Boolean).join(" ");
+    const preload = `--require ${JSON.stringify(NODE_PROXY)}`;
+    env.NODE_OPTIONS = [given.NODE_OPTIONS, preload].filter(Boolean).join(" ");
     const node = given.PATH ? nodeOn(given.PATH) : null;
     if (node) {
       env.SORTIE_NODE = node;
+      env.SORTIE_NODE_REQUIRE = preload;
       env.PATH = `${NODE_SHIM}:${given.PATH}`;
     }
     // A model endpoint on loopback is reached through the proxy, so loopback is not exempted from it.
@@ -288,21 +290,21 @@ function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || host.startsWith("127.");
 }
 
-/** The `node` a PATH finds, by PATH. */
-const nodes = new Map<string, string | null>();
+/** The `node` a PATH finds (the shim never), by PATH. */
+const nodes = new Map<string, string>();
 function nodeOn(searchPath: string): string | null {
-  if (!nodes.has(searchPath)) {
-    const found = searchPath.split(":").map((dir) => path.join(dir, "node")).find((file) => {
-      try {
-        fs.accessSync(file, fs.constants.X_OK);
-        return path.isAbsolute(file);
-      } catch {
-        return false;
-      }
-    });
-    nodes.set(searchPath, found ?? null);
-  }
-  return nodes.get(searchPath)!;
+  const known = nodes.get(searchPath);
+  if (known) return known;
+  const found = searchPath.split(":").filter((dir) => path.isAbsolute(dir)).map((dir) => path.join(dir, "node")).find((file) => {
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+      return fs.statSync(file).isFile() && !fs.realpathSync(file).startsWith(NODE_SHIM + path.sep);
+    } catch {
+      return false;
+    }
+  });
+  if (found) nodes.set(searchPath, found);
+  return found ?? null;
 }
 
 function onPath(command: string): boolean {

@@ -126,7 +126,7 @@ describe("a command's environment", () => {
       const bashOwn = ["PWD", "SHLVL", "_", "OLDPWD"];
       // What the walls set: the runtime's marker, its proxy for every kind of client, git's proxy auth, and the command they carry.
       // Proxy settings for every kind of client, trust stores holding its CA, and the command they carry: none from the host.
-      const walls = /^(SANDBOX_RUNTIME|[A-Z_]*PROXY[A-Z_]*|[a-z_]*proxy|[A-Z_]*(CA_BUNDLE|CAINFO|CERT|CERTS_FILE|CERT_FILE)|CLAUDE_CODE_HOST_[A-Z_]+|CLOUDSDK_[A-Z_]+|JAVA_TOOL_OPTIONS|GIT_CONFIG_PARAMETERS|GIT_SSH_COMMAND|SORTIE_WALLED_COMMAND|SORTIE_TMPDIR|SORTIE_NODE|NODE_OPTIONS)$/;
+      const walls = /^(SANDBOX_RUNTIME|[A-Z_]*PROXY[A-Z_]*|[a-z_]*proxy|[A-Z_]*(CA_BUNDLE|CAINFO|CERT|CERTS_FILE|CERT_FILE)|CLAUDE_CODE_HOST_[A-Z_]+|CLOUDSDK_[A-Z_]+|JAVA_TOOL_OPTIONS|GIT_CONFIG_PARAMETERS|GIT_SSH_COMMAND|SORTIE_WALLED_COMMAND|SORTIE_TMPDIR|SORTIE_NODE|SORTIE_NODE_REQUIRE|NODE_OPTIONS)$/;
       // The machine's certificate authorities and proxy (set on some machines, not on others) are the only host variables let through.
       const trust = /^(NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|GIT_SSL_CAINFO|REQUESTS_CA_BUNDLE|PIP_CERT|CURL_CA_BUNDLE|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
       expect(names.filter((name) => !base.includes(name) && !bashOwn.includes(name) && !trust.test(name) && !walls.test(name))).toEqual(["PASSED"]);

@@ -140,11 +140,14 @@ describe("the local host's walls", () => {
       const cjs = "const https = require('https'); require('http').get(process.env.ANTHROPIC_BASE_URL + '/cjs-http', { headers: { 'x-api-key': process.env.ANTHROPIC_API_KEY } }, (r) => r.resume().on('end', () => " +
         "https.get(process.env.UNNAMED.replace('http:', 'https:'), () => console.log('https answered')).on('error', (e) => console.log('https ' + e.code))))";
       const env = { ANTHROPIC_API_KEY: REAL_KEY, ANTHROPIC_BASE_URL: modelUrl, UNNAMED: `http://127.0.0.1:${unnamedPort}/` };
-      const result = await sandbox.exec(`cat > "$TMPDIR/probe.mjs" <<'EOF'\n${probe}\nEOF\nnode -p "process.moduleLoadList.some((name) => name.includes('undici'))" && node "$TMPDIR/probe.mjs" && node -e "$CJS" && node -e "$BUILTIN" && NODE_OPTIONS=--max-old-space-size=256 node -e "$OVERRIDE"`, {
+      const result = await sandbox.exec(`cat > "$TMPDIR/probe.mjs" <<'EOF'\n${probe}\nEOF\nnode -p "process.moduleLoadList.some((name) => name.includes('undici'))" && node "$TMPDIR/probe.mjs" && node -e "$CJS" && node -e "$BUILTIN" && NODE_OPTIONS=--max-old-space-size=256 node -e "$OVERRIDE" && NODE_OPTIONS=--max-old-space-size=256 node -p "process.env.NODE_OPTIONS" && env -u SORTIE_NODE node -p 42`, {
         env: { ...env, CJS: cjs, BUILTIN: builtin, OVERRIDE: builtin.replace("/builtin-http", "/own-node-options") },
       });
       expect(result.exitCode, result.stderr).toBe(0);
-      const [started, esm, https] = result.stdout.trim().split("\n");
+      const [started, esm, https, ownOptions, cleared] = result.stdout.trim().split("\n");
+      // The command's own NODE_OPTIONS stay, with the preload after them; a node whose environment lost SORTIE_NODE still runs.
+      expect(ownOptions).toMatch(/^--max-old-space-size=256 --require ".*node-proxy\.cjs"$/);
+      expect(cleared).toBe("42");
       // A start alone loads no fetch client at all.
       expect(started).toBe("false");
       expect(JSON.parse(esm!)).toEqual({ lazy: true, built: true, viaFetch: "model answered", viaHttp: "model answered", unnamed: "failed" });
