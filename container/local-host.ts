@@ -455,15 +455,11 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
   function takeSpare(id: string, readable: string[]): HostedSandbox | null {
     dropDeadSpares();
     spareReadable = [...new Set(readable)].sort();
-    const wanted = JSON.stringify(spareReadable);
     const up = spares.filter(isUp);
     const to = path.join(root, id);
     // Spares that read other directories than sandboxes now ask for go: those made next read these.
-    for (const stale of up.filter((spare) => JSON.stringify(spare.readable) !== wanted)) {
-      spares.splice(spares.indexOf(stale), 1);
-      void tearDown(stale, "").catch(() => undefined);
-    }
-    const taken = up.find((spare) => JSON.stringify(spare.readable) === wanted && !existsSync(to));
+    for (const stale of up.filter((spare) => !readsAsAsked(spare))) dropSpare(stale);
+    const taken = up.find((spare) => readsAsAsked(spare) && !existsSync(to));
     if (taken) spares.splice(spares.indexOf(taken), 1);
     makeSpareSoon();
     if (!taken) return null;
@@ -505,12 +501,20 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
     return entries.length > 0 && entries.every((entry) => entry.opening && wallsUp.get(entry.opening)?.usable);
   }
 
+  /** Whether a spare reads what sandboxes last asked for. */
+  function readsAsAsked(spare: HostedSandbox): boolean {
+    return JSON.stringify(spare.readable) === JSON.stringify(spareReadable);
+  }
+
+  /** Takes a spare out of the pool and down. */
+  function dropSpare(spare: HostedSandbox): void {
+    if (spares.includes(spare)) spares.splice(spares.indexOf(spare), 1);
+    void tearDown(spare, "").catch(() => undefined);
+  }
+
   /** Spares whose walls went down go, so that others are made in their place. */
   function dropDeadSpares(): void {
-    for (const dead of spares.filter((spare) => sparesUpOnce.has(spare) && !isUp(spare))) {
-      spares.splice(spares.indexOf(dead), 1);
-      void tearDown(dead, "").catch(() => undefined);
-    }
+    for (const dead of spares.filter((spare) => sparesUpOnce.has(spare) && !isUp(spare))) dropSpare(dead);
   }
 
   /** Makes the next spare once the machine is idle enough, if fewer than LocalHostOptions.spares are kept; one at a time. */
@@ -541,17 +545,13 @@ export async function startLocalSandboxHost(options: LocalHostOptions) {
           () => {
             sparesUpOnce.add(made);
             // Sandboxes asked for other directories while it went up: it is no use to them.
-            if (spares.includes(made) && JSON.stringify(made.readable) !== JSON.stringify(spareReadable)) {
-              spares.splice(spares.indexOf(made), 1);
-              void tearDown(made, "").catch(() => undefined);
-            }
+            if (spares.includes(made) && !readsAsAsked(made)) dropSpare(made);
             makeSpareSoon();
           },
           () => {
             // Walls that would not go up are tried again a while later, not at once; a spare taken down is not.
             if (!made.gone) setTimeout(makeSpareSoon, SPARE_WAIT_MS).unref();
-            if (spares.includes(made)) spares.splice(spares.indexOf(made), 1);
-            void tearDown(made, "").catch(() => undefined);
+            dropSpare(made);
           },
         );
     }, SPARE_LOOK_MS);
