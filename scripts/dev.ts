@@ -23,9 +23,10 @@ import { collectSettings, devConfig, integrationReport, knownKeys } from "./dev-
 requireWalls();
 
 // Sandboxes kept with their walls up ahead of need: one by default; a server whose tasks fan out to N runs keeps N.
-const spares = Number(process.env.LOCAL_SANDBOX_SPARES || "1");
-if (!/^\d+$/.test(process.env.LOCAL_SANDBOX_SPARES || "1") || spares > 64) {
-  console.error(`LOCAL_SANDBOX_SPARES must be a whole number from 0 to 64 (the sandboxes kept ready), not "${process.env.LOCAL_SANDBOX_SPARES}"`);
+const sparesGiven = process.env.LOCAL_SANDBOX_SPARES || "1";
+const spares = Number(sparesGiven);
+if (!/^\d+$/.test(sparesGiven) || spares > 64) {
+  console.error(`LOCAL_SANDBOX_SPARES must be a whole number from 0 to 64 (the sandboxes kept ready), not "${sparesGiven}"`);
   process.exit(1);
 }
 
